@@ -1,0 +1,74 @@
+"""Stand-alone generator checkpoints: RRDBNet params plus the architecture that reads them.
+
+Written by `convert.py` (PyTorch import), `interpolate.py` and trainer exports; read by the
+upscaler, eval mode and stage 2's initialisation. Layout (an Orbax composite checkpoint):
+  DIR/params  the RRDBNet parameter tree (float32)
+  DIR/arch    JSON {num_in_ch, num_out_ch, scale, num_feat, num_block, num_grow_ch}
+"""
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from etils import epath
+
+from esrgan_jax.models import RRDBNet
+
+ARCH_FIELDS = ("num_in_ch", "num_out_ch", "scale", "num_feat", "num_block", "num_grow_ch")
+
+
+class CheckpointError(ValueError):
+  """A checkpoint that cannot be read or does not fit; the message names the path."""
+
+
+def arch_of(model: RRDBNet) -> dict[str, int]:
+  return {field: int(getattr(model, field)) for field in ARCH_FIELDS}
+
+
+def generator_from_arch(arch: dict[str, Any], **module_kwargs) -> RRDBNet:
+  missing = [f for f in ARCH_FIELDS if f not in arch]
+  if missing:
+    raise CheckpointError(f"generator architecture is missing field(s) {missing}")
+  return RRDBNet(**{f: int(arch[f]) for f in ARCH_FIELDS}, **module_kwargs)
+
+
+def _checkpointer():
+  return ocp.Checkpointer(ocp.CompositeCheckpointHandler())
+
+
+def save_generator(directory: str | os.PathLike, params, arch: dict[str, Any]) -> None:
+  """Writes `params` and `arch` atomically to `directory` (local path or gs://)."""
+  path = epath.Path(directory)
+  if path.exists():
+    raise CheckpointError(f"{path}: output checkpoint directory already exists")
+  generator_from_arch(arch)  # validates the fields before anything is written
+  params = jax.tree.map(lambda x: jax.numpy.asarray(x, jax.numpy.float32), params)
+  _checkpointer().save(path.absolute() if not str(path).startswith("gs://") else path,
+                       ocp.args.Composite(params=ocp.args.StandardSave(params),
+                                          arch=ocp.args.JsonSave(dict(arch))))
+
+
+def is_generator_checkpoint(directory: str | os.PathLike) -> bool:
+  path = epath.Path(directory)
+  return (path / "params").exists() and (path / "arch").exists()
+
+
+def load_generator(directory: str | os.PathLike) -> tuple[dict, dict[str, int]]:
+  """Returns (params, arch) of a generator checkpoint, with a one-line error naming the path."""
+  path = epath.Path(directory)
+  if not path.exists():
+    raise CheckpointError(f"{path}: no such checkpoint directory")
+  if not is_generator_checkpoint(path):
+    raise CheckpointError(f"{path}: not a generator checkpoint (expected 'params' and 'arch' "
+                          "entries, as written by esrgan_jax.convert or an export)")
+  try:
+    restored = _checkpointer().restore(
+        path.absolute() if not str(path).startswith("gs://") else path,
+        ocp.args.Composite(params=ocp.args.StandardRestore(), arch=ocp.args.JsonRestore()))
+  except Exception as error:  # Orbax raises many types for damaged files.
+    raise CheckpointError(f"{path}: unreadable generator checkpoint ({type(error).__name__}: "
+                          f"{str(error).splitlines()[0] if str(error) else ''})") from error
+  arch = {f: int(v) for f, v in restored["arch"].items()}
+  generator_from_arch(arch)
+  return restored["params"], arch

@@ -1,0 +1,87 @@
+"""ESRGAN losses on arrays: pixel, perceptual (pre-ReLU VGG19 features) and relativistic GAN.
+
+Detach points follow BasicSR's ESRGANModel (see ARCHITECTURE.md); every weight is an argument so
+that configs name each one once.
+"""
+
+from typing import Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import optax
+
+CHARBONNIER_EPSILON = 1e-12
+
+
+def l1_loss(pred, target):
+  return jnp.mean(jnp.abs(pred - target))
+
+
+def mse_loss(pred, target):
+  return jnp.mean(jnp.square(pred - target))
+
+
+def charbonnier_loss(pred, target, epsilon: float = CHARBONNIER_EPSILON):
+  return jnp.mean(jnp.sqrt(jnp.square(pred - target) + epsilon))
+
+
+PIXEL_CRITERIA: Mapping[str, Callable] = {
+    "l1": l1_loss,
+    "l2": mse_loss,
+    "mse": mse_loss,
+    "charbonnier": charbonnier_loss,
+}
+
+
+def pixel_loss(pred, target, criterion: str = "l1"):
+  """Mean pixel loss; float32 whatever the compute dtype of `pred`."""
+  if criterion not in PIXEL_CRITERIA:
+    raise ValueError(f"pixel criterion must be one of {sorted(PIXEL_CRITERIA)}, got {criterion!r}")
+  return PIXEL_CRITERIA[criterion](pred.astype(jnp.float32), target.astype(jnp.float32))
+
+
+def perceptual_loss(pred_features: Mapping[str, jax.Array],
+                    target_features: Mapping[str, jax.Array],
+                    layer_weights: Mapping[str, float],
+                    criterion: str = "l1"):
+  """sum_k w_k * criterion(phi_k(pred), phi_k(target)) with the target's features stopped.
+
+  The features are VGG19 activations taken before their ReLU, as the ESRGAN paper argues.
+  """
+  if criterion not in ("l1", "l2", "mse"):
+    raise ValueError(f"perceptual criterion must be 'l1' or 'l2', got {criterion!r}")
+  total = jnp.zeros((), jnp.float32)
+  for name, weight in layer_weights.items():
+    target = jax.lax.stop_gradient(target_features[name])
+    total = total + weight * pixel_loss(pred_features[name], target, criterion)
+  return total
+
+
+def _bce_with_logits(logits, label: float):
+  logits = logits.astype(jnp.float32)
+  return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, jnp.full_like(logits, label)))
+
+
+def discriminator_ragan_loss(real_logits, fake_logits):
+  """Relativistic average D loss, returned as its (real, fake) halves; D's loss is their sum.
+
+  real: 0.5 * BCE(C(xr) - E[C(xf)], 1); fake: 0.5 * BCE(C(xf) - E[C(xr)], 0). In each term the
+  other branch's mean is stopped, and `fake_logits` must come from a stopped generator output.
+  """
+  fake_mean = jax.lax.stop_gradient(jnp.mean(fake_logits))
+  real_mean = jax.lax.stop_gradient(jnp.mean(real_logits))
+  loss_real = 0.5 * _bce_with_logits(real_logits - fake_mean, 1.0)
+  loss_fake = 0.5 * _bce_with_logits(fake_logits - real_mean, 0.0)
+  return loss_real, loss_fake
+
+
+def generator_ragan_loss(real_logits, fake_logits):
+  """Relativistic average G loss: both terms, with C(xr) stopped (unweighted).
+
+  (BCE(C(xr) - E[C(xf)], 0) + BCE(C(xf) - E[C(xr)], 1)) / 2; the generator learns from the real
+  term through E[C(xf)], which is the paper's point against the standard GAN loss.
+  """
+  real_logits = jax.lax.stop_gradient(real_logits)
+  loss_real = _bce_with_logits(real_logits - jnp.mean(fake_logits), 0.0)
+  loss_fake = _bce_with_logits(fake_logits - jnp.mean(real_logits), 1.0)
+  return (loss_real + loss_fake) / 2

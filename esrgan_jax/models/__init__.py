@@ -1,0 +1,11 @@
+"""Plain linen modules: the generator, the discriminators and the VGG19 loss network."""
+
+from esrgan_jax.models.discriminators import UNetDiscriminatorSN, VGGStyleDiscriminator
+from esrgan_jax.models.rrdbnet import RRDBNet
+from esrgan_jax.models.vgg19 import VGG19Features
+
+# The one place a discriminator name from a config is resolved.
+DISCRIMINATORS = {
+    "vgg_style": VGGStyleDiscriminator,
+    "unet_sn": UNetDiscriminatorSN,
+}
