@@ -1,7 +1,8 @@
 """Stand-alone generator checkpoints: RRDBNet params plus the architecture that reads them.
 
-Written by `convert.py` (PyTorch import), `interpolate.py` and trainer exports; read by the
-upscaler, eval mode and stage 2's initialisation. Layout (an Orbax composite checkpoint):
+Written by `convert.py` (PyTorch import) and `interpolate.py`; read by the upscaler, eval mode
+and stage 2's initialisation, which also accept a training workdir (see `load_generator`).
+Layout (an Orbax composite checkpoint):
   DIR/params  the RRDBNet parameter tree (float32)
   DIR/arch    JSON {num_in_ch, num_out_ch, scale, num_feat, num_block, num_grow_ch}
 """
@@ -13,6 +14,7 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
+from esrgan_jax import checkpoints
 from esrgan_jax.models import RRDBNet
 
 ARCH_FIELDS = ("num_in_ch", "num_out_ch", "scale", "num_feat", "num_block", "num_grow_ch")
@@ -31,6 +33,11 @@ def generator_from_arch(arch: dict[str, Any], **module_kwargs) -> RRDBNet:
   if missing:
     raise CheckpointError(f"generator architecture is missing field(s) {missing}")
   return RRDBNet(**{f: int(arch[f]) for f in ARCH_FIELDS}, **module_kwargs)
+
+
+def _describe(error: Exception) -> str:
+  first_line = str(error).splitlines()[0] if str(error) else ""
+  return f"{type(error).__name__}: {first_line}"
 
 
 def _checkpointer():
@@ -54,21 +61,43 @@ def is_generator_checkpoint(directory: str | os.PathLike) -> bool:
   return (path / "params").exists() and (path / "arch").exists()
 
 
-def load_generator(directory: str | os.PathLike) -> tuple[dict, dict[str, int]]:
-  """Returns (params, arch) of a generator checkpoint, with a one-line error naming the path."""
+def load_generator(directory: str | os.PathLike,
+                   which: str = "generator_ema") -> tuple[dict, dict[str, int]]:
+  """Returns (params, arch), with a one-line error naming the path when that fails.
+
+  `directory` is a generator checkpoint, or a training workdir / its checkpoints directory / one
+  step of it, from which the latest step's `which` generator ('generator_ema' or 'generator') is
+  read.
+  """
   path = epath.Path(directory)
   if not path.exists():
     raise CheckpointError(f"{path}: no such checkpoint directory")
   if not is_generator_checkpoint(path):
-    raise CheckpointError(f"{path}: not a generator checkpoint (expected 'params' and 'arch' "
-                          "entries, as written by esrgan_jax.convert or an export)")
+    return _load_from_training_checkpoint(path, which)
   try:
     restored = _checkpointer().restore(
         path.absolute() if not str(path).startswith("gs://") else path,
         ocp.args.Composite(params=ocp.args.StandardRestore(), arch=ocp.args.JsonRestore()))
   except Exception as error:  # Orbax raises many types for damaged files.
-    raise CheckpointError(f"{path}: unreadable generator checkpoint ({type(error).__name__}: "
-                          f"{str(error).splitlines()[0] if str(error) else ''})") from error
+    raise CheckpointError(f"{path}: unreadable generator checkpoint "
+                          f"({_describe(error)})") from error
   arch = {f: int(v) for f, v in restored["arch"].items()}
   generator_from_arch(arch)
   return restored["params"], arch
+
+
+def _load_from_training_checkpoint(path: epath.Path, which: str) -> tuple[dict, dict[str, int]]:
+  try:
+    step_dir = checkpoints.find_step_directory(path)
+  except FileNotFoundError as error:
+    raise CheckpointError(f"{path}: neither a generator checkpoint ('params' and 'arch' entries, "
+                          "as written by esrgan_jax.convert) nor a training workdir with "
+                          "checkpoints") from error
+  try:
+    params, meta = checkpoints.read_generator(step_dir, which)
+  except Exception as error:  # Orbax raises many types for damaged files.
+    raise CheckpointError(f"{step_dir}: unreadable training checkpoint "
+                          f"({_describe(error)})") from error
+  arch = {f: int(v) for f, v in meta["arch"].items()}
+  generator_from_arch(arch)
+  return params, arch

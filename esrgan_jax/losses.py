@@ -14,7 +14,10 @@ CHARBONNIER_EPSILON = 1e-12
 
 
 def l1_loss(pred, target):
-  return jnp.mean(jnp.abs(pred - target))
+  # |d| written as d * sign(d): jnp.abs has gradient 1 at d == 0, PyTorch's l1_loss has 0 (sign),
+  # and exact ties (e.g. clipped or quantised pixels) would otherwise pull pred downwards.
+  diff = pred - target
+  return jnp.mean(diff * jnp.sign(diff))
 
 
 def mse_loss(pred, target):
@@ -50,6 +53,11 @@ def perceptual_loss(pred_features: Mapping[str, jax.Array],
   """
   if criterion not in ("l1", "l2", "mse"):
     raise ValueError(f"perceptual criterion must be 'l1' or 'l2', got {criterion!r}")
+  missing = [name for name in layer_weights
+             if name not in pred_features or name not in target_features]
+  if missing:
+    raise ValueError(f"perceptual_loss: layer_weights names {missing}, which the VGG19 features "
+                     f"do not hold (they hold {sorted(pred_features)})")
   total = jnp.zeros((), jnp.float32)
   for name, weight in layer_weights.items():
     target = jax.lax.stop_gradient(target_features[name])

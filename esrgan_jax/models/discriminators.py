@@ -15,14 +15,50 @@ from esrgan_jax.models.initializers import torch_default_kernel
 
 LEAKY_SLOPE = 0.2
 VGG_INPUT_SIZES = (128, 256)
-# PyTorch's BatchNorm momentum 0.1 weighs the new batch; Flax's momentum weighs the old average.
-BATCH_NORM_MOMENTUM = 0.9
+# PyTorch's convention: the running averages move 10% of the way to each new batch's statistics.
+BATCH_NORM_MOMENTUM = 0.1
 BATCH_NORM_EPSILON = 1e-5
 SPECTRAL_NORM_EPSILON = 1e-12
 
 
 def leaky_relu(x):
   return nn.leaky_relu(x, negative_slope=LEAKY_SLOPE)
+
+
+class BatchNorm(nn.Module):
+  """torch.nn.BatchNorm2d over the channel (last) axis, statistics included.
+
+  Training normalises with the biased batch variance but folds the *unbiased* one (n / (n - 1))
+  into the running variance, as PyTorch does; flax's nn.BatchNorm keeps the biased one, which would
+  make a converted BasicSR discriminator drift from PyTorch in eval mode. Statistics are computed
+  in float32 with the two-pass variance. Variable names are flax's (params scale/bias,
+  batch_stats mean/var), so trees look like those of nn.BatchNorm.
+  """
+  momentum: float = BATCH_NORM_MOMENTUM
+  epsilon: float = BATCH_NORM_EPSILON
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    features = x.shape[-1]
+    scale = self.param("scale", nn.initializers.ones, (features,), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
+    running_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
+    running_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
+    x32 = x.astype(jnp.float32)
+    if train:
+      axes = tuple(range(x.ndim - 1))
+      mean = jnp.mean(x32, axes)
+      var = jnp.mean(jnp.square(x32 - mean), axes)
+      if not self.is_initializing():
+        count = x.size // features
+        unbiased_var = var * (count / (count - 1)) if count > 1 else var
+        running_mean.value += self.momentum * (mean - running_mean.value)
+        running_var.value += self.momentum * (unbiased_var - running_var.value)
+    else:
+      mean, var = running_mean.value, running_var.value
+    y = (x32 - mean) * (jax.lax.rsqrt(var + self.epsilon) * scale) + bias
+    return y.astype(self.dtype)
 
 
 class VGGStyleDiscriminator(nn.Module):
@@ -55,9 +91,7 @@ class VGGStyleDiscriminator(nn.Module):
                     padding=((1, 1), (1, 1)), use_bias=first, kernel_init=torch_default_kernel,
                     dtype=self.dtype, param_dtype=jnp.float32, name=f"conv{name}")(x)
         if not first:
-          x = nn.BatchNorm(use_running_average=not train, momentum=BATCH_NORM_MOMENTUM,
-                           epsilon=BATCH_NORM_EPSILON, dtype=self.dtype, param_dtype=jnp.float32,
-                           name=f"bn{name}")(x)
+          x = BatchNorm(dtype=self.dtype, name=f"bn{name}")(x, train)
         x = leaky_relu(x)
     x = x.reshape(x.shape[0], -1)
     x = leaky_relu(nn.Dense(100, kernel_init=torch_default_kernel, dtype=self.dtype,

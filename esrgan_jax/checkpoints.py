@@ -1,0 +1,84 @@
+"""Training checkpoints: one Orbax CheckpointManager per workdir, resume, and reading them back.
+
+Layout: WORKDIR/checkpoints/<step>/{state, meta}. `state` is the TrainState without the frozen
+VGG19 weights; `meta` is JSON with the generator architecture and stage, so a generator can be
+loaded from a training run without its config. Orbax writes each step to a temporary directory and
+renames it when complete, so a kill mid-save never leaves an unreadable latest checkpoint.
+"""
+
+import os
+from typing import Any, Optional
+
+import jax
+import orbax.checkpoint as ocp
+from etils import epath
+from orbax.checkpoint import checkpoint_managers
+
+CHECKPOINT_SUBDIR = "checkpoints"
+BEST_METRIC = "eval_psnr"
+
+
+def _best_psnr(metrics) -> float:
+  return float(metrics[BEST_METRIC])
+
+
+def create_manager(workdir: str | os.PathLike, keep: int,
+                   read_only: bool = False) -> ocp.CheckpointManager:
+  """Keeps the latest `keep` steps plus the one with the best eval PSNR; saves asynchronously."""
+  preservation = checkpoint_managers.AnyPreservationPolicy([
+      checkpoint_managers.LatestN(keep),
+      checkpoint_managers.BestN(get_metric_fn=_best_psnr, reverse=False, n=1,
+                                keep_checkpoints_without_metrics=False),
+  ])
+  options = ocp.CheckpointManagerOptions(
+      preservation_policy=preservation, enable_async_checkpointing=not read_only,
+      read_only=read_only, create=not read_only)
+  return ocp.CheckpointManager(epath.Path(workdir) / CHECKPOINT_SUBDIR, options=options,
+                               item_names=("state", "meta"))
+
+
+def save(manager: ocp.CheckpointManager, state, meta: dict[str, Any],
+         metrics: Optional[dict[str, float]] = None) -> None:
+  """Starts an async save of `state` (the VGG19 weights left out) at its own step."""
+  step = int(jax.device_get(state.step))
+  manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state.replace(vgg=None)),
+                                             meta=ocp.args.JsonSave(meta)),
+               metrics=metrics, force=True)
+
+
+def restore(manager: ocp.CheckpointManager, abstract_state, step: Optional[int] = None):
+  """Restores into the shapes, dtypes and shardings of `abstract_state` (vgg is left as given)."""
+  step = manager.latest_step() if step is None else step
+  target = abstract_state.replace(vgg=None)
+  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+  return restored["state"].replace(vgg=abstract_state.vgg)
+
+
+def find_step_directory(path: str | os.PathLike, step: Optional[int] = None) -> epath.Path:
+  """Accepts a workdir, its checkpoints/ directory or one step's directory."""
+  path = epath.Path(path)
+  if (path / "state").exists() and (path / "meta").exists():
+    return path
+  if (path / CHECKPOINT_SUBDIR).exists():
+    path = path / CHECKPOINT_SUBDIR
+  steps = sorted(int(p.name) for p in path.iterdir() if p.name.isdigit()) if path.exists() else []
+  if not steps:
+    raise FileNotFoundError(f"{path}: no training checkpoint found")
+  if step is None:
+    return path / str(steps[-1])
+  if step not in steps:
+    raise FileNotFoundError(f"{path}: no checkpoint of step {step} (found steps {steps})")
+  return path / str(step)
+
+
+def read_generator(step_dir: epath.Path, which: str = "generator_ema") -> tuple[Any, dict]:
+  """(params, meta) of one generator ('generator' or 'generator_ema') of a training checkpoint."""
+  checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler())
+  meta = checkpointer.restore(step_dir, ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+  handler = ocp.PyTreeCheckpointer()
+  tree_metadata = handler.metadata(step_dir / "state").item_metadata
+  wanted = {which: jax.tree.map(lambda m: ocp.utils.to_shape_dtype_struct(m),
+                                tree_metadata[which])}
+  restored = handler.restore(step_dir / "state",
+                             args=ocp.args.PyTreeRestore(wanted, partial_restore=True))
+  return restored[which], meta

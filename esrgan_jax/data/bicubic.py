@@ -1,0 +1,184 @@
+"""MATLAB's `imresize(..., 'bicubic')`, the degradation that makes the LR images of the SR benchmarks.
+
+DIV2K, Set5, Set14, ... and BasicSR's LR folders were all made with MATLAB's antialiased bicubic
+resize, so a model trained on anything else (PIL, cv2, jax.image.resize) sees a different blur. This
+file follows MATLAB's algorithm (imresize.m, `contributions` and `resizeAlongDim`):
+
+- cubic kernel with a = -0.5 (Keys 1981), support [-2, 2];
+- when downscaling with antialiasing the kernel is stretched by 1/scale (and its height scaled by
+  `scale`), so its support covers 4/scale input pixels;
+- output size ceil(in * scale); output pixel x (1-based) maps to input coordinate
+  u = x / scale + 0.5 * (1 - 1 / scale);
+- each row of weights is normalised to sum to 1, and indices falling outside the image are
+  mirrored (symmetric padding: ..., 2, 1, 1, 2, ..., n, n, n-1, ...);
+- the two spatial dims are resized one after the other, the one with the smaller scale first
+  (H first on ties);
+- for uint8 input MATLAB keeps the class of the input, so the result is rounded (half away from
+  zero) and saturated to uint8 after *each* dimension, not only at the end. We do the same.
+
+`imresize` is the float64 NumPy reference for files on the host; `imresize_jax` applies the same
+weights as dense matrices with an einsum so that it can run jitted on device.
+"""
+
+import math
+from typing import Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+KERNEL_WIDTH = 4.0  # Support of the cubic kernel in input pixels at scale 1.
+
+
+def cubic(x: np.ndarray) -> np.ndarray:
+  """Keys' cubic convolution kernel with a = -0.5, as in MATLAB's imresize."""
+  absx = np.abs(x)
+  absx2 = absx * absx
+  absx3 = absx2 * absx
+  inner = (1.5 * absx3 - 2.5 * absx2 + 1.0) * (absx <= 1)
+  outer = (-0.5 * absx3 + 2.5 * absx2 - 4.0 * absx + 2.0) * ((absx > 1) & (absx <= 2))
+  return inner + outer
+
+
+def contributions(in_length: int, out_length: int, scale: float,
+                  antialias: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+  """Weights and 0-based input indices, each (out_length, taps), of one resized dimension."""
+  kernel_width = KERNEL_WIDTH
+  if scale < 1 and antialias:
+    # Stretching the kernel makes it a low-pass filter at the output's Nyquist frequency.
+    kernel = lambda x: scale * cubic(scale * x)
+    kernel_width = KERNEL_WIDTH / scale
+  else:
+    kernel = cubic
+  x = np.arange(1, out_length + 1, dtype=np.float64)
+  u = x / scale + 0.5 * (1.0 - 1.0 / scale)
+  left = np.floor(u - kernel_width / 2.0)
+  taps = int(math.ceil(kernel_width)) + 2
+  indices = left[:, None] + np.arange(taps, dtype=np.float64)[None, :]  # 1-based, may be outside.
+  weights = kernel(u[:, None] - indices)
+  weights = weights / np.sum(weights, axis=1, keepdims=True)
+  # MATLAB mirrors with aux = [1:n, n:-1:1] indexed modulo 2n.
+  mirror = np.concatenate([np.arange(in_length), np.arange(in_length - 1, -1, -1)])
+  indices = mirror[np.mod(indices.astype(np.int64) - 1, 2 * in_length)]
+  # Drop taps whose weight is zero for every output pixel (they only cost time).
+  keep = np.any(weights != 0, axis=0)
+  return weights[:, keep], indices[:, keep]
+
+
+def weight_matrix(in_length: int, out_length: int, scale: float,
+                  antialias: bool = True) -> np.ndarray:
+  """The same resize as a dense (out_length, in_length) matrix; mirrored taps are summed."""
+  weights, indices = contributions(in_length, out_length, scale, antialias)
+  matrix = np.zeros((out_length, in_length), dtype=np.float64)
+  rows = np.broadcast_to(np.arange(out_length)[:, None], indices.shape)
+  np.add.at(matrix, (rows, indices), weights)
+  return matrix
+
+
+def _output_length(in_length: int, scale: float) -> int:
+  # MATLAB's ceil(in * scale). The tiny tolerance keeps float fuzz such as 50 * 1.1 =
+  # 55.00000000000001 from adding a whole row; exact integer factors 1/k are not affected.
+  return int(math.ceil(in_length * scale - 1e-9))
+
+
+def resize_plan(in_shape: Sequence[int], scale: Optional[float] = None,
+                output_shape: Optional[Sequence[int]] = None):
+  """Per-dim (scale, output length) for H and W, and the order MATLAB resizes them in."""
+  if (scale is None) == (output_shape is None):
+    raise ValueError("imresize: give exactly one of scale or output_shape, "
+                     f"got scale={scale!r}, output_shape={output_shape!r}")
+  in_h, in_w = int(in_shape[0]), int(in_shape[1])
+  if in_h < 1 or in_w < 1:
+    raise ValueError(f"imresize: image must be at least 1x1, got {in_h}x{in_w}")
+  if scale is not None:
+    scale = float(scale)
+    if not scale > 0 or not math.isfinite(scale):
+      raise ValueError(f"imresize: scale must be a positive number, got {scale!r}")
+    scales = (scale, scale)
+    out_shape = (_output_length(in_h, scale), _output_length(in_w, scale))
+  else:
+    if len(output_shape) != 2 or any(int(s) < 1 for s in output_shape):
+      raise ValueError(f"imresize: output_shape must be two positive ints, got {output_shape!r}")
+    out_shape = (int(output_shape[0]), int(output_shape[1]))
+    scales = (out_shape[0] / in_h, out_shape[1] / in_w)
+  # A stable sort puts H first when both scales are equal, like MATLAB's sort.
+  order = tuple(int(d) for d in np.argsort(np.asarray(scales), kind="stable"))
+  return scales, out_shape, order
+
+
+def _round_to_uint8(x: np.ndarray) -> np.ndarray:
+  # MATLAB's conversion to uint8: round half away from zero, then saturate.
+  return np.floor(np.clip(x, 0.0, 255.0) + 0.5).astype(np.uint8)
+
+
+def _resize_dim_numpy(image: np.ndarray, dim: int, weights: np.ndarray,
+                      indices: np.ndarray) -> np.ndarray:
+  moved = np.moveaxis(image, dim, 0).astype(np.float64)  # (in, other, [C])
+  gathered = moved[indices]  # (out, taps, other, [C])
+  weights = weights.reshape(weights.shape + (1,) * (moved.ndim - 1))
+  return np.moveaxis(np.sum(weights * gathered, axis=1), 0, dim)
+
+
+def imresize(image: np.ndarray, scale: Optional[float] = None,
+             output_shape: Optional[Tuple[int, int]] = None,
+             antialias: bool = True) -> np.ndarray:
+  """MATLAB `imresize(image, scale_or_size, 'bicubic')` of an HxW or HxWxC array.
+
+  Args:
+    image: uint8 or float array (any range), HxW or HxWxC.
+    scale: resize factor for both dims (0.25 for x4 downscaling); output is ceil(in * scale).
+    output_shape: (height, width) instead of `scale`; each dim then uses scale = out / in.
+    antialias: stretch the kernel when downscaling, MATLAB's default.
+
+  Returns:
+    The resized array: uint8 for uint8 input (rounded as MATLAB does), otherwise the input's
+    float dtype, computed in float64.
+  """
+  image = np.asarray(image)
+  if image.ndim not in (2, 3):
+    raise ValueError(f"imresize: expected an HxW or HxWxC image, got shape {image.shape}")
+  is_uint8 = image.dtype == np.uint8
+  if not is_uint8 and not np.issubdtype(image.dtype, np.floating):
+    raise ValueError(f"imresize: expected uint8 or float pixels, got dtype {image.dtype}")
+  scales, out_shape, order = resize_plan(image.shape, scale, output_shape)
+  result = image
+  for dim in order:
+    weights, indices = contributions(image.shape[dim], out_shape[dim], scales[dim], antialias)
+    result = _resize_dim_numpy(result, dim, weights, indices)
+    if is_uint8:
+      result = _round_to_uint8(result)
+  if is_uint8:
+    return result
+  return result.astype(image.dtype)
+
+
+def bicubic_downsample_uint8(hr: np.ndarray, scale: int) -> np.ndarray:
+  """The LR image of a uint8 HR image for an integer SR factor, as MATLAB makes it."""
+  hr = np.asarray(hr)
+  if hr.dtype != np.uint8:
+    raise ValueError(f"bicubic_downsample_uint8: expected uint8 pixels, got dtype {hr.dtype}")
+  if int(scale) != scale or scale < 1:
+    raise ValueError(f"bicubic_downsample_uint8: scale must be a positive integer, got {scale!r}")
+  return imresize(hr, scale=1.0 / int(scale))
+
+
+def imresize_jax(images: jax.Array, scale: Optional[float] = None,
+                 output_shape: Optional[Tuple[int, int]] = None,
+                 antialias: bool = True) -> jax.Array:
+  """MATLAB bicubic resize of a float NHWC batch, jittable (shapes and scale are static).
+
+  The weights are built with NumPy from the static shapes at trace time and applied as two
+  dense matmuls in MATLAB's dim order; float output, no rounding (round on the host if needed).
+  """
+  if images.ndim != 4:
+    raise ValueError(f"imresize_jax: expected an NHWC batch, got shape {images.shape}")
+  scales, out_shape, order = resize_plan(images.shape[1:3], scale, output_shape)
+  dtype = images.dtype if jnp.issubdtype(images.dtype, jnp.floating) else jnp.float32
+  result = images.astype(dtype)
+  for dim in order:
+    matrix = jnp.asarray(
+        weight_matrix(images.shape[1 + dim], out_shape[dim], scales[dim], antialias), dtype)
+    # HIGHEST: accelerators would otherwise use reduced-precision (TF32/bf16) matmuls.
+    equation = "oh,nhwc->nowc" if dim == 0 else "ow,nhwc->nhoc"
+    result = jnp.einsum(equation, matrix, result, precision=jax.lax.Precision.HIGHEST)
+  return result

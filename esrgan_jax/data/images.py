@@ -1,0 +1,249 @@
+"""Reading and writing image files, with every pixel-format conversion made on purpose.
+
+Two readers, for two users:
+- `read_image` gives what training and evaluation want: uint8 HxWx3 RGB. Grayscale is copied to
+  three channels, palette images are expanded, alpha is dropped (SR models here see RGB only; an
+  alpha channel carries no texture to learn), and 16-bit images become 8-bit by round(v / 257),
+  the exact inverse of the usual 8 -> 16 bit scaling v * 257.
+- `read_image_any` gives the file's own data for the upscaler, which must hand back what it got:
+  uint8 or uint16, HxWxC with C = 1 (gray), 3 (RGB) or 4 (RGBA; gray+alpha becomes RGBA).
+
+Both apply the EXIF orientation, as cv2.imread (BasicSR's reader) and image viewers do.
+
+Pillow decodes everything except 16-bit *colour*: it silently truncates 16-bit RGB(A) PNG and TIFF
+to 8 bits. Those files go to TensorFlow's PNG decoder and tifffile instead, imported only then.
+Pillow cannot write 16-bit colour either, so 16-bit PNGs are encoded here (a PNG is a few
+zlib-compressed rows in checksummed chunks) and 16-bit TIFFs by tifffile.
+
+Failures name the file: `ImageReadError` for a missing, unreadable, corrupt or truncated file,
+`ImageWriteError` when a file cannot be written; never a decoder's stack trace.
+"""
+
+import io
+import os
+import struct
+import zlib
+from typing import List
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Pillow's format names for the extensions we write.
+_WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
+                  ".tif": "TIFF", ".tiff": "TIFF"}
+# Modes that Pillow converts to RGB / RGBA without losing anything we keep.
+_TO_RGB_MODES = ("RGBX", "CMYK", "YCbCr", "LAB", "HSV")
+_TO_RGBA_MODES = ("LA", "La", "PA", "RGBa")
+
+
+class ImageReadError(ValueError):
+  """An image file is missing, unreadable, corrupt, truncated or in an unsupported format."""
+
+
+class ImageWriteError(OSError):
+  """An image file could not be written (no permission, a file where a folder should be, ...)."""
+
+
+def read_image(path) -> np.ndarray:
+  """The image at `path` as uint8 HxWx3 RGB (see the module docstring for the conversions)."""
+  image = read_image_any(path)
+  if image.dtype == np.uint16:
+    # Integer form of round(v / 257); v / 257 never lies exactly halfway between two integers.
+    image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+  if image.shape[-1] == 4:
+    image = image[..., :3]
+  elif image.shape[-1] == 1:
+    image = np.repeat(image, 3, axis=-1)
+  return np.ascontiguousarray(image)
+
+
+def read_image_any(path) -> np.ndarray:
+  """The image at `path` as stored: uint8 or uint16, HxWxC with C in (1, 3, 4)."""
+  path = os.fspath(path)
+  try:
+    with open(path, "rb") as f:
+      data = f.read()
+  except OSError as e:
+    raise ImageReadError(f"{path}: cannot read file: {e.strerror or e}") from None
+  if not data:
+    raise ImageReadError(f"{path}: file is empty")
+  try:
+    image = _decode(data)
+  except ImageReadError as e:
+    raise ImageReadError(f"{path}: {e}") from None
+  except Exception as e:  # Decoders raise many types (OSError, SyntaxError, zlib.error, ...).
+    raise ImageReadError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+  return image
+
+
+def _decode(data: bytes) -> np.ndarray:
+  if _is_16bit_colour_png(data):
+    return _decode_png_with_tensorflow(data)
+  with Image.open(io.BytesIO(data)) as pil:
+    if pil.format == "TIFF" and _is_16bit_colour_tiff(pil):
+      return _decode_tiff_with_tifffile(data)
+    pil.load()  # Decode now, so that truncation is reported here rather than later.
+    pil = ImageOps.exif_transpose(pil)
+    return _pil_to_array(pil)
+
+
+def _pil_to_array(pil: Image.Image) -> np.ndarray:
+  """The array of a decoded Pillow image, HxWxC uint8 or uint16."""
+  mode = pil.mode
+  if mode == "1":
+    pil, mode = pil.convert("L"), "L"
+  elif mode == "P":
+    mode = "RGBA" if pil.has_transparency_data else "RGB"
+    pil = pil.convert(mode)
+  elif mode in _TO_RGB_MODES:
+    pil, mode = pil.convert("RGB"), "RGB"
+  elif mode in _TO_RGBA_MODES:
+    pil, mode = pil.convert("RGBA"), "RGBA"
+  array = np.asarray(pil)
+  if mode in ("L", "RGB", "RGBA"):
+    return array.reshape(array.shape[:2] + (-1,))
+  if mode.startswith("I;16"):
+    return array.astype(np.uint16)[..., None]  # Also makes big-endian data native.
+  if mode == "I":
+    # Pillow uses 32-bit "I" for some 16-bit files; keep it when the values fit in 16 bits.
+    if array.size and (array.min() < 0 or array.max() > 65535):
+      raise ImageReadError("32-bit integer pixels outside [0, 65535] are not supported")
+    return array.astype(np.uint16)[..., None]
+  raise ImageReadError(f"unsupported pixel mode {mode!r} (expected 8- or 16-bit gray or colour)")
+
+
+def _is_16bit_colour_png(data: bytes) -> bool:
+  # IHDR is always the first chunk: bit depth at byte 24, colour type at byte 25.
+  if not data.startswith(_PNG_SIGNATURE) or len(data) < 26 or data[12:16] != b"IHDR":
+    return False
+  bit_depth, colour_type = data[24], data[25]
+  return bit_depth == 16 and colour_type in (2, 4, 6)  # RGB, gray+alpha, RGBA.
+
+
+def _decode_png_with_tensorflow(data: bytes) -> np.ndarray:
+  import tensorflow as tf  # Heavy; only 16-bit colour PNGs need it.
+  array = tf.io.decode_png(data, channels=0, dtype=tf.uint16).numpy()
+  if array.shape[-1] == 2:  # Gray + alpha -> RGBA, so that callers see 1, 3 or 4 channels.
+    array = np.concatenate([np.repeat(array[..., :1], 3, axis=-1), array[..., 1:]], axis=-1)
+  return array
+
+
+def _is_16bit_colour_tiff(pil: Image.Image) -> bool:
+  bits = pil.tag_v2.get(258)  # BitsPerSample, one value per channel.
+  bits = bits if isinstance(bits, tuple) else (bits,)
+  return len(bits) in (3, 4) and 16 in bits
+
+
+def _decode_tiff_with_tifffile(data: bytes) -> np.ndarray:
+  import tifffile  # Installed with scikit-image; Pillow would cut these to 8 bits.
+  array = tifffile.imread(io.BytesIO(data), key=0)
+  if array.dtype != np.uint16 or array.ndim != 3 or array.shape[-1] not in (3, 4):
+    raise ImageReadError(f"unsupported 16-bit TIFF layout: shape {array.shape}, {array.dtype}")
+  return array
+
+
+def write_image(path, image: np.ndarray, quality: int = 95) -> None:
+  """Writes uint8 or uint16 pixels, HxW or HxWxC with C in (1, 3, 4), creating parent folders.
+
+  The format follows the extension. 16-bit pixels need PNG or TIFF; JPEG has no alpha channel.
+  `quality` applies to JPEG and WebP. The file appears whole or not at all: it is written under a
+  temporary name and then renamed, so an interrupted run never leaves half an image behind.
+  """
+  path = os.fspath(path)
+  image = _check_image_to_write(path, np.asarray(image))
+  extension = os.path.splitext(path)[1].lower()
+  if extension not in _WRITE_FORMATS:
+    raise ValueError(f"{path}: unsupported extension {extension!r}; use one of {IMAGE_EXTENSIONS}")
+  image_format = _WRITE_FORMATS[extension]
+  channels = image.shape[-1]
+  if image.dtype == np.uint16 and image_format not in ("PNG", "TIFF"):
+    raise ValueError(f"{path}: 16-bit pixels can only be written as PNG or TIFF")
+  if channels == 4 and image_format == "JPEG":
+    raise ValueError(f"{path}: JPEG cannot store an alpha channel; use PNG or drop the alpha")
+
+  if image.dtype == np.uint16 and image_format == "PNG":
+    encoded = _encode_png16(image)
+  elif image.dtype == np.uint16 and channels > 1:
+    import tifffile  # Pillow has no 16-bit colour mode.
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, image, photometric="rgb")
+    encoded = buffer.getvalue()
+  else:
+    buffer = io.BytesIO()
+    pil = Image.fromarray(image[..., 0] if channels == 1 else image)
+    options = {"quality": quality} if image_format in ("JPEG", "WEBP") else {}
+    pil.save(buffer, format=image_format, **options)
+    encoded = buffer.getvalue()
+  _write_bytes_atomically(path, encoded)
+
+
+def _check_image_to_write(path: str, image: np.ndarray) -> np.ndarray:
+  if image.dtype not in (np.uint8, np.uint16):
+    raise ValueError(f"{path}: can only write uint8 or uint16 pixels, got {image.dtype}; "
+                     "round and clip float images first")
+  if image.ndim == 2:
+    image = image[..., None]
+  if image.ndim != 3 or image.shape[-1] not in (1, 3, 4) or 0 in image.shape:
+    raise ValueError(f"{path}: expected an HxW or HxWxC image with C in (1, 3, 4), "
+                     f"got shape {image.shape}")
+  return np.ascontiguousarray(image)
+
+
+def _encode_png16(image: np.ndarray) -> bytes:
+  """A 16-bit PNG of an HxWxC uint16 array (C in 1, 3, 4), with the 'Up' filter on every row."""
+  height, width, channels = image.shape
+  colour_type = {1: 0, 3: 2, 4: 6}[channels]
+  rows = image.astype(">u2").reshape(height, width * channels).view(np.uint8)
+  # 'Up' stores each byte minus the byte above it (mod 256); smooth photos compress better.
+  filtered = rows.copy()
+  filtered[1:] -= rows[:-1]
+  up_filter = np.full((height, 1), 2, dtype=np.uint8)
+  raw = np.concatenate([up_filter, filtered], axis=1).tobytes()
+  header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+  return (_PNG_SIGNATURE + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(raw, 6))
+          + _png_chunk(b"IEND", b""))
+
+
+def _png_chunk(tag: bytes, payload: bytes) -> bytes:
+  checksum = zlib.crc32(tag + payload) & 0xFFFFFFFF
+  return struct.pack(">I", len(payload)) + tag + payload + struct.pack(">I", checksum)
+
+
+def _write_bytes_atomically(path: str, data: bytes) -> None:
+  temporary = f"{path}.tmp-{os.getpid()}"
+  try:
+    parent = os.path.dirname(path)
+    if parent:
+      os.makedirs(parent, exist_ok=True)
+    with open(temporary, "wb") as f:
+      f.write(data)
+    os.replace(temporary, path)
+  except OSError as e:
+    if os.path.exists(temporary):
+      os.remove(temporary)
+    raise ImageWriteError(f"{path}: cannot write image: {e.strerror or e}") from None
+
+
+def list_images(directory, recursive: bool = False) -> List[str]:
+  """Sorted paths of the image files in `directory` (extensions in IMAGE_EXTENSIONS, any case).
+
+  Hidden files are skipped: macOS leaves '._name.png' metadata files beside real images.
+  """
+  directory = os.fspath(directory)
+  if not os.path.exists(directory):
+    raise FileNotFoundError(f"{directory}: image directory does not exist")
+  if not os.path.isdir(directory):
+    raise NotADirectoryError(f"{directory}: expected a directory of images, found a file")
+  paths = []
+  for root, folders, files in os.walk(directory):
+    folders[:] = [name for name in folders if not name.startswith(".")]
+    paths.extend(os.path.join(root, name) for name in files
+                 if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS))
+    if not recursive:
+      break
+  if not paths:
+    raise ValueError(f"{directory}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found")
+  return sorted(paths)
