@@ -59,7 +59,8 @@ def common_config(stage: str, num_steps: int) -> ml_collections.ConfigDict:
       pixel_weight=1.0,
   ))
   config.eval = ml_collections.ConfigDict(dict(
-      checkpoint_step=-1,  # eval mode: -1 restores the latest checkpoint
+      checkpoint="",  # eval mode: a generator checkpoint to evaluate instead of the workdir's
+      checkpoint_step=-1,  # eval mode, workdir checkpoints: -1 restores the latest
       tile=0,  # tiled inference for large images (0: whole image)
       tile_pad=16,
       num_comparison_images=4,  # LR | bicubic | SR | HR pictures written per evaluation

@@ -15,11 +15,12 @@ that belongs to the region) is pasted into the result. Two choices differ from R
   so the unshuffled pixels of a window are those of the whole image.
 """
 
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
 ApplyFn = Callable[[np.ndarray], np.ndarray]
+ProgressFn = Callable[[int, int], None]
 
 
 def input_multiple(scale: int) -> int:
@@ -56,7 +57,8 @@ def _window_starts(length: int, tile: int, window: int, pad: int) -> list[tuple[
 
 
 def upscale_tiled(apply_fn: ApplyFn, image: np.ndarray, scale: int, tile: int = 0,
-                  tile_pad: int = 10, batch_size: int = 1) -> np.ndarray:
+                  tile_pad: int = 10, batch_size: int = 1,
+                  progress: Optional[ProgressFn] = None) -> np.ndarray:
   """Runs `apply_fn` over `image` tile by tile and returns the float32 (H*scale)x(W*scale)xC output.
 
   Args:
@@ -69,6 +71,7 @@ def upscale_tiled(apply_fn: ApplyFn, image: np.ndarray, scale: int, tile: int = 
     tile_pad: context pixels read around each region, rounded up likewise. Outputs equal untiled
       inference when it covers the model's receptive field.
     batch_size: windows per `apply_fn` call; the last batch is filled up with blank windows.
+    progress: called as progress(windows_done, windows_total) after each batch is pasted.
   """
   if image.ndim != 3:
     raise ValueError(f"upscale_tiled expects an HxWxC image, got shape {image.shape}")
@@ -81,6 +84,8 @@ def upscale_tiled(apply_fn: ApplyFn, image: np.ndarray, scale: int, tile: int = 
   if tile == 0:
     padded = _pad_end(image, _round_up(height, multiple), _round_up(width, multiple))
     output = np.asarray(apply_fn(padded[None]), np.float32)[0]
+    if progress is not None:
+      progress(1, 1)
     return output[:height * scale, :width * scale]
 
   tile = _round_up(tile, multiple)
@@ -95,12 +100,18 @@ def upscale_tiled(apply_fn: ApplyFn, image: np.ndarray, scale: int, tile: int = 
   output = np.empty((padded.shape[0] * scale, padded.shape[1] * scale, channels), np.float32)
   blank = np.zeros((window, window, channels), np.float32)
 
+  done = 0
+
   def paste(batch_jobs, results):
+    nonlocal done
     results = np.asarray(results, np.float32)
     for result, ((y0, y1, wy), (x0, x1, wx)) in zip(results, batch_jobs):
       oy, ox = (y0 - wy) * scale, (x0 - wx) * scale
       output[y0 * scale:y1 * scale, x0 * scale:x1 * scale] = (
           result[oy:oy + (y1 - y0) * scale, ox:ox + (x1 - x0) * scale])
+    done += len(batch_jobs)
+    if progress is not None:
+      progress(done, len(jobs))
 
   # JAX dispatches asynchronously: the next batch is queued before the previous one is copied
   # back and pasted, so the accelerator does not wait for the host.

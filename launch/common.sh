@@ -8,11 +8,20 @@
 # The name used in error messages: the script that sourced us, not this file.
 LAUNCH_SCRIPT_NAME="$(basename "${0:-launch}")"
 
-# XLA flags that help ESRGAN's data-parallel training on NVIDIA GPUs. The latency-hiding
-# scheduler overlaps the gradient all-reduce with the backward convolutions, and the high-priority
-# stream keeps those collectives from queueing behind compute. Both are checked against the pinned
-# jaxlib by tests/test_launch_scripts.py, since XLA aborts on a flag it does not know.
-ESRGAN_XLA_GPU_FLAGS="--xla_gpu_enable_latency_hiding_scheduler=true --xla_gpu_enable_highest_priority_async_stream=true"
+# XLA flags that help ESRGAN's data-parallel training on NVIDIA GPUs: the latency-hiding scheduler
+# overlaps the gradient all-reduce with the backward convolutions, and the high-priority stream keeps
+# those collectives from queueing behind compute. tests/test_launch_scripts.py checks that the
+# pinned jaxlib knows them, since XLA aborts on a flag it does not know.
+DEFAULT_XLA_GPU_FLAGS="--xla_gpu_enable_latency_hiding_scheduler=true --xla_gpu_enable_highest_priority_async_stream=true"
+
+# Exports XLA_FLAGS with ours first and the user's after, so a user's setting of the same flag
+# wins. ESRGAN_XLA_GPU_FLAGS replaces ours (set it empty to add none).
+export_gpu_xla_flags() {
+  local ours="${ESRGAN_XLA_GPU_FLAGS-${DEFAULT_XLA_GPU_FLAGS}}"
+  XLA_FLAGS="${ours}${XLA_FLAGS:+ ${XLA_FLAGS}}"
+  XLA_FLAGS="${XLA_FLAGS# }"
+  export XLA_FLAGS
+}
 
 die() {
   echo "${LAUNCH_SCRIPT_NAME}: error: $*" >&2
@@ -47,6 +56,9 @@ quote_cmd() {
   for arg in "$@"; do
     if [[ "${arg}" =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then
       out+=("${arg}")
+    elif [[ "${arg}" =~ ^(--[A-Za-z0-9_.-]+=)(.*)$ ]]; then
+      # --flag='value with spaces' reads better than '--flag=value with spaces'.
+      out+=("${BASH_REMATCH[1]}'${BASH_REMATCH[2]//\'/\'\\\'\'}'")
     else
       out+=("'${arg//\'/\'\\\'\'}'")
     fi
@@ -63,6 +75,17 @@ run_cmd() {
     echo "+ $(quote_cmd "$@")" >&2
     "$@"
   fi
+}
+
+# Like run_cmd, but replaces the shell with the command, so signals sent to the script (a
+# scheduler's SIGTERM before preemption, Ctrl-C) reach the trainer itself.
+exec_cmd() {
+  if [[ "${DRY_RUN:-0}" == 1 ]]; then
+    quote_cmd "$@"
+    exit 0
+  fi
+  echo "+ $(quote_cmd "$@")" >&2
+  exec "$@"
 }
 
 # pinned_version PACKAGE REQUIREMENTS_FILE: the X of a `PACKAGE==X` line, so accelerator wheels

@@ -36,15 +36,14 @@ set -euo pipefail
 
 LAUNCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(dirname "${LAUNCH_DIR}")"
-# shellcheck source=launch/common.sh
+# shellcheck source=common.sh source-path=SCRIPTDIR
 source "${LAUNCH_DIR}/common.sh"
 
-# Paths on the workers, relative to the login user's home directory.
-REMOTE_CODE_DIR="esrgan_jax"
-REMOTE_TARBALL="esrgan_jax_code.tar.gz"
-REMOTE_VENV='$HOME/esrgan_venv'
-REMOTE_LOG='$HOME/esrgan_train.log'
-REMOTE_PID='$HOME/esrgan_train.pid'
+# Paths on the workers. $HOME is left for the worker's shell to expand.
+# shellcheck disable=SC2016
+REMOTE_VENV='$HOME/esrgan_venv' REMOTE_LOG='$HOME/esrgan_train.log' REMOTE_PID='$HOME/esrgan_train.pid'
+REMOTE_CODE_DIR="esrgan_jax"  # relative to $HOME
+REMOTE_TARBALL="esrgan_jax_code.tar.gz"  # likewise
 
 usage() {
   sed -n '2,/^$/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
@@ -87,21 +86,27 @@ esac
 # ---------------------------------------------------------------------------------------------
 # Settings, all checked before the first gcloud call.
 
-require_vars \
-  "PROJECT|your Google Cloud project id (export PROJECT=my-project)" \
-  "ZONE|a zone that has your TPU type, e.g. us-central2-b for v4 (export ZONE=us-central2-b)" \
+needed=(
+  "PROJECT|your Google Cloud project id (export PROJECT=my-project)"
+  "ZONE|a zone that has your TPU type, e.g. us-central2-b for v4 (export ZONE=us-central2-b)"
   "TPU_NAME|a name for the TPU VM, e.g. esrgan-v4-32 (export TPU_NAME=esrgan-v4-32)"
-
+)
 if [[ "${COMMAND}" == create || "${COMMAND}" == up ]]; then
-  require_vars \
-    "ACCELERATOR_TYPE|the TPU type and size, e.g. v4-32, v5litepod-16 or v6e-8" \
+  needed+=(
+    "ACCELERATOR_TYPE|the TPU type and size, e.g. v4-32, v5litepod-16 or v6e-8"
     "TPU_VERSION|the TPU software (runtime) version: tpu-ubuntu2204-base for v4, v2-alpha-tpuv5-lite for v5e, v2-alpha-tpuv5 for v5p, v2-alpha-tpuv6e for v6e"
+  )
 fi
+if [[ "${COMMAND}" == train || "${COMMAND}" == up ]]; then
+  needed+=("CONFIG|a config file, e.g. configs/esrgan_psnr.py (stage 1) or configs/esrgan.py (stage 2)")
+  if [[ -z "${WORKDIR:-}" ]]; then
+    needed+=("BUCKET|a GCS bucket the TPU's service account can write, e.g. my-bucket (or set WORKDIR=gs://...)")
+  fi
+fi
+require_vars "${needed[@]}"
 
 if [[ "${COMMAND}" == train || "${COMMAND}" == up ]]; then
-  require_vars "CONFIG|a config file, e.g. configs/esrgan_psnr.py (stage 1) or configs/esrgan.py (stage 2)"
   if [[ -z "${WORKDIR:-}" ]]; then
-    require_vars "BUCKET|a GCS bucket the TPU's service account can write, e.g. my-bucket (or set WORKDIR=gs://...)"
     RUN_NAME="${RUN_NAME:-$(basename "${CONFIG%%:*}" .py)${CONFIG#"${CONFIG%%:*}"}}"
     RUN_NAME="${RUN_NAME//:/-}"
     WORKDIR="gs://${BUCKET#gs://}/esrgan_jax/${RUN_NAME}"
@@ -128,19 +133,21 @@ LOCATION_FLAGS=(--zone="${ZONE}" --project="${PROJECT}")
 
 create_tpu() {
   local spot_flags=()
-  (( USE_SPOT )) && spot_flags=(--spot)
+  if (( USE_SPOT )); then
+    spot_flags=(--spot)
+  fi
   if (( USE_QUEUED )); then
     run_cmd gcloud compute tpus queued-resources create "${QUEUED_RESOURCE_ID}" \
       --node-id="${TPU_NAME}" \
       --accelerator-type="${ACCELERATOR_TYPE}" \
       --runtime-version="${TPU_VERSION}" \
-      "${LOCATION_FLAGS[@]}" "${spot_flags[@]}"
+      "${LOCATION_FLAGS[@]}" ${spot_flags[@]+"${spot_flags[@]}"}
     wait_for_queued_resource
   else
     run_cmd gcloud compute tpus tpu-vm create "${TPU_NAME}" \
       --accelerator-type="${ACCELERATOR_TYPE}" \
       --version="${TPU_VERSION}" \
-      "${LOCATION_FLAGS[@]}" "${spot_flags[@]}"
+      "${LOCATION_FLAGS[@]}" ${spot_flags[@]+"${spot_flags[@]}"}
   fi
 }
 
@@ -217,15 +224,19 @@ start_training() {
   # workers of the slice by itself on Cloud TPU. All workers must start together, which
   # `--worker=all` does: it runs the command on every worker at once.
   local trainer
-  trainer="$(quote_cmd -m esrgan_jax.main --config="${CONFIG}" --workdir="${WORKDIR}" "${TRAINER_FLAGS[@]}")"
+  trainer="$(quote_cmd -m esrgan_jax.main --config="${CONFIG}" --workdir="${WORKDIR}" ${TRAINER_FLAGS[@]+"${TRAINER_FLAGS[@]}"})"
   log "workdir: ${WORKDIR}"
   if (( FOREGROUND )); then
     ssh_all_workers "set -o pipefail; cd \$HOME/${REMOTE_CODE_DIR} && ${REMOTE_VENV}/bin/python ${trainer} 2>&1 | tee ${REMOTE_LOG}"
   else
-    # nohup and </dev/null let ssh return while the trainer keeps running; the pid file is what
-    # `stop` kills, so it never has to match processes by name.
-    ssh_all_workers "cd \$HOME/${REMOTE_CODE_DIR} && nohup ${REMOTE_VENV}/bin/python ${trainer} >${REMOTE_LOG} 2>&1 </dev/null & echo \$! >${REMOTE_PID}"
-    log "started on all workers; follow it with: $0 logs"
+    # nohup and the redirections let ssh return while the trainer keeps running. The `cd` is a
+    # statement of its own: in `cd && nohup ... &` the `&` would background a subshell holding
+    # ssh's stdout open, and $! would be that subshell. The pid file is what `stop` kills, so it
+    # never has to match processes by name.
+    ssh_all_workers "cd \$HOME/${REMOTE_CODE_DIR} || exit 1; nohup ${REMOTE_VENV}/bin/python ${trainer} >${REMOTE_LOG} 2>&1 </dev/null & echo \$! >${REMOTE_PID}"
+    if [[ "${DRY_RUN}" != 1 ]]; then
+      log "started on all workers; follow it with: $0 logs"
+    fi
   fi
 }
 

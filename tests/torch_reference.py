@@ -373,23 +373,23 @@ class VGG19FeatureExtractor(nn.Module):
 # Helpers.
 
 
-def seed_all_parameters(module, seed=0, std=None):
-  """Fills every parameter and buffer-free weight with reproducible random values.
+def seed_all_parameters(module, seed=0, gain=1.0):
+  """Overwrites every parameter with reproducible random values; returns the module.
 
-  BasicSR's initialisation scales residual convs by 0.1, which would hide errors in the residual
-  paths; random N(0, std) weights (std from fan-in when not given) keep every path visible.
+  BasicSR's initialisation scales residual convs by 0.1 and zeroes biases, which would hide errors
+  in those paths. Here weights are N(0, gain^2 / fan_in) (gain sqrt(2) keeps ReLU nets at unit
+  scale), biases N(0, 0.1^2) and BatchNorm gammas 1 + N(0, 0.1^2), so every path shows.
   """
   generator = torch.Generator().manual_seed(seed)
   with torch.no_grad():
     for name, param in module.named_parameters():
+      noise = torch.randn(param.shape, generator=generator)
       if param.ndim > 1:
-        fan_in = math.prod(param.shape[1:])
-        scale = std if std is not None else 1.0 / math.sqrt(fan_in)
+        param.copy_(noise * (gain / math.sqrt(math.prod(param.shape[1:]))))
+      elif name.endswith("weight"):  # BatchNorm gamma
+        param.copy_(1.0 + 0.1 * noise)
       else:
-        scale = std if std is not None else 0.1
-      param.copy_(torch.randn(param.shape, generator=generator) * scale)
-      if name.endswith("weight") and param.ndim == 1:  # BatchNorm gamma around 1
-        param.add_(1.0)
+        param.copy_(0.1 * noise)
   return module
 
 
@@ -398,7 +398,9 @@ def to_nchw(x_nhwc):
 
 
 def to_nhwc(x_nchw):
-  return x_nchw.detach().cpu().numpy().transpose(0, 2, 3, 1)
+  """NCHW tensor -> NHWC numpy; other ranks (e.g. (N, 1) logits) are returned as they are."""
+  x = x_nchw.detach().cpu().numpy()
+  return x.transpose(0, 2, 3, 1) if x.ndim == 4 else x
 
 
 def numpy_state_dict(module):

@@ -125,7 +125,10 @@ def _is_16bit_colour_png(data: bytes) -> bool:
 
 def _decode_png_with_tensorflow(data: bytes) -> np.ndarray:
   import tensorflow as tf  # Heavy; only 16-bit colour PNGs need it.
-  array = tf.io.decode_png(data, channels=0, dtype=tf.uint16).numpy()
+  try:
+    array = tf.io.decode_png(data, channels=0, dtype=tf.uint16).numpy()
+  except tf.errors.InvalidArgumentError:
+    raise ImageReadError("corrupt or truncated 16-bit PNG") from None
   if array.shape[-1] == 2:  # Gray + alpha -> RGBA, so that callers see 1, 3 or 4 channels.
     array = np.concatenate([np.repeat(array[..., :1], 3, axis=-1), array[..., 1:]], axis=-1)
   return array
@@ -148,8 +151,8 @@ def _decode_tiff_with_tifffile(data: bytes) -> np.ndarray:
 def write_image(path, image: np.ndarray, quality: int = 95) -> None:
   """Writes uint8 or uint16 pixels, HxW or HxWxC with C in (1, 3, 4), creating parent folders.
 
-  The format follows the extension. 16-bit pixels need PNG or TIFF; JPEG has no alpha channel.
-  `quality` applies to JPEG and WebP. The file appears whole or not at all: it is written under a
+  The format follows the extension. 16-bit pixels need PNG or TIFF; alpha needs PNG, TIFF or
+  WebP. `quality` applies to JPEG (written 4:4:4, without chroma subsampling) and WebP. The file appears whole or not at all: it is written under a
   temporary name and then renamed, so an interrupted run never leaves half an image behind.
   """
   path = os.fspath(path)
@@ -161,8 +164,9 @@ def write_image(path, image: np.ndarray, quality: int = 95) -> None:
   channels = image.shape[-1]
   if image.dtype == np.uint16 and image_format not in ("PNG", "TIFF"):
     raise ValueError(f"{path}: 16-bit pixels can only be written as PNG or TIFF")
-  if channels == 4 and image_format == "JPEG":
-    raise ValueError(f"{path}: JPEG cannot store an alpha channel; use PNG or drop the alpha")
+  if channels == 4 and image_format in ("JPEG", "BMP"):
+    # Pillow cannot write alpha to JPEG, and reads a 32-bit BMP back as RGB.
+    raise ValueError(f"{path}: {image_format} cannot keep an alpha channel; use PNG or drop it")
 
   if image.dtype == np.uint16 and image_format == "PNG":
     encoded = _encode_png16(image)
@@ -175,6 +179,8 @@ def write_image(path, image: np.ndarray, quality: int = 95) -> None:
     buffer = io.BytesIO()
     pil = Image.fromarray(image[..., 0] if channels == 1 else image)
     options = {"quality": quality} if image_format in ("JPEG", "WEBP") else {}
+    if image_format == "JPEG":
+      options["subsampling"] = 0  # 4:4:4: keep full-resolution colour in super-resolved output.
     pil.save(buffer, format=image_format, **options)
     encoded = buffer.getvalue()
   _write_bytes_atomically(path, encoded)

@@ -1,0 +1,71 @@
+"""Config validation that runs before anything is compiled, with one clear line per problem."""
+
+import ml_collections
+from etils import epath
+
+from esrgan_jax.losses import PIXEL_CRITERIA
+from esrgan_jax.models import DISCRIMINATORS
+from esrgan_jax.models.discriminators import VGG_INPUT_SIZES
+from esrgan_jax.models.rrdbnet import SUPPORTED_SCALES
+from esrgan_jax.models.vgg19 import VGG19_LAYERS
+from esrgan_jax.train_state import COMPUTE_DTYPES
+
+
+class ConfigError(ValueError):
+  """A config value that cannot work; the message names the field."""
+
+
+def _require(condition: bool, message: str) -> None:
+  if not condition:
+    raise ConfigError(message)
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  _require(config.stage in ("psnr", "gan"), f"config.stage must be 'psnr' or 'gan', got "
+           f"{config.stage!r}")
+  _require(config.mode in ("train", "eval"), f"config.mode must be 'train' or 'eval', got "
+           f"{config.mode!r}")
+  _require(config.compute_dtype in COMPUTE_DTYPES,
+           f"config.compute_dtype must be one of {sorted(COMPUTE_DTYPES)}, got "
+           f"{config.compute_dtype!r}")
+  scale, patch = config.model.scale, config.data.patch_size
+  _require(scale in SUPPORTED_SCALES,
+           f"config.model.scale must be one of {SUPPORTED_SCALES}, got {scale}")
+  # x1 and x2 models pixel-unshuffle their input by 4 // scale.
+  multiple = scale * (4 // scale)
+  _require(patch > 0 and patch % multiple == 0,
+           f"config.data.patch_size={patch} must be a positive multiple of {multiple} for "
+           f"config.model.scale={scale}")
+  batch = config.train.batch_size
+  _require(batch > 0 and batch % num_devices == 0,
+           f"config.train.batch_size={batch} must be a positive multiple of the device count "
+           f"({num_devices}), since the global batch is split evenly over the devices")
+  _require(config.train.num_steps > 0, "config.train.num_steps must be positive")
+  for name in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps"):
+    _require(config.train[name] > 0, f"config.train.{name} must be positive")
+  _require(0.0 <= config.train.ema_decay < 1.0, "config.train.ema_decay must be in [0, 1)")
+  _require(config.loss.pixel_criterion in PIXEL_CRITERIA,
+           f"config.loss.pixel_criterion must be one of {sorted(PIXEL_CRITERIA)}, got "
+           f"{config.loss.pixel_criterion!r}")
+  if config.stage == "gan":
+    _validate_gan(config)
+
+
+def _validate_gan(config: ml_collections.ConfigDict) -> None:
+  name = config.discriminator.name
+  _require(name in DISCRIMINATORS, f"config.discriminator.name must be one of "
+           f"{sorted(DISCRIMINATORS)}, got {name!r}")
+  if name == "vgg_style":
+    _require(config.data.patch_size in VGG_INPUT_SIZES,
+             f"config.data.patch_size={config.data.patch_size} does not fit the vgg_style "
+             f"discriminator, which takes {VGG_INPUT_SIZES} pixel patches")
+  layers = dict(config.loss.perceptual_layers)
+  unknown = sorted(set(layers) - set(VGG19_LAYERS))
+  _require(layers and not unknown, f"config.loss.perceptual_layers: unknown or no layers "
+           f"{unknown or layers}; choose from {list(VGG19_LAYERS)}")
+  _require(config.loss.perceptual_criterion in ("l1", "l2", "mse"),
+           "config.loss.perceptual_criterion must be 'l1' or 'l2'")
+  for field in ("generator_init", "loss.vgg19_weights"):
+    value = config.generator_init if field == "generator_init" else config.loss.vgg19_weights
+    _require(not value or epath.Path(value).exists(),
+             f"config.{field}: {value} does not exist")

@@ -1,0 +1,91 @@
+"""ImageNet VGG19 weights for the perceptual loss, stored in Flax form so training needs no torch.
+
+Convert torchvision's file once:
+  python -m esrgan_jax.convert --vgg19 vgg19-dcbb9e9d.pth VGG19_DIR
+then the trainer calls `load_vgg19_params(VGG19_DIR)`. A .pth path works too: it is converted on
+the fly, which imports torch. Layout (an Orbax composite checkpoint):
+  DIR/params  VGG19Features params {conv1_1 ... conv5_4: {kernel (HWIO), bias}}, float32
+  DIR/meta    JSON {"model": "VGG19Features", "layers": [...]}
+"""
+
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from etils import epath
+
+from esrgan_jax.generator_io import CheckpointError
+from esrgan_jax.models.vgg19 import VGG19_BLOCKS, VGG19_LAYERS
+
+MODEL_NAME = "VGG19Features"
+
+
+def vgg19_param_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
+  """{layer: {'kernel': (3, 3, in, out), 'bias': (out,)}} for all sixteen convs."""
+  shapes, in_ch = {}, 3
+  for block, num_convs, width in VGG19_BLOCKS:
+    for i in range(1, num_convs + 1):
+      shapes[f"conv{block}_{i}"] = {"kernel": (3, 3, in_ch, width), "bias": (width,)}
+      in_ch = width
+  return shapes
+
+
+def check_vgg19_params(params, source: str) -> None:
+  """Raises CheckpointError naming `source` unless `params` holds every VGG19 conv, right-shaped."""
+  expected = vgg19_param_shapes()
+  missing = [layer for layer in expected if layer not in params]
+  if missing:
+    raise CheckpointError(f"{source}: VGG19 params lack layer(s) {missing}")
+  for layer, leaves in expected.items():
+    for leaf, shape in leaves.items():
+      value = params[layer].get(leaf) if hasattr(params[layer], "get") else None
+      if value is None or tuple(np.shape(value)) != shape:
+        found = None if value is None else tuple(np.shape(value))
+        raise CheckpointError(f"{source}: VGG19 {layer}/{leaf} has shape {found}, needs {shape}")
+
+
+def _local_or_remote(path: epath.Path):
+  # Orbax wants absolute local paths; gs:// paths go through as they are.
+  return path if str(path).startswith("gs://") else path.absolute()
+
+
+def save_vgg19_params(directory: str | os.PathLike, params) -> None:
+  """Writes converted VGG19 params to a new directory."""
+  path = epath.Path(directory)
+  if path.exists():
+    raise CheckpointError(f"{path}: output directory already exists")
+  check_vgg19_params(params, str(path))
+  params = jax.tree.map(lambda x: np.asarray(x, np.float32), params)
+  ocp.Checkpointer(ocp.CompositeCheckpointHandler()).save(
+      _local_or_remote(path),
+      ocp.args.Composite(params=ocp.args.StandardSave(params),
+                         meta=ocp.args.JsonSave({"model": MODEL_NAME,
+                                                 "layers": list(VGG19_LAYERS)})))
+
+
+def load_vgg19_params(path: str | os.PathLike) -> dict:
+  """VGG19Features params from a directory written by `save_vgg19_params` or from a .pth file."""
+  path = epath.Path(path)
+  if not path.exists():
+    raise CheckpointError(f"{path}: no such VGG19 weights file or directory")
+  if not path.is_dir():
+    from esrgan_jax import convert  # pylint: disable=import-outside-toplevel
+    state = convert.unwrap_state_dict(convert.read_torch_checkpoint(path), str(path))
+    return convert.vgg19_params_from_torch(state, str(path))
+  if not ((path / "params").exists() and (path / "meta").exists()):
+    raise CheckpointError(f"{path}: not a converted VGG19 directory (expected 'params' and 'meta'"
+                          " entries, as written by python -m esrgan_jax.convert --vgg19)")
+  try:
+    restored = ocp.Checkpointer(ocp.CompositeCheckpointHandler()).restore(
+        _local_or_remote(path),
+        ocp.args.Composite(params=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+  except Exception as error:  # Orbax raises many types for damaged files.
+    message = str(error).strip().splitlines()
+    raise CheckpointError(f"{path}: unreadable VGG19 weights ({type(error).__name__}: "
+                          f"{message[0] if message else ''})") from error
+  if restored["meta"].get("model") != MODEL_NAME:
+    raise CheckpointError(f"{path}: holds {restored['meta'].get('model')!r}, not {MODEL_NAME}")
+  params = restored["params"]
+  check_vgg19_params(params, str(path))
+  return params

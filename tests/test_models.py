@@ -1,0 +1,166 @@
+"""The Flax models compute what the PyTorch reference networks compute, given the same weights.
+
+Each test builds a network of tests/torch_reference.py with random weights, imports them with
+esrgan_jax.convert and compares outputs (and updated statistics) on float32 inputs.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+import torch_reference as ref
+from esrgan_jax import convert
+from esrgan_jax.models import RRDBNet, UNetDiscriminatorSN, VGG19Features, VGGStyleDiscriminator
+from esrgan_jax.models.discriminators import BatchNorm
+
+TOLERANCE = 1e-4
+DEFAULT_X4_PARAM_COUNT = 16_697_987  # BasicSR's RRDBNet(3, 3, scale=4), 64 features, 23 blocks
+
+
+RELATIVE_TOLERANCE = 1e-3  # of the largest reference value, so that small outputs still count
+
+
+def assert_matches(actual, expected, what):
+  """|actual - expected| <= 1e-4 everywhere, and small next to the reference's own scale."""
+  actual, expected = np.asarray(actual), np.asarray(expected)
+  assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+  error, scale = np.abs(actual - expected).max(), np.abs(expected).max()
+  assert error <= TOLERANCE, f"{what}: max abs difference {error:.3g} > {TOLERANCE}"
+  assert error <= RELATIVE_TOLERANCE * scale, f"{what}: difference {error:.3g}, output {scale:.3g}"
+
+
+def images(shape, seed=0):
+  return np.random.default_rng(seed).random(shape, dtype=np.float32)
+
+
+def torch_call(module, x_nhwc):
+  with torch.no_grad():
+    return ref.to_nhwc(module(ref.to_nchw(x_nhwc)))
+
+
+@pytest.mark.parametrize("scale, num_feat, num_block, num_grow_ch", [
+    (1, 8, 1, 4),
+    (2, 16, 2, 8),
+    (4, 8, 2, 4),
+])
+def test_rrdbnet_matches_torch(scale, num_feat, num_block, num_grow_ch):
+  arch = dict(num_in_ch=3, num_out_ch=3, scale=scale, num_feat=num_feat, num_block=num_block,
+              num_grow_ch=num_grow_ch)
+  torch_model = ref.seed_all_parameters(ref.RRDBNet(**arch), seed=scale).eval()
+  params, inferred = convert.rrdbnet_params_from_torch(ref.numpy_state_dict(torch_model))
+  assert inferred == arch
+  x = images((2, 16, 12, 3))  # not square, so that H/W mix-ups show
+  out = jax.jit(RRDBNet(**arch).apply)({"params": params}, x)
+  assert out.shape == (2, 16 * scale, 12 * scale, 3)
+  assert_matches(out, torch_call(torch_model, x), f"RRDBNet x{scale}")
+
+
+def test_rrdbnet_default_parameter_count():
+  shapes = jax.eval_shape(RRDBNet().init, jax.random.key(0),
+                          jax.ShapeDtypeStruct((1, 16, 16, 3), jnp.float32))
+  flax_count = sum(leaf.size for leaf in jax.tree.leaves(shapes))
+  with torch.device("meta"):  # shapes only, nothing allocated
+    torch_count = sum(p.numel() for p in ref.RRDBNet().parameters())
+  assert flax_count == torch_count == DEFAULT_X4_PARAM_COUNT
+
+
+def _vgg_discriminator_variables(torch_model):
+  variables, _ = convert.vgg_discriminator_variables_from_torch(ref.numpy_state_dict(torch_model))
+  return variables
+
+
+@pytest.mark.parametrize("input_size", [128, 256])
+def test_vgg_discriminator_matches_torch_in_train_and_eval_mode(input_size):
+  torch_model = ref.seed_all_parameters(ref.VGGStyleDiscriminator(3, 4, input_size), gain=1.4)
+  variables = _vgg_discriminator_variables(torch_model)
+  flax_model = VGGStyleDiscriminator(num_in_ch=3, num_feat=4, input_size=input_size)
+  apply_train = jax.jit(lambda v, x: flax_model.apply(v, x, train=True, mutable=["batch_stats"]))
+
+  # Train mode: batch statistics normalise, and the running statistics move as torch's do.
+  torch_model.train()
+  for step in range(2):
+    x = images((3, input_size, input_size, 3), seed=step)
+    out, updates = apply_train(variables, x)
+    assert_matches(out, torch_call(torch_model, x), f"train step {step}")
+    variables = {"params": variables["params"], "batch_stats": updates["batch_stats"]}
+    torch_stats = _vgg_discriminator_variables(torch_model)["batch_stats"]
+    for (path, ours), theirs in zip(jax.tree_util.tree_leaves_with_path(variables["batch_stats"]),
+                                    jax.tree.leaves(torch_stats)):
+      np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=1e-5,
+                                 err_msg=f"running statistic {jax.tree_util.keystr(path)}")
+
+  # Eval mode: running statistics normalise, nothing changes.
+  torch_model.eval()
+  x = images((2, input_size, input_size, 3), seed=7)
+  out = jax.jit(lambda v, x: flax_model.apply(v, x, train=False))(variables, x)
+  assert out.shape == (2, 1)
+  assert_matches(out, torch_call(torch_model, x), "eval")
+
+
+def test_batch_norm_keeps_torch_unbiased_running_variance():
+  # Two values per channel: the unbiased variance is twice the biased one, so a mix-up shows.
+  x = images((2, 1, 1, 5)) * 4.0
+  torch_bn = torch.nn.BatchNorm2d(5).train()
+  with torch.no_grad():
+    expected = ref.to_nhwc(torch_bn(ref.to_nchw(x)))
+  variables = BatchNorm().init(jax.random.key(0), x)
+  out, updates = BatchNorm().apply(variables, x, mutable=["batch_stats"])
+  np.testing.assert_allclose(out, expected, atol=1e-5)
+  np.testing.assert_allclose(updates["batch_stats"]["var"], torch_bn.running_var.numpy(),
+                             rtol=1e-6)
+  np.testing.assert_allclose(updates["batch_stats"]["mean"], torch_bn.running_mean.numpy(),
+                             rtol=1e-6)
+
+
+def test_unet_discriminator_matches_torch():
+  torch_model = ref.seed_all_parameters(ref.UNetDiscriminatorSN(3, 8), seed=3, gain=1.4)
+  variables, arch = convert.unet_discriminator_variables_from_torch(
+      ref.numpy_state_dict(torch_model))
+  flax_model = UNetDiscriminatorSN(**arch)
+  apply = jax.jit(lambda v, x, train: flax_model.apply(v, x, train=train, mutable=["batch_stats"]),
+                  static_argnums=2)
+  x = images((2, 32, 24, 3))
+
+  # Train mode: one power-iteration step from the stored (u, v), then the normalised conv.
+  torch_model.train()
+  out, updates = apply(variables, x, True)
+  assert out.shape == (2, 32, 24, 1)
+  assert_matches(out, torch_call(torch_model, x), "train")
+  torch_stats, _ = convert.unet_discriminator_variables_from_torch(
+      ref.numpy_state_dict(torch_model))
+  for name in (f"conv{i}" for i in range(1, 9)):
+    for vector in ("u", "v"):
+      np.testing.assert_allclose(updates["batch_stats"][name][vector],
+                                 torch_stats["batch_stats"][name][vector], atol=1e-5,
+                                 err_msg=f"{name}/{vector} after one power iteration")
+
+  # Eval mode uses the stored vectors unchanged. A few more torch steps first converge them, so
+  # sigma is the real spectral norm and the output stays at a comparable scale.
+  for _ in range(10):
+    torch_call(torch_model, x)
+  torch_model.eval()
+  variables, _ = convert.unet_discriminator_variables_from_torch(
+      ref.numpy_state_dict(torch_model))
+  out, updates = apply(variables, x, False)
+  assert_matches(out, torch_call(torch_model, x), "eval")
+  jax.tree.map(np.testing.assert_array_equal, updates["batch_stats"], variables["batch_stats"])
+
+
+def test_vgg19_features_match_torch():
+  layers = ("conv1_1", "conv2_2", "conv3_4", "conv5_4")
+  # gain 1.4 ~ sqrt(2) keeps activations O(1) through sixteen ReLU convs.
+  features = ref.seed_all_parameters(ref.vgg19_features(), seed=1, gain=1.4)
+  state = {f"features.{k}": v for k, v in ref.numpy_state_dict(features).items()}
+  params = convert.vgg19_params_from_torch(state)
+  extractor = ref.VGG19FeatureExtractor(layers, features=features).eval()
+  x = images((1, 32, 48, 3))
+  with torch.no_grad():
+    expected = {k: ref.to_nhwc(v) for k, v in extractor(ref.to_nchw(x)).items()}
+  out = jax.jit(VGG19Features(layers=layers).apply)({"params": params}, x)
+  assert sorted(out) == sorted(layers)
+  for layer in layers:
+    assert_matches(out[layer], expected[layer], layer)
+  # Pre-ReLU: features have negative values, which a post-ReLU tap would not.
+  assert (np.asarray(out["conv5_4"]) < 0).any()

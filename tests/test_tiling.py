@@ -1,0 +1,183 @@
+"""Tiled inference equals untiled inference once the context covers the receptive field."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import skimage.data
+
+from esrgan_jax.models import RRDBNet
+from esrgan_jax.tiling import upscale_tiled
+
+NUM_BLOCK = 1
+
+
+def random_params(model, seed=0):
+  """PyTorch-default-like random parameters, drawn with NumPy: `model.init` compiles the random
+  initialisers, which costs tens of seconds on a busy CPU, for no benefit in these tests."""
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 3)))["params"]
+  rng = np.random.RandomState(seed)
+
+  def draw(leaf):
+    bound = 1.0 / np.sqrt(np.prod(leaf.shape[:-1]) if len(leaf.shape) > 1 else leaf.shape[0])
+    return rng.uniform(-bound, bound, leaf.shape).astype(np.float32)
+
+  return jax.tree.map(draw, shapes)
+
+
+def tiny_generator(scale, num_block=NUM_BLOCK):
+  model = RRDBNet(scale=scale, num_feat=8, num_block=num_block, num_grow_ch=4)
+  return model, random_params(model, seed=scale)
+
+
+def trunk_radius(num_block):
+  """LR pixels on each side that the x4 network's output at one LR pixel depends on.
+
+  Every 3x3 conv at LR resolution adds one pixel: conv_first, 15 per RRDB (three dense blocks of
+  five convs in sequence) and conv_body. The convs after the two nearest x2 upsamplings (one at
+  2x, three at 4x) reach two more: an output pixel at HR column p sees HR columns p-3..p+3 through
+  conv_up2/conv_hr/conv_last, 2x columns floor((p-3)/2)-1 .. floor((p+3)/2)+1 through conv_up1,
+  that is LR columns floor(p/4)-2 .. floor(p/4)+2 at worst (p = 4k and p = 4k+3).
+  """
+  return 1 + 15 * num_block + 1 + 2
+
+
+def receptive_radius(scale, num_block):
+  """Input pixels on each side that one output pixel may depend on.
+
+  x1/x2 models run the same trunk on a pixel-unshuffled input (factor f = 4 / scale): the trunk's
+  radius counts unshuffled pixels of f input pixels each, and the input pixel itself may sit
+  anywhere in its unshuffled block, which adds up to f - 1.
+  """
+  factor = 4 // scale
+  return factor * trunk_radius(num_block) + factor - 1
+
+
+def apply_fn_of(model, params):
+  return jax.jit(lambda x: model.apply({"params": params}, x))
+
+
+def photo(height, width):
+  return (skimage.data.astronaut()[100:100 + height, 150:150 + width] / 255.0).astype(np.float32)
+
+
+# x1/x2 use a trunk without RRDBs (num_block 0) to keep their receptive field, and the images
+# needed to tile it, small.
+@pytest.mark.parametrize("scale, num_block, size, start", [(4, 1, 48, 20), (2, 0, 32, 12),
+                                                           (1, 0, 48, 20)])
+def test_trunk_radius_matches_the_gradient_support(scale, num_block, size, start):
+  model, params = tiny_generator(scale, num_block)
+  image = jnp.asarray(np.random.RandomState(0).rand(1, size, size, 3), jnp.float32)
+
+  def block_sum(x):
+    # Every output pixel of the 4x4 input pixels at `start`: one whole unshuffle block (x1, x2)
+    # and every position of an output pixel within its upsampling block (x4).
+    out = model.apply({"params": params}, x)
+    return out[0, start * scale:(start + 4) * scale, start * scale:(start + 4) * scale].sum()
+
+  grad = np.abs(np.asarray(jax.grad(block_sum)(image)[0])).sum(-1)
+  rows, cols = np.nonzero(grad.sum(1))[0], np.nonzero(grad.sum(0))[0]
+  reach = (4 // scale) * trunk_radius(num_block)  # In input pixels, from the aligned block.
+  assert rows.min() == cols.min() == start - reach
+  assert rows.max() == cols.max() == start + 3 + reach
+
+
+@pytest.fixture(scope="module")
+def x4_setup():
+  model, params = tiny_generator(4)
+  apply_fn = apply_fn_of(model, params)
+  # 3 x 3 regions of 40 px (the last column 24 px wide), windows of 40 + 2 * 20 = 80 px.
+  image = photo(120, 104)
+  untiled = np.asarray(model.apply({"params": params}, image[None]))[0]
+  return apply_fn, image, untiled
+
+
+def test_whole_image_mode_is_plain_inference(x4_setup):
+  apply_fn, image, untiled = x4_setup
+  # Jitted and eager XLA programs fuse differently: equal up to float rounding.
+  np.testing.assert_allclose(upscale_tiled(apply_fn, image, 4, tile=0), untiled, rtol=0, atol=1e-6)
+
+
+def test_tiled_equals_untiled_when_pad_covers_receptive_field(x4_setup):
+  apply_fn, image, untiled = x4_setup
+  pad = receptive_radius(4, NUM_BLOCK)
+  for batch_size in (1, 4):  # 9 windows: 9 batches of one, or 3 batches with 3 blanks.
+    tiled = upscale_tiled(apply_fn, image, 4, tile=40, tile_pad=pad, batch_size=batch_size)
+    assert tiled.shape == untiled.shape == (480, 416, 3)
+    np.testing.assert_allclose(tiled, untiled, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("scale, height, width, tile", [(2, 41, 39, 13), (1, 67, 65, 21)])
+def test_tiled_unshuffling_models_on_odd_sizes_equal_whole_image_mode(scale, height, width, tile):
+  # x2 and x1 models unshuffle 2x2 and 4x4 pixel blocks: windows must start on that grid (the
+  # odd tile size is rounded up to it), and an odd-sized image is padded in both modes alike.
+  model, params = tiny_generator(scale, num_block=0)
+  apply_fn = apply_fn_of(model, params)
+  image = photo(height, width)
+  whole = upscale_tiled(apply_fn, image, scale, tile=0)
+  pad = receptive_radius(scale, num_block=0)
+  tiled = upscale_tiled(apply_fn, image, scale, tile=tile, tile_pad=pad, batch_size=2)
+  assert tiled.shape == whole.shape == (height * scale, width * scale, 3)
+  np.testing.assert_allclose(tiled, whole, rtol=0, atol=1e-5)
+  # On a size the model accepts as is, whole-image mode is plain inference.
+  aligned = image[:height - height % 4, :width - width % 4]
+  np.testing.assert_allclose(upscale_tiled(apply_fn, aligned, scale, tile=0),
+                             np.asarray(model.apply({"params": params}, aligned[None]))[0],
+                             rtol=0, atol=1e-6)
+
+
+def _seam_jump(tiled, untiled, borders):
+  """Largest change at a region border of the output's finite differences, along both axes."""
+  jumps = []
+  for axis in (0, 1):
+    diff = np.abs(np.diff(tiled, axis=axis) - np.diff(untiled, axis=axis))
+    jumps.append(np.take(diff, borders - 1, axis=axis).max())
+  return max(jumps)
+
+
+def test_no_seam_in_gradients_across_tile_borders(x4_setup):
+  apply_fn, image, untiled = x4_setup
+  tile, scale = 40, 4
+  borders = np.arange(tile, 104, tile) * scale  # Output rows/columns where a new region starts.
+  typical_gradient = np.abs(np.diff(untiled, axis=1)).mean()
+
+  def jump(pad):
+    tiled = upscale_tiled(apply_fn, image, scale, tile=tile, tile_pad=pad, batch_size=3)
+    return _seam_jump(tiled, untiled, borders)
+
+  # Control: without context the regions disagree at their borders, visibly.
+  assert jump(0) > typical_gradient
+  # Real-ESRGAN's default context (10 px, half the receptive field here): no visible step.
+  assert jump(10) < 0.01 * typical_gradient
+  # Context covering the receptive field: the gradients are those of the untiled output.
+  assert jump(receptive_radius(scale, NUM_BLOCK)) < 1e-5
+
+
+def test_small_images_are_padded_to_one_window_shape_and_cropped(x4_setup):
+  apply_fn, image, untiled = x4_setup
+  for height, width in ((1, 1), (1, 7), (30, 21)):
+    out = upscale_tiled(apply_fn, image[:height, :width], 4, tile=16, tile_pad=4)
+    assert out.shape == (4 * height, 4 * width, 3)
+    assert np.isfinite(out).all()
+
+
+def test_compiles_once_per_window_shape_never_per_image_or_tile():
+  model, params = tiny_generator(4)
+  traced_shapes = []
+
+  def counted_apply(x):
+    traced_shapes.append(x.shape)  # Runs only while jax traces, i.e. once per compilation.
+    return model.apply({"params": params}, x)
+
+  apply_fn = jax.jit(counted_apply)
+  for height, width in ((40, 56), (33, 27), (10, 7), (24, 24)):
+    out = upscale_tiled(apply_fn, photo(height, width), 4, tile=16, tile_pad=4, batch_size=3)
+    assert out.shape == (4 * height, 4 * width, 3)
+  assert traced_shapes == [(3, 24, 24, 3)]
+
+
+def test_rejects_bad_arguments():
+  with pytest.raises(ValueError, match="HxWxC"):
+    upscale_tiled(lambda x: x, np.zeros((4, 4)), 4)
+  with pytest.raises(ValueError, match="batch_size"):
+    upscale_tiled(lambda x: x, np.zeros((4, 4, 3)), 4, tile=8, batch_size=0)
