@@ -189,7 +189,7 @@ def _export(tree, entries, description) -> dict[str, np.ndarray]:
     if value.shape != entry.shape:
       raise CheckpointError(f"parameter {'/'.join(entry.path)} has shape {value.shape}, "
                             f"{description} needs {entry.shape}")
-    state[entry.key] = np.ascontiguousarray(entry.to_torch(value))
+    state[entry.key] = np.array(entry.to_torch(value), np.float32, order="C")  # own, writable
   return state
 
 
@@ -433,6 +433,11 @@ def _first_line(error):
   return f"{type(error).__name__}: {text[0][:160]}" if text else type(error).__name__
 
 
+# torch.save writes a zip archive; files from before PyTorch 1.6 are a bare pickle (protocol 2+).
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_MAGIC = b"\x80"
+
+
 def read_torch_checkpoint(path: str | os.PathLike) -> Any:
   """torch.load of a local or gs:// file on CPU, with tensors only (weights_only=True)."""
   torch = _import_torch(path)
@@ -441,11 +446,19 @@ def read_torch_checkpoint(path: str | os.PathLike) -> Any:
     raise CheckpointError(f"{path}: no such file")
   if file.is_dir():
     raise CheckpointError(f"{path}: is a directory, expected a PyTorch .pth file")
+  data = file.read_bytes()
+  if not data:
+    raise CheckpointError(f"{path}: is empty, expected a PyTorch .pth file")
+  if not data.startswith((_ZIP_MAGIC, _PICKLE_MAGIC)):
+    raise CheckpointError(f"{path}: not a PyTorch checkpoint (it starts with {data[:8]!r}; "
+                          "torch.save writes a zip archive or a pickle)")
   try:
-    data = file.read_bytes()
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-  except Exception as error:  # torch raises many types for damaged or foreign files.
-    raise CheckpointError(f"{path}: not a PyTorch checkpoint, or a truncated one "
+  except Exception as error:  # torch raises many types for damaged files.
+    if "Weights only load failed" in str(error):
+      raise CheckpointError(f"{path}: holds Python objects besides tensors, which are not "
+                            "loaded for safety (torch.load weights_only=True)") from error
+    raise CheckpointError(f"{path}: damaged or truncated PyTorch checkpoint "
                           f"({_first_line(error)})") from error
 
 
@@ -485,9 +498,16 @@ def convert_generator(in_path, out_dir, weights_key=None, scale=None) -> dict[st
 
 
 def export_generator(checkpoint_dir, out_path, wrap_key: str | None = "params",
-                     layout: str = BASICSR) -> dict[str, int]:
-  """Generator checkpoint -> .pth; `wrap_key` None writes a bare state dict (ESRGAN's files)."""
-  params, arch = generator_io.load_generator(checkpoint_dir)
+                     layout: str = BASICSR, which: str = "generator_ema") -> dict[str, int]:
+  """Generator checkpoint (or training workdir) -> .pth.
+
+  `wrap_key` None writes a bare state dict, as ESRGAN's own files are; `which` picks the EMA or
+  the raw generator of a training workdir.
+  """
+  if not epath.Path(checkpoint_dir).is_dir():
+    raise CheckpointError(f"{checkpoint_dir}: not a directory; --export reads a generator "
+                          "checkpoint or training workdir and writes a .pth")
+  params, arch = generator_io.load_generator(checkpoint_dir, which)
   try:
     state = rrdbnet_params_to_torch(params, arch, layout)
   except CheckpointError as error:
@@ -524,6 +544,9 @@ def _parser():
                       help="with --export: wrap the state dict under this key ('none': bare)")
   parser.add_argument("--export_layout", choices=LAYOUTS, default=BASICSR,
                       help="with --export: key names to write")
+  parser.add_argument("--generator", choices=("generator_ema", "generator"),
+                      default="generator_ema",
+                      help="with --export from a training workdir: which generator to write")
   return parser
 
 
@@ -533,7 +556,8 @@ def main(argv=None) -> int:
   try:
     if args.export:
       wrap_key = None if args.export_key == "none" else args.export_key
-      arch = export_generator(args.source, args.destination, wrap_key, args.export_layout)
+      arch = export_generator(args.source, args.destination, wrap_key, args.export_layout,
+                              args.generator)
       print(f"wrote {args.destination}: {_describe_rrdbnet(arch, args.export_layout)}")
     elif args.vgg19:
       convert_vgg19(args.source, args.destination)

@@ -34,12 +34,14 @@ def _round_up(value: int, multiple: int) -> int:
 
 def _pad_end(image: np.ndarray, height: int, width: int) -> np.ndarray:
   """Reflect-pads an HxWxC image at the bottom and right to height x width."""
-  extra = ((0, height - image.shape[0]), (0, width - image.shape[1]), (0, 0))
-  if not any(after for _, after in extra):
-    return image
-  # numpy's 'reflect' needs two pixels along an axis; a 1-pixel axis can only be repeated.
-  mode = "reflect" if min(image.shape[:2]) > 1 else "edge"
-  return np.pad(image, extra, mode=mode)
+  for axis, target in ((0, height), (1, width)):
+    extra = target - image.shape[axis]
+    if extra > 0:
+      widths = [(0, 0)] * 3
+      widths[axis] = (0, extra)
+      # numpy's 'reflect' needs two pixels along the axis; one pixel can only be repeated.
+      image = np.pad(image, widths, mode="reflect" if image.shape[axis] > 1 else "edge")
+  return image
 
 
 def _window_starts(length: int, tile: int, window: int, pad: int) -> list[tuple[int, int, int]]:
@@ -86,7 +88,8 @@ def upscale_tiled(apply_fn: ApplyFn, image: np.ndarray, scale: int, tile: int = 
     output = np.asarray(apply_fn(padded[None]), np.float32)[0]
     if progress is not None:
       progress(1, 1)
-    return output[:height * scale, :width * scale]
+    # A copy the caller owns: arrays viewed from JAX are read-only.
+    return np.array(output[:height * scale, :width * scale])
 
   tile = _round_up(tile, multiple)
   tile_pad = _round_up(tile_pad, multiple)

@@ -76,7 +76,9 @@ def init_train_state(networks: Networks, config: ml_collections.ConfigDict,
   hr = jnp.zeros((1, patch, patch, config.model.num_out_ch), jnp.float32)
   g_rng, d_rng, vgg_rng = jax.random.split(rng, 3)
   generator = networks.generator.init(g_rng, lr)["params"]
-  state = TrainState(step=jnp.zeros((), jnp.int32), generator=generator, generator_ema=generator,
+  # The EMA starts as a copy (own buffers, so the step can donate both).
+  state = TrainState(step=jnp.zeros((), jnp.int32), generator=generator,
+                     generator_ema=jax.tree.map(jnp.array, generator),
                      generator_opt_state=networks.generator_tx.init(generator))
   if networks.discriminator is None:
     return state

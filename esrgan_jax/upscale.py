@@ -21,6 +21,7 @@ unwritable output folder, a missing input, a checkpoint of another scale) exit w
 """
 
 import argparse
+import functools
 import math
 import os
 import sys
@@ -168,16 +169,17 @@ def load_model(checkpoint: str, model_scale: Optional[int], half: bool):
   return model, params
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _apply(model, variables, batch):
+  return model.apply(variables, batch).astype(jnp.float32)
+
+
 def make_apply_fn(model, params) -> Callable[[np.ndarray], jax.Array]:
-  """Jitted float32 NHWC -> float32 NHWC; params are an argument, not constants baked into the
-  compiled program, so one compilation serves every batch of one shape."""
+  """Jitted float32 NHWC -> float32 NHWC. The params are an argument rather than constants baked
+  into the program, and equal modules hash alike, so one compilation per batch shape serves every
+  checkpoint of one architecture."""
   variables = {"params": jax.device_put(params)}
-
-  @jax.jit
-  def apply(variables, batch):
-    return model.apply(variables, batch).astype(jnp.float32)
-
-  return lambda batch: apply(variables, batch)
+  return lambda batch: _apply(model, variables, batch)
 
 
 def imresize_in_strips(image: np.ndarray, output_shape: tuple[int, int]) -> np.ndarray:
@@ -229,20 +231,21 @@ class Upscaler:
     return upscale_tiled(self.apply_fn, rgb, self.scale, self.tile, self.tile_pad,
                          self.batch_size, progress)
 
+  def _output_size(self, height: int, width: int) -> tuple[int, int]:
+    # MATLAB's ceil(in * scale), with the same tolerance for float fuzz as bicubic.imresize.
+    return (math.ceil(height * self.outscale - 1e-9), math.ceil(width * self.outscale - 1e-9))
+
   def _final_size(self, array: np.ndarray, height: int, width: int) -> np.ndarray:
     if self.outscale == self.scale:
       return array
-    size = (math.ceil(height * self.outscale - 1e-9), math.ceil(width * self.outscale - 1e-9))
-    return imresize_in_strips(array, size)
+    return imresize_in_strips(array, self._output_size(height, width))
 
   def _alpha(self, alpha: np.ndarray, progress=None) -> np.ndarray:
     height, width = alpha.shape[:2]
     if alpha.min() == alpha.max():  # Opaque (or uniformly transparent): keep it exact.
-      size = (math.ceil(height * self.outscale - 1e-9), math.ceil(width * self.outscale - 1e-9))
-      return np.full(size + (1,), alpha.flat[0], np.float32)
+      return np.full(self._output_size(height, width) + (1,), alpha.flat[0], np.float32)
     if self.alpha_upsampler == "bicubic":
-      size = (math.ceil(height * self.outscale - 1e-9), math.ceil(width * self.outscale - 1e-9))
-      return imresize_in_strips(alpha, size)
+      return imresize_in_strips(alpha, self._output_size(height, width))
     upscaled = self._network(np.repeat(alpha, 3, axis=-1), progress) @ LUMA_WEIGHTS
     return self._final_size(upscaled[..., None], height, width)
 

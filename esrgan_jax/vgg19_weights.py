@@ -9,6 +9,7 @@ the fly, which imports torch. Layout (an Orbax composite checkpoint):
 """
 
 import os
+from typing import Sequence
 
 import jax
 import numpy as np
@@ -64,9 +65,24 @@ def save_vgg19_params(directory: str | os.PathLike, params) -> None:
                                                  "layers": list(VGG19_LAYERS)})))
 
 
-def load_vgg19_params(path: str | os.PathLike) -> dict:
-  """VGG19Features params from a directory written by `save_vgg19_params` or from a .pth file."""
-  path = epath.Path(path)
+def load_vgg19_params(path: str | os.PathLike, layers: Sequence[str] | None = None) -> dict:
+  """VGG19Features params from a directory written by `save_vgg19_params` or from a .pth file.
+
+  All sixteen convs by default; with `layers`, only those that VGG19Features(layers=layers)
+  builds (up to the deepest one), so the tree matches that module's own.
+  """
+  params = _load_all_vgg19_params(epath.Path(path))
+  if layers is None:
+    return params
+  unknown = [name for name in layers if name not in VGG19_LAYERS]
+  if unknown or not layers:
+    raise ValueError(f"load_vgg19_params: layers must be a non-empty subset of {VGG19_LAYERS}, "
+                     f"got {list(layers)}")
+  deepest = max(VGG19_LAYERS.index(name) for name in layers)
+  return {name: params[name] for name in VGG19_LAYERS[:deepest + 1]}
+
+
+def _load_all_vgg19_params(path: epath.Path) -> dict:
   if not path.exists():
     raise CheckpointError(f"{path}: no such VGG19 weights file or directory")
   if not path.is_dir():

@@ -4,7 +4,6 @@ import logging
 import os
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 
@@ -73,7 +72,8 @@ def test_paired_random_crop_and_flips_keep_lr_and_hr_aligned():
     hr_patch, lr_patch = augment.paired_random_crop(hr, lr, PATCH, SCALE, rng)
     flips = augment.draw_flips(True, True, rng)
     seen_flips.add(flips)
-    hr_patch, lr_patch = augment.apply_flips(hr_patch, *flips), augment.apply_flips(lr_patch, *flips)
+    hr_patch = augment.apply_flips(hr_patch, *flips)
+    lr_patch = augment.apply_flips(lr_patch, *flips)
     assert hr_patch.shape == (PATCH, PATCH, 3) and lr_patch.shape == (PATCH // 4, PATCH // 4, 3)
     np.testing.assert_array_equal(hr_patch, np.repeat(np.repeat(lr_patch, 4, axis=0), 4, axis=1))
   assert len(seen_flips) == 8  # hflip x vflip x transpose: all eight symmetries of the square.

@@ -175,7 +175,8 @@ def test_div2k_batches_from_tfds_are_patches_of_its_images(tiny_div2k):
       hr = np.round(hr * 255).astype(np.uint8)
       lr = np.round(lr * 255).astype(np.uint8)
       found = [(image, top, left) for image in hr_images
-               for top in range(0, image.shape[0] - 15, 4) for left in range(0, image.shape[1] - 15, 4)
+               for top in range(0, image.shape[0] - 15, 4)
+               for left in range(0, image.shape[1] - 15, 4)
                if np.array_equal(image[top:top + 16, left:left + 16], hr)]
       assert found, "HR patch is not a crop of any DIV2K image"
       image, top, left = found[0]

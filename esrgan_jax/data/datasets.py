@@ -2,12 +2,13 @@
 
 A training *source* is an indexed list of images, the same list on every process:
 `num_images`, `name(i)` and `lr_name(i)` (for messages), `prefetch_range(start, stop)` (called
-once with the images this process will use) and `load(i) -> (hr, lr or None)` as uint8 HxWx3
-arrays, raising `ImageReadError` for an unreadable image. Sampling, sharding, cropping and the policies for
+once with the images this process will use), `load(i) -> (hr, lr or None)` as uint8 HxWx3
+arrays, raising `ImageReadError` for an unreadable image, and `release_prefetched()` (called when
+every image has been loaded and cached). Sampling, sharding, cropping and the policies for
 bad or small images live in pipeline.py; this file only finds, pairs and decodes.
 
 Bundled default data: real photographs that ship inside scikit-image's wheel (read from the
-installed package's data folder, never fetched). Licences, from scikit-image's docstrings:
+installed package's data folder, never fetched by pooch). Licences, from scikit-image's docstrings:
   astronaut.png          Eileen Collins, NASA Great Images database; public domain.
   coffee.png             Rachel Michetti for Pikolo Espresso Bar; CC0.
   chelsea.png            Stefan van der Walt; CC0.
@@ -125,7 +126,9 @@ class FolderSource:
     return self.hr_paths[index]
 
   def lr_name(self, index: int) -> str:
-    return self.lr_paths[index] if self.lr_paths is not None else f"bicubic LR of {self.name(index)}"
+    if self.lr_paths is None:
+      return f"bicubic LR of {self.name(index)}"
+    return self.lr_paths[index]
 
   def load(self, index: int) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     hr = read_image(self.hr_paths[index])
@@ -134,6 +137,9 @@ class FolderSource:
 
   def prefetch_range(self, start: int, stop: int) -> None:
     del start, stop  # Files are read one at a time by `load`.
+
+  def release_prefetched(self) -> None:
+    pass
 
 
 def bundled_photo_dir() -> str:
@@ -169,7 +175,8 @@ class TfdsSource:
   """The train split of an HR/LR TFDS dataset such as div2k/bicubic_x4.
 
   TFDS reads records in sequence, not by index, so `prefetch_range` reads this process's slice
-  of the split once (as encoded PNG bytes, small) and `load` decodes one record on demand.
+  of the split once, as encoded PNG bytes (a fraction of the decoded size), and `load` decodes
+  one record on demand.
   Files are read in order, one at a time (interleave_cycle_length=1), so that record i is the
   same image whatever slice it is read in: the sampling of pipeline.py relies on it.
   """
@@ -196,6 +203,10 @@ class TfdsSource:
         read_config=tfds.ReadConfig(interleave_cycle_length=1, add_tfds_id=True))
     for offset, record in enumerate(tfds.as_numpy(dataset)):
       self._records[start + offset] = (record["tfds_id"].decode(), record["hr"], record["lr"])
+
+  def release_prefetched(self) -> None:
+    """Drops the encoded images (kept: their ids) once the pipeline has cached them decoded."""
+    self._records = {i: (tfds_id, b"", b"") for i, (tfds_id, _, _) in self._records.items()}
 
   def load(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
     import tensorflow as tf
@@ -227,12 +238,12 @@ def _preparation_help(builder, tfds_name: str, data_dir: Optional[str]) -> str:
 
 
 def open_tfds_builder(tfds_name: str, scale: int, data_dir: Optional[str] = None,
-                      manual_dir: Optional[str] = None, download: bool = False):
+                      manual_dir: Optional[str] = None, prepare: bool = False):
   """The TFDS builder of a prepared HR/LR dataset; a clear error when it is not prepared.
 
-  When the data is missing and `download` is set (or a manual dir is given) it is prepared as
-  `tfds build` would; otherwise, or when that fails, DatasetNotFoundError names the directory
-  looked in and how to prepare it.
+  When the data is missing and `prepare` is set it is prepared as `tfds build` would (from the
+  archives in `manual_dir` when given, else downloaded); otherwise, or when that fails,
+  DatasetNotFoundError names the directory looked in and how to prepare it.
   """
   import tensorflow_datasets as tfds  # Heavy; only the TFDS datasets need it.
   name_scale = _scale_of_tfds_name(tfds_name)
@@ -246,16 +257,16 @@ def open_tfds_builder(tfds_name: str, scale: int, data_dir: Optional[str] = None
   if builder.is_prepared():
     return builder
   help_text = _preparation_help(builder, tfds_name, data_dir)
-  if not (download or manual_dir):
+  if not prepare:
     raise DatasetNotFoundError(f"TFDS dataset {tfds_name} is not prepared in {builder.data_dir}; "
                                f"{help_text}")
   try:
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   except Exception as e:
-    raise DatasetNotFoundError(
-        f"TFDS dataset {tfds_name} is not prepared in {builder.data_dir} and preparing it failed "
-        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); {help_text}") from e
+    reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    raise DatasetNotFoundError(f"TFDS dataset {tfds_name} is not prepared in {builder.data_dir} "
+                               f"and preparing it failed ({reason}); {help_text}") from e
   return builder
 
 

@@ -69,18 +69,21 @@ def default_data_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.dataset = "bundled"  # 'bundled' (skimage photos), 'folder' (hr_dir / lr_dir) or 'div2k'
   config.hr_dir = placeholder(str)  # folder: HR images (png/jpg/webp/bmp/tiff), sorted by name
-  config.lr_dir = placeholder(str)  # folder: LR images matched by name; unset: bicubic LR on the fly
+  config.lr_dir = placeholder(str)  # folder: LR images matched by name (unset: bicubic from HR)
   config.tfds_name = "div2k/bicubic_x4"  # div2k: TFDS name/config; its _xN must match the scale
   config.tfds_data_dir = placeholder(str)  # div2k: TFDS data dir (unset: TFDS's default)
   config.tfds_manual_dir = placeholder(str)  # div2k: folder with DIV2K's zip files, for offline
-  config.tfds_download = True  # div2k: prepare (download) the dataset when it is missing
+  # div2k: prepare (download) the dataset when it is missing, in single-process runs only.
+  config.tfds_download = True
   config.patch_size = 128  # HR patch side; the LR patch is patch_size // scale
   config.use_hflip = True  # random horizontal flips
   config.use_rot = True  # random vertical flips and 90-degree rotations (transposes)
-  config.cache_decoded = True  # decode this process's images once and keep them in memory
+  # Decode this process's images (and make their LR) once and keep them in memory. False: decode
+  # on every use, for data larger than memory; PNG decoding then bounds the throughput.
+  config.cache_decoded = True
   config.shuffle_seed = placeholder(int)  # seed of the data order and crops (unset: config.seed)
   config.on_bad_image = "skip"  # unreadable image: 'skip' (with a warning) or 'error'
-  config.on_small_image = "skip"  # image smaller than the patch: 'skip' (warning) or 'pad' (reflect)
+  config.on_small_image = "skip"  # smaller than the patch: 'skip' (warning) or 'pad' (reflect)
   config.num_workers = placeholder(int)  # threads decoding and cropping (unset: CPUs, at most 16)
   config.prefetch_batches = 2  # process-local batches prepared ahead of the trainer
   # Shard the data over batch slots only when each slot gets at least this many images (see
@@ -178,6 +181,7 @@ class ImageStore:
     if cache_decoded:
       indices = range(start, stop)
       self._cache = dict(zip(indices, executor.map(self._prepare, indices)))
+      source.release_prefetched()
 
   def get(self, index: int):
     if self._cache is not None:
@@ -340,11 +344,11 @@ def _open_train_source(data_config, scale: int, process_count: int):
     return datasets.bundled_source()
   if data_config.dataset == "folder":
     return datasets.folder_source(data_config.hr_dir, data_config.lr_dir, scale)
-  # Several processes must not prepare the same data dir at once: prepare it beforehand.
+  # Several processes must not prepare one data dir at once: multi-host runs prepare it first.
+  prepare = process_count == 1 and (data_config.tfds_download or bool(data_config.tfds_manual_dir))
   builder = datasets.open_tfds_builder(
       data_config.tfds_name, scale, data_dir=data_config.tfds_data_dir,
-      manual_dir=data_config.tfds_manual_dir,
-      download=data_config.tfds_download and process_count == 1)
+      manual_dir=data_config.tfds_manual_dir, prepare=prepare)
   return datasets.TfdsSource(builder, "train")
 
 
@@ -370,7 +374,6 @@ def create_train_iterator(data_config, *, scale: int, global_batch_size: int, se
   sampler = SlotSampler(source.num_images, global_batch_size, data_seed,
                         data_config.min_images_per_slot)
   local_batch_size = global_batch_size // process_count
-  process_index = process_count - 1 - process_index
   slots = range(process_index * local_batch_size, (process_index + 1) * local_batch_size)
   start, stop = sampler.image_range(slots)
   executor = concurrent.futures.ThreadPoolExecutor(_num_workers(data_config),

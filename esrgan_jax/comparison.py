@@ -1,0 +1,78 @@
+"""A picture for humans: LR | bicubic | SR | HR side by side, the way SR papers show results.
+
+The LR input is enlarged with nearest neighbours so that its real pixels stay visible; the other
+three panels already have the HR size. Optionally all four show the same centre crop, where
+textures can be told apart at 1:1 zoom.
+"""
+
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+SEPARATOR_VALUE = 255  # White bars between the panels.
+PANEL_NAMES = ("lr", "bicubic", "sr", "hr")
+
+
+def _to_rgb_uint8(image: np.ndarray, name: str) -> np.ndarray:
+  """uint8 / uint16 / float in [0, 1] pixels, HxW or HxWxC with C in 1, 3, 4 -> uint8 HxWx3."""
+  image = np.asarray(image)
+  if image.ndim == 2:
+    image = image[..., None]
+  if image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
+    raise ValueError(f"comparison_strip: {name} must be HxW or HxWxC with C in 1, 3, 4, "
+                     f"got shape {image.shape}")
+  if image.dtype == np.uint8:
+    pixels = image
+  elif image.dtype == np.uint16:
+    pixels = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+  elif np.issubdtype(image.dtype, np.floating):
+    pixels = np.floor(np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+  else:
+    raise ValueError(f"comparison_strip: {name} has unsupported dtype {image.dtype}")
+  pixels = pixels[..., :3]  # An alpha channel is not shown.
+  return np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels
+
+
+def _nearest_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+  # Output pixel i shows input pixel floor(i * in / out): whole blocks for integer factors.
+  rows = np.arange(height) * image.shape[0] // height
+  cols = np.arange(width) * image.shape[1] // width
+  return image[rows[:, None], cols[None, :]]
+
+
+def _centre_crop(image: np.ndarray, crop: tuple[int, int]) -> np.ndarray:
+  height, width = min(crop[0], image.shape[0]), min(crop[1], image.shape[1])
+  top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
+  return image[top:top + height, left:left + width]
+
+
+def comparison_strip(lr: np.ndarray, bicubic: np.ndarray, sr: np.ndarray, hr: np.ndarray,
+                     crop: Optional[Union[int, Sequence[int]]] = None,
+                     separator: int = 4) -> np.ndarray:
+  """LR (nearest-upscaled to HR size) | bicubic | SR | HR as one uint8 HxWx3 image.
+
+  Args:
+    lr, bicubic, sr, hr: uint8, uint16 or float ([0, 1]) images, HxW or HxWxC; bicubic and sr of
+      the HR size. Grayscale is shown as gray, alpha is dropped.
+    crop: None for whole images, or the (height, width) (one int: a square) of the centre crop
+      shown of every panel, clipped to the image size.
+    separator: width in pixels of the white bars between panels.
+  """
+  panels = [_to_rgb_uint8(image, name)
+            for image, name in zip((lr, bicubic, sr, hr), PANEL_NAMES)]
+  height, width = panels[3].shape[:2]
+  for panel, name in zip(panels[1:3], PANEL_NAMES[1:3]):
+    if panel.shape[:2] != (height, width):
+      raise ValueError(f"comparison_strip: {name} is {panel.shape[0]}x{panel.shape[1]}, but hr "
+                       f"is {height}x{width}")
+  panels[0] = _nearest_resize(panels[0], height, width)
+  if crop is not None:
+    crop = (crop, crop) if np.isscalar(crop) else tuple(crop)
+    if len(crop) != 2 or min(crop) < 1:
+      raise ValueError(f"comparison_strip: crop must be a positive size, got {crop}")
+    panels = [_centre_crop(panel, crop) for panel in panels]
+  bar = np.full((panels[0].shape[0], separator, 3), SEPARATOR_VALUE, np.uint8)
+  pieces = [panels[0]]
+  for panel in panels[1:]:
+    pieces += [bar, panel]
+  return np.concatenate(pieces, axis=1)

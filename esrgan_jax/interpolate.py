@@ -1,0 +1,121 @@
+"""Network interpolation (ESRGAN paper, Sec. 3.4): blend a PSNR-oriented and a GAN generator.
+
+  python -m esrgan_jax.interpolate --psnr CKPT_A --gan CKPT_B --alpha 0.8 -o OUT
+
+theta = (1 - alpha) * theta_PSNR + alpha * theta_GAN, parameter by parameter, trades the GAN
+model's texture (and artefacts) against the PSNR model's smoothness without retraining. Both
+generators must have one architecture (fine-tuning the GAN stage from the PSNR stage keeps it);
+the result is a generator checkpoint that the upscaler and eval mode read like any other.
+"""
+
+import argparse
+import math
+import sys
+from typing import Any, Optional, Sequence
+
+import jax
+import numpy as np
+from etils import epath
+
+from esrgan_jax import generator_io
+
+
+class InterpolationError(ValueError):
+  """The two parameter sets cannot be blended; the message says where they differ."""
+
+
+def _leaves_by_path(params) -> dict[str, Any]:
+  flat, _ = jax.tree_util.tree_flatten_with_path(params)
+  return {"/".join(str(getattr(k, "key", k)) for k in path): leaf for path, leaf in flat}
+
+
+def params_difference(first, second) -> Optional[str]:
+  """A short description of how two parameter trees differ in structure or shapes, or None."""
+  first, second = _leaves_by_path(first), _leaves_by_path(second)
+  only_first = sorted(set(first) - set(second))
+  only_second = sorted(set(second) - set(first))
+  if only_first or only_second:
+    parts = []
+    if only_first:
+      parts.append(f"{len(only_first)} parameter(s) only in the first, e.g. {only_first[0]}")
+    if only_second:
+      parts.append(f"{len(only_second)} parameter(s) only in the second, e.g. {only_second[0]}")
+    return "; ".join(parts)
+  for name in sorted(first):
+    shape_a, shape_b = np.shape(first[name]), np.shape(second[name])
+    if shape_a != shape_b:
+      return f"{name} has shape {shape_a} vs {shape_b}"
+  return None
+
+
+def check_alpha(alpha: float) -> None:
+  if not (math.isfinite(alpha) and 0.0 <= alpha <= 1.0):
+    raise InterpolationError(f"alpha must lie in [0, 1], got {alpha}")
+
+
+def interpolate_params(psnr_params, gan_params, alpha: float):
+  """(1 - alpha) * psnr_params + alpha * gan_params, leaf by leaf, as NumPy arrays.
+
+  Computed in float64 and returned in each leaf's dtype, so alpha = 0 and alpha = 1 give back the
+  inputs bit for bit.
+  """
+  check_alpha(alpha)
+  difference = params_difference(psnr_params, gan_params)
+  if difference:
+    raise InterpolationError(f"parameter trees differ: {difference}")
+
+  def blend(psnr, gan):
+    psnr, gan = np.asarray(psnr), np.asarray(gan)
+    mixed = (1.0 - alpha) * psnr.astype(np.float64) + alpha * gan.astype(np.float64)
+    return mixed.astype(psnr.dtype)
+
+  return jax.tree.map(blend, psnr_params, gan_params)
+
+
+def arch_difference(first: dict, second: dict) -> Optional[str]:
+  fields = [f for f in generator_io.ARCH_FIELDS if first.get(f) != second.get(f)]
+  if not fields:
+    return None
+  return ", ".join(f"{f} {first.get(f)} vs {second.get(f)}" for f in fields)
+
+
+def interpolate_checkpoints(psnr_dir: str, gan_dir: str, alpha: float, output_dir: str) -> None:
+  """Reads two generator checkpoints, blends them and writes the result to `output_dir`."""
+  check_alpha(alpha)
+  if epath.Path(output_dir).exists():
+    raise generator_io.CheckpointError(f"{output_dir}: output checkpoint directory already "
+                                       "exists")
+  psnr_params, psnr_arch = generator_io.load_generator(psnr_dir)
+  gan_params, gan_arch = generator_io.load_generator(gan_dir)
+  difference = arch_difference(psnr_arch, gan_arch) or params_difference(psnr_params, gan_params)
+  if difference:
+    raise InterpolationError(f"{psnr_dir} (--psnr) and {gan_dir} (--gan) are different "
+                             f"architectures: {difference}")
+  generator_io.save_generator(output_dir, interpolate_params(psnr_params, gan_params, alpha),
+                              psnr_arch)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  parser = argparse.ArgumentParser(
+      prog="python -m esrgan_jax.interpolate",
+      description="theta = (1 - alpha) * theta_PSNR + alpha * theta_GAN (ESRGAN, Sec. 3.4).")
+  parser.add_argument("--psnr", required=True, metavar="CKPT_A",
+                      help="generator checkpoint of the PSNR-oriented stage")
+  parser.add_argument("--gan", required=True, metavar="CKPT_B",
+                      help="generator checkpoint of the GAN stage")
+  parser.add_argument("--alpha", required=True, type=float,
+                      help="weight of the GAN model in [0, 1] (the paper shows 0.2 ... 1.0)")
+  parser.add_argument("-o", "--output", required=True, metavar="OUT",
+                      help="new generator checkpoint directory (must not exist)")
+  args = parser.parse_args(argv)
+  try:
+    interpolate_checkpoints(args.psnr, args.gan, args.alpha, args.output)
+  except (InterpolationError, generator_io.CheckpointError) as error:
+    print(f"interpolate: error: {error}", file=sys.stderr)
+    return 2
+  print(f"wrote {args.output}: {1 - args.alpha:g} * {args.psnr} + {args.alpha:g} * {args.gan}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,244 @@
+"""The upscaler CLI: pixel formats kept, results equal to plain inference, one-line errors."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import skimage.data
+
+from esrgan_jax import upscale
+from esrgan_jax.data import bicubic
+from esrgan_jax.data.images import read_image_any, write_image
+from esrgan_jax.generator_io import arch_of, save_generator
+from esrgan_jax.models import RRDBNet
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Tiles of 24 px with 20 px of context (more than the tiny model's receptive field of 19 px):
+# 64x64 inputs are cut into 3 x 3 windows of 64 px, and the result equals whole-image inference.
+TILING = ["--tile", "24", "--tile-pad", "20", "--batch-size", "4"]
+LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def random_params(model, seed=0):
+  """PyTorch-default-like random parameters drawn with NumPy (cheaper than compiling init)."""
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 3)))["params"]
+  rng = np.random.RandomState(seed)
+
+  def draw(leaf):
+    bound = 1.0 / np.sqrt(np.prod(leaf.shape[:-1]) if len(leaf.shape) > 1 else leaf.shape[0])
+    return rng.uniform(-bound, bound, leaf.shape).astype(np.float32)
+
+  return jax.tree.map(draw, shapes)
+
+
+@pytest.fixture(scope="module")
+def generator(tmp_path_factory):
+  """(checkpoint dir, float reference: HxWxC [0, 1] image -> model output in float64)."""
+  model = RRDBNet(scale=4, num_feat=8, num_block=1, num_grow_ch=4)
+  params = random_params(model)
+  checkpoint = str(tmp_path_factory.mktemp("ckpt") / "tiny_x4")
+  save_generator(checkpoint, params, arch_of(model))
+  forward = jax.jit(lambda x: model.apply({"params": params}, x))
+
+  def reference(image):
+    return np.asarray(forward(jnp.asarray(image, jnp.float32)[None]), np.float64)[0]
+
+  return checkpoint, reference
+
+
+def photo(height=64, width=64):
+  return skimage.data.astronaut()[120:120 + height, 180:180 + width]
+
+
+def run_main(args, capsys):
+  code = upscale.main(args)
+  return code, capsys.readouterr().err
+
+
+def to_uint(image, dtype):
+  peak = np.iinfo(dtype).max
+  return np.floor(np.clip(image, 0, 1) * peak + 0.5).astype(np.int64)
+
+
+def test_rgb_equals_whole_image_inference(generator, tmp_path, capsys):
+  checkpoint, reference = generator
+  image = photo()
+  write_image(tmp_path / "in" / "photo.png", image)
+  code, err = run_main([str(tmp_path / "in" / "photo.png"), "-o", str(tmp_path / "out"),
+                        "--checkpoint", checkpoint] + TILING, capsys)
+  assert code == 0, err
+  result = read_image_any(tmp_path / "out" / "photo_out.png")
+  assert result.dtype == np.uint8 and result.shape == (256, 256, 3)
+  expected = to_uint(reference(image / 255.0), np.uint8)
+  assert np.abs(result.astype(np.int64) - expected).max() <= 1
+
+
+def test_grayscale_stays_grayscale(generator, tmp_path, capsys):
+  checkpoint, reference = generator
+  gray = skimage.data.camera()[200:264, 200:264]
+  write_image(tmp_path / "gray.png", gray)
+  code, err = run_main([str(tmp_path / "gray.png"), "-o", str(tmp_path / "out"), "--checkpoint",
+                        checkpoint, "--suffix", ""] + TILING, capsys)
+  assert code == 0, err
+  result = read_image_any(tmp_path / "out" / "gray.png")
+  assert result.dtype == np.uint8 and result.shape == (256, 256, 1)
+  rgb = np.repeat(gray[..., None] / 255.0, 3, axis=-1)
+  expected = to_uint(reference(rgb) @ LUMA, np.uint8)
+  assert np.abs(result[..., 0].astype(np.int64) - expected).max() <= 1
+
+
+def _rgba():
+  yy, xx = np.mgrid[:64, :64]
+  alpha = np.where((yy - 32) ** 2 + (xx - 30) ** 2 < 20 ** 2, 255, 40).astype(np.uint8)
+  return np.concatenate([photo(), alpha[..., None]], axis=-1)
+
+
+@pytest.mark.parametrize("alpha_upsampler", ["model", "bicubic"])
+def test_rgba_upscales_alpha_separately(generator, tmp_path, capsys, alpha_upsampler):
+  checkpoint, reference = generator
+  rgba = _rgba()
+  write_image(tmp_path / "logo.png", rgba)
+  code, err = run_main([str(tmp_path / "logo.png"), "-o", str(tmp_path / "out"), "--checkpoint",
+                        checkpoint, "--alpha-upsampler", alpha_upsampler] + TILING, capsys)
+  assert code == 0, err
+  result = read_image_any(tmp_path / "out" / "logo_out.png").astype(np.int64)
+  assert result.shape == (256, 256, 4)
+  expected_rgb = to_uint(reference(rgba[..., :3] / 255.0), np.uint8)
+  assert np.abs(result[..., :3] - expected_rgb).max() <= 1
+  alpha = rgba[..., 3:] / 255.0
+  if alpha_upsampler == "model":
+    expected_alpha = reference(np.repeat(alpha, 3, axis=-1)) @ LUMA
+  else:
+    expected_alpha = bicubic.imresize(alpha[..., 0], scale=4)
+  assert np.abs(result[..., 3] - to_uint(expected_alpha, np.uint8)).max() <= 1
+
+
+def test_opaque_alpha_stays_exactly_opaque(generator, tmp_path, capsys):
+  checkpoint, _ = generator
+  rgba = _rgba()
+  rgba[..., 3] = 255
+  write_image(tmp_path / "opaque.png", rgba)
+  code, err = run_main([str(tmp_path / "opaque.png"), "-o", str(tmp_path), "--checkpoint",
+                        checkpoint, "--outscale", "2"] + TILING, capsys)
+  assert code == 0, err
+  result = read_image_any(tmp_path / "opaque_out.png")
+  assert result.shape == (128, 128, 4) and (result[..., 3] == 255).all()
+
+
+def test_16bit_png_stays_16bit(generator, tmp_path, capsys):
+  checkpoint, reference = generator
+  rng = np.random.RandomState(0)
+  # Values between the 8-bit levels, which an 8-bit round trip would lose.
+  deep = np.clip(photo().astype(np.int64) * 257 + rng.randint(-100, 100, (64, 64, 3)), 0, 65535)
+  deep = deep.astype(np.uint16)
+  write_image(tmp_path / "deep.png", deep)
+  code, err = run_main([str(tmp_path / "deep.png"), "-o", str(tmp_path / "out"), "--checkpoint",
+                        checkpoint] + TILING, capsys)
+  assert code == 0, err
+  result = read_image_any(tmp_path / "out" / "deep_out.png")
+  assert result.dtype == np.uint16 and result.shape == (256, 256, 3)
+  expected = to_uint(reference(deep / 65535.0), np.uint16)
+  assert np.abs(result.astype(np.int64) - expected).max() <= 3  # float32 model, 16-bit output.
+  assert (result % 257 != 0).mean() > 0.9
+
+
+def test_outscale_uses_matlab_bicubic(generator, tmp_path, capsys):
+  checkpoint, reference = generator
+  image = photo()
+  write_image(tmp_path / "photo.jpg", image)
+  code, err = run_main([str(tmp_path / "photo.jpg"), "-o", str(tmp_path / "out"), "--checkpoint",
+                        checkpoint, "--outscale", "3.5", "--ext", "png"] + TILING, capsys)
+  assert code == 0, err
+  result = read_image_any(tmp_path / "out" / "photo_out.png")
+  assert result.shape == (224, 224, 3)
+  decoded = read_image_any(tmp_path / "photo.jpg") / 255.0  # JPEG is lossy: use what is stored.
+  expected = to_uint(bicubic.imresize(reference(decoded), output_shape=(224, 224)), np.uint8)
+  assert np.abs(result.astype(np.int64) - expected).max() <= 1
+
+
+def test_imresize_in_strips_equals_imresize(monkeypatch):
+  image = np.random.RandomState(1).rand(37, 29, 3).astype(np.float32)
+  monkeypatch.setattr(upscale, "RESIZE_STRIP_BYTES", 2000)  # A few lines per strip.
+  for shape in ((80, 61), (20, 70), (9, 11)):
+    np.testing.assert_allclose(upscale.imresize_in_strips(image, shape),
+                               bicubic.imresize(image.astype(np.float64), output_shape=shape),
+                               rtol=0, atol=1e-6)
+
+
+def test_half_precision_is_close_to_float32(generator, tmp_path, capsys):
+  checkpoint, reference = generator
+  image = photo(32, 32)
+  write_image(tmp_path / "small.png", image)
+  code, err = run_main([str(tmp_path / "small.png"), "-o", str(tmp_path), "--checkpoint",
+                        checkpoint, "--half", "--tile", "0"], capsys)
+  assert code == 0, err
+  result = read_image_any(tmp_path / "small_out.png").astype(np.int64)
+  difference = np.abs(result - to_uint(reference(image / 255.0), np.uint8))
+  # bfloat16 keeps 8 significant bits: a few levels at worst, about one on average.
+  assert difference.mean() < 1.5 and difference.max() <= 8
+
+
+def test_checkpoint_of_another_scale_is_refused(generator, tmp_path, capsys):
+  checkpoint, _ = generator
+  write_image(tmp_path / "photo.png", photo(8, 8))
+  code, err = run_main([str(tmp_path / "photo.png"), "-o", str(tmp_path / "out"),
+                        "--checkpoint", checkpoint, "--model-scale", "2"], capsys)
+  assert code == 2
+  assert err.strip() == (f"upscale: error: {checkpoint}: checkpoint is a x4 model, but "
+                         "--model-scale 2 was given")
+  assert not os.listdir(tmp_path / "out")
+
+
+def test_missing_checkpoint_and_colliding_outputs_are_one_line_errors(tmp_path, capsys):
+  for folder in ("a", "b"):
+    write_image(tmp_path / folder / "photo.png", photo(8, 8))
+  code, err = run_main([str(tmp_path / "a"), "-o", str(tmp_path / "out"), "--checkpoint",
+                        str(tmp_path / "nowhere")], capsys)
+  assert code == 2 and len(err.strip().splitlines()) == 1
+  assert str(tmp_path / "nowhere") in err
+  code, err = run_main([str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "out"),
+                        "--checkpoint", str(tmp_path / "nowhere")], capsys)
+  assert code == 2 and len(err.strip().splitlines()) == 1
+  assert "would both be written to" in err
+  code, err = run_main([str(tmp_path / "a"), "-o", str(tmp_path / "a"), "--suffix", "",
+                        "--checkpoint", str(tmp_path / "nowhere")], capsys)
+  assert code == 2 and "would overwrite its input" in err
+
+
+def _run_cli(args):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+  return subprocess.run([sys.executable, "-m", "esrgan_jax.upscale", *args], cwd=REPO_ROOT,
+                        env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_bad_image_in_folder_is_reported_and_the_rest_processed(generator, tmp_path):
+  checkpoint, _ = generator
+  folder = tmp_path / "in"
+  write_image(folder / "a.png", photo(16, 16))
+  (folder / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+  write_image(folder / "c.png", photo(16, 12))
+  done = _run_cli([str(folder), "-o", str(tmp_path / "out"), "--checkpoint", checkpoint,
+                   "--tile", "0"])
+  assert done.returncode == 1
+  assert "Traceback" not in done.stderr
+  errors = [line for line in done.stderr.splitlines() if "error" in line]
+  assert len(errors) == 2, done.stderr
+  assert str(folder / "b.png") in errors[0] and "1 of 3 image(s) failed" in errors[1]
+  assert sorted(os.listdir(tmp_path / "out")) == ["a_out.png", "c_out.png"]
+  assert read_image_any(tmp_path / "out" / "c_out.png").shape == (64, 48, 3)
+
+
+def test_unwritable_output_folder_fails_before_any_work(tmp_path, capsys):
+  write_image(tmp_path / "photo.png", photo(8, 8))
+  (tmp_path / "file").write_text("a file where the output folder should go")
+  outdir = tmp_path / "file" / "out"
+  # The checkpoint does not exist either: the output folder must be checked first.
+  code, err = run_main([str(tmp_path / "photo.png"), "-o", str(outdir), "--checkpoint",
+                        str(tmp_path / "missing")], capsys)
+  assert code == 2
+  assert err.strip().splitlines() == [
+      f"upscale: error: {outdir}: output folder is not writable (Not a directory)"]
