@@ -72,6 +72,9 @@ def load_generator(directory: str | os.PathLike,
   path = epath.Path(directory)
   if not path.exists():
     raise CheckpointError(f"{path}: no such checkpoint directory")
+  if not path.is_dir():
+    raise CheckpointError(f"{path}: is a file, not a checkpoint directory (convert PyTorch .pth "
+                          "files first with `python -m esrgan_jax.convert IN.pth OUT_DIR`)")
   if not is_generator_checkpoint(path):
     return _load_from_training_checkpoint(path, which)
   try:

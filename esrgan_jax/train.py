@@ -84,7 +84,8 @@ def load_vgg(config: ml_collections.ConfigDict, state: TrainState) -> TrainState
                     "initialised VGG19. Convert torchvision's ImageNet VGG19 with `python -m "
                     "esrgan_jax.convert --vgg19` for real training.")
     return state
-  params = vgg19_weights.load_vgg19_params(config.loss.vgg19_weights)
+  params = vgg19_weights.load_vgg19_params(config.loss.vgg19_weights,
+                                           layers=tuple(config.loss.perceptual_layers))
   return state.replace(vgg=jax.tree.map(lambda x, y: jax.device_put(np.asarray(x), y.sharding),
                                         params, state.vgg))
 
@@ -214,7 +215,7 @@ class _Loop:
         interval_metrics = []
       eval_metrics = None
       if done % train_config.eval_every_steps == 0 or is_last:
-        eval_metrics = self._evaluate(done, self.state)
+        eval_metrics = self._evaluate(done, self.state, write_files=is_last)
       preempted = stop.requested or self.manager.reached_preemption(done)
       if done % train_config.checkpoint_every_steps == 0 or is_last or preempted:
         if pending is not None:
@@ -250,13 +251,17 @@ class _Loop:
     means.update(timer.update(step))
     self.writer.write_scalars(step, means)
 
-  def _evaluate(self, step, state) -> dict[str, float]:
+  def _evaluate(self, step, state, write_files: bool) -> dict[str, float]:
+    """Evaluates the EMA generator; the final one also writes WORKDIR/eval (JSON, pictures)."""
     generate = evaluate.make_generate_fn(self.networks.generator, state.generator_ema)
     results = evaluate.evaluate_sets(generate, self.eval_sets, self.config.model.scale,
                                      self.config.eval)
     self.writer.write_scalars(step, evaluate.scalar_summaries(results))
     evaluate.write_comparison_images(self.writer, step, results)
     logging.info("Step %d evaluation:\n%s", step, evaluate.format_table(results))
+    if write_files and jax.process_index() == 0:
+      evaluate.write_results(results, self.workdir, source=f"training step {step} (EMA)",
+                             step=step)
     return {checkpoints.BEST_METRIC: evaluate.headline_psnr(results)}
 
 
