@@ -1,0 +1,46 @@
+"""One process of a multi-process CPU training run, started by tests/test_multiprocess.py.
+
+argv: COORDINATOR NUM_PROCESSES PROCESS_ID WORKDIR NUM_STEPS. Trains the tiny PSNR config, then
+writes this process's copy of the generator params and what it saw of the topology.
+"""
+
+import json
+import os
+import sys
+
+import jax
+import numpy as np
+
+from esrgan_jax import parallel
+
+
+def tiny_config(num_steps: int):
+  from configs import esrgan_psnr
+  config = esrgan_psnr.get_config()
+  config.model.update(num_feat=8, num_block=1, num_grow_ch=4)
+  config.data.update(dataset="bundled", patch_size=32)
+  config.train.update(batch_size=8, num_steps=num_steps, log_every_steps=2, eval_every_steps=1000,
+                      checkpoint_every_steps=num_steps, ema_decay=0.5)
+  config.optimizer_g.learning_rate = 1e-3
+  return config
+
+
+def main(coordinator, num_processes, process_id, workdir, num_steps):
+  if int(num_processes) > 1:
+    parallel.initialize_distributed(coordinator, int(num_processes), int(process_id))
+  from esrgan_jax import train
+  state = train.train_and_evaluate(tiny_config(int(num_steps)), workdir)
+  local = jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), state.generator)
+  flat = {"/".join(str(k.key) for k in path): value
+          for path, value in jax.tree_util.tree_leaves_with_path(local)}
+  np.savez(os.path.join(workdir, f"params_process{jax.process_index()}.npz"), **flat)
+  with open(os.path.join(workdir, f"topology_process{jax.process_index()}.json"), "w") as f:
+    json.dump({"process_count": jax.process_count(), "device_count": jax.device_count(),
+               "local_device_count": jax.local_device_count(),
+               "step": int(jax.device_get(state.step))}, f)
+  if int(num_processes) > 1:
+    jax.distributed.shutdown()
+
+
+if __name__ == "__main__":
+  main(*sys.argv[1:])
