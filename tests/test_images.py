@@ -251,3 +251,22 @@ def test_list_images_errors_name_the_directory(tmp_path):
   (tmp_path / "file.png").write_bytes(b"x")
   with pytest.raises(NotADirectoryError, match="file.png"):
     images.list_images(tmp_path / "file.png")
+
+
+def test_remote_style_paths_go_through_epath(tmp_path, monkeypatch):
+  """gs:// paths are read, written and listed through etils.epath, never the local os calls."""
+  import etils.epath
+  local_root = tmp_path / "bucket"
+  real_path = etils.epath.Path
+
+  def fake_path(path):
+    path = os.fspath(path)
+    return real_path(path.replace("gs://bucket", os.fspath(local_root)))
+
+  monkeypatch.setattr(images.epath, "Path", fake_path)
+  picture = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+  images.write_image("gs://bucket/out/a.png", picture)
+  assert (local_root / "out" / "a.png").exists()
+  np.testing.assert_array_equal(images.read_image("gs://bucket/out/a.png"), picture)
+  listed = images.list_images("gs://bucket/out")
+  assert [os.path.basename(p) for p in listed] == ["a.png"]

@@ -26,6 +26,7 @@ import zlib
 from typing import List
 
 import numpy as np
+from etils import epath
 from PIL import Image, ImageOps
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -64,8 +65,11 @@ def read_image_any(path) -> np.ndarray:
   """The image at `path` as stored: uint8 or uint16, HxWxC with C in (1, 3, 4)."""
   path = os.fspath(path)
   try:
-    with open(path, "rb") as f:
-      data = f.read()
+    if _is_remote(path):
+      data = epath.Path(path).read_bytes()
+    else:
+      with open(path, "rb") as f:
+        data = f.read()
   except OSError as e:
     raise ImageReadError(f"{path}: cannot read file: {e.strerror or e}") from None
   if not data:
@@ -218,7 +222,20 @@ def _png_chunk(tag: bytes, payload: bytes) -> bytes:
   return struct.pack(">I", len(payload)) + tag + payload + struct.pack(">I", checksum)
 
 
+def _is_remote(path: str) -> bool:
+  """gs:// and other URL-style paths, which go through etils.epath (tf.io.gfile)."""
+  return "://" in path
+
+
 def _write_bytes_atomically(path: str, data: bytes) -> None:
+  if _is_remote(path):
+    # Object stores publish an object whole when its upload completes.
+    try:
+      epath.Path(path).parent.mkdir(parents=True, exist_ok=True)
+      epath.Path(path).write_bytes(data)
+    except Exception as e:  # gfile raises its own error types
+      raise ImageWriteError(f"{path}: cannot write image: {e}") from None
+    return
   temporary = f"{path}.tmp-{os.getpid()}"
   try:
     parent = os.path.dirname(path)
@@ -239,6 +256,8 @@ def list_images(directory, recursive: bool = False) -> List[str]:
   Hidden files are skipped: macOS leaves '._name.png' metadata files beside real images.
   """
   directory = os.fspath(directory)
+  if _is_remote(directory):
+    return _list_remote_images(directory, recursive)
   if not os.path.exists(directory):
     raise FileNotFoundError(f"{directory}: image directory does not exist")
   if not os.path.isdir(directory):
@@ -253,3 +272,15 @@ def list_images(directory, recursive: bool = False) -> List[str]:
   if not paths:
     raise ValueError(f"{directory}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found")
   return sorted(paths)
+
+
+def _list_remote_images(directory: str, recursive: bool) -> List[str]:
+  root = epath.Path(directory)
+  if not root.exists():
+    raise FileNotFoundError(f"{directory}: image directory does not exist")
+  candidates = root.rglob("*") if recursive else root.iterdir()
+  paths = sorted(os.fspath(p) for p in candidates
+                 if not p.name.startswith(".") and p.name.lower().endswith(IMAGE_EXTENSIONS))
+  if not paths:
+    raise ValueError(f"{directory}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found")
+  return paths
