@@ -64,6 +64,8 @@ def common_config(stage: str, num_steps: int) -> ml_collections.ConfigDict:
       tile=0,  # tiled inference for large images (0: whole image)
       tile_pad=16,
       num_comparison_images=4,  # LR | bicubic | SR | HR pictures written per evaluation
+      # LPIPS weights converted by `python -m esrgan_jax.lpips` (empty: LPIPS is not computed).
+      lpips_weights="",
   ))
   return config
 

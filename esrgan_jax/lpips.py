@@ -157,14 +157,14 @@ class LPIPS(nn.Module):
   def __call__(self, x0, x1) -> jax.Array:
     if x0.shape != x1.shape:
       raise ValueError(f"LPIPS compares images of one shape, got {x0.shape} and {x1.shape}")
-    backbone = LpipsBackbone(self.net, name="backbone")
-    # Two passes of one shape rather than one of a doubled batch: XLA's conv results may depend
-    # on an image's position in the batch, and d(x, x) must be exactly 0.
-    taps0, taps1 = (backbone((x.astype(jnp.float32) - jnp.asarray(SCALING_SHIFT))
-                             / jnp.asarray(SCALING_SCALE)) for x in (x0, x1))
-    distance = jnp.zeros((x0.shape[0],), jnp.float32)
-    for k, (features0, features1) in enumerate(zip(taps0, taps1)):
-      squared_difference = jnp.square(_unit_normalize(features0) - _unit_normalize(features1))
+    batch = x0.shape[0]
+    x = jnp.concatenate([x0, x1]).astype(jnp.float32)  # one backbone pass for both sides
+    x = (x - jnp.asarray(SCALING_SHIFT)) / jnp.asarray(SCALING_SCALE)
+    taps = LpipsBackbone(self.net, name="backbone")(x)
+    distance = jnp.zeros((batch,), jnp.float32)
+    for k, features in enumerate(taps):
+      features = _unit_normalize(features)
+      squared_difference = jnp.square(features[:batch] - features[batch:])
       # The learned weighting is applied to the squared difference, as the package's lin layers are.
       weighted = nn.Conv(1, (1, 1), use_bias=False, name=f"lin{k}")(squared_difference)
       distance = distance + jnp.mean(weighted, axis=(1, 2, 3))
@@ -278,7 +278,7 @@ def _take(state: Mapping[str, Any], key: str, torch_shape: tuple[int, ...], sour
 
 def _lin_params_from_torch(net: str, state: Mapping[str, Any], source: str) -> dict:
   """linK kernels from the lpips package's `linK.model.1.weight` (`model.0` without dropout)."""
-  description = f"LPIPS-{net}'s lin layers"
+  description = f"the LPIPS-{net} head"
   found = {}
   for key in state:
     match = _LIN_KEY.fullmatch(key)
@@ -296,7 +296,7 @@ def _lin_params_from_torch(net: str, state: Mapping[str, Any], source: str) -> d
     params[f"lin{k}"] = {"kernel": np.ascontiguousarray(weight.transpose(2, 3, 1, 0))}
   if found:
     extra = sorted(f"lin{k}" for k in found)
-    raise CheckpointError(f"{source}: has {extra}, which {description} do not include "
+    raise CheckpointError(f"{source}: has {extra}, which {description} does not have "
                           f"(is it another net's file?)")
   return params
 
@@ -414,7 +414,8 @@ def load_lpips_dir(directory: str | os.PathLike) -> tuple[LPIPS, dict]:
     raise CheckpointError(f"{path}: no such LPIPS weights directory")
   if not path.is_dir():
     raise CheckpointError(f"{path}: is a file; convert LPIPS weights first with `python -m "
-                          "esrgan_jax.lpips --net alex --lin alex.pth --backbone alexnet.pth -o DIR`")
+                          "esrgan_jax.lpips --net alex --lin alex.pth --backbone alexnet.pth "
+                          "-o DIR`")
   if not ((path / "params").exists() and (path / "meta").exists()):
     raise CheckpointError(f"{path}: not a converted LPIPS directory (expected 'params' and 'meta' "
                           "entries, as written by python -m esrgan_jax.lpips)")
