@@ -10,6 +10,7 @@ import sys
 
 import jax
 import numpy as np
+from absl import logging
 
 from esrgan_jax import parallel
 
@@ -18,7 +19,7 @@ def tiny_config(num_steps: int):
   from configs import esrgan_psnr
   config = esrgan_psnr.get_config()
   config.model.update(num_feat=8, num_block=1, num_grow_ch=4)
-  config.data.update(dataset="bundled", patch_size=32)
+  config.data.update(dataset="bundled", patch_size=32, eval_max_images=1)
   config.train.update(batch_size=8, num_steps=num_steps, log_every_steps=2, eval_every_steps=1000,
                       checkpoint_every_steps=num_steps, ema_decay=0.5)
   config.optimizer_g.learning_rate = 1e-3
@@ -26,6 +27,8 @@ def tiny_config(num_steps: int):
 
 
 def main(coordinator, num_processes, process_id, workdir, num_steps):
+  logging.use_absl_handler()
+  logging.set_verbosity(logging.INFO)
   if int(num_processes) > 1:
     parallel.initialize_distributed(coordinator, int(num_processes), int(process_id))
   from esrgan_jax import train

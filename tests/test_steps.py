@@ -23,6 +23,11 @@ def tiny_config(stage: str, discriminator: str = "vgg_style"):
   return config
 
 
+def init_state(networks, config):
+  # Jitted: XLA drops the forward passes that init runs only to infer shapes.
+  return jax.jit(lambda rng: init_train_state(networks, config, rng))(jax.random.key(0))
+
+
 def photo_batch(batch_size: int, patch: int = 128, scale: int = 4, offset: int = 0):
   """Real photo patches, LR made by block averaging (the step only needs a fixed pairing)."""
   photo = skimage_data.astronaut().astype(np.float32) / 255.0
@@ -73,9 +78,10 @@ def test_gan_step_equals_plain_gradients(discriminator):
   # Plain SGD with rate 1 makes each parameter update equal minus its gradient.
   networks = build_networks(config)._replace(generator_tx=optax.sgd(1.0),
                                              discriminator_tx=optax.sgd(1.0))
-  state = init_train_state(networks, config, jax.random.key(0))
+  state = init_state(networks, config)
   batch = photo_batch(2, patch)
-  g_grads, d_grads, stats = naive_gan_step(state, batch, networks, config)
+  naive_step = jax.jit(lambda state, batch: naive_gan_step(state, batch, networks, config))
+  g_grads, d_grads, stats = naive_step(state, batch)
   step = jax.jit(steps.make_train_step(networks, config))
   new_state, metrics = step(state, batch, jax.random.key(1))
   def close(actual, expected):
@@ -100,7 +106,7 @@ def test_psnr_stage_overfits_fixed_patches():
   config.data.patch_size = 32
   config.optimizer_g.learning_rate = 2e-3
   networks = build_networks(config)
-  state = init_train_state(networks, config, jax.random.key(0))
+  state = init_state(networks, config)
   batch = photo_batch(4, patch=32)
   step = jax.jit(steps.make_train_step(networks, config), donate_argnums=0)
   history = []
@@ -116,7 +122,7 @@ def test_gan_stage_losses_fall_and_stay_finite():
   config.optimizer_g.learning_rate = 1e-3
   config.optimizer_d.learning_rate = 1e-4
   networks = build_networks(config)
-  state = init_train_state(networks, config, jax.random.key(0))
+  state = init_state(networks, config)
   batch = photo_batch(2)
   step = jax.jit(steps.make_train_step(networks, config), donate_argnums=0)
   history = []
