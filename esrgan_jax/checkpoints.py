@@ -24,14 +24,19 @@ def _best_psnr(metrics) -> float:
 
 def create_manager(workdir: str | os.PathLike, keep: int,
                    read_only: bool = False) -> ocp.CheckpointManager:
-  """Keeps the latest `keep` steps plus the one with the best eval PSNR; saves asynchronously."""
+  """Keeps the latest `keep` steps plus the one with the best eval PSNR; saves asynchronously.
+
+  `best_fn` makes Orbax write each step's metrics next to it (without it they live only in
+  memory), so the best checkpoint is still known, and kept, after a restart.
+  """
   preservation = checkpoint_managers.AnyPreservationPolicy([
       checkpoint_managers.LatestN(keep),
       checkpoint_managers.BestN(get_metric_fn=_best_psnr, reverse=False, n=1,
                                 keep_checkpoints_without_metrics=False),
   ])
   options = ocp.CheckpointManagerOptions(
-      preservation_policy=preservation, enable_async_checkpointing=not read_only,
+      preservation_policy=preservation, best_fn=_best_psnr, best_mode="max",
+      enable_async_checkpointing=not read_only,
       read_only=read_only, create=not read_only)
   return ocp.CheckpointManager(epath.Path(workdir) / CHECKPOINT_SUBDIR, options=options,
                                item_names=("state", "meta"))

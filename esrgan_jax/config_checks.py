@@ -3,6 +3,7 @@
 import ml_collections
 from etils import epath
 
+from esrgan_jax.data.pipeline import DATASETS
 from esrgan_jax.losses import PIXEL_CRITERIA
 from esrgan_jax.models import DISCRIMINATORS
 from esrgan_jax.models.discriminators import VGG_INPUT_SIZES
@@ -41,14 +42,40 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
            f"config.train.batch_size={batch} must be a positive multiple of the device count "
            f"({num_devices}), since the global batch is split evenly over the devices")
   _require(config.train.num_steps > 0, "config.train.num_steps must be positive")
-  for name in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps"):
+  for name in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps",
+               "keep_checkpoints"):
     _require(config.train[name] > 0, f"config.train.{name} must be positive")
   _require(0.0 <= config.train.ema_decay < 1.0, "config.train.ema_decay must be in [0, 1)")
   _require(config.loss.pixel_criterion in PIXEL_CRITERIA,
            f"config.loss.pixel_criterion must be one of {sorted(PIXEL_CRITERIA)}, got "
            f"{config.loss.pixel_criterion!r}")
+  _validate_data(config.data)
   if config.stage == "gan":
     _validate_gan(config)
+
+
+def _validate_data(data: ml_collections.ConfigDict) -> None:
+  _require(data.dataset in DATASETS,
+           f"config.data.dataset must be one of {DATASETS}, got {data.dataset!r}")
+  _require(data.on_bad_image in ("skip", "error"),
+           f"config.data.on_bad_image must be 'skip' or 'error', got {data.on_bad_image!r}")
+  _require(data.on_small_image in ("skip", "pad"),
+           f"config.data.on_small_image must be 'skip' or 'pad', got {data.on_small_image!r}")
+  if data.dataset == "folder":
+    _require(bool(data.hr_dir), "config.data.hr_dir: set it to a folder of HR images for "
+             "dataset='folder'")
+    _require_dir(data.hr_dir, "config.data.hr_dir")
+    if data.lr_dir:
+      _require_dir(data.lr_dir, "config.data.lr_dir")
+  for name, spec in data.eval_sets.items():
+    _require(bool(spec.get("hr_dir")), f"config.data.eval_sets.{name}.hr_dir is not set")
+    _require_dir(spec.hr_dir, f"config.data.eval_sets.{name}.hr_dir")
+    if spec.get("lr_dir"):
+      _require_dir(spec.lr_dir, f"config.data.eval_sets.{name}.lr_dir")
+
+
+def _require_dir(path: str, field: str) -> None:
+  _require(epath.Path(path).is_dir(), f"{field}: {path} is not a directory")
 
 
 def _validate_gan(config: ml_collections.ConfigDict) -> None:

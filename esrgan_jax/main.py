@@ -2,6 +2,11 @@
 
 Parses flags, starts multi-process JAX when launched that way, logs the topology, and dispatches
 to training or to eval mode. Everything else lives in train.py and evaluate.py.
+
+Exit status: 0 when training reached config.train.num_steps (or eval finished); 1 with one line
+`esrgan_jax: error: ...` on stderr for a bad flag, config field, file or a non-finite loss;
+143 (as for a process killed by SIGTERM) when a SIGTERM stopped training after a checkpoint, so
+that scripts and schedulers do not take a preempted run for a finished one.
 """
 
 import sys
@@ -23,6 +28,52 @@ flags.DEFINE_integer("num_processes", 0, "Number of processes (or ESRGAN_NUM_PRO
 flags.DEFINE_integer("process_id", -1, "This process's index (or ESRGAN_PROCESS_ID).")
 flags.mark_flags_as_required(["config", "workdir"])
 
+EXIT_STOPPED_BY_SIGNAL = 128 + 15
+# Errors whose message names the field or file at fault: reported in one line, no traceback.
+USER_ERRORS = (config_checks.ConfigError, generator_io.CheckpointError, train.NonFiniteLossError)
+
+
+def fail(message: str) -> None:
+  print(f"esrgan_jax: error: {message}", file=sys.stderr)
+  sys.exit(1)
+
+
+def _unknown_config_field(argv: list[str], error: Exception) -> str:
+  """Names the `--config.a.b=...` argument whose path the config does not have.
+
+  ml_collections raises AttributeError(KeyError("'b'\nDid you mean ...")) while parsing it.
+  """
+  detail = error
+  while isinstance(detail, BaseException) and detail.args:
+    detail = detail.args[0]
+  lines = str(detail).splitlines() or [""]
+  key = lines[0].strip("'\"")
+  hint = f" ({lines[1].strip()})" if len(lines) > 1 else ""
+  for arg in argv[1:]:
+    path = arg[len("--config."):].split("=", 1)[0].split(".")
+    if arg.startswith("--config.") and key in path:
+      parent = ".".join(["config", *path[:path.index(key)]])
+      return f"{arg}: {parent} has no field {key!r}{hint}"
+  return f"unknown config field {key!r}{hint}"
+
+
+def _last_line_of_nested_error(message: str) -> str:
+  """absl wraps errors raised while loading a config file with their whole traceback."""
+  lines = [line.strip() for line in message.splitlines() if line.strip()]
+  if any(line.startswith("Traceback") for line in lines):
+    return lines[-1]
+  return lines[0] if lines else message
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with every failure reported as one line and exit status 1."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as error:
+    fail(_last_line_of_nested_error(str(error)))
+  except (AttributeError, KeyError) as error:
+    fail(_unknown_config_field(argv, error))
+
 
 def main(argv):
   if len(argv) > 1:
@@ -35,14 +86,15 @@ def main(argv):
   try:
     if mode == "eval":
       evaluate.run(config, FLAGS.workdir)
-    else:
-      train.train_and_evaluate(config, FLAGS.workdir)
-  except (config_checks.ConfigError, generator_io.CheckpointError,
-          train.NonFiniteLossError) as error:
-    logging.error("%s", error)
-    print(f"esrgan_jax: error: {error}", file=sys.stderr)
-    sys.exit(1)
+      return
+    state = train.train_and_evaluate(config, FLAGS.workdir)
+  except USER_ERRORS as error:
+    fail(str(error))
+  if int(state.step) < config.train.num_steps:
+    logging.warning("Training stopped at step %d of %d; the same command resumes it.",
+                    int(state.step), config.train.num_steps)
+    sys.exit(EXIT_STOPPED_BY_SIGNAL)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -1,4 +1,13 @@
-"""The training loop of both ESRGAN stages: state, mesh, input, periodic actions. No numerics."""
+"""The training loop of both ESRGAN stages: state, mesh, input, periodic actions. No numerics.
+
+`train_and_evaluate` first does everything that can fail because of the config or a file (config
+checks, the stage-1 generator, the VGG19 weights, the training and evaluation data), so a bad run
+fails within seconds with one line, before anything is compiled. Then it builds the sharded state,
+restores the latest checkpoint if there is one, and runs the loop. A run stopped at any point
+(SIGTERM, a crash, a kill) and started again with the same command continues from its latest
+checkpoint and ends with exactly the parameters of an uninterrupted run: the batch of step s
+depends only on (seed, s), the step's RNG is folded from s, and the whole state is checkpointed.
+"""
 
 import functools
 import signal
@@ -7,6 +16,7 @@ import time
 from typing import Any, Optional
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -22,6 +32,8 @@ PEAK_FLOPS = {
     "NVIDIA H100": 989e12, "NVIDIA H200": 989e12, "NVIDIA A100": 312e12,
     "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5p": 459e12, "TPU v6 lite": 918e12,
 }
+# Steps run before a profile starts, so the trace shows steady-state steps.
+PROFILE_WARMUP_STEPS = 3
 
 
 class NonFiniteLossError(RuntimeError):
@@ -29,12 +41,25 @@ class NonFiniteLossError(RuntimeError):
 
 
 class _StopRequest:
-  """Turns SIGTERM (preemption) into a flag the loop checks between steps."""
+  """Turns SIGTERM (preemption) into a flag the loop checks between steps.
+
+  Single-process runs only: with several processes JAX's preemption service owns SIGTERM and the
+  loop asks `manager.reached_preemption`, which makes every process stop at the same step.
+  Restores the previous handler on exit, so in-process callers (tests) get theirs back.
+  """
 
   def __init__(self):
     self.requested = False
-    if threading.current_thread() is threading.main_thread():
-      signal.signal(signal.SIGTERM, self._handle)
+    self._previous = None
+
+  def __enter__(self):
+    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def __exit__(self, *exc_info):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
 
   def _handle(self, signum, frame):
     del frame
@@ -52,13 +77,17 @@ def generator_meta(config: ml_collections.ConfigDict) -> dict[str, Any]:
           "stage": config.stage}
 
 
-def initial_generator(config: ml_collections.ConfigDict, state: TrainState) -> TrainState:
-  """Stage 2 starts G from stage 1's generator and the EMA copy from stage 1's EMA."""
+def load_initial_generator(config: ml_collections.ConfigDict) -> Optional[tuple[Any, Any]]:
+  """(params, ema_params) on the host from config.generator_init, or None when it is empty.
+
+  Stage 2 starts G from stage 1's generator and the EMA copy from stage 1's EMA; a single
+  exported generator (esrgan_jax.convert) serves as both.
+  """
   if not config.get("generator_init"):
     if config.stage == "gan":
       logging.warning("config.generator_init is empty: the GAN stage starts from a random "
                       "generator instead of a PSNR-trained one.")
-    return state
+    return None
   source = config.generator_init
   ema_params, arch = generator_io.load_generator(source, which="generator_ema")
   expected = generator_meta(config)["arch"]
@@ -66,59 +95,111 @@ def initial_generator(config: ml_collections.ConfigDict, state: TrainState) -> T
     raise generator_io.CheckpointError(f"{source}: generator architecture {arch} does not match "
                                        f"config.model {expected}")
   if generator_io.is_generator_checkpoint(source):
-    params = ema_params  # a single exported generator serves as both
+    params = ema_params
   else:
     params, _ = generator_io.load_generator(source, which="generator")
-  as_state = lambda tree, like: jax.tree.map(lambda x, y: jax.device_put(x, y.sharding), tree,
-                                             like)
   logging.info("Generator initialised from %s", source)
-  return state.replace(generator=as_state(params, state.generator),
-                       generator_ema=as_state(ema_params, state.generator_ema))
+  return params, ema_params
 
 
-def load_vgg(config: ml_collections.ConfigDict, state: TrainState) -> TrainState:
-  if state.vgg is None:
-    return state
+def load_vgg_params(config: ml_collections.ConfigDict) -> Optional[Any]:
+  """The converted VGG19 weights of the perceptual loss on the host; None: keep random ones."""
+  if config.stage != "gan":
+    return None
   if not config.loss.vgg19_weights:
     logging.warning("config.loss.vgg19_weights is empty: the perceptual loss uses a randomly "
                     "initialised VGG19. Convert torchvision's ImageNet VGG19 with `python -m "
                     "esrgan_jax.convert --vgg19` for real training.")
-    return state
-  params = vgg19_weights.load_vgg19_params(config.loss.vgg19_weights,
-                                           layers=tuple(config.loss.perceptual_layers))
-  return state.replace(vgg=jax.tree.map(lambda x, y: jax.device_put(np.asarray(x), y.sharding),
-                                        params, state.vgg))
+    return None
+  return vgg19_weights.load_vgg19_params(config.loss.vgg19_weights,
+                                         layers=tuple(config.loss.perceptual_layers))
+
+
+def _place_like(tree, like):
+  """Host arrays onto the devices and shardings of `like` (same tree structure)."""
+  return jax.tree.map(lambda x, y: jax.device_put(np.asarray(x), y.sharding), tree, like)
+
+
+def _last_good_checkpoint(manager) -> str:
+  last = manager.latest_step()
+  return (f"the last good checkpoint is step {last} in {manager.directory}" if last is not None
+          else "no checkpoint was written yet")
 
 
 def check_finite(step: int, metrics: dict[str, float], manager) -> None:
   bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
   if bad:
-    last = manager.latest_step()
-    where = (f"the last good checkpoint is step {last} in {manager.directory}" if last is not None
-             else "no checkpoint was written yet")
-    raise NonFiniteLossError(f"non-finite loss at step {step}: {bad}; stopping, {where}")
+    raise NonFiniteLossError(f"non-finite loss at step {step}: {bad}; stopping, "
+                             f"{_last_good_checkpoint(manager)}")
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def _open_data(config: ml_collections.ConfigDict, start_step: int):
+  """(training iterator, evaluation sets); data errors become one-line ConfigErrors.
+
+  Only file reading and validation happen here, so ValueError / OSError mean bad data or a bad
+  data field, whose messages already name the file or field.
+  """
+  try:
+    eval_sets = pipeline.create_eval_sets(config.data, scale=config.model.scale)
+    train_iterator = pipeline.create_train_iterator(
+        config.data, scale=config.model.scale, global_batch_size=config.train.batch_size,
+        seed=config.seed, start_step=start_step)
+  except (ValueError, OSError) as error:
+    raise config_checks.ConfigError(str(error).splitlines()[0]) from error
+  return train_iterator, eval_sets
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+  """Trains to config.train.num_steps, or until SIGTERM (then the returned step is smaller)."""
+  # Everything that can fail on a config field or a file, before anything is compiled.
   config_checks.validate(config, jax.device_count())
+  manager = checkpoints.create_manager(workdir, config.train.keep_checkpoints)
+  resume_step = manager.latest_step()
+  generator_init = load_initial_generator(config) if resume_step is None else None
+  vgg_params = load_vgg_params(config)
+  train_iterator, eval_sets = _open_data(config, start_step=resume_step or 0)
+  try:
+    return _train(config, workdir, manager, resume_step, generator_init, vgg_params,
+                  train_iterator, eval_sets)
+  finally:
+    train_iterator.close()
+    manager.close()
+
+
+def _train(config, workdir, manager, resume_step, generator_init, vgg_params, train_iterator,
+           eval_sets) -> TrainState:
   is_chief = jax.process_index() == 0
   mesh = parallel.create_mesh()
   networks = build_networks(config)
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
 
   init_fn = functools.partial(init_train_state, networks, config)
-  abstract_state = jax.eval_shape(init_fn, init_rng)
-  state_sharding = parallel.state_shardings(abstract_state, mesh, config.train.fsdp)
-  state = jax.jit(init_fn, out_shardings=state_sharding)(init_rng)
-  state = load_vgg(config, state)
-
-  manager = checkpoints.create_manager(workdir, config.train.keep_checkpoints)
-  if manager.latest_step() is not None:
-    state = checkpoints.restore(manager, state)
-    logging.info("Resumed from step %d in %s", manager.latest_step(), manager.directory)
-  else:
-    state = initial_generator(config, state)
+  # XLA:CPU compiles the partitionable threefry of every initializer very slowly (about 10 s per
+  # parameter array on 2 cores, minutes for a small RRDBNet); the classic lowering compiles in
+  # well under a second per array, on every backend. It only picks the random initial values.
+  with jax.threefry_partitionable(False):
+    state_sharding = parallel.state_shardings(jax.eval_shape(init_fn, init_rng), mesh,
+                                              config.train.fsdp)
+    state = jax.jit(init_fn, out_shardings=state_sharding)(init_rng)
+  if vgg_params is not None:
+    state = state.replace(vgg=_place_like(vgg_params, state.vgg))
+  if resume_step is not None:
+    state = checkpoints.restore(manager, state, resume_step)
+    logging.info("Resumed from step %d in %s", resume_step, manager.directory)
+  elif generator_init is not None:
+    params, ema_params = generator_init
+    state = state.replace(generator=_place_like(params, state.generator),
+                          generator_ema=_place_like(ema_params, state.generator_ema))
   start_step = int(jax.device_get(state.step))
+  if start_step != (resume_step or 0):  # the data iterator was opened at resume_step
+    raise RuntimeError(f"{manager.directory}: checkpoint {resume_step} holds step {start_step}")
 
   batch_sharding = parallel.batch_sharding(mesh)
   train_step = jax.jit(
@@ -126,22 +207,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       in_shardings=(state_sharding, batch_sharding, parallel.replicated(mesh)),
       out_shardings=(state_sharding, parallel.replicated(mesh)),
       donate_argnums=0)
-  batches = pipeline.prefetch_to_mesh(
-      pipeline.create_train_iterator(config.data, scale=config.model.scale,
-                                     global_batch_size=config.train.batch_size, seed=config.seed,
-                                     start_step=start_step),
-      batch_sharding)
-  eval_sets = pipeline.create_eval_sets(config.data, scale=config.model.scale)
+  batches = pipeline.prefetch_to_mesh(train_iterator, batch_sharding)
 
+  # Only process 0 writes event files; the others log to the console.
   writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
-  writer.write_hparams(_flat_hparams(config))
-  num_steps = config.train.num_steps
-  hooks = [periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)]
+  if start_step == 0:
+    writer.write_hparams(_flat_hparams(config))
+  report = periodic_actions.ReportProgress(num_train_steps=config.train.num_steps, writer=writer)
+  hooks = [report]
   if is_chief and config.train.profile_steps > 0:
-    hooks.append(periodic_actions.Profile(num_profile_steps=config.train.profile_steps,
-                                          logdir=workdir))
-  loop = _Loop(config, workdir, manager, writer, train_step, eval_sets, networks)
-  return loop.run(state, batches, step_rng, start_step, hooks)
+    hooks.extend(_profile_hook(config, workdir, start_step))
+  loop = _Loop(config, workdir, manager, writer, report, train_step, eval_sets, networks)
+  try:
+    return loop.run(state, batches, step_rng, start_step, hooks)
+  finally:
+    batches.close()
+    writer.close()
+
+
+def _profile_hook(config, workdir, start_step) -> list[periodic_actions.PeriodicAction]:
+  """One profiler trace of config.train.profile_steps steps after a short warm-up."""
+  first = start_step + PROFILE_WARMUP_STEPS
+  if first + config.train.profile_steps > config.train.num_steps:
+    logging.warning("No profile: %d warm-up plus %d profiled steps do not fit before step %d.",
+                    PROFILE_WARMUP_STEPS, config.train.profile_steps, config.train.num_steps)
+    return []
+  return [periodic_actions.Profile(logdir=workdir, num_profile_steps=config.train.profile_steps,
+                                   profile_duration_ms=0, first_profile=first, every_secs=None)]
 
 
 def _flat_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -159,11 +251,12 @@ def _flat_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
 class _Loop:
   """The step loop and its periodic actions; owns the one-step-late NaN check."""
 
-  def __init__(self, config, workdir, manager, writer, train_step, eval_sets, networks):
+  def __init__(self, config, workdir, manager, writer, report, train_step, eval_sets, networks):
     self.config = config
     self.workdir = workdir
     self.manager = manager
     self.writer = writer
+    self.report = report
     self.train_step = train_step
     self.eval_sets = eval_sets
     self.networks = networks
@@ -171,9 +264,10 @@ class _Loop:
 
   def run(self, state, batches, step_rng, start_step, hooks):
     """Trains to num_steps; any crash but a non-finite loss first saves the last good state."""
-    self.state, self.saved_step, self.last_metrics = state, start_step, {}
+    self.state, self.saved_step, self.last_metrics = state, start_step, None
     try:
-      self._steps(batches, step_rng, start_step, hooks)
+      with _StopRequest() as stop:
+        self._steps(batches, step_rng, start_step, hooks, stop)
     except NonFiniteLossError:
       raise
     except BaseException:
@@ -184,9 +278,8 @@ class _Loop:
       self.writer.flush()
     return self.state
 
-  def _steps(self, batches, step_rng, start_step, hooks):
+  def _steps(self, batches, step_rng, start_step, hooks, stop):
     train_config = self.config.train
-    stop = _StopRequest()
     pending = None  # (step number, device metrics) of the last step, checked one step late
     interval_metrics = []
     compiled, timer = None, None
@@ -198,7 +291,7 @@ class _Loop:
         flops = _flops_per_step(compiled)
         logging.info("Compiled the %s step: %s FLOPs per step per device.", self.config.stage,
                      f"{flops:.3e}" if flops else "unknown")
-        timer = _Throughput(train_config.batch_size, flops)
+        timer = _Throughput(train_config.batch_size, flops, start_step)
       self.state, metrics = compiled(self.state, batch, rng)
       self.last_metrics = metrics
       done = step + 1
@@ -214,29 +307,49 @@ class _Loop:
         self._write_train_metrics(done, interval_metrics, timer)
         interval_metrics = []
       eval_metrics = None
-      if done % train_config.eval_every_steps == 0 or is_last:
-        eval_metrics = self._evaluate(done, self.state, write_files=is_last)
+      is_eval = done % train_config.eval_every_steps == 0 or is_last
+      if is_eval:
+        with self.report.timed("eval"):
+          eval_metrics = self._evaluate(done, self.state, write_files=is_last)
       preempted = stop.requested or self.manager.reached_preemption(done)
-      if done % train_config.checkpoint_every_steps == 0 or is_last or preempted:
+      # Every evaluated state is saved with its PSNR, so the best one can be kept.
+      if done % train_config.checkpoint_every_steps == 0 or is_eval or preempted:
         if pending is not None:
           interval_metrics.append(self._checked(*pending))
           pending = None
-        checkpoints.save(self.manager, self.state, self.meta, eval_metrics)
-        self.saved_step = done
+        self._save(done, eval_metrics)
       if preempted:
-        logging.warning("Stopped at step %d after saving a checkpoint.", done)
+        logging.warning("Stopped at step %d of %d after saving a checkpoint; run the same "
+                        "command again to resume.", done, train_config.num_steps)
         break
 
+  def _save(self, step: int, eval_metrics: Optional[dict[str, float]] = None) -> None:
+    """Saves the current state (async), after checking that it holds no NaN/Inf.
+
+    A finite loss can still give non-finite parameters (an overflowing gradient), which the
+    next loss would show only after this checkpoint had become the latest.
+    """
+    if not bool(_all_finite(self.state.replace(vgg=None))):
+      raise NonFiniteLossError(f"non-finite parameters after step {step}; stopping, "
+                               f"{_last_good_checkpoint(self.manager)}")
+    checkpoints.save(self.manager, self.state, self.meta, eval_metrics)
+    self.saved_step = step
+
   def _save_after_crash(self):
-    """Saves the state of the last completed step, unless that step is already saved."""
+    """Saves the state of the last completed step, unless that step is already saved.
+
+    Single-process runs only: a save is collective, and the other processes of a multi-process
+    run are not crashing with this one, so they would never join it.
+    """
+    if jax.process_count() > 1:
+      return
     try:
       step = int(jax.device_get(self.state.step))
-      if step > self.saved_step:
-        values = {k: float(v) for k, v in
-                  jax.device_get(self.last_metrics).items()}
-        if all(np.isfinite(v) for v in values.values()):
-          checkpoints.save(self.manager, self.state, self.meta)
-          logging.warning("Training stopped by an error: saved step %d first.", step)
+      if step > self.saved_step and self.last_metrics is not None:
+        check_finite(step, {k: float(v) for k, v in
+                            jax.device_get(self.last_metrics).items()}, self.manager)
+        self._save(step)
+        logging.warning("Training stopped by an error: saved step %d first.", step)
     except Exception as error:  # the state may have been donated to the failed step
       logging.error("Could not save a checkpoint after the error: %s", error)
 
@@ -266,6 +379,7 @@ class _Loop:
 
 
 def _flops_per_step(compiled) -> Optional[float]:
+  """FLOPs of one step on one device, as XLA counts them (a multiply-add is 2)."""
   try:
     analysis = compiled.cost_analysis()
   except Exception:  # not every backend implements cost analysis
@@ -276,19 +390,19 @@ def _flops_per_step(compiled) -> Optional[float]:
 
 
 class _Throughput:
-  """images/s, achieved FLOP/s and MFU over each logging interval."""
+  """images/s, achieved FLOP/s and MFU over each logging interval (from the compiled step on)."""
 
-  def __init__(self, global_batch_size: int, flops_per_step: Optional[float]):
+  def __init__(self, global_batch_size: int, flops_per_step: Optional[float], start_step: int):
     self._clock = time.perf_counter
     self._batch = global_batch_size
     self._flops = flops_per_step
     self._peak = peak_flops_per_device()
-    self._last_step, self._last_time = None, None
+    self._last_step, self._last_time = start_step, self._clock()
 
   def update(self, step: int) -> dict[str, float]:
     now = self._clock()
     out = {}
-    if self._last_step is not None and step > self._last_step:
+    if step > self._last_step:
       steps_per_s = (step - self._last_step) / (now - self._last_time)
       out["perf/images_per_s"] = steps_per_s * self._batch
       if self._flops:

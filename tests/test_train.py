@@ -1,0 +1,345 @@
+"""The training loop: exact resume, sharded = unsharded, NaN guard, crash saves, checkpoint policy.
+
+Runs `train.train_and_evaluate` in-process on tiny models (the 4-device run needs its own process,
+since the device count is fixed when JAX starts). A persistent compilation cache shared by the
+runs of this module keeps repeated runs of one config from compiling again.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from absl import logging
+
+from configs import esrgan, esrgan_psnr
+from esrgan_jax import checkpoints, parallel, train
+from esrgan_jax.data import pipeline
+from esrgan_jax.train_state import TrainState
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PSNR_STEPS = 4
+GAN_STEPS = 2
+
+
+def psnr_config(num_steps: int = PSNR_STEPS):
+  config = esrgan_psnr.get_config()
+  config.model.update(num_feat=8, num_block=1, num_grow_ch=4)
+  config.data.update(patch_size=32, eval_max_images=1, num_workers=2)
+  config.eval.num_comparison_images = 1
+  config.train.update(batch_size=4, num_steps=num_steps, log_every_steps=1,
+                      eval_every_steps=100, checkpoint_every_steps=2, keep_checkpoints=5)
+  return config
+
+
+def gan_config(num_steps: int = GAN_STEPS):
+  """The VGG-style discriminator (BatchNorm, 128 px) with a cheap perceptual layer."""
+  config = esrgan.get_config()
+  config.model.update(num_feat=8, num_block=1, num_grow_ch=4)
+  config.data.update(patch_size=128, eval_max_images=1, num_workers=2)
+  config.eval.num_comparison_images = 1
+  config.discriminator.num_feat = 4
+  config.loss.perceptual_layers = {"conv1_2": 1.0}
+  config.train.update(batch_size=4, num_steps=num_steps, log_every_steps=1,
+                      eval_every_steps=100, checkpoint_every_steps=1, keep_checkpoints=5)
+  return config
+
+
+CONFIGS = {"psnr": psnr_config, "gan": gan_config}
+
+
+def state_arrays(state: TrainState) -> dict[str, np.ndarray]:
+  """Every checkpointed leaf of the state as a host array, keyed by its path."""
+  leaves = jax.tree_util.tree_leaves_with_path(jax.device_get(state.replace(vgg=None)))
+  return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
+
+
+def assert_bit_identical(actual: dict, expected: dict):
+  assert actual.keys() == expected.keys()
+  different = [k for k in expected if not np.array_equal(actual[k], expected[k])]
+  assert not different, f"leaves differ: {different[:5]}"
+
+
+def saved_steps(workdir) -> list[int]:
+  path = os.path.join(workdir, checkpoints.CHECKPOINT_SUBDIR)
+  return sorted(int(name) for name in os.listdir(path) if name.isdigit())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compilation_cache(tmp_path_factory):
+  """Repeated runs of one config load their executables instead of compiling them again."""
+  from jax.experimental.compilation_cache import compilation_cache as cache
+  previous = {name: getattr(jax.config, name) for name in (
+      "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+      "jax_persistent_cache_min_entry_size_bytes")}
+  jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  cache.reset_cache()
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+  yield
+  for name, value in previous.items():
+    jax.config.update(name, value)
+  cache.reset_cache()
+
+
+@pytest.fixture(scope="module")
+def straight_runs(tmp_path_factory):
+  """Each stage trained without interruption: the reference of the resume and sharding tests."""
+  runs = {}
+  for stage, make_config in CONFIGS.items():
+    workdir = str(tmp_path_factory.mktemp(f"straight_{stage}"))
+    runs[stage] = (workdir, state_arrays(train.train_and_evaluate(make_config(), workdir)))
+  return runs
+
+
+class InjectedFailure(Exception):
+  pass
+
+
+def patch_train_iterator(monkeypatch, change_batch):
+  """Wraps the training input: `change_batch(step, batch)` may alter or raise (step from 0)."""
+  create = pipeline.create_train_iterator
+
+  class Wrapped:
+    def __init__(self, *args, start_step=0, **kwargs):
+      self._inner = create(*args, start_step=start_step, **kwargs)
+      self._step = start_step
+
+    def __iter__(self):
+      return self
+
+    def __next__(self):
+      batch = next(self._inner)
+      step, self._step = self._step, self._step + 1
+      return change_batch(step, batch)
+
+    def close(self):
+      self._inner.close()
+
+  monkeypatch.setattr(pipeline, "create_train_iterator", Wrapped)
+
+
+def test_both_stages_train_evaluate_and_checkpoint(straight_runs):
+  for stage, (workdir, arrays) in straight_runs.items():
+    steps_done = PSNR_STEPS if stage == "psnr" else GAN_STEPS
+    assert int(arrays[".step"]) == steps_done
+    assert steps_done in saved_steps(workdir)
+    results = json.loads(open(os.path.join(workdir, "eval", "eval_results.json")).read())
+    assert np.isfinite(results["sets"]["bundled"]["mean"]["psnr_y"])
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(workdir))
+
+
+@pytest.mark.parametrize("stage", ["psnr", "gan"])
+def test_resumed_run_matches_uninterrupted_run_bit_for_bit(stage, straight_runs, tmp_path):
+  """Half the steps, then a fresh train_and_evaluate (new objects) resuming to the end."""
+  num_steps = PSNR_STEPS if stage == "psnr" else GAN_STEPS
+  workdir = str(tmp_path)
+  train.train_and_evaluate(CONFIGS[stage](num_steps // 2), workdir)
+  assert saved_steps(workdir)[-1] == num_steps // 2
+  resumed = train.train_and_evaluate(CONFIGS[stage](num_steps), workdir)
+  assert_bit_identical(state_arrays(resumed), straight_runs[stage][1])
+
+
+def test_crash_saves_last_step_and_async_checkpoints_restore_exactly(straight_runs, tmp_path,
+                                                                     monkeypatch):
+  """An input error at step 4 saves step 3; the periodic step 2 was saved asynchronously while
+  step 3 ran on donated buffers. Resuming from either gives the uninterrupted run's result."""
+  def fail_at_step_4(step, batch):
+    if step == 3:
+      raise InjectedFailure("input pipeline failed")
+    return batch
+
+  workdir = str(tmp_path / "crashed")
+  patch_train_iterator(monkeypatch, fail_at_step_4)
+  with pytest.raises(InjectedFailure):
+    train.train_and_evaluate(psnr_config(), workdir)
+  monkeypatch.undo()
+  assert saved_steps(workdir) == [2, 3]
+
+  from_step_2 = str(tmp_path / "from_step_2")
+  shutil.copytree(workdir, from_step_2)
+  shutil.rmtree(os.path.join(from_step_2, checkpoints.CHECKPOINT_SUBDIR, "3"))
+  expected = straight_runs["psnr"][1]
+  for resume_dir in (workdir, from_step_2):
+    assert_bit_identical(state_arrays(train.train_and_evaluate(psnr_config(), resume_dir)),
+                         expected)
+
+
+def test_non_finite_loss_stops_after_last_good_checkpoint(tmp_path, monkeypatch):
+  def nan_images_at_step_3(step, batch):
+    if step == 2:
+      batch = dict(batch, hr=np.full_like(batch["hr"], np.nan))
+    return batch
+
+  config = psnr_config(num_steps=6)
+  config.train.checkpoint_every_steps = 1
+  workdir = str(tmp_path)
+  patch_train_iterator(monkeypatch, nan_images_at_step_3)
+  with pytest.raises(train.NonFiniteLossError, match=r"at step 3\b.*last good checkpoint is "
+                     r"step 2"):
+    train.train_and_evaluate(config, workdir)
+  monkeypatch.undo()
+  assert saved_steps(workdir) == [1, 2]
+  manager = checkpoints.create_manager(workdir, keep=5, read_only=True)
+  restored = checkpoints.restore(manager, _abstract_state(config))
+  arrays = state_arrays(restored)
+  assert int(arrays[".step"]) == 2
+  assert all(np.isfinite(v).all() for v in arrays.values())
+
+
+def test_non_finite_parameters_are_never_checkpointed(tmp_path, monkeypatch):
+  """A step whose loss is finite but whose update is not (an overflowing gradient)."""
+  make_step = train.steps.make_train_step
+
+  def poisoned_make_train_step(networks, config):
+    step_fn = make_step(networks, config)
+
+    def step(state, batch, rng):
+      new_state, metrics = step_fn(state, batch, rng)
+      poison = jax.numpy.where(state.step == 2, np.float32(np.inf), np.float32(1))
+      return new_state.replace(generator=jax.tree.map(lambda p: p * poison,
+                                                      new_state.generator)), metrics
+    return step
+
+  config = psnr_config(num_steps=5)
+  config.train.checkpoint_every_steps = 1
+  monkeypatch.setattr(train.steps, "make_train_step", poisoned_make_train_step)
+  with pytest.raises(train.NonFiniteLossError, match=r"parameters after step 3\b"):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert saved_steps(str(tmp_path)) == [1, 2]
+
+
+def _abstract_state(config):
+  """A freshly initialised state (single device) to restore into."""
+  import functools
+  from esrgan_jax.train_state import build_networks, init_train_state
+  networks = build_networks(config)
+  return jax.jit(functools.partial(init_train_state, networks, config))(jax.random.key(0))
+
+
+def test_sigterm_saves_current_step_and_stops(tmp_path, monkeypatch):
+  """The handler in-process: a SIGTERM during step 2's input stops the loop after a save."""
+  import signal
+
+  def sigterm_at_step_2(step, batch):
+    if step == 1:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return batch
+
+  previous_handler = signal.getsignal(signal.SIGTERM)
+  config = psnr_config(num_steps=50)
+  config.train.checkpoint_every_steps = 50
+  patch_train_iterator(monkeypatch, sigterm_at_step_2)
+  state = train.train_and_evaluate(config, str(tmp_path))
+  stopped_at = int(state.step)
+  # The input runs ahead of the steps, so the flag is seen within a few steps.
+  assert 1 <= stopped_at < 10
+  assert saved_steps(str(tmp_path)) == [stopped_at]
+  assert signal.getsignal(signal.SIGTERM) is previous_handler
+
+
+def test_keeps_latest_k_and_best_psnr_checkpoint_across_restarts(tmp_path):
+  psnr_by_step = {1: 20.0, 2: 25.0, 3: 22.0, 4: None, 5: 21.0, 6: None}
+
+  def save_steps(manager, steps):
+    for step in steps:
+      psnr = psnr_by_step[step]
+      state = TrainState(step=np.int32(step), generator={"w": np.full(3, step, np.float32)},
+                         generator_ema={"w": np.zeros(3, np.float32)}, generator_opt_state=())
+      checkpoints.save(manager, state, {"arch": {}, "stage": "psnr"},
+                       None if psnr is None else {checkpoints.BEST_METRIC: psnr})
+      manager.wait_until_finished()
+    manager.close()
+
+  save_steps(checkpoints.create_manager(str(tmp_path), keep=2), [1, 2, 3, 4])
+  assert saved_steps(str(tmp_path)) == [2, 3, 4]
+  # A new manager (a restarted run) still knows step 2's PSNR.
+  save_steps(checkpoints.create_manager(str(tmp_path), keep=2), [5, 6])
+  # The latest two plus the best PSNR.
+  assert saved_steps(str(tmp_path)) == [2, 5, 6]
+
+
+def test_eval_steps_are_checkpointed_with_their_psnr(tmp_path):
+  config = psnr_config(num_steps=3)
+  config.train.update(eval_every_steps=1, checkpoint_every_steps=100, keep_checkpoints=1)
+  train.train_and_evaluate(config, str(tmp_path))
+  manager = checkpoints.create_manager(str(tmp_path), keep=1, read_only=True)
+  # Step 3 is the latest; whichever evaluated step had the best PSNR is kept too.
+  kept = saved_steps(str(tmp_path))
+  assert 3 in kept and 1 <= len(kept) <= 2
+  metrics = {step: manager.metrics(step) for step in kept}
+  assert all(m and np.isfinite(m[checkpoints.BEST_METRIC]) for m in metrics.values())
+
+
+def test_profile_hook_writes_a_trace(tmp_path):
+  config = psnr_config(num_steps=6)
+  config.train.profile_steps = 2
+  train.train_and_evaluate(config, str(tmp_path))
+  traces = [name for _, _, files in os.walk(tmp_path / "plugins" / "profile") for name in files]
+  assert any(name.endswith(".xplane.pb") for name in traces), traces
+
+
+def _sharded_run(out_path: str) -> None:
+  """Subprocess body: both stages on 4 CPU devices, final states written to out_path (.npz)."""
+  import tempfile
+  assert jax.device_count() == 4, jax.devices()
+  arrays = {}
+  for stage, make_config in CONFIGS.items():
+    with tempfile.TemporaryDirectory() as workdir:
+      state = train.train_and_evaluate(make_config(), workdir)
+      shardings = {leaf.sharding for leaf in jax.tree.leaves(state.generator)}
+      assert shardings == {parallel.replicated(parallel.create_mesh())}, shardings
+      arrays.update({f"{stage}{k}": v for k, v in state_arrays(state).items()})
+  np.savez(out_path, **arrays)
+
+
+def assert_leaves_close(actual: dict, expected: dict, prefix: str, rel: float, atol: float):
+  """Each leaf within `rel` of its own largest magnitude (plus `atol`).
+
+  Relative to the leaf, not element by element: some elements are pure rounding noise, e.g.
+  the discriminator's output bias, whose RaGAN gradient is zero in exact arithmetic (a shift of
+  every logit cancels), so Adam turns a 1e-9 gradient of either sign into an update.
+  """
+  for key, value in expected.items():
+    if value.dtype.kind != "f":
+      np.testing.assert_array_equal(actual[prefix + key], value, err_msg=key)
+      continue
+    difference = float(np.max(np.abs(actual[prefix + key] - value)))
+    allowed = rel * float(np.max(np.abs(value))) + atol
+    assert difference <= allowed, f"{prefix} {key}: differs by {difference:.3g} > {allowed:.3g}"
+
+
+def test_four_devices_match_one_device(straight_runs, tmp_path):
+  """Same global batch on 4 CPU devices (batch sharded) and on 1: the same parameters.
+
+  The VGG-style discriminator's BatchNorm must use the statistics of the whole global batch, as
+  jit of the global computation does: with 4 devices each would otherwise see one image of the
+  real and one of the fake batch, and its running variance would be far off. Those statistics
+  are checked at float32 rounding level; the rest within the reduction-order noise of two steps.
+  """
+  out_path = str(tmp_path / "sharded.npz")
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             JAX_PLATFORMS="cpu", PYTHONPATH=REPO_ROOT)
+  result = subprocess.run([sys.executable, os.path.abspath(__file__), "--sharded-run", out_path],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  sharded = dict(np.load(out_path))
+  psnr, gan = straight_runs["psnr"][1], straight_runs["gan"][1]
+  assert_leaves_close(sharded, psnr, "psnr", rel=1e-5, atol=1e-8)
+  batch_stats = {k: v for k, v in gan.items() if k.startswith(".discriminator_stats")}
+  assert batch_stats
+  assert_leaves_close(sharded, batch_stats, "gan", rel=1e-6, atol=1e-7)
+  assert_leaves_close(sharded, gan, "gan", rel=3e-3, atol=1e-7)
+
+
+if __name__ == "__main__":
+  if len(sys.argv) == 3 and sys.argv[1] == "--sharded-run":
+    logging.set_verbosity(logging.WARNING)
+    _sharded_run(sys.argv[2])
+  else:
+    sys.exit(f"usage: {sys.argv[0]} --sharded-run OUT.npz")
