@@ -17,7 +17,7 @@ from clu import metric_writers
 from etils import epath
 from jax.experimental import multihost_utils
 
-from esrgan_jax import checkpoints, comparison, generator_io, metrics, tiling
+from esrgan_jax import checkpoints, comparison, generator_io, lpips, metrics, tiling
 from esrgan_jax.data import bicubic, images, pipeline
 from esrgan_jax.train_state import COMPUTE_DTYPES
 
@@ -65,31 +65,41 @@ def image_metrics(sr: np.ndarray, hr: np.ndarray, scale: int) -> dict[str, float
 
 
 def evaluate_set(generate_fn, eval_images, scale: int, tile: int, tile_pad: int,
-                 num_comparisons: int) -> SetResult:
-  """Each process evaluates images i::process_count; the values are gathered on every process."""
+                 num_comparisons: int, lpips_metric=None) -> SetResult:
+  """Each process evaluates images i::process_count; the values are gathered on every process.
+
+  With `lpips_metric` (an `lpips.LpipsMetric`), LPIPS joins the metrics, on the same crop.
+  """
   count = len(eval_images)
-  values = np.full((count, len(METRIC_NAMES)), np.nan, np.float64)
+  names = METRIC_NAMES + ((lpips_metric.name,) if lpips_metric else ())
+  values = np.full((count, len(names)), np.nan, np.float64)
   comparisons = {}
   for i in range(jax.process_index(), count, jax.process_count()):
     item = eval_images[i]
     sr = super_resolve(generate_fn, item.lr, scale, tile, tile_pad)
-    values[i] = [image_metrics(sr, item.hr, scale)[m] for m in METRIC_NAMES]
+    row = image_metrics(sr, item.hr, scale)
+    if lpips_metric:
+      crop = (slice(scale, -scale),) * 2 if scale else (slice(None),) * 2
+      row[lpips_metric.name] = lpips_metric(sr[crop], item.hr[crop])
+    values[i] = [row[m] for m in names]
     if i < num_comparisons:
       upscaled = bicubic.imresize(item.lr, output_shape=item.hr.shape[:2])
       comparisons[item.name] = comparison.comparison_strip(item.lr, upscaled, sr, item.hr)
   if jax.process_count() > 1:
     # NaN marks another process's images; fmax keeps the one real value of each row.
     values = np.fmax.reduce(multihost_utils.process_allgather(values), axis=0)
-  per_image = {item.name: dict(zip(METRIC_NAMES, map(float, row)))
+  per_image = {item.name: dict(zip(names, map(float, row)))
                for item, row in zip(eval_images, values)}
-  means = {m: float(np.mean(values[:, j])) for j, m in enumerate(METRIC_NAMES)}
+  means = {m: float(np.mean(values[:, j])) for j, m in enumerate(names)}
   return SetResult(means, per_image, comparisons)
 
 
 def evaluate_sets(generate_fn, eval_sets: dict[str, Any], scale: int,
                   eval_config: ml_collections.ConfigDict) -> dict[str, SetResult]:
+  lpips_weights = eval_config.get("lpips_weights")
+  lpips_metric = lpips.LpipsMetric.from_dir(lpips_weights) if lpips_weights else None
   return {name: evaluate_set(generate_fn, items, scale, eval_config.tile, eval_config.tile_pad,
-                             eval_config.num_comparison_images)
+                             eval_config.num_comparison_images, lpips_metric)
           for name, items in eval_sets.items()}
 
 
@@ -104,11 +114,12 @@ def headline_psnr(results: dict[str, SetResult]) -> float:
 
 
 def format_table(results: dict[str, SetResult]) -> str:
-  header = f"{'set':<16}{'images':>8}" + "".join(f"{m:>12}" for m in METRIC_NAMES)
+  names = list(next(iter(results.values())).means)
+  header = f"{'set':<16}{'images':>8}" + "".join(f"{m:>12}" for m in names)
   rows = [header]
   for name, result in results.items():
     rows.append(f"{name:<16}{len(result.per_image):>8}"
-                + "".join(f"{result.means[m]:>12.4f}" for m in METRIC_NAMES))
+                + "".join(f"{result.means[m]:>12.4f}" for m in names))
   return "\n".join(rows)
 
 
