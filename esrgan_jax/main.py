@@ -11,6 +11,8 @@ that scripts and schedulers do not take a preempted run for a finished one.
 
 import sys
 
+import jax
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -82,6 +84,7 @@ def main(argv):
                                   FLAGS.process_id)
   parallel.log_topology()
   config = FLAGS.config
+  jax.config.update("jax_default_prng_impl", config.prng_impl)
   mode = FLAGS.mode or config.mode
   try:
     if mode == "eval":

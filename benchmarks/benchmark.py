@@ -1,0 +1,745 @@
+"""Speed of ESRGAN training and inference: esrgan_jax against the PyTorch reference, one command.
+
+  XLA_FLAGS=--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,CONVOLUTION \
+      python benchmarks/benchmark.py                      # full size, on a GPU (RESULTS.md)
+  python benchmarks/benchmark.py --num_block 2 --num_feat 32 --d_feat 32 --batch 4 \
+      --infer_size 64 --steps 5 --warmup 2 --rows psnr,gan,infer,conv --profile   # small CPU
+
+Rows (each measured for every group):
+  psnr   generator-only train step (L1, Adam, EMA): images/s at --batch HR patches of --patch;
+  gan    full ESRGAN step, G update (VGG19 conv5_4 L1 + RaGAN + L1 pixel) then D update then EMA,
+         with BasicSR's VGG-style discriminator: images/s at the same sizes;
+  infer  x4 upscale of --infer_size squares: megapixels of output per second, and peak memory;
+  conv   one 3x3 conv of the dense block's widest shape, forward + both gradients: TFLOP/s
+         (a kernel-level probe: says whether a gap between frameworks is in the convolutions).
+Groups (--groups, comma separated): jax:float32, jax:bfloat16 (config.compute_dtype; params and
+optimiser in float32), jax:<dtype>:remat (config.model.remat_blocks); torch:fp32, torch:amp_bf16
+(autocast), with options :compile (torch.compile of G and VGG19) and :channels_last.
+
+Each group runs in its own child process, so every framework has the device to itself and peak
+memory belongs to one group. JAX children run esrgan_jax's own steps (steps.make_train_step,
+jitted with the state donated, as train.py does) with XLA's defaults: set XLA_FLAGS in the
+environment to try flags. Their state has the shapes of train_state.init_train_state but values
+drawn by NumPy (see filled_on_host: XLA takes minutes to compile the real init at full size).
+The PyTorch side uses tests/torch_reference.py (BasicSR's layouts), torch.optim.Adam,
+cudnn.benchmark as BasicSR's train.py sets it, and BasicSR's ESRGANModel order for the GAN step
+(D frozen for G's update; D's real and fake terms back-propagated separately, so D runs four
+forward passes where the JAX step runs two).
+
+How it times: `--warmup` steps (compilation included) are excluded; each of `--steps` steps is
+timed alone between device syncs (jax.block_until_ready / torch.cuda.synchronize) and the median
+is reported. A train step reuses one random batch that lives on the device. `--profile` then
+traces 3 more steps of each JAX row and sums kernel (GPU) or XLA thunk (CPU) time by name; XLA
+turns command buffers (CUDA graphs) off while it traces, so traced wall times run long.
+
+FLOPs: XLA's cost analysis (HloCostAnalysis) of each row's JAX program as lowered, in a child on
+the CPU backend (`jitted.lower(...).cost_analysis()['flops']`): on GPU the compiled module holds
+the convolutions as cuDNN custom calls, which the GPU cost analysis leaves out. It counts 2 per
+multiply-add of every convolution and dot, over the taps that touch the image (zero padding is not
+counted), plus one per element of elementwise and reduction ops; for a train step that is the
+forward pass, both backward gradients (input and weight), Adam and the EMA. PyTorch rows are
+credited with the same count (the useful work of the step), so TFLOP/s and MFU compare like with
+like. MFU is against the dense bf16 peak of the device (H100/H200 SXM: 989 TFLOP/s); float32 rows
+also give it against the TF32 peak (494.5), the rate of the tensor cores that cuDNN uses for
+float32 convolutions by default in both frameworks. The conv row uses its own count (all taps).
+
+Peak memory: on GPU, JAX's `peak_bytes_in_use` (cumulative over a child's rows, which run infer
+first, then psnr, then gan) and torch.cuda.max_memory_allocated (reset before each row); on CPU
+the process's peak resident set size, runtime libraries included.
+"""
+
+import argparse
+import dataclasses
+import faulthandler
+import functools
+import glob
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS_DIR = os.path.join(REPO_ROOT, "tests")
+
+ROWS = ("infer", "psnr", "gan", "conv")  # run in this order inside a child
+JAX_PRECISIONS = ("float32", "bfloat16")
+TORCH_PRECISIONS = ("fp32", "amp_bf16")
+OPTIONS = {"jax": ("remat",), "torch": ("compile", "channels_last")}
+# Dense bf16 tensor-core peaks (TFLOP/s) and TF32 ones, from NVIDIA's H100/H200 SXM datasheets.
+PEAK_TFLOPS = {"H100": (989.0, 494.5), "H200": (989.0, 494.5)}
+# BasicSR's train_ESRGAN_x4 loss weights and optimiser settings, for the PyTorch step.
+PIXEL_WEIGHT, PERCEPTUAL_WEIGHT, GAN_WEIGHT = 1e-2, 1.0, 5e-3
+EMA_DECAY = 0.999
+SCALE = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+  """One framework at one precision, with options: the unit a child process measures."""
+  framework: str
+  precision: str
+  options: tuple
+
+  @property
+  def name(self):
+    return ":".join((self.framework, self.precision) + self.options)
+
+  @property
+  def bf16(self):
+    return self.precision in ("bfloat16", "amp_bf16")
+
+
+def parse_group(spec: str) -> Group:
+  parts = spec.strip().split(":")
+  framework, precisions = parts[0], {"jax": JAX_PRECISIONS, "torch": TORCH_PRECISIONS}
+  if framework not in precisions or len(parts) < 2 or parts[1] not in precisions[framework]:
+    raise ValueError(f"--groups: bad group {spec!r}; expected jax:float32|bfloat16[:remat] or "
+                     f"torch:fp32|amp_bf16[:compile][:channels_last]")
+  unknown = [o for o in parts[2:] if o not in OPTIONS[framework]]
+  if unknown:
+    raise ValueError(f"--groups: unknown option(s) {unknown} in {spec!r}; "
+                     f"{framework} takes {OPTIONS[framework]}")
+  return Group(framework, parts[1], tuple(parts[2:]))
+
+
+def parse_args(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--num_block", type=int, default=23)
+  parser.add_argument("--num_feat", type=int, default=64)
+  parser.add_argument("--num_grow_ch", type=int, default=32)
+  parser.add_argument("--d_feat", type=int, default=64, help="discriminator width")
+  parser.add_argument("--batch", type=int, default=16)
+  parser.add_argument("--patch", type=int, default=128, help="HR patch; the VGG-style D takes "
+                      "128 or 256 (the gan row needs one of them)")
+  parser.add_argument("--infer_size", type=int, default=256, help="LR side of the infer row")
+  parser.add_argument("--infer_batch", type=int, default=1)
+  parser.add_argument("--steps", type=int, default=20, help="timed steps (median reported)")
+  parser.add_argument("--warmup", type=int, default=3, help="untimed steps, compilation included")
+  parser.add_argument("--rows", default="psnr,gan,infer", help=f"subset of {ROWS}")
+  parser.add_argument("--groups", default="", help="default: jax:float32,torch:fp32 on CPU, "
+                      "plus jax:bfloat16,torch:amp_bf16 where nvidia-smi finds a GPU")
+  parser.add_argument("--profile", action="store_true",
+                      help="JAX groups: trace 3 steps per row and print where the time goes")
+  parser.add_argument("--group_timeout", type=float, default=0, help="seconds per group, 0: none")
+  parser.add_argument("--total_timeout", type=float, default=0,
+                      help="seconds for all groups; the groups left get what remains, 0: none")
+  parser.add_argument("--json", default="", help="also write every measurement to this file")
+  parser.add_argument("--child", default="", help=argparse.SUPPRESS)
+  parser.add_argument("--child_output", default="", help=argparse.SUPPRESS)
+  args = parser.parse_args(argv)
+  args.rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+  bad = [r for r in args.rows if r not in ROWS]
+  if bad:
+    parser.error(f"--rows: unknown row(s) {bad}; choose from {ROWS}")
+  if "gan" in args.rows and args.patch not in (128, 256):
+    parser.error(f"--patch {args.patch}: the gan row's VGG-style discriminator takes 128 or 256")
+  if args.patch % SCALE:
+    parser.error(f"--patch {args.patch} is not divisible by the scale {SCALE}")
+  if min(args.steps, args.batch, args.num_block, args.num_feat, args.infer_size) < 1:
+    parser.error("--steps, --batch, --num_block, --num_feat and --infer_size must be positive")
+  return args
+
+
+# ------------------------------------------------------------------------------------------------
+# Shared by both frameworks.
+
+
+def median_step_seconds(run_once, sync, warmup: int, steps: int):
+  """Median wall time of `steps` calls, each synced alone, after `warmup` untimed calls."""
+  start = time.perf_counter()
+  for _ in range(warmup):
+    sync(run_once())
+  warmup_s = time.perf_counter() - start
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    sync(run_once())
+    times.append(time.perf_counter() - start)
+  return statistics.median(times), times, warmup_s
+
+
+def peak_rss_bytes():
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def row_result(row, seconds, times, warmup_s, *, args, batch, **extra):
+  if row == "infer":
+    amount, unit = batch * (args.infer_size * SCALE) ** 2 / 1e6, "MP/s"
+  elif row == "conv":
+    amount, unit = conv_probe_flops(args) / 1e12, "TFLOP/s"
+  else:
+    amount, unit = batch, "img/s"
+  return dict(row=row, seconds=seconds, rate=amount / seconds, unit=unit, warmup_s=warmup_s,
+              times=times, **extra)
+
+
+def conv_probe_shape(args):
+  """The dense block's widest conv (conv5: num_feat + 4 * grow -> num_feat) at LR patch size."""
+  side = args.patch // SCALE
+  return args.batch, side, side, args.num_feat + 4 * args.num_grow_ch, args.num_feat
+
+
+def conv_probe_flops(args):
+  """Forward + input gradient + weight gradient, 2 per multiply-add, padding taps included."""
+  n, h, w, c_in, c_out = conv_probe_shape(args)
+  return 3 * 2 * n * h * w * 9 * c_in * c_out
+
+
+# Kernel (GPU) or thunk (CPU) names -> what they do. XLA names its own kernels after the fusion
+# ("loop_concatenate_fusion_3", "input_reduce_fusion"); cuDNN's carry xmma/fprop/dgrad/wgrad.
+def op_category(name: str) -> str:
+  lowered = name.lower()
+  if "concatenate" in lowered:
+    return "concatenate"
+  if lowered.startswith(("ynn_fusion", "xnn_fusion")):
+    return "xnnpack fusion"  # XLA:CPU hands convolutions (and what it fuses with them) to XNNPACK
+  if any(k in lowered for k in ("fusion", "wrapped_", "loop_", "input_")):
+    return "xla fusion"
+  if "convert" not in lowered and any(
+      k in lowered for k in ("conv", "xmma", "fprop", "dgrad", "wgrad", "cudnn", "implicit")):
+    return "convolution"
+  if any(k in lowered for k in ("gemm", "dot", "cublas", "cutlass")):
+    return "matmul"
+  if any(k in lowered for k in ("memcpy", "memset", "copy")):
+    return "copy"
+  return "other"
+
+
+# ------------------------------------------------------------------------------------------------
+# JAX.
+
+
+def jax_config(args, group, stage):
+  from configs import esrgan, esrgan_psnr  # pylint: disable=g-import-not-at-top
+  config = (esrgan if stage == "gan" else esrgan_psnr).get_config()
+  config.model.update(num_feat=args.num_feat, num_block=args.num_block,
+                      num_grow_ch=args.num_grow_ch, remat_blocks="remat" in group.options)
+  config.compute_dtype = group.precision
+  config.data.patch_size = args.patch
+  config.train.batch_size = args.batch
+  if stage == "gan":
+    config.discriminator.num_feat = args.d_feat
+  return config
+
+
+def jax_flops(lowered):
+  """XLA's count for a lowered program (cost_analysis of the HLO before XLA's passes)."""
+  analysis = lowered.cost_analysis()
+  if isinstance(analysis, (list, tuple)):  # older jax: one dict per executable
+    analysis = analysis[0] if analysis else None
+  return float(analysis.get("flops", 0.0)) if analysis else 0.0
+
+
+def jax_trace_summary(run_once, sync, num_steps=3, top=8):
+  """Traces `num_steps` calls and sums device kernel (GPU) or XLA thunk (CPU) time by name."""
+  import jax  # pylint: disable=g-import-not-at-top
+  with tempfile.TemporaryDirectory() as directory:
+    start = time.perf_counter()
+    with jax.profiler.trace(directory):
+      for _ in range(num_steps):
+        sync(run_once())
+    wall = (time.perf_counter() - start) / num_steps
+    (path,) = glob.glob(os.path.join(directory, "**", "*.xplane.pb"), recursive=True)
+    data = jax.profiler.ProfileData.from_file(path)
+  device_planes = [p for p in data.planes if p.name.startswith("/device:GPU")]
+  totals, counts, line_names = {}, {}, set()
+  for plane in device_planes or [p for p in data.planes if p.name == "/host:CPU"]:
+    for line in plane.lines:
+      line_names.add(line.name)
+      if device_planes and not line.name.startswith("Stream"):
+        continue  # GPU: kernels live on the stream lines
+      if not device_planes and not line.name.startswith("tf_XLA"):
+        continue  # CPU: XLA's thunks run on its own thread pools
+      for event in line.events:
+        if "::" in event.name or event.duration_ns <= 0:
+          continue  # thread-pool bookkeeping, not work
+        totals[event.name] = totals.get(event.name, 0.0) + event.duration_ns / 1e9 / num_steps
+        counts[event.name] = counts.get(event.name, 0) + 1
+  by_category = {}
+  for name, seconds in totals.items():
+    by_category[op_category(name)] = by_category.get(op_category(name), 0.0) + seconds
+  busy = sum(totals.values())
+  ranked = sorted(totals.items(), key=lambda kv: -kv[1])[:top]
+  return dict(
+      where="GPU kernels" if device_planes else "CPU XLA thunks (summed over threads)",
+      wall_s=wall, busy_s=busy, ops_per_step=sum(counts.values()) / num_steps,
+      categories=dict(sorted(by_category.items(), key=lambda kv: -kv[1])),
+      lines=sorted(line_names),
+      top=[(name, seconds, counts[name] / num_steps) for name, seconds in ranked])
+
+
+def progress(message):
+  print(f"    [{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def filled_on_host(abstract, seed=0):
+  """A pytree shaped like `abstract` (from jax.eval_shape) with values made by NumPy.
+
+  XLA takes minutes to compile the init of RRDBNet's ~350 randomly initialised layers (jitted or
+  op by op); a speed test needs plausible values only: kernels ~ N(0, 1 / fan_in), BatchNorm
+  scales and variances one, everything else zero (biases, Adam moments, counters, means).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+
+  def leaf(path, x):
+    names = [str(getattr(k, "key", getattr(k, "name", ""))) for k in path]
+    in_moments = any(n in ("mu", "nu") for n in names)
+    if names[-1] == "kernel" and not in_moments:
+      fan_in = int(np.prod(x.shape[:-1]))
+      value = rng.standard_normal(x.shape, np.float32) / np.sqrt(fan_in)
+    elif names[-1] in ("scale", "var") and not in_moments:
+      value = np.ones(x.shape, np.float32)
+    else:
+      value = np.zeros(x.shape, x.dtype)
+    return jax.device_put(value.astype(x.dtype))
+  return jax.tree_util.tree_map_with_path(leaf, abstract)
+
+
+def run_jax_group(args, group, report):
+  import jax  # pylint: disable=g-import-not-at-top
+
+  device = jax.devices()[0]
+  on_gpu = device.platform == "gpu"
+  env = dict(device=device.device_kind if on_gpu else platform.processor() or "cpu",
+             platform=device.platform, versions=f"jax {jax.__version__}",
+             xla_flags=os.environ.get("XLA_FLAGS", ""))
+
+  def peak_bytes():
+    stats = device.memory_stats() if on_gpu else None
+    return stats["peak_bytes_in_use"] if stats else peak_rss_bytes()
+
+  def finish(row, run_once, lowered, compiled, compile_s, batch):
+    seconds, times, warmup_s = median_step_seconds(run_once, jax.block_until_ready,
+                                                   args.warmup, args.steps)
+    memory = compiled.memory_analysis()
+    result = row_result(row, seconds, times, warmup_s, args=args, batch=batch, compile_s=compile_s,
+                        peak_bytes=peak_bytes(), temp_bytes=getattr(memory, "temp_size_in_bytes",
+                                                                    None), **env)
+    report(result)
+    if args.profile:
+      try:
+        result["profile"] = jax_trace_summary(run_once, jax.block_until_ready)
+        report(result, update=True)
+      except Exception as error:  # pylint: disable=broad-except
+        progress(f"profile of {row} failed: {error!r}")
+
+  def compile_timed(row, jitted, *example):
+    progress(f"{row}: lowering and compiling")
+    start = time.perf_counter()
+    lowered = jitted.lower(*example)
+    compiled = lowered.compile()
+    compile_s = time.perf_counter() - start
+    progress(f"{row}: compiled in {compile_s:.1f} s")
+    return lowered, compiled, compile_s
+
+  for row in [r for r in ROWS if r in args.rows]:
+    progress(f"{row}: building")
+    jitted, example, batch = jax_row_program(args, group, row, concrete=True)
+    lowered, compiled, compile_s = compile_timed(row, jitted, *example)
+    if row in ("psnr", "gan"):
+      holder = list(example)  # the state is donated: each step feeds the next its output
+
+      def run_step(compiled=compiled, holder=holder):
+        holder[0], metrics = compiled(*holder)
+        return holder[0], metrics
+    else:
+      run_step = functools.partial(compiled, *example)
+    finish(row, run_step, lowered, compiled, compile_s, batch)
+    del example, run_step
+
+
+def jax_row_program(args, group, row, concrete: bool):
+  """(jitted function, its arguments, images per call) of one row.
+
+  With `concrete` False the arguments are jax.ShapeDtypeStructs: enough to lower the program
+  (and count its FLOPs) without allocating or initialising anything.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from esrgan_jax import steps, train_state  # pylint: disable=g-import-not-at-top
+  keys = jax.random.split(jax.random.key(0), 4)
+  realise = filled_on_host if concrete else (lambda tree: tree)
+
+  def random_array(key, shape, dtype=jnp.float32, scale=1.0):
+    if not concrete:
+      return jax.ShapeDtypeStruct(shape, dtype)
+    return (jax.random.uniform(key, shape, jnp.float32) * scale).astype(dtype)
+
+  if row == "infer":
+    generator = train_state.build_generator(jax_config(args, group, "psnr"))
+    side = args.infer_size
+    images = random_array(keys[0], (args.infer_batch, side, side, 3))
+    params = realise(jax.eval_shape(generator.init, keys[1], images))["params"]
+    upscale = jax.jit(lambda p, x: generator.apply({"params": p}, x))
+    return upscale, (params, images), args.infer_batch
+  if row == "conv":
+    n, h, w, c_in, c_out = conv_probe_shape(args)
+    dtype = jnp.dtype(group.precision)
+
+    def conv_loss(x, kernel):
+      y = jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)),
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      return jnp.sum(y.astype(jnp.float32) ** 2)
+
+    return (jax.jit(jax.grad(conv_loss, argnums=(0, 1))),
+            (random_array(keys[0], (n, h, w, c_in), dtype),
+             random_array(keys[1], (3, 3, c_in, c_out), dtype, scale=0.05)), args.batch)
+  config = jax_config(args, group, row)
+  networks = train_state.build_networks(config)
+  state = realise(jax.eval_shape(
+      lambda key: train_state.init_train_state(networks, config, key), keys[2]))
+  patch, lr_patch = args.patch, args.patch // SCALE
+  batch = {"hr": random_array(keys[0], (args.batch, patch, patch, 3)),
+           "lr": random_array(keys[1], (args.batch, lr_patch, lr_patch, 3))}
+  train_step = jax.jit(steps.make_train_step(networks, config), donate_argnums=0)
+  return train_step, (state, batch, keys[3]), args.batch
+
+
+def count_jax_flops(args, report):
+  """XLA's FLOP count of every row's program, lowered for the CPU (run with JAX_PLATFORMS=cpu).
+
+  HloCostAnalysis on the HLO as lowered counts every convolution; on GPU the compiled module
+  holds them as cuDNN custom calls, which the GPU cost analysis leaves out.
+  """
+  for row in [r for r in args.rows if r != "conv"]:
+    jitted, example, _ = jax_row_program(args, Group("jax", "float32", ()), row, concrete=False)
+    start = time.perf_counter()
+    flops = jax_flops(jitted.lower(*example))
+    report(dict(row=row, flops=flops))
+    progress(f"{row}: {flops:.4g} FLOPs per call (lowered in {time.perf_counter() - start:.1f} s)")
+
+
+# ------------------------------------------------------------------------------------------------
+# PyTorch.
+
+
+def run_torch_group(args, group, report):
+  import torch  # pylint: disable=g-import-not-at-top
+  from torch.nn import functional as F  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, TESTS_DIR)
+  import torch_reference as ref  # pylint: disable=g-import-not-at-top
+
+  cuda = torch.cuda.is_available()
+  device = torch.device("cuda" if cuda else "cpu")
+  torch.backends.cudnn.benchmark = True  # as BasicSR's train.py
+  amp = group.precision == "amp_bf16"
+  memory_format = torch.channels_last if "channels_last" in group.options else torch.contiguous_format
+  env = dict(device=torch.cuda.get_device_name() if cuda else platform.processor() or "cpu",
+             platform="gpu" if cuda else "cpu", versions=f"torch {torch.__version__}",
+             threads=torch.get_num_threads())
+  generator = torch.Generator(device="cpu").manual_seed(0)
+
+  def autocast():
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+
+  def sync(_):
+    if cuda:
+      torch.cuda.synchronize()
+
+  def prepare(module, compile_it=True):
+    module = module.to(device, memory_format=memory_format)
+    return torch.compile(module) if compile_it and "compile" in group.options else module
+
+  def images(n, side):
+    x = torch.rand((n, 3, side, side), generator=generator)
+    return x.to(device, memory_format=memory_format)
+
+  def make_ema(module):
+    ema = [p.detach().clone() for p in module.parameters()]
+    params = list(module.parameters())
+
+    @torch.no_grad()
+    def update():
+      torch._foreach_mul_(ema, EMA_DECAY)  # pylint: disable=protected-access
+      torch._foreach_add_(ema, [p.detach() for p in params], alpha=1 - EMA_DECAY)  # pylint: disable=protected-access
+    return update
+
+  def measure(row, run_once, batch):
+    if cuda:
+      torch.cuda.empty_cache()
+      torch.cuda.reset_peak_memory_stats()
+    seconds, times, warmup_s = median_step_seconds(run_once, sync, args.warmup, args.steps)
+    peak = torch.cuda.max_memory_allocated() if cuda else peak_rss_bytes()
+    report(row_result(row, seconds, times, warmup_s, args=args, batch=batch, peak_bytes=peak,
+                      **env))
+
+  def new_generator():
+    return ref.RRDBNet(num_feat=args.num_feat, num_block=args.num_block,
+                       num_grow_ch=args.num_grow_ch)
+
+  for row in [r for r in ROWS if r in args.rows]:
+    if row == "infer":
+      net_g = prepare(new_generator().eval())
+      x = images(args.infer_batch, args.infer_size)
+
+      def upscale(net_g=net_g, x=x):
+        with torch.inference_mode(), autocast():
+          return net_g(x)
+
+      measure(row, upscale, args.infer_batch)
+    elif row == "conv":
+      n, h, w, c_in, c_out = conv_probe_shape(args)
+      x = torch.rand((n, c_in, h, w), generator=generator).to(device, memory_format=memory_format)
+      x.requires_grad_(True)
+      weight = (torch.randn((c_out, c_in, 3, 3), generator=generator) * 0.05).to(device)
+      weight = weight.to(memory_format=memory_format).requires_grad_(True)
+
+      def conv_grads(x=x, weight=weight):
+        with autocast():
+          y = F.conv2d(x, weight, padding=1)
+        return torch.autograd.grad(y.float().square().sum(), (x, weight))
+
+      measure(row, conv_grads, args.batch)
+    else:
+      net_g = new_generator().to(device, memory_format=memory_format)
+      run_g = prepare(net_g)
+      optimizer_g = torch.optim.Adam(net_g.parameters(), lr=2e-4, betas=(0.9, 0.99))
+      ema_update = make_ema(net_g)
+      lq, gt = images(args.batch, args.patch // SCALE), images(args.batch, args.patch)
+      if row == "psnr":
+
+        def psnr_step(run_g=run_g, optimizer_g=optimizer_g, ema_update=ema_update, lq=lq, gt=gt):
+          optimizer_g.zero_grad(set_to_none=True)
+          with autocast():
+            loss = F.l1_loss(run_g(lq).float(), gt)
+          loss.backward()
+          optimizer_g.step()
+          ema_update()
+          return loss
+
+        measure(row, psnr_step, args.batch)
+      else:
+        net_d = ref.VGGStyleDiscriminator(num_feat=args.d_feat, input_size=args.patch).to(
+            device, memory_format=memory_format)
+        # D's parameters flip requires_grad every step, which torch.compile would guard on.
+        run_d = net_d
+        vgg = ref.VGG19FeatureExtractor(layers=("conv5_4",)).eval().requires_grad_(False)
+        run_vgg = prepare(vgg)
+        optimizer_d = torch.optim.Adam(net_d.parameters(), lr=1e-4, betas=(0.9, 0.99))
+        for group_ in optimizer_g.param_groups:
+          group_["lr"] = 1e-4
+
+        def bce(logits, target):
+          return F.binary_cross_entropy_with_logits(logits.float(), torch.full_like(
+              logits.float(), target))
+
+        def gan_step(run_g=run_g, lq=lq, gt=gt, ema_update=ema_update, run_vgg=run_vgg):
+          # BasicSR ESRGANModel.optimize_parameters: G first with D frozen ...
+          net_d.requires_grad_(False)
+          optimizer_g.zero_grad(set_to_none=True)
+          with autocast():
+            output = run_g(lq)
+            l_pix = PIXEL_WEIGHT * F.l1_loss(output.float(), gt)
+            l_percep = PERCEPTUAL_WEIGHT * F.l1_loss(
+                run_vgg(output)["conv5_4"].float(), run_vgg(gt)["conv5_4"].float().detach())
+            real_pred = run_d(gt).detach()
+            fake_pred = run_d(output)
+            l_gan = GAN_WEIGHT * (bce(real_pred - fake_pred.mean(), 0.0) +
+                                  bce(fake_pred - real_pred.mean(), 1.0)) / 2
+          (l_pix + l_percep + l_gan).backward()
+          optimizer_g.step()
+          # ... then D, its real and fake halves back-propagated one after the other ...
+          net_d.requires_grad_(True)
+          optimizer_d.zero_grad(set_to_none=True)
+          with autocast():
+            fake_pred = run_d(output).detach()
+            real_pred = run_d(gt)
+            l_d_real = 0.5 * bce(real_pred - fake_pred.mean(), 1.0)
+          l_d_real.backward()
+          with autocast():
+            fake_pred = run_d(output.detach())
+            l_d_fake = 0.5 * bce(fake_pred - real_pred.detach().mean(), 0.0)
+          l_d_fake.backward()
+          optimizer_d.step()
+          ema_update()  # ... then the EMA of G.
+          return l_d_fake
+
+        measure(row, gan_step, args.batch)
+
+
+# ------------------------------------------------------------------------------------------------
+# The parent: one child per group, then the table.
+
+
+def default_groups():
+  has_gpu = subprocess.run("nvidia-smi -L", shell=True, capture_output=True).returncode == 0
+  groups = ["jax:float32", "torch:fp32"]
+  return groups + ["jax:bfloat16", "torch:amp_bf16"] if has_gpu else groups
+
+
+def run_child(args, name: str, timeout=None, **extra_env):
+  """Runs one group in a fresh interpreter; returns its rows (those finished, on a timeout)."""
+  with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
+    output = handle.name
+  command = [sys.executable, os.path.abspath(__file__), *sys.argv[1:],
+             "--child", name, "--child_output", output,
+             "--group_timeout", str(timeout or 0)]
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+      [REPO_ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
+             **extra_env)
+  print(f"--- {name}", flush=True)
+  error = ""
+  try:
+    completed = subprocess.run(command, env=env, timeout=timeout)
+    if completed.returncode:
+      error = f"child exited with status {completed.returncode}"
+  except subprocess.TimeoutExpired:
+    error = f"timed out after {timeout:.0f} s"
+  with open(output) as f:
+    text = f.read()
+  os.remove(output)
+  rows = json.loads(text) if text else []
+  for row in rows:
+    row["group"] = name
+  if error:
+    print(f"!!! {name}: {error}", flush=True)
+  return rows, error
+
+
+def child_main(args):
+  if args.child == "flops":
+    results = []
+
+    def record(result):
+      results.append(result)
+      with open(args.child_output, "w") as f:
+        json.dump(results, f)
+    count_jax_flops(args, record)
+    return
+  group = parse_group(args.child)
+  if args.group_timeout:  # say where a child was when the parent is about to kill it
+    faulthandler.dump_traceback_later(max(args.group_timeout - 5, 1), exit=False)
+  results = []
+
+  def report(result, update=False):
+    if not update:
+      results.append(result)
+    with open(args.child_output, "w") as f:
+      json.dump(results, f)
+    if update:
+      print_profile(result["profile"])
+      return
+    print(f"    {result['row']:<6} {result['rate']:10.3f} {result['unit']:<8} "
+          f"median {result['seconds'] * 1e3:9.2f} ms  (warm-up {result['warmup_s']:.1f} s)",
+          flush=True)
+
+  (run_jax_group if group.framework == "jax" else run_torch_group)(args, group, report)
+
+
+def print_profile(profile):
+  print(f"      profile, {profile['where']}: wall {profile['wall_s'] * 1e3:.2f} ms/step, busy "
+        f"{profile['busy_s'] * 1e3:.2f} ms/step, {profile['ops_per_step']:.0f} ops/step")
+  busy = profile["busy_s"] or 1.0
+  print("      " + ", ".join(f"{name} {seconds / busy:.0%}"
+                              for name, seconds in profile["categories"].items()))
+  for name, seconds, count in profile["top"]:
+    print(f"        {seconds * 1e3:8.3f} ms  x{count:<5.0f} {name[:90]}")
+
+
+def peak_tflops(device: str):
+  for key, peaks in PEAK_TFLOPS.items():
+    if key in device:
+      return peaks
+  return None
+
+
+def format_bytes(n):
+  return f"{n / 2**30:.2f} GiB" if n else "-"
+
+
+def print_table(results, flops, args):
+  print(f"\nx4 RRDBNet {args.num_block} blocks x {args.num_feat} feat (grow {args.num_grow_ch}); "
+        f"train: batch {args.batch}, HR patch {args.patch}, D width {args.d_feat}; infer: "
+        f"{args.infer_batch} x {args.infer_size}^2 -> {args.infer_size * SCALE}^2; "
+        f"median of {args.steps} after {args.warmup} warm-up")
+  header = (f"{'row':<6}{'group':<28}{'rate':>12} {'unit':<8}{'ms/step':>10}{'TFLOP/s':>9}"
+            f"{'MFU':>18}{'peak mem':>12}{'compile s':>10}")
+  print(header)
+  print("-" * len(header))
+  for row in [r for r in ROWS if r in args.rows]:
+    for r in [r for r in results if r["row"] == row]:
+      count = conv_probe_flops(args) if row == "conv" else flops.get(row)
+      tflops = count / r["seconds"] / 1e12 if count else None
+      peaks = peak_tflops(r["device"])
+      mfu = "-"
+      if tflops and peaks:
+        mfu = f"{tflops / peaks[0]:.1%}"
+        if not parse_group(r["group"]).bf16:
+          mfu += f" ({tflops / peaks[1]:.1%} tf32)"
+      compile_s = f"{r['compile_s']:.1f}" if "compile_s" in r else f"({r['warmup_s']:.1f})"
+      print(f"{row:<6}{r['group']:<28}{r['rate']:12.3f} {r['unit']:<8}"
+            f"{r['seconds'] * 1e3:10.2f}{(f'{tflops:.2f}' if tflops else '-'):>9}{mfu:>18}"
+            f"{format_bytes(r.get('peak_bytes')):>12}{compile_s:>10}")
+  jax_groups = sorted({r["group"] for r in results if r["group"].startswith("jax")})
+  torch_groups = sorted({r["group"] for r in results if r["group"].startswith("torch")})
+  if jax_groups and torch_groups:
+    print("\nJAX / PyTorch throughput (> 1: JAX faster)")
+    print(f"{'row':<6}{'jax group':<24}" + "".join(f"{g:>26}" for g in torch_groups))
+    rate = {(r["row"], r["group"]): r["rate"] for r in results}
+    for row in [r for r in ROWS if r in args.rows]:
+      for jg in jax_groups:
+        if (row, jg) in rate:
+          cells = [f"{rate[(row, jg)] / rate[(row, tg)]:.2f}x" if (row, tg) in rate else "-"
+                   for tg in torch_groups]
+          print(f"{row:<6}{jg:<24}" + "".join(f"{c:>26}" for c in cells))
+  print("\nTFLOP/s and MFU use XLA's FLOP count of the JAX step for every group of a row; peak "
+        "mem: GPU allocator peak (JAX: cumulative per group) or process peak RSS on CPU; "
+        "compile s: JAX lower+compile (PyTorch: all warm-up steps, in brackets).")
+
+
+def main():
+  args = parse_args()
+  if args.child:
+    child_main(args)
+    return
+  try:
+    groups = [parse_group(g)
+              for g in (args.groups.split(",") if args.groups else default_groups())]
+  except ValueError as error:
+    sys.exit(f"benchmarks/benchmark.py: {error}")
+  load = os.getloadavg()
+  print(f"{time.strftime('%Y-%m-%d %H:%M')}  {platform.node()}  {os.cpu_count()} CPUs, load "
+        f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}",
+        flush=True)
+  results, failures = [], []
+  deadline = time.monotonic() + args.total_timeout if args.total_timeout else None
+  flops = {}
+  if any(r != "conv" for r in args.rows):
+    # Counted on the CPU backend, whatever runs the groups: see count_jax_flops.
+    counted, error = run_child(args, "flops", args.group_timeout or None, JAX_PLATFORMS="cpu")
+    flops = {r["row"]: r["flops"] for r in counted}
+    if error:
+      failures.append(f"FLOP count: {error}")
+  for group in groups:
+    timeouts = [t for t in (args.group_timeout,
+                            deadline and deadline - time.monotonic()) if t]
+    if timeouts and min(timeouts) < 5:
+      failures.append(f"{group.name}: not run, --total_timeout reached")
+      continue
+    rows, error = run_child(args, group.name, min(timeouts) if timeouts else None)
+    results += rows
+    if error:
+      failures.append(f"{group.name}: {error}")
+    if args.json:  # after every group, so a run cut short keeps what it measured
+      with open(args.json, "w") as f:
+        json.dump(dict(args={k: v for k, v in vars(args).items() if not k.startswith("child")},
+                       flops=flops, results=results, failures=failures), f, indent=1)
+  devices = sorted({f"{r['group'].split(':')[0]}: {r['device']} ({r['versions']})"
+                    for r in results})
+  print("\n" + "\n".join(devices))
+  load = os.getloadavg()
+  print(f"load at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+  print_table(results, flops, args)
+  for failure in failures:
+    print(f"FAILED {failure}")
+
+
+if __name__ == "__main__":
+  main()
