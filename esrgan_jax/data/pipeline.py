@@ -460,3 +460,5 @@ def prefetch_to_mesh(iterator: Iterator[Dict[str, np.ndarray]],
       yield value
   finally:
     stop.set()
+    # A producer still inside JAX when the interpreter exits aborts the process; let it finish.
+    thread.join(timeout=30)
