@@ -12,6 +12,9 @@ from esrgan_jax.models.vgg19 import VGG19_LAYERS
 from esrgan_jax.train_state import COMPUTE_DTYPES
 
 
+PRNG_IMPLS = ("rbg", "unsafe_rbg", "threefry2x32")
+
+
 class ConfigError(ValueError):
   """A config value that cannot work; the message names the field."""
 
@@ -29,6 +32,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   _require(config.compute_dtype in COMPUTE_DTYPES,
            f"config.compute_dtype must be one of {sorted(COMPUTE_DTYPES)}, got "
            f"{config.compute_dtype!r}")
+  _require(config.get("prng_impl") in PRNG_IMPLS, f"config.prng_impl must be one of "
+           f"{PRNG_IMPLS}, got {config.get('prng_impl')!r}")
   scale, patch = config.model.scale, config.data.patch_size
   _require(scale in SUPPORTED_SCALES,
            f"config.model.scale must be one of {SUPPORTED_SCALES}, got {scale}")

@@ -12,11 +12,12 @@ that scripts and schedulers do not take a preempted run for a finished one.
 import sys
 
 import jax
-
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from esrgan_jax import config_checks, evaluate, generator_io, parallel, train
+# Only light modules here: the trainer and evaluator are imported once the config has passed its
+# checks, since they pull in TensorFlow (clu's summary writers), seconds a typo should not cost.
+from esrgan_jax import config_checks, parallel
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -31,8 +32,6 @@ flags.DEFINE_integer("process_id", -1, "This process's index (or ESRGAN_PROCESS_
 flags.mark_flags_as_required(["config", "workdir"])
 
 EXIT_STOPPED_BY_SIGNAL = 128 + 15
-# Errors whose message names the field or file at fault: reported in one line, no traceback.
-USER_ERRORS = (config_checks.ConfigError, generator_io.CheckpointError, train.NonFiniteLossError)
 
 
 def fail(message: str) -> None:
@@ -84,14 +83,23 @@ def main(argv):
                                   FLAGS.process_id)
   parallel.log_topology()
   config = FLAGS.config
-  jax.config.update("jax_default_prng_impl", config.prng_impl)
   mode = FLAGS.mode or config.mode
+  try:
+    if mode == "train":
+      config_checks.validate(config, jax.device_count())
+  except config_checks.ConfigError as error:
+    fail(str(error))
+
+  from esrgan_jax import evaluate, generator_io, train  # pylint: disable=g-import-not-at-top
+  # Errors whose message names the field or file at fault: one line, no traceback.
+  user_errors = (config_checks.ConfigError, generator_io.CheckpointError,
+                 train.NonFiniteLossError)
   try:
     if mode == "eval":
       evaluate.run(config, FLAGS.workdir)
       return
     state = train.train_and_evaluate(config, FLAGS.workdir)
-  except USER_ERRORS as error:
+  except user_errors as error:
     fail(str(error))
   if int(state.step) < config.train.num_steps:
     logging.warning("Training stopped at step %d of %d; the same command resumes it.",

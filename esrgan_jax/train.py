@@ -178,16 +178,15 @@ def _train(config, workdir, manager, resume_step, generator_init, vgg_params, tr
   is_chief = jax.process_index() == 0
   mesh = parallel.create_mesh()
   networks = build_networks(config)
-  init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
+  # The key carries config.prng_impl ('rbg' compiles initialisation in seconds where threefry
+  # takes minutes on CPU), whatever the process-wide default is.
+  seed_key = jax.random.key(config.seed, impl=config.get("prng_impl") or None)
+  init_rng, step_rng = jax.random.split(seed_key)
 
   init_fn = functools.partial(init_train_state, networks, config)
-  # XLA:CPU compiles the partitionable threefry of every initializer very slowly (about 10 s per
-  # parameter array on 2 cores, minutes for a small RRDBNet); the classic lowering compiles in
-  # well under a second per array, on every backend. It only picks the random initial values.
-  with jax.threefry_partitionable(False):
-    state_sharding = parallel.state_shardings(jax.eval_shape(init_fn, init_rng), mesh,
-                                              config.train.fsdp)
-    state = jax.jit(init_fn, out_shardings=state_sharding)(init_rng)
+  state_sharding = parallel.state_shardings(jax.eval_shape(init_fn, init_rng), mesh,
+                                            config.train.fsdp)
+  state = jax.jit(init_fn, out_shardings=state_sharding)(init_rng)
   if vgg_params is not None:
     state = state.replace(vgg=_place_like(vgg_params, state.vgg))
   if resume_step is not None:
@@ -311,6 +310,7 @@ class _Loop:
       if is_eval:
         with self.report.timed("eval"):
           eval_metrics = self._evaluate(done, self.state, write_files=is_last)
+        timer.restart(done)  # images/s measures training steps only
       preempted = stop.requested or self.manager.reached_preemption(done)
       # Every evaluated state is saved with its PSNR, so the best one can be kept.
       if done % train_config.checkpoint_every_steps == 0 or is_eval or preempted:
@@ -397,12 +397,16 @@ class _Throughput:
     self._batch = global_batch_size
     self._flops = flops_per_step
     self._peak = peak_flops_per_device()
-    self._last_step, self._last_time = start_step, self._clock()
+    self.restart(start_step)
+
+  def restart(self, step: int) -> None:
+    """Starts the next interval at `step`, now."""
+    self._last_step, self._last_time = step, self._clock()
 
   def update(self, step: int) -> dict[str, float]:
     now = self._clock()
     out = {}
-    if step > self._last_step:
+    if step > self._last_step and now > self._last_time:
       steps_per_s = (step - self._last_step) / (now - self._last_time)
       out["perf/images_per_s"] = steps_per_s * self._batch
       if self._flops:

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_MODEL = ["--config.model.num_feat=8", "--config.model.num_block=1",
@@ -97,11 +98,15 @@ def test_readme_commands_stop_resume_and_evaluate(tmp_path):
   # Stage 1 with far more steps than it will run: SIGTERM after its first logged step.
   process = start([*PSNR_DEMO, f"--workdir={psnr_dir}", "--config.train.num_steps=100000",
                    "--config.train.log_every_steps=1"])
-  stderr_lines = []
+  watchdog = threading.Timer(240, process.kill)  # never hang the suite
+  watchdog.start()
+  stderr_lines, signalled = [], False
   for line in process.stderr:
     stderr_lines.append(line)
-    if "] [1] train/l_pix=" in line:
+    if "train/l_pix=" in line and not signalled:  # the first logged step
       process.send_signal(signal.SIGTERM)
+      signalled = True
+  watchdog.cancel()
   process.wait(timeout=120)
   stderr = "".join(stderr_lines)
   assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]

@@ -88,8 +88,25 @@ def compilation_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def straight_runs(tmp_path_factory):
+def sharded_run(tmp_path_factory):
+  """Starts the 4-device run in its own process at once; it runs beside the in-process tests."""
+  directory = tmp_path_factory.mktemp("sharded")
+  out_path, log_path = str(directory / "sharded.npz"), directory / "stderr.txt"
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             JAX_PLATFORMS="cpu", PYTHONPATH=REPO_ROOT)
+  with open(log_path, "w") as log:  # a file: a full pipe would stall the run
+    process = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--sharded-run",
+                                out_path], cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
+  yield process, out_path, log_path
+  if process.poll() is None:
+    process.kill()
+    process.wait()
+
+
+@pytest.fixture(scope="module")
+def straight_runs(tmp_path_factory, sharded_run):
   """Each stage trained without interruption: the reference of the resume and sharding tests."""
+  del sharded_run  # started first, to overlap with these runs
   runs = {}
   for stage, make_config in CONFIGS.items():
     workdir = str(tmp_path_factory.mktemp(f"straight_{stage}"))
@@ -264,24 +281,21 @@ def test_keeps_latest_k_and_best_psnr_checkpoint_across_restarts(tmp_path):
   assert saved_steps(str(tmp_path)) == [2, 5, 6]
 
 
-def test_eval_steps_are_checkpointed_with_their_psnr(tmp_path):
-  config = psnr_config(num_steps=3)
-  config.train.update(eval_every_steps=1, checkpoint_every_steps=100, keep_checkpoints=1)
-  train.train_and_evaluate(config, str(tmp_path))
-  manager = checkpoints.create_manager(str(tmp_path), keep=1, read_only=True)
-  # Step 3 is the latest; whichever evaluated step had the best PSNR is kept too.
-  kept = saved_steps(str(tmp_path))
-  assert 3 in kept and 1 <= len(kept) <= 2
-  metrics = {step: manager.metrics(step) for step in kept}
-  assert all(m and np.isfinite(m[checkpoints.BEST_METRIC]) for m in metrics.values())
-
-
-def test_profile_hook_writes_a_trace(tmp_path):
+def test_evaluated_steps_are_checkpointed_with_their_psnr_and_profile_is_written(tmp_path):
   config = psnr_config(num_steps=6)
-  config.train.profile_steps = 2
+  config.train.update(eval_every_steps=2, checkpoint_every_steps=100, keep_checkpoints=1,
+                      profile_steps=2)
   train.train_and_evaluate(config, str(tmp_path))
+  # Step 6 is the latest; the evaluated step with the best PSNR is kept too.
+  kept = saved_steps(str(tmp_path))
+  assert 6 in kept and len(kept) <= 2 and set(kept) <= {2, 4, 6}, kept
+  manager = checkpoints.create_manager(str(tmp_path), keep=1, read_only=True)
+  psnrs = {step: manager.metrics(step)[checkpoints.BEST_METRIC] for step in kept}
+  assert all(np.isfinite(v) for v in psnrs.values()), psnrs
+  assert manager.best_step() == max(psnrs, key=psnrs.get)
+  # One trace of steps 4-5 (after PROFILE_WARMUP_STEPS).
   traces = [name for _, _, files in os.walk(tmp_path / "plugins" / "profile") for name in files]
-  assert any(name.endswith(".xplane.pb") for name in traces), traces
+  assert sum(name.endswith(".xplane.pb") for name in traces) == 1, traces
 
 
 def _sharded_run(out_path: str) -> None:
@@ -299,22 +313,30 @@ def _sharded_run(out_path: str) -> None:
 
 
 def assert_leaves_close(actual: dict, expected: dict, prefix: str, rel: float, atol: float):
-  """Each leaf within `rel` of its own largest magnitude (plus `atol`).
+  """Each leaf within `rel` of the largest magnitude in its group (plus `atol`).
 
-  Relative to the leaf, not element by element: some elements are pure rounding noise, e.g.
-  the discriminator's output bias, whose RaGAN gradient is zero in exact arithmetic (a shift of
-  every logit cancels), so Adam turns a 1e-9 gradient of either sign into an update.
+  A group is one tree of the state (the generator, Adam's first moments of D, ...). Rounding
+  errors of a reduction scale with its terms, not with its result, and some results are
+  nearly zero: the gradient of a bias whose shift the next BatchNorm removes, or of D's output
+  bias, which RaGAN ignores (a shift of every logit cancels). Adam turns such 1e-9 gradients of
+  either sign into full-size updates, so an element-wise comparison would only measure noise.
   """
+  def group(key):
+    return key.split("['")[0]
+  scales = {}
+  for key, value in expected.items():
+    if value.dtype.kind == "f":
+      scales[group(key)] = max(scales.get(group(key), 0.0), float(np.max(np.abs(value))))
   for key, value in expected.items():
     if value.dtype.kind != "f":
       np.testing.assert_array_equal(actual[prefix + key], value, err_msg=key)
       continue
     difference = float(np.max(np.abs(actual[prefix + key] - value)))
-    allowed = rel * float(np.max(np.abs(value))) + atol
+    allowed = rel * scales[group(key)] + atol
     assert difference <= allowed, f"{prefix} {key}: differs by {difference:.3g} > {allowed:.3g}"
 
 
-def test_four_devices_match_one_device(straight_runs, tmp_path):
+def test_four_devices_match_one_device(straight_runs, sharded_run):
   """Same global batch on 4 CPU devices (batch sharded) and on 1: the same parameters.
 
   The VGG-style discriminator's BatchNorm must use the statistics of the whole global batch, as
@@ -322,19 +344,14 @@ def test_four_devices_match_one_device(straight_runs, tmp_path):
   real and one of the fake batch, and its running variance would be far off. Those statistics
   are checked at float32 rounding level; the rest within the reduction-order noise of two steps.
   """
-  out_path = str(tmp_path / "sharded.npz")
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-             JAX_PLATFORMS="cpu", PYTHONPATH=REPO_ROOT)
-  result = subprocess.run([sys.executable, os.path.abspath(__file__), "--sharded-run", out_path],
-                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
-  assert result.returncode == 0, result.stderr[-3000:]
+  process, out_path, log_path = sharded_run
+  assert process.wait(timeout=600) == 0, log_path.read_text()[-3000:]
   sharded = dict(np.load(out_path))
   psnr, gan = straight_runs["psnr"][1], straight_runs["gan"][1]
   assert_leaves_close(sharded, psnr, "psnr", rel=1e-5, atol=1e-8)
-  batch_stats = {k: v for k, v in gan.items() if k.startswith(".discriminator_stats")}
-  assert batch_stats
-  assert_leaves_close(sharded, batch_stats, "gan", rel=1e-6, atol=1e-7)
-  assert_leaves_close(sharded, gan, "gan", rel=3e-3, atol=1e-7)
+  for key in [k for k in gan if k.startswith(".discriminator_stats")]:
+    assert_leaves_close(sharded, {key: gan[key]}, "gan", rel=1e-6, atol=1e-7)
+  assert_leaves_close(sharded, gan, "gan", rel=5e-3, atol=1e-7)
 
 
 if __name__ == "__main__":
