@@ -5,21 +5,25 @@ since the device count is fixed when JAX starts). A persistent compilation cache
 runs of this module keeps repeated runs of one config from compiling again.
 """
 
+import functools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 
 import jax
 import numpy as np
 import pytest
 from absl import logging
+from jax.experimental.compilation_cache import compilation_cache
 
 from configs import esrgan, esrgan_psnr
 from esrgan_jax import checkpoints, parallel, train
 from esrgan_jax.data import pipeline
-from esrgan_jax.train_state import TrainState
+from esrgan_jax.train_state import TrainState, build_networks, init_train_state
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PSNR_STEPS = 4
@@ -69,22 +73,29 @@ def saved_steps(workdir) -> list[int]:
   return sorted(int(name) for name in os.listdir(path) if name.isdigit())
 
 
+def fresh_state(config):
+  """A freshly initialised state (single device) to restore into."""
+  networks = build_networks(config)
+  return jax.jit(functools.partial(init_train_state, networks, config))(jax.random.key(0))
+
+
 @pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
+def persistent_compilation_cache(tmp_path_factory):
   """Repeated runs of one config load their executables instead of compiling them again."""
-  from jax.experimental.compilation_cache import compilation_cache as cache
   previous = {name: getattr(jax.config, name) for name in (
       "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
       "jax_persistent_cache_min_entry_size_bytes")}
   jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-  cache.reset_cache()
+  compilation_cache.reset_cache()
+  verbosity = logging.get_verbosity()
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
   yield
+  logging.set_verbosity(verbosity)
   for name, value in previous.items():
     jax.config.update(name, value)
-  cache.reset_cache()
+  compilation_cache.reset_cache()
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +214,7 @@ def test_non_finite_loss_stops_after_last_good_checkpoint(tmp_path, monkeypatch)
   monkeypatch.undo()
   assert saved_steps(workdir) == [1, 2]
   manager = checkpoints.create_manager(workdir, keep=5, read_only=True)
-  restored = checkpoints.restore(manager, _abstract_state(config))
+  restored = checkpoints.restore(manager, fresh_state(config))
   arrays = state_arrays(restored)
   assert int(arrays[".step"]) == 2
   assert all(np.isfinite(v).all() for v in arrays.values())
@@ -231,18 +242,8 @@ def test_non_finite_parameters_are_never_checkpointed(tmp_path, monkeypatch):
   assert saved_steps(str(tmp_path)) == [1, 2]
 
 
-def _abstract_state(config):
-  """A freshly initialised state (single device) to restore into."""
-  import functools
-  from esrgan_jax.train_state import build_networks, init_train_state
-  networks = build_networks(config)
-  return jax.jit(functools.partial(init_train_state, networks, config))(jax.random.key(0))
-
-
 def test_sigterm_saves_current_step_and_stops(tmp_path, monkeypatch):
   """The handler in-process: a SIGTERM during step 2's input stops the loop after a save."""
-  import signal
-
   def sigterm_at_step_2(step, batch):
     if step == 1:
       os.kill(os.getpid(), signal.SIGTERM)
@@ -300,7 +301,6 @@ def test_evaluated_steps_are_checkpointed_with_their_psnr_and_profile_is_written
 
 def _sharded_run(out_path: str) -> None:
   """Subprocess body: both stages on 4 CPU devices, final states written to out_path (.npz)."""
-  import tempfile
   assert jax.device_count() == 4, jax.devices()
   arrays = {}
   for stage, make_config in CONFIGS.items():
