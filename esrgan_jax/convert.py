@@ -24,7 +24,7 @@ import io
 import os
 import re
 import sys
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -120,6 +120,30 @@ def _preview(keys):
   return shown + (f", ... ({len(keys)} in all)" if len(keys) > _KEYS_SHOWN else "")
 
 
+def describe_key_mismatch(first: Sequence[str], second: Sequence[str],
+                          only_in_first: Callable[[list[str]], str],
+                          only_in_second: Callable[[list[str]], str]) -> str | None:
+  """How two key lists differ, or None when they hold the same keys.
+
+  `only_in_first` words the keys of `first` that `second` lacks (e.g. keys a state dict misses),
+  `only_in_second` the reverse; both lists keep their order and the parts are joined by '; '.
+  """
+  first_set, second_set = set(first), set(second)
+  parts = []
+  if in_first := [k for k in first if k not in second_set]:
+    parts.append(only_in_first(in_first))
+  if in_second := [k for k in second if k not in first_set]:
+    parts.append(only_in_second(in_second))
+  return "; ".join(parts) or None
+
+
+def _missing_and_unexpected(expected, found, noun):
+  """'missing {noun} a, b; unexpected {noun} c' (up to five names each), or None."""
+  return describe_key_mismatch(expected, found,
+                               only_in_first=lambda names: f"missing {noun} {_preview(names)}",
+                               only_in_second=lambda names: f"unexpected {noun} {_preview(names)}")
+
+
 def unwrap_state_dict(checkpoint: Any, source: str = "state dict",
                       weights_key: str | None = None) -> dict[str, Any]:
   """Returns the bare state dict inside a checkpoint.
@@ -153,17 +177,10 @@ def unwrap_state_dict(checkpoint: Any, source: str = "state dict",
 
 def _import(state_dict, entries, source, description, ignore=lambda key: False):
   """Checks keys and shapes against `entries`, then builds the (unflattened) Flax tree."""
-  expected = {entry.key for entry in entries}
-  missing = [entry.key for entry in entries if entry.key not in state_dict]
-  unexpected = [k for k in state_dict if k not in expected and not ignore(k)]
-  if missing or unexpected:
-    problems = []
-    if missing:
-      problems.append(f"missing key(s) {_preview(missing)}")
-    if unexpected:
-      problems.append(f"unexpected key(s) {_preview(unexpected)}")
-    raise CheckpointError(f"{source}: state dict does not fit {description}: "
-                          + "; ".join(problems))
+  mismatch = _missing_and_unexpected([entry.key for entry in entries],
+                                     [k for k in state_dict if not ignore(k)], "key(s)")
+  if mismatch:
+    raise CheckpointError(f"{source}: state dict does not fit {description}: {mismatch}")
   flat = {}
   for entry in entries:
     value = _as_numpy(state_dict[entry.key], entry.key, source)
@@ -177,12 +194,10 @@ def _import(state_dict, entries, source, description, ignore=lambda key: False):
 
 def _export(tree, entries, description) -> dict[str, np.ndarray]:
   flat = traverse_util.flatten_dict(tree)
-  paths = {entry.path for entry in entries}
-  missing = ["/".join(e.path) for e in entries if e.path not in flat]
-  unexpected = ["/".join(p) for p in flat if p not in paths]
-  if missing or unexpected:
-    raise CheckpointError(f"parameters do not fit {description}: missing {_preview(missing)}; "
-                          f"unexpected {_preview(unexpected)}")
+  mismatch = _missing_and_unexpected(["/".join(entry.path) for entry in entries],
+                                     ["/".join(path) for path in flat], "parameter(s)")
+  if mismatch:
+    raise CheckpointError(f"parameters do not fit {description}: {mismatch}")
   state = {}
   for entry in entries:
     value = np.asarray(flat[entry.path], np.float32)

@@ -5,6 +5,8 @@ and stage 2's initialisation, which also accept a training workdir (see `load_ge
 Layout (an Orbax composite checkpoint):
   DIR/params  the RRDBNet parameter tree (float32)
   DIR/arch    JSON {num_in_ch, num_out_ch, scale, num_feat, num_block, num_grow_ch}
+The converted VGG19 and LPIPS weights use the same layout with a `meta` entry, through the
+params-plus-JSON helpers here, which also hold the one CheckpointError of the package.
 """
 
 import os
@@ -24,6 +26,57 @@ class CheckpointError(ValueError):
   """A checkpoint that cannot be read or does not fit; the message names the path."""
 
 
+# ------------------------------------------------------------------------------------------------
+# The layout shared by generator checkpoints and the converted VGG19 and LPIPS weights: an Orbax
+# composite of a `params` tree and one JSON entry that says what the params are.
+
+
+def _local_or_remote(path: epath.Path):
+  # Orbax wants absolute local paths; gs:// paths go through as they are.
+  return path if str(path).startswith("gs://") else path.absolute()
+
+
+def has_params_and_json(directory: str | os.PathLike, json_entry: str) -> bool:
+  path = epath.Path(directory)
+  return (path / "params").exists() and (path / json_entry).exists()
+
+
+def save_params_and_json(directory: str | os.PathLike, params, json_entry: str,
+                         value: dict[str, Any]) -> None:
+  """Writes `params` and the JSON `value` (under `json_entry`) atomically to `directory`."""
+  ocp.Checkpointer(ocp.CompositeCheckpointHandler()).save(
+      _local_or_remote(epath.Path(directory)),
+      ocp.args.Composite(params=ocp.args.StandardSave(params),
+                         **{json_entry: ocp.args.JsonSave(value)}))
+
+
+def restore_params_and_json(directory: str | os.PathLike, json_entry: str,
+                            what: str) -> tuple[Any, dict[str, Any]]:
+  """(params, JSON value) written by `save_params_and_json`.
+
+  Any failure becomes a one-line CheckpointError "DIR: unreadable {what} (Type: first line)".
+  """
+  path = epath.Path(directory)
+  try:
+    restored = ocp.Checkpointer(ocp.CompositeCheckpointHandler()).restore(
+        _local_or_remote(path),
+        ocp.args.Composite(params=ocp.args.StandardRestore(),
+                           **{json_entry: ocp.args.JsonRestore()}))
+  except Exception as error:  # Orbax raises many types for damaged files.
+    raise CheckpointError(f"{path}: unreadable {what} ({describe_error(error)})") from error
+  return restored["params"], restored[json_entry]
+
+
+def describe_error(error: Exception) -> str:
+  """'Type: first line of the message', for one-line errors that wrap another."""
+  lines = str(error).strip().splitlines()
+  return f"{type(error).__name__}: {lines[0] if lines else ''}"
+
+
+# ------------------------------------------------------------------------------------------------
+# Generator checkpoints.
+
+
 def arch_of(model: RRDBNet) -> dict[str, int]:
   return {field: int(getattr(model, field)) for field in ARCH_FIELDS}
 
@@ -35,15 +88,6 @@ def generator_from_arch(arch: dict[str, Any], **module_kwargs) -> RRDBNet:
   return RRDBNet(**{f: int(arch[f]) for f in ARCH_FIELDS}, **module_kwargs)
 
 
-def _describe(error: Exception) -> str:
-  first_line = str(error).splitlines()[0] if str(error) else ""
-  return f"{type(error).__name__}: {first_line}"
-
-
-def _checkpointer():
-  return ocp.Checkpointer(ocp.CompositeCheckpointHandler())
-
-
 def save_generator(directory: str | os.PathLike, params, arch: dict[str, Any]) -> None:
   """Writes `params` and `arch` atomically to `directory` (local path or gs://)."""
   path = epath.Path(directory)
@@ -51,14 +95,11 @@ def save_generator(directory: str | os.PathLike, params, arch: dict[str, Any]) -
     raise CheckpointError(f"{path}: output checkpoint directory already exists")
   generator_from_arch(arch)  # validates the fields before anything is written
   params = jax.tree.map(lambda x: jax.numpy.asarray(x, jax.numpy.float32), params)
-  _checkpointer().save(path.absolute() if not str(path).startswith("gs://") else path,
-                       ocp.args.Composite(params=ocp.args.StandardSave(params),
-                                          arch=ocp.args.JsonSave(dict(arch))))
+  save_params_and_json(path, params, "arch", dict(arch))
 
 
 def is_generator_checkpoint(directory: str | os.PathLike) -> bool:
-  path = epath.Path(directory)
-  return (path / "params").exists() and (path / "arch").exists()
+  return has_params_and_json(directory, "arch")
 
 
 def load_generator(directory: str | os.PathLike,
@@ -77,16 +118,10 @@ def load_generator(directory: str | os.PathLike,
                           "files first with `python -m esrgan_jax.convert IN.pth OUT_DIR`)")
   if not is_generator_checkpoint(path):
     return _load_from_training_checkpoint(path, which)
-  try:
-    restored = _checkpointer().restore(
-        path.absolute() if not str(path).startswith("gs://") else path,
-        ocp.args.Composite(params=ocp.args.StandardRestore(), arch=ocp.args.JsonRestore()))
-  except Exception as error:  # Orbax raises many types for damaged files.
-    raise CheckpointError(f"{path}: unreadable generator checkpoint "
-                          f"({_describe(error)})") from error
-  arch = {f: int(v) for f, v in restored["arch"].items()}
+  params, arch = restore_params_and_json(path, "arch", "generator checkpoint")
+  arch = {f: int(v) for f, v in arch.items()}
   generator_from_arch(arch)
-  return restored["params"], arch
+  return params, arch
 
 
 def _load_from_training_checkpoint(path: epath.Path, which: str) -> tuple[dict, dict[str, int]]:
@@ -100,7 +135,7 @@ def _load_from_training_checkpoint(path: epath.Path, which: str) -> tuple[dict, 
     params, meta = checkpoints.read_generator(step_dir, which)
   except Exception as error:  # Orbax raises many types for damaged files.
     raise CheckpointError(f"{step_dir}: unreadable training checkpoint "
-                          f"({_describe(error)})") from error
+                          f"({describe_error(error)})") from error
   arch = {f: int(v) for f, v in meta["arch"].items()}
   generator_from_arch(arch)
   return params, arch

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from etils import epath
 
-from esrgan_jax import generator_io
+from esrgan_jax import convert, generator_io
 
 
 class InterpolationError(ValueError):
@@ -32,15 +32,14 @@ def _leaves_by_path(params) -> dict[str, Any]:
 def params_difference(first, second) -> Optional[str]:
   """A short description of how two parameter trees differ in structure or shapes, or None."""
   first, second = _leaves_by_path(first), _leaves_by_path(second)
-  only_first = sorted(set(first) - set(second))
-  only_second = sorted(set(second) - set(first))
-  if only_first or only_second:
-    parts = []
-    if only_first:
-      parts.append(f"{len(only_first)} parameter(s) only in the first, e.g. {only_first[0]}")
-    if only_second:
-      parts.append(f"{len(only_second)} parameter(s) only in the second, e.g. {only_second[0]}")
-    return "; ".join(parts)
+
+  def only_in(which):
+    return lambda names: f"{len(names)} parameter(s) only in the {which}, e.g. {names[0]}"
+
+  mismatch = convert.describe_key_mismatch(sorted(first), sorted(second), only_in("first"),
+                                           only_in("second"))
+  if mismatch:
+    return mismatch
   for name in sorted(first):
     shape_a, shape_b = np.shape(first[name]), np.shape(second[name])
     if shape_a != shape_b:

@@ -27,10 +27,10 @@ from typing import Any, Mapping, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 from etils import epath
 from flax import linen as nn
 
+from esrgan_jax import generator_io
 from esrgan_jax.generator_io import CheckpointError
 
 MODEL_NAME = "LPIPS"
@@ -373,11 +373,6 @@ def load_lpips(net: str, lin_weights_path: str | os.PathLike,
 # Converted directories (no torch needed to read them).
 
 
-def _local_or_remote(path: epath.Path):
-  # Orbax wants absolute local paths; gs:// paths go through as they are.
-  return path if str(path).startswith("gs://") else path.absolute()
-
-
 def _check_params(net: str, params, source: str) -> None:
   expected = jax.tree_util.tree_flatten_with_path(lpips_param_shapes(net),
                                                   is_leaf=lambda x: isinstance(x, tuple))[0]
@@ -400,11 +395,8 @@ def save_lpips(directory: str | os.PathLike, net: str, params) -> None:
     raise CheckpointError(f"{path}: output directory already exists")
   _check_params(net, params, str(path))
   params = jax.tree.map(lambda x: np.asarray(x, np.float32), params)
-  ocp.Checkpointer(ocp.CompositeCheckpointHandler()).save(
-      _local_or_remote(path),
-      ocp.args.Composite(params=ocp.args.StandardSave(params),
-                         meta=ocp.args.JsonSave({"model": MODEL_NAME, "net": net,
-                                                 "version": VERSION})))
+  generator_io.save_params_and_json(path, params, "meta",
+                                    {"model": MODEL_NAME, "net": net, "version": VERSION})
 
 
 def load_lpips_dir(directory: str | os.PathLike) -> tuple[LPIPS, dict]:
@@ -416,23 +408,15 @@ def load_lpips_dir(directory: str | os.PathLike) -> tuple[LPIPS, dict]:
     raise CheckpointError(f"{path}: is a file; convert LPIPS weights first with `python -m "
                           "esrgan_jax.lpips --net alex --lin alex.pth --backbone alexnet.pth "
                           "-o DIR`")
-  if not ((path / "params").exists() and (path / "meta").exists()):
+  if not generator_io.has_params_and_json(path, "meta"):
     raise CheckpointError(f"{path}: not a converted LPIPS directory (expected 'params' and 'meta' "
                           "entries, as written by python -m esrgan_jax.lpips)")
-  try:
-    restored = ocp.Checkpointer(ocp.CompositeCheckpointHandler()).restore(
-        _local_or_remote(path),
-        ocp.args.Composite(params=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
-  except Exception as error:  # Orbax raises many types for damaged files.
-    message = str(error).strip().splitlines()
-    raise CheckpointError(f"{path}: unreadable LPIPS weights ({type(error).__name__}: "
-                          f"{message[0] if message else ''})") from error
-  meta = restored["meta"]
+  params, meta = generator_io.restore_params_and_json(path, "meta", "LPIPS weights")
   if meta.get("model") != MODEL_NAME or meta.get("net") not in NETS:
     raise CheckpointError(f"{path}: holds {meta.get('model')!r} ({meta.get('net')!r}), not "
                           f"{MODEL_NAME} with a net in {NETS}")
-  _check_params(meta["net"], restored["params"], str(path))
-  return LPIPS(meta["net"]), restored["params"]
+  _check_params(meta["net"], params, str(path))
+  return LPIPS(meta["net"]), params
 
 
 def convert_lpips(net: str, lin_weights_path, backbone_weights_path, out_dir) -> None:

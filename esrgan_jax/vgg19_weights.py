@@ -13,9 +13,9 @@ from typing import Sequence
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 from etils import epath
 
+from esrgan_jax import generator_io
 from esrgan_jax.generator_io import CheckpointError
 from esrgan_jax.models.vgg19 import VGG19_BLOCKS, VGG19_LAYERS
 
@@ -46,11 +46,6 @@ def check_vgg19_params(params, source: str) -> None:
         raise CheckpointError(f"{source}: VGG19 {layer}/{leaf} has shape {found}, needs {shape}")
 
 
-def _local_or_remote(path: epath.Path):
-  # Orbax wants absolute local paths; gs:// paths go through as they are.
-  return path if str(path).startswith("gs://") else path.absolute()
-
-
 def save_vgg19_params(directory: str | os.PathLike, params) -> None:
   """Writes converted VGG19 params to a new directory."""
   path = epath.Path(directory)
@@ -58,11 +53,8 @@ def save_vgg19_params(directory: str | os.PathLike, params) -> None:
     raise CheckpointError(f"{path}: output directory already exists")
   check_vgg19_params(params, str(path))
   params = jax.tree.map(lambda x: np.asarray(x, np.float32), params)
-  ocp.Checkpointer(ocp.CompositeCheckpointHandler()).save(
-      _local_or_remote(path),
-      ocp.args.Composite(params=ocp.args.StandardSave(params),
-                         meta=ocp.args.JsonSave({"model": MODEL_NAME,
-                                                 "layers": list(VGG19_LAYERS)})))
+  generator_io.save_params_and_json(path, params, "meta",
+                                    {"model": MODEL_NAME, "layers": list(VGG19_LAYERS)})
 
 
 def load_vgg19_params(path: str | os.PathLike, layers: Sequence[str] | None = None) -> dict:
@@ -89,19 +81,11 @@ def _load_all_vgg19_params(path: epath.Path) -> dict:
     from esrgan_jax import convert  # pylint: disable=import-outside-toplevel
     state = convert.unwrap_state_dict(convert.read_torch_checkpoint(path), str(path))
     return convert.vgg19_params_from_torch(state, str(path))
-  if not ((path / "params").exists() and (path / "meta").exists()):
+  if not generator_io.has_params_and_json(path, "meta"):
     raise CheckpointError(f"{path}: not a converted VGG19 directory (expected 'params' and 'meta'"
                           " entries, as written by python -m esrgan_jax.convert --vgg19)")
-  try:
-    restored = ocp.Checkpointer(ocp.CompositeCheckpointHandler()).restore(
-        _local_or_remote(path),
-        ocp.args.Composite(params=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
-  except Exception as error:  # Orbax raises many types for damaged files.
-    message = str(error).strip().splitlines()
-    raise CheckpointError(f"{path}: unreadable VGG19 weights ({type(error).__name__}: "
-                          f"{message[0] if message else ''})") from error
-  if restored["meta"].get("model") != MODEL_NAME:
-    raise CheckpointError(f"{path}: holds {restored['meta'].get('model')!r}, not {MODEL_NAME}")
-  params = restored["params"]
+  params, meta = generator_io.restore_params_and_json(path, "meta", "VGG19 weights")
+  if meta.get("model") != MODEL_NAME:
+    raise CheckpointError(f"{path}: holds {meta.get('model')!r}, not {MODEL_NAME}")
   check_vgg19_params(params, str(path))
   return params

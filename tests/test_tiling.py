@@ -6,28 +6,10 @@ import numpy as np
 import pytest
 import skimage.data
 
-from esrgan_jax.models import RRDBNet
 from esrgan_jax.tiling import upscale_tiled
+from tiny_generator import tiny_generator
 
 NUM_BLOCK = 1
-
-
-def random_params(model, seed=0):
-  """PyTorch-default-like random parameters, drawn with NumPy: `model.init` compiles the random
-  initialisers, which costs tens of seconds on a busy CPU, for no benefit in these tests."""
-  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 3)))["params"]
-  rng = np.random.RandomState(seed)
-
-  def draw(leaf):
-    bound = 1.0 / np.sqrt(np.prod(leaf.shape[:-1]) if len(leaf.shape) > 1 else leaf.shape[0])
-    return rng.uniform(-bound, bound, leaf.shape).astype(np.float32)
-
-  return jax.tree.map(draw, shapes)
-
-
-def tiny_generator(scale, num_block=NUM_BLOCK):
-  model = RRDBNet(scale=scale, num_feat=8, num_block=num_block, num_grow_ch=4)
-  return model, random_params(model, seed=scale)
 
 
 def trunk_radius(num_block):
@@ -66,7 +48,7 @@ def photo(height, width):
 @pytest.mark.parametrize("scale, num_block, size, start", [(4, 1, 48, 20), (2, 0, 32, 12),
                                                            (1, 0, 48, 20)])
 def test_trunk_radius_matches_the_gradient_support(scale, num_block, size, start):
-  model, params = tiny_generator(scale, num_block)
+  model, params = tiny_generator(scale, num_block, seed=scale)
   image = jnp.asarray(np.random.RandomState(0).rand(1, size, size, 3), jnp.float32)
 
   def block_sum(x):
@@ -84,7 +66,7 @@ def test_trunk_radius_matches_the_gradient_support(scale, num_block, size, start
 
 @pytest.fixture(scope="module")
 def x4_setup():
-  model, params = tiny_generator(4)
+  model, params = tiny_generator(4, NUM_BLOCK, seed=4)
   apply_fn = apply_fn_of(model, params)
   # 3 x 3 regions of 40 px (the last column 24 px wide), windows of 40 + 2 * 20 = 80 px.
   image = photo(120, 104)
@@ -111,7 +93,7 @@ def test_tiled_equals_untiled_when_pad_covers_receptive_field(x4_setup):
 def test_tiled_unshuffling_models_on_odd_sizes_equal_whole_image_mode(scale, height, width, tile):
   # x2 and x1 models unshuffle 2x2 and 4x4 pixel blocks: windows must start on that grid (the
   # odd tile size is rounded up to it), and an odd-sized image is padded in both modes alike.
-  model, params = tiny_generator(scale, num_block=0)
+  model, params = tiny_generator(scale, num_block=0, seed=scale)
   apply_fn = apply_fn_of(model, params)
   image = photo(height, width)
   whole = upscale_tiled(apply_fn, image, scale, tile=0)
@@ -163,7 +145,7 @@ def test_small_images_are_padded_to_one_window_shape_and_cropped(x4_setup):
 
 
 def test_compiles_once_per_window_shape_never_per_image_or_tile():
-  model, params = tiny_generator(4)
+  model, params = tiny_generator(4, NUM_BLOCK, seed=4)
   traced_shapes = []
 
   def counted_apply(x):

@@ -14,7 +14,7 @@ from esrgan_jax import upscale
 from esrgan_jax.data import bicubic
 from esrgan_jax.data.images import read_image_any, write_image
 from esrgan_jax.generator_io import arch_of, save_generator
-from esrgan_jax.models import RRDBNet
+from tiny_generator import tiny_generator
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Tiles of 24 px with 20 px of context (more than the tiny model's receptive field of 19 px):
@@ -23,23 +23,10 @@ TILING = ["--tile", "24", "--tile-pad", "20", "--batch-size", "4"]
 LUMA = np.array([0.299, 0.587, 0.114])
 
 
-def random_params(model, seed=0):
-  """PyTorch-default-like random parameters drawn with NumPy (cheaper than compiling init)."""
-  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 3)))["params"]
-  rng = np.random.RandomState(seed)
-
-  def draw(leaf):
-    bound = 1.0 / np.sqrt(np.prod(leaf.shape[:-1]) if len(leaf.shape) > 1 else leaf.shape[0])
-    return rng.uniform(-bound, bound, leaf.shape).astype(np.float32)
-
-  return jax.tree.map(draw, shapes)
-
-
 @pytest.fixture(scope="module")
 def generator(tmp_path_factory):
   """(checkpoint dir, float reference: HxWxC [0, 1] image -> model output in float64)."""
-  model = RRDBNet(scale=4, num_feat=8, num_block=1, num_grow_ch=4)
-  params = random_params(model)
+  model, params = tiny_generator(scale=4, num_block=1, seed=0)
   checkpoint = str(tmp_path_factory.mktemp("ckpt") / "tiny_x4")
   save_generator(checkpoint, params, arch_of(model))
   forward = jax.jit(lambda x: model.apply({"params": params}, x))
