@@ -1,7 +1,6 @@
 """Speed of ESRGAN training and inference: esrgan_jax against the PyTorch reference, one command.
 
-  XLA_FLAGS=--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,CONVOLUTION \
-      python benchmarks/benchmark.py                      # full size, on a GPU (RESULTS.md)
+  python benchmarks/benchmark.py                      # full size, on a GPU (RESULTS.md)
   python benchmarks/benchmark.py --num_block 2 --num_feat 32 --d_feat 32 --batch 4 \
       --infer_size 64 --steps 5 --warmup 2 --rows psnr,gan,infer,conv --profile   # small CPU
 
@@ -13,13 +12,15 @@ Rows (each measured for every group):
   conv   one 3x3 conv of the dense block's widest shape, forward + both gradients: TFLOP/s
          (a kernel-level probe: says whether a gap between frameworks is in the convolutions).
 Groups (--groups, comma separated): jax:float32, jax:bfloat16 (config.compute_dtype; params and
-optimiser in float32), jax:<dtype>:remat (config.model.remat_blocks); torch:fp32, torch:amp_bf16
+optimiser in float32), with options :remat (config.model.remat_blocks) and :concat or :fused
+(config.model.dense_block; without either, "auto" picks per platform); torch:fp32, torch:amp_bf16
 (autocast), with options :compile (torch.compile of G and VGG19) and :channels_last.
 
 Each group runs in its own child process, so every framework has the device to itself and peak
 memory belongs to one group. JAX children run esrgan_jax's own steps (steps.make_train_step,
-jitted with the state donated, as train.py does) with XLA's defaults: set XLA_FLAGS in the
-environment to try flags. Their state has the shapes of train_state.init_train_state but values
+jitted with the state donated, as train.py does) with the XLA flags the trainer adds
+(esrgan_jax/xla_flags.py; ESRGAN_NO_DEFAULT_XLA_FLAGS=1 leaves XLA's own defaults): set
+XLA_FLAGS in the environment to try others. Their state has the shapes of train_state.init_train_state but values
 drawn by NumPy (see filled_on_host: XLA takes minutes to compile the real init at full size).
 The PyTorch side uses tests/torch_reference.py (BasicSR's layouts), torch.optim.Adam,
 cudnn.benchmark as BasicSR's train.py sets it, and BasicSR's ESRGANModel order for the GAN step
@@ -69,7 +70,7 @@ TESTS_DIR = os.path.join(REPO_ROOT, "tests")
 ROWS = ("infer", "psnr", "gan", "conv")  # run in this order inside a child
 JAX_PRECISIONS = ("float32", "bfloat16")
 TORCH_PRECISIONS = ("fp32", "amp_bf16")
-OPTIONS = {"jax": ("remat",), "torch": ("compile", "channels_last")}
+OPTIONS = {"jax": ("remat", "concat", "fused"), "torch": ("compile", "channels_last")}
 # Dense bf16 tensor-core peaks (TFLOP/s) and TF32 ones, from NVIDIA's H100/H200 SXM datasheets.
 PEAK_TFLOPS = {"H100": (989.0, 494.5), "H200": (989.0, 494.5)}
 # BasicSR's train_ESRGAN_x4 loss weights and optimiser settings, for the PyTorch step.
@@ -98,7 +99,8 @@ def parse_group(spec: str) -> Group:
   parts = spec.strip().split(":")
   framework, precisions = parts[0], {"jax": JAX_PRECISIONS, "torch": TORCH_PRECISIONS}
   if framework not in precisions or len(parts) < 2 or parts[1] not in precisions[framework]:
-    raise ValueError(f"--groups: bad group {spec!r}; expected jax:float32|bfloat16[:remat] or "
+    raise ValueError(f"--groups: bad group {spec!r}; expected "
+                     f"jax:float32|bfloat16[:remat][:concat|:fused] or "
                      f"torch:fp32|amp_bf16[:compile][:channels_last]")
   unknown = [o for o in parts[2:] if o not in OPTIONS[framework]]
   if unknown:
@@ -219,6 +221,9 @@ def jax_config(args, group, stage):
   config = (esrgan if stage == "gan" else esrgan_psnr).get_config()
   config.model.update(num_feat=args.num_feat, num_block=args.num_block,
                       num_grow_ch=args.num_grow_ch, remat_blocks="remat" in group.options)
+  for dense_block in ("concat", "fused"):
+    if dense_block in group.options:
+      config.model.dense_block = dense_block
   config.compute_dtype = group.precision
   config.data.patch_size = args.patch
   config.train.batch_size = args.batch
@@ -699,6 +704,9 @@ def main():
   if args.child:
     child_main(args)
     return
+  sys.path.insert(0, REPO_ROOT)
+  from esrgan_jax import xla_flags  # pylint: disable=g-import-not-at-top
+  xla_flags.apply_defaults()  # in the environment the children inherit, as main.py does
   try:
     groups = [parse_group(g)
               for g in (args.groups.split(",") if args.groups else default_groups())]

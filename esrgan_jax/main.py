@@ -17,7 +17,7 @@ from ml_collections import config_flags
 
 # Only light modules here: the trainer and evaluator are imported once the config has passed its
 # checks, since they pull in TensorFlow (clu's summary writers), seconds a typo should not cost.
-from esrgan_jax import config_checks, parallel
+from esrgan_jax import config_checks, parallel, xla_flags
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -79,6 +79,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  xla_flags.apply_defaults()
   parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
                                   FLAGS.process_id)
   parallel.log_topology()

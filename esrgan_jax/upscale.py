@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from esrgan_jax import generator_io
+from esrgan_jax import generator_io, xla_flags
 from esrgan_jax.data import bicubic
 from esrgan_jax.data.images import (IMAGE_EXTENSIONS, ImageReadError, ImageWriteError,
                                     list_images, read_image_any, write_image)
@@ -271,6 +271,7 @@ def report(message: str) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+  xla_flags.apply_defaults()
   args = parse_args(argv)
   try:
     paths = collect_inputs(args.inputs)

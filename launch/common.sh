@@ -10,12 +10,11 @@ LAUNCH_SCRIPT_NAME="$(basename "${0:-launch}")"
 
 # XLA flags that help ESRGAN's data-parallel training on NVIDIA GPUs: the latency-hiding scheduler
 # overlaps the gradient all-reduce with the backward convolutions, and the high-priority stream keeps
-# those collectives from queueing behind compute. Adding convolutions to CUDA graphs (command
-# buffers) removes the kernel-launch gaps that limit RRDBNet's many small convolutions: 1.5x on the
-# PSNR step and 2.2x on the GAN step on an H100 (benchmarks/RESULTS.md).
+# those collectives from queueing behind compute. (The flags that help on one device too, such as
+# CUDA graphs for the convolutions, are added by the trainer itself: esrgan_jax/xla_flags.py.)
 # tests/test_launch_scripts.py checks that the pinned jaxlib knows them, since XLA aborts on a flag
 # it does not know.
-DEFAULT_XLA_GPU_FLAGS="--xla_gpu_enable_latency_hiding_scheduler=true --xla_gpu_enable_highest_priority_async_stream=true --xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,CONVOLUTION"
+DEFAULT_XLA_GPU_FLAGS="--xla_gpu_enable_latency_hiding_scheduler=true --xla_gpu_enable_highest_priority_async_stream=true"
 
 # Exports XLA_FLAGS with ours first and the user's after, so a user's setting of the same flag
 # wins. ESRGAN_XLA_GPU_FLAGS replaces ours (set it empty to add none).

@@ -67,6 +67,8 @@ BAD_CONFIGS = {
     "batch not divisible by devices": (["--config.train.batch_size=6"], 4,
                                        "config.train.batch_size=6 must be a positive multiple "
                                        "of the device count (4)"),
+    "unknown dense block": (["--config.model.dense_block=sparse"], 1,
+                            "config.model.dense_block must be one of ('concat', 'fused', 'auto')"),
     "missing stage-1 checkpoint": (["--config=configs/esrgan.py:demo",
                                     "--config.generator_init=/nonexistent"], 1,
                                    "config.generator_init: /nonexistent does not exist"),

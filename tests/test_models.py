@@ -14,6 +14,7 @@ import torch_reference as ref
 from esrgan_jax import convert
 from esrgan_jax.models import RRDBNet, UNetDiscriminatorSN, VGG19Features, VGGStyleDiscriminator
 from esrgan_jax.models.discriminators import BatchNorm
+from esrgan_jax.models.rrdbnet import DENSE_BLOCKS, resolve_dense_block
 
 TOLERANCE = 1e-4
 DEFAULT_X4_PARAM_COUNT = 16_697_987  # BasicSR's RRDBNet(3, 3, scale=4), 64 features, 23 blocks
@@ -40,21 +41,58 @@ def torch_call(module, x_nhwc):
     return ref.to_nhwc(module(ref.to_nchw(x_nhwc)))
 
 
+@pytest.mark.parametrize("dense_block", DENSE_BLOCKS)
 @pytest.mark.parametrize("scale, num_feat, num_block, num_grow_ch", [
     (1, 8, 1, 4),
     (2, 16, 2, 8),
     (4, 8, 2, 4),
 ])
-def test_rrdbnet_matches_torch(scale, num_feat, num_block, num_grow_ch):
+def test_rrdbnet_matches_torch(scale, num_feat, num_block, num_grow_ch, dense_block):
   arch = dict(num_in_ch=3, num_out_ch=3, scale=scale, num_feat=num_feat, num_block=num_block,
               num_grow_ch=num_grow_ch)
   torch_model = ref.seed_all_parameters(ref.RRDBNet(**arch), seed=scale).eval()
   params, inferred = convert.rrdbnet_params_from_torch(ref.numpy_state_dict(torch_model))
   assert inferred == arch
   x = images((2, 16, 12, 3))  # not square, so that H/W mix-ups show
-  out = jax.jit(RRDBNet(**arch).apply)({"params": params}, x)
+  out = jax.jit(RRDBNet(**arch, dense_block=dense_block).apply)({"params": params}, x)
   assert out.shape == (2, 16 * scale, 12 * scale, 3)
-  assert_matches(out, torch_call(torch_model, x), f"RRDBNet x{scale}")
+  assert_matches(out, torch_call(torch_model, x), f"RRDBNet x{scale} ({dense_block})")
+
+
+def test_dense_block_arrangements_share_parameters_and_gradients():
+  x = images((2, 8, 8, 3))
+  models = {name: RRDBNet(num_feat=16, num_block=1, num_grow_ch=8, dense_block=name)
+            for name in DENSE_BLOCKS}
+  params = {name: model.init(jax.random.key(1), x) for name, model in models.items()}
+  assert jax.tree.structure(params["concat"]) == jax.tree.structure(params["fused"])
+  jax.tree.map(np.testing.assert_array_equal, params["concat"], params["fused"])
+
+  def grads(name):
+    loss = lambda p, x: jnp.sum(models[name].apply(p, x) ** 2)
+    return jax.jit(jax.grad(loss, argnums=(0, 1)))(params["concat"], x)
+  concat_grads, fused_grads = grads("concat"), grads("fused")
+  for (path, ours), theirs in zip(jax.tree_util.tree_leaves_with_path(fused_grads),
+                                  jax.tree.leaves(concat_grads)):
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6,
+                               err_msg=f"gradient {jax.tree_util.keystr(path)}")
+
+
+def test_fused_dense_block_in_bfloat16_stays_close_to_float32():
+  x = images((1, 8, 8, 3))
+  model = RRDBNet(num_feat=16, num_block=1, num_grow_ch=8, dense_block="fused")
+  params = model.init(jax.random.key(2), x)
+  reference = model.apply(params, x)
+  out = model.clone(dtype=jnp.bfloat16).apply(params, x)
+  assert out.dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.asarray(out, np.float32), reference,
+                             atol=2e-2 * np.abs(reference).max())
+
+
+def test_dense_block_choice():
+  assert resolve_dense_block("auto") in DENSE_BLOCKS
+  with pytest.raises(ValueError, match="model.dense_block must be one of"):
+    RRDBNet(num_feat=8, num_block=1, dense_block="sparse").init(jax.random.key(0),
+                                                                images((1, 4, 4, 3)))
 
 
 def test_rrdbnet_default_parameter_count():
