@@ -6,16 +6,31 @@ loaded from a training run without its config. Orbax writes each step to a tempo
 renames it when complete, so a kill mid-save never leaves an unreadable latest checkpoint.
 """
 
+import logging
 import os
 from typing import Any, Optional
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging as absl_logging
 from etils import epath
 from orbax.checkpoint import checkpoint_managers
 
 CHECKPOINT_SUBDIR = "checkpoints"
 BEST_METRIC = "eval_psnr"
+
+
+class _DropOrbaxDetail(logging.Filter):
+  """Orbax logs a dozen INFO lines for every save; its warnings and errors still pass."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    from_orbax = f"{os.sep}orbax{os.sep}" in record.pathname
+    return not (from_orbax and record.levelno < logging.WARNING)
+
+
+def quiet_orbax_logs(handler: logging.Handler) -> None:
+  if not any(isinstance(f, _DropOrbaxDetail) for f in handler.filters):
+    handler.addFilter(_DropOrbaxDetail())
 
 
 def _best_psnr(metrics) -> float:
@@ -29,6 +44,7 @@ def create_manager(workdir: str | os.PathLike, keep: int,
   `best_fn` makes Orbax write each step's metrics next to it (without it they live only in
   memory), so the best checkpoint is still known, and kept, after a restart.
   """
+  quiet_orbax_logs(absl_logging.get_absl_handler())
   preservation = checkpoint_managers.AnyPreservationPolicy([
       checkpoint_managers.LatestN(keep),
       checkpoint_managers.BestN(get_metric_fn=_best_psnr, reverse=False, n=1,

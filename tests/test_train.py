@@ -7,6 +7,7 @@ runs of this module keeps repeated runs of one config from compiling again.
 
 import functools
 import json
+import logging as std_logging
 import os
 import shutil
 import signal
@@ -360,3 +361,16 @@ if __name__ == "__main__":
     _sharded_run(sys.argv[2])
   else:
     sys.exit(f"usage: {sys.argv[0]} --sharded-run OUT.npz")
+
+
+def test_checkpoint_manager_drops_orbax_info_lines_but_not_its_warnings(tmp_path):
+  checkpoints.create_manager(str(tmp_path), keep=1)
+  handler = logging.get_absl_handler()
+  orbax_file = os.path.join("site-packages", "orbax", "checkpoint", "checkpoint_manager.py")
+
+  def passes(pathname, level):
+    record = std_logging.LogRecord("absl", level, pathname, 1, "message", None, None)
+    return all(f.filter(record) for f in handler.filters)
+  assert not passes(orbax_file, std_logging.INFO)
+  assert passes(orbax_file, std_logging.WARNING)
+  assert passes(train.__file__, std_logging.INFO)
