@@ -202,3 +202,31 @@ def test_vgg19_features_match_torch():
     assert_matches(out[layer], expected[layer], layer)
   # Pre-ReLU: features have negative values, which a post-ReLU tap would not.
   assert (np.asarray(out["conv5_4"]) < 0).any()
+
+
+def test_fresh_biases_start_as_torch_defaults_and_dense_block_biases_at_zero():
+  x = images((1, 128, 128, 3))
+  models = [RRDBNet(num_feat=16, num_block=1, num_grow_ch=8, dense_block="concat"),
+            VGGStyleDiscriminator(num_feat=8), UNetDiscriminatorSN(num_feat=8)]
+  for model in models:
+    small = not isinstance(model, VGGStyleDiscriminator)  # which takes 128x128 only
+    params = model.init(jax.random.key(3), x[:, :32, :32] if small else x)
+    for path, bias in jax.tree_util.tree_leaves_with_path(params["params"]):
+      if path[-1].key != "bias":
+        continue
+      where = f"{type(model).__name__}{jax.tree_util.keystr(path)}"
+      if any(str(getattr(p, "key", "")).startswith("rdb") for p in path):
+        assert not np.any(bias), f"{where}: BasicSR's default_init_weights zeroes it"
+        continue
+      layer = params["params"]
+      for p in path[:-1]:
+        layer = layer[p.key]
+      if "kernel" not in layer:  # BatchNorm's shift, zero in torch too
+        assert not np.any(bias), where
+        continue
+      fan_in = int(np.prod(layer["kernel"].shape[:-1]))
+      with torch.no_grad():  # torch's own default: a wide layer shows the bound it draws within
+        torch_bound = float(torch.nn.Linear(fan_in, 4096).bias.abs().max())
+      assert np.abs(bias).max() <= torch_bound * 1.01, where
+      if bias.size >= 8:
+        assert np.abs(bias).max() >= 0.3 * torch_bound, where

@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from esrgan_jax.models.initializers import torch_default_kernel
+from esrgan_jax.models.initializers import (torch_default_bias, torch_default_init,
+                                            torch_default_kernel)
 
 LEAKY_SLOPE = 0.2
 VGG_INPUT_SIZES = (128, 256)
@@ -88,16 +89,17 @@ class VGGStyleDiscriminator(nn.Module):
         name = f"{stage}_{conv_index}"
         first = stage == 0 and conv_index == 0
         x = nn.Conv(width, (kernel, kernel), strides=(stride, stride),
-                    padding=((1, 1), (1, 1)), use_bias=first, kernel_init=torch_default_kernel,
-                    dtype=self.dtype, param_dtype=jnp.float32, name=f"conv{name}")(x)
+                    padding=((1, 1), (1, 1)), use_bias=first, dtype=self.dtype,
+                    param_dtype=jnp.float32, name=f"conv{name}",
+                    **torch_default_init(kernel * kernel * x.shape[-1]))(x)
         if not first:
           x = BatchNorm(dtype=self.dtype, name=f"bn{name}")(x, train)
         x = leaky_relu(x)
     x = x.reshape(x.shape[0], -1)
-    x = leaky_relu(nn.Dense(100, kernel_init=torch_default_kernel, dtype=self.dtype,
-                            param_dtype=jnp.float32, name="linear1")(x))
-    x = nn.Dense(1, kernel_init=torch_default_kernel, dtype=self.dtype,
-                 param_dtype=jnp.float32, name="linear2")(x)
+    x = leaky_relu(nn.Dense(100, dtype=self.dtype, param_dtype=jnp.float32, name="linear1",
+                            **torch_default_init(x.shape[-1]))(x))
+    x = nn.Dense(1, dtype=self.dtype, param_dtype=jnp.float32, name="linear2",
+                 **torch_default_init(x.shape[-1]))(x)
     return x.astype(jnp.float32)
 
 
@@ -142,7 +144,7 @@ class SpectralNormConv(nn.Module):
         x.astype(self.dtype), (kernel / sigma).astype(self.dtype), (self.stride, self.stride),
         ((pad, pad), (pad, pad)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
     if self.use_bias:
-      y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+      y = y + self.param("bias", torch_default_bias(k * k * in_ch), (self.features,), jnp.float32)
     return y
 
 
@@ -170,8 +172,9 @@ class UNetDiscriminatorSN(nn.Module):
     def sn_conv(features, kernel, stride, name):
       return SpectralNormConv(features, kernel, stride, dtype=self.dtype, name=name)
 
-    x0 = leaky_relu(nn.Conv(nf, (3, 3), padding=((1, 1), (1, 1)), kernel_init=torch_default_kernel,
-                            dtype=self.dtype, param_dtype=jnp.float32, name="conv0")(x))
+    x0 = leaky_relu(nn.Conv(nf, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype,
+                            param_dtype=jnp.float32, name="conv0",
+                            **torch_default_init(9 * x.shape[-1]))(x))
     x1 = leaky_relu(sn_conv(nf * 2, 4, 2, "conv1")(x0, train))
     x2 = leaky_relu(sn_conv(nf * 4, 4, 2, "conv2")(x1, train))
     x3 = leaky_relu(sn_conv(nf * 8, 4, 2, "conv3")(x2, train))
@@ -186,6 +189,6 @@ class UNetDiscriminatorSN(nn.Module):
       x6 = x6 + x0
     out = leaky_relu(sn_conv(nf, 3, 1, "conv7")(x6, train))
     out = leaky_relu(sn_conv(nf, 3, 1, "conv8")(out, train))
-    out = nn.Conv(1, (3, 3), padding=((1, 1), (1, 1)), kernel_init=torch_default_kernel,
-                  dtype=self.dtype, param_dtype=jnp.float32, name="conv9")(out)
+    out = nn.Conv(1, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype, param_dtype=jnp.float32,
+                  name="conv9", **torch_default_init(9 * out.shape[-1]))(out)
     return out.astype(jnp.float32)

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from esrgan_jax.models.initializers import scaled_kaiming_normal, torch_default_kernel
+from esrgan_jax.models.initializers import scaled_kaiming_normal, torch_default_init
 
 SUPPORTED_SCALES = (1, 2, 4)
 LEAKY_SLOPE = 0.2
@@ -23,9 +23,17 @@ def leaky_relu(x):
   return nn.leaky_relu(x, negative_slope=LEAKY_SLOPE)
 
 
-def conv3x3(features: int, name: str, dtype: Any, kernel_init=torch_default_kernel) -> nn.Conv:
-  return nn.Conv(features, (3, 3), padding=((1, 1), (1, 1)), kernel_init=kernel_init,
-                 dtype=dtype, param_dtype=jnp.float32, name=name)
+def conv3x3(features: int, name: str, dtype: Any, in_features: int) -> nn.Conv:
+  """A 3x3 conv that starts as torch.nn.Conv2d does (BasicSR leaves the trunk convs so)."""
+  return nn.Conv(features, (3, 3), padding=((1, 1), (1, 1)), dtype=dtype,
+                 param_dtype=jnp.float32, name=name, **torch_default_init(9 * in_features))
+
+
+def dense_conv3x3(features: int, name: str, dtype: Any) -> nn.Conv:
+  """A dense-block conv: kaiming normal x0.1 and zero bias (BasicSR's default_init_weights)."""
+  return nn.Conv(features, (3, 3), padding=((1, 1), (1, 1)),
+                 kernel_init=scaled_kaiming_normal(DENSE_INIT_SCALE), dtype=dtype,
+                 param_dtype=jnp.float32, name=name)
 
 
 def pixel_unshuffle(x: jax.Array, factor: int) -> jax.Array:
@@ -90,8 +98,8 @@ class ResidualDenseBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    init = scaled_kaiming_normal(DENSE_INIT_SCALE)
     if self.dense_block == "fused":
+      init = scaled_kaiming_normal(DENSE_INIT_SCALE)
       out_features = [self.num_grow_ch] * 4 + [self.num_feat]
       in_features = [self.num_feat + i * self.num_grow_ch for i in range(5)]
       convs = [ConvParams(in_features[i], out_features[i], init, name=f"conv{i + 1}")()
@@ -99,9 +107,9 @@ class ResidualDenseBlock(nn.Module):
       return self.fused(x, convs) * RESIDUAL_SCALE + x
     features = [x]
     for i in range(1, 5):
-      y = conv3x3(self.num_grow_ch, f"conv{i}", self.dtype, init)(jnp.concatenate(features, -1))
+      y = dense_conv3x3(self.num_grow_ch, f"conv{i}", self.dtype)(jnp.concatenate(features, -1))
       features.append(leaky_relu(y))
-    out = conv3x3(self.num_feat, "conv5", self.dtype, init)(jnp.concatenate(features, -1))
+    out = dense_conv3x3(self.num_feat, "conv5", self.dtype)(jnp.concatenate(features, -1))
     return out * RESIDUAL_SCALE + x
 
   def fused(self, x, convs):
@@ -164,14 +172,15 @@ class RRDBNet(nn.Module):
     x = x.astype(self.dtype)
     if self.scale < 4:
       x = pixel_unshuffle(x, 4 // self.scale)
-    feat = conv3x3(self.num_feat, "conv_first", self.dtype)(x)
+    feat = conv3x3(self.num_feat, "conv_first", self.dtype, x.shape[-1])(x)
     block = nn.remat(RRDB) if self.remat_blocks else RRDB
     dense_block = resolve_dense_block(self.dense_block)
     body = feat
     for i in range(self.num_block):
       body = block(self.num_feat, self.num_grow_ch, self.dtype, dense_block, name=f"body_{i}")(body)
-    feat = feat + conv3x3(self.num_feat, "conv_body", self.dtype)(body)
+    feat = feat + conv3x3(self.num_feat, "conv_body", self.dtype, self.num_feat)(body)
     for name in ("conv_up1", "conv_up2"):
-      feat = leaky_relu(conv3x3(self.num_feat, name, self.dtype)(upsample_nearest_x2(feat)))
-    feat = leaky_relu(conv3x3(self.num_feat, "conv_hr", self.dtype)(feat))
-    return conv3x3(self.num_out_ch, "conv_last", self.dtype)(feat)
+      feat = leaky_relu(conv3x3(self.num_feat, name, self.dtype, self.num_feat)(
+          upsample_nearest_x2(feat)))
+    feat = leaky_relu(conv3x3(self.num_feat, "conv_hr", self.dtype, self.num_feat)(feat))
+    return conv3x3(self.num_out_ch, "conv_last", self.dtype, self.num_feat)(feat)
