@@ -230,3 +230,26 @@ def test_fresh_biases_start_as_torch_defaults_and_dense_block_biases_at_zero():
       assert np.abs(bias).max() <= torch_bound * 1.01, where
       if bias.size >= 8:
         assert np.abs(bias).max() >= 0.3 * torch_bound, where
+
+
+@pytest.mark.parametrize("dense_block", DENSE_BLOCKS)
+def test_remat_blocks_changes_memory_not_results(dense_block):
+  x = images((1, 8, 8, 3))
+  plain = RRDBNet(num_feat=8, num_block=2, num_grow_ch=4, dense_block=dense_block)
+  params = plain.init(jax.random.key(4), x)
+  remat = plain.clone(remat_blocks=True)
+  assert jax.tree.structure(remat.init(jax.random.key(4), x)) == jax.tree.structure(params)
+
+  def convs_in_backward_pass(model):
+    grad_fn = jax.grad(lambda p: jnp.sum(model.apply(p, x)))
+    return str(jax.make_jaxpr(grad_fn)(params)).count("conv_general_dilated")
+  # The RRDBs' forward convolutions run again in the backward pass instead of being stored.
+  assert convs_in_backward_pass(remat) > convs_in_backward_pass(plain)
+
+  def value_and_grad(model):
+    loss = lambda p: jnp.sum(model.apply(p, x) ** 2)
+    return jax.jit(jax.value_and_grad(loss))(params)
+  (loss, grads), (remat_loss, remat_grads) = value_and_grad(plain), value_and_grad(remat)
+  np.testing.assert_allclose(remat_loss, loss, rtol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+               remat_grads, grads)
