@@ -11,6 +11,7 @@ import os
 from typing import Any, Optional
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging as absl_logging
 from etils import epath
@@ -98,8 +99,10 @@ def read_generator(step_dir: epath.Path, which: str = "generator_ema") -> tuple[
   meta = checkpointer.restore(step_dir, ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
   handler = ocp.PyTreeCheckpointer()
   tree_metadata = handler.metadata(step_dir / "state").item_metadata
-  wanted = {which: jax.tree.map(lambda m: ocp.utils.to_shape_dtype_struct(m),
-                                tree_metadata[which])}
-  restored = handler.restore(step_dir / "state",
-                             args=ocp.args.PyTreeRestore(wanted, partial_restore=True))
+  # Host NumPy arrays, not the saved shardings: the reader's devices need not be the writer's
+  # (a pod's checkpoint read on one GPU, or by another number of processes).
+  wanted = {which: jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), tree_metadata[which])}
+  restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), wanted)
+  restored = handler.restore(step_dir / "state", args=ocp.args.PyTreeRestore(
+      wanted, restore_args=restore_args, partial_restore=True))
   return restored[which], meta

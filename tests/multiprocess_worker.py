@@ -1,7 +1,8 @@
 """One process of a multi-process CPU training run, started by tests/test_multiprocess.py.
 
-argv: COORDINATOR NUM_PROCESSES PROCESS_ID WORKDIR NUM_STEPS. Trains the tiny PSNR config, then
-writes this process's copy of the generator params and what it saw of the topology.
+argv: COORDINATOR NUM_PROCESSES PROCESS_ID WORKDIR NUM_STEPS [GENERATOR_INIT]. Trains the tiny
+PSNR config, or with GENERATOR_INIT (a stage-1 workdir) the tiny GAN config initialised from it,
+then writes this process's copy of the generator params and what it saw of the topology.
 """
 
 import json
@@ -26,13 +27,27 @@ def tiny_config(num_steps: int):
   return config
 
 
-def main(coordinator, num_processes, process_id, workdir, num_steps):
+def tiny_gan_config(num_steps: int, generator_init: str):
+  from configs import esrgan
+  config = esrgan.get_config()
+  psnr = tiny_config(num_steps)
+  for section in ("model", "data", "train", "optimizer_g"):
+    config[section] = psnr[section]
+  config.generator_init = generator_init
+  # The U-Net discriminator takes 32x32 patches (the VGG-style one needs 128x128).
+  config.discriminator.update(name="unet_sn", num_feat=4)
+  return config
+
+
+def main(coordinator, num_processes, process_id, workdir, num_steps, generator_init=""):
   logging.use_absl_handler()
   logging.set_verbosity(logging.INFO)
   if int(num_processes) > 1:
     parallel.initialize_distributed(coordinator, int(num_processes), int(process_id))
   from esrgan_jax import train
-  state = train.train_and_evaluate(tiny_config(int(num_steps)), workdir)
+  config = (tiny_gan_config(int(num_steps), generator_init) if generator_init
+            else tiny_config(int(num_steps)))
+  state = train.train_and_evaluate(config, workdir)
   local = jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), state.generator)
   flat = {"/".join(str(k.key) for k in path): value
           for path, value in jax.tree_util.tree_leaves_with_path(local)}
