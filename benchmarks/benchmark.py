@@ -20,8 +20,9 @@ Each group runs in its own child process, so every framework has the device to i
 memory belongs to one group. JAX children run esrgan_jax's own steps (steps.make_train_step,
 jitted with the state donated, as train.py does) with the XLA flags the trainer adds
 (esrgan_jax/xla_flags.py; ESRGAN_NO_DEFAULT_XLA_FLAGS=1 leaves XLA's own defaults): set
-XLA_FLAGS in the environment to try others. Their state has the shapes of train_state.init_train_state but values
-drawn by NumPy (see filled_on_host: XLA takes minutes to compile the real init at full size).
+XLA_FLAGS in the environment to try others. Their state has the shapes of
+train_state.init_train_state but values drawn by NumPy (see filled_on_host: XLA takes minutes to
+compile the real init at full size).
 The PyTorch side uses tests/torch_reference.py (BasicSR's layouts), torch.optim.Adam,
 cudnn.benchmark as BasicSR's train.py sets it, and BasicSR's ESRGANModel order for the GAN step
 (D frozen for G's update; D's real and fake terms back-propagated separately, so D runs four
