@@ -15,8 +15,8 @@ DEFAULT_FLAGS = (
     # benchmarks/RESULTS.md.
     "--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,CONVOLUTION",
     # CPU: convolutions through XLA's own (Eigen) kernels, not YNNPACK's. YNNPACK's weight
-    # gradient of a 3x3 conv is up to 15x slower here (74 against 1129 ms at 4x128x128x64), which
-    # made the PSNR train step 3.3x slower than with this flag (benchmarks/RESULTS.md).
+    # gradient of a 3x3 conv is up to 12x slower (768 against 66 ms at 4x128x128x64), which made
+    # the PSNR train step 2.1 to 2.6x slower than with this flag (benchmarks/RESULTS.md).
     "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution",
 )
 OPT_OUT_VARIABLE = "ESRGAN_NO_DEFAULT_XLA_FLAGS"
