@@ -7,7 +7,7 @@ from esrgan_jax.data.pipeline import DATASETS
 from esrgan_jax.losses import PIXEL_CRITERIA
 from esrgan_jax.models import DISCRIMINATORS
 from esrgan_jax.models.discriminators import VGG_INPUT_SIZES
-from esrgan_jax.models.rrdbnet import DENSE_BLOCKS, SUPPORTED_SCALES
+from esrgan_jax.models.rrdbnet import DENSE_BLOCK_CHOICES, SUPPORTED_SCALES
 from esrgan_jax.models.vgg19 import VGG19_LAYERS
 from esrgan_jax.train_state import COMPUTE_DTYPES
 
@@ -38,8 +38,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   _require(scale in SUPPORTED_SCALES,
            f"config.model.scale must be one of {SUPPORTED_SCALES}, got {scale}")
   dense_block = config.model.get("dense_block", "auto")
-  _require(dense_block in DENSE_BLOCKS + ("auto",), f"config.model.dense_block must be one of "
-           f"{DENSE_BLOCKS + ('auto',)}, got {dense_block!r}")
+  _require(dense_block in DENSE_BLOCK_CHOICES, f"config.model.dense_block must be one of "
+           f"{DENSE_BLOCK_CHOICES}, got {dense_block!r}")
   # x1 and x2 models pixel-unshuffle their input by 4 // scale.
   multiple = scale * (4 // scale)
   _require(patch > 0 and patch % multiple == 0,

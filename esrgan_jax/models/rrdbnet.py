@@ -17,6 +17,9 @@ LEAKY_SLOPE = 0.2
 RESIDUAL_SCALE = 0.2
 DENSE_INIT_SCALE = 0.1
 DENSE_BLOCKS = ("concat", "fused")
+DENSE_BLOCK_CHOICES = DENSE_BLOCKS + ("auto",)
+# BasicSR's default_init_weights for the dense-block convs: kaiming normal x0.1, zero bias.
+dense_kernel_init = scaled_kaiming_normal(DENSE_INIT_SCALE)
 
 
 def leaky_relu(x):
@@ -31,9 +34,8 @@ def conv3x3(features: int, name: str, dtype: Any, in_features: int) -> nn.Conv:
 
 def dense_conv3x3(features: int, name: str, dtype: Any) -> nn.Conv:
   """A dense-block conv: kaiming normal x0.1 and zero bias (BasicSR's default_init_weights)."""
-  return nn.Conv(features, (3, 3), padding=((1, 1), (1, 1)),
-                 kernel_init=scaled_kaiming_normal(DENSE_INIT_SCALE), dtype=dtype,
-                 param_dtype=jnp.float32, name=name)
+  return nn.Conv(features, (3, 3), padding=((1, 1), (1, 1)), kernel_init=dense_kernel_init,
+                 dtype=dtype, param_dtype=jnp.float32, name=name)
 
 
 def pixel_unshuffle(x: jax.Array, factor: int) -> jax.Array:
@@ -50,15 +52,14 @@ def upsample_nearest_x2(x: jax.Array) -> jax.Array:
   return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
 
 
-class ConvParams(nn.Module):
-  """Declares a 3x3 conv's kernel and bias under the names nn.Conv uses, without applying them."""
+class DenseConvParams(nn.Module):
+  """A dense-block conv's kernel and bias, initialised and named as `dense_conv3x3`'s, unapplied."""
   in_features: int
   features: int
-  kernel_init: Any
 
   @nn.compact
   def __call__(self):
-    kernel = self.param("kernel", self.kernel_init, (3, 3, self.in_features, self.features),
+    kernel = self.param("kernel", dense_kernel_init, (3, 3, self.in_features, self.features),
                         jnp.float32)
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
     return kernel, bias
@@ -75,7 +76,7 @@ def resolve_dense_block(dense_block: str) -> str:
   if dense_block == "auto":
     return "fused" if jax.default_backend() == "cpu" else "concat"
   if dense_block not in DENSE_BLOCKS:
-    raise ValueError(f"model.dense_block must be one of {DENSE_BLOCKS + ('auto',)}, "
+    raise ValueError(f"model.dense_block must be one of {DENSE_BLOCK_CHOICES}, "
                      f"got {dense_block!r}")
   return dense_block
 
@@ -99,10 +100,9 @@ class ResidualDenseBlock(nn.Module):
   @nn.compact
   def __call__(self, x):
     if self.dense_block == "fused":
-      init = scaled_kaiming_normal(DENSE_INIT_SCALE)
       out_features = [self.num_grow_ch] * 4 + [self.num_feat]
       in_features = [self.num_feat + i * self.num_grow_ch for i in range(5)]
-      convs = [ConvParams(in_features[i], out_features[i], init, name=f"conv{i + 1}")()
+      convs = [DenseConvParams(in_features[i], out_features[i], name=f"conv{i + 1}")()
                for i in range(5)]
       return self.fused(x, convs) * RESIDUAL_SCALE + x
     features = [x]
