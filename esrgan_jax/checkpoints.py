@@ -34,6 +34,12 @@ def quiet_orbax_logs(handler: logging.Handler) -> None:
     handler.addFilter(_DropOrbaxDetail())
 
 
+def orbax_path(path: str | os.PathLike) -> epath.Path:
+  """Orbax writes and reads only absolute local paths; gs:// paths go through as they are."""
+  path = epath.Path(path)
+  return path if str(path).startswith("gs://") else path.absolute()
+
+
 def _best_psnr(metrics) -> float:
   return float(metrics[BEST_METRIC])
 
@@ -55,7 +61,7 @@ def create_manager(workdir: str | os.PathLike, keep: int,
       preservation_policy=preservation, best_fn=_best_psnr, best_mode="max",
       enable_async_checkpointing=not read_only,
       read_only=read_only, create=not read_only)
-  return ocp.CheckpointManager(epath.Path(workdir) / CHECKPOINT_SUBDIR, options=options,
+  return ocp.CheckpointManager(orbax_path(workdir) / CHECKPOINT_SUBDIR, options=options,
                                item_names=("state", "meta"))
 
 
@@ -78,7 +84,7 @@ def restore(manager: ocp.CheckpointManager, abstract_state, step: Optional[int] 
 
 def find_step_directory(path: str | os.PathLike, step: Optional[int] = None) -> epath.Path:
   """Accepts a workdir, its checkpoints/ directory or one step's directory."""
-  path = epath.Path(path)
+  path = orbax_path(path)
   if (path / "state").exists() and (path / "meta").exists():
     return path
   if (path / CHECKPOINT_SUBDIR).exists():

@@ -31,11 +31,6 @@ class CheckpointError(ValueError):
 # composite of a `params` tree and one JSON entry that says what the params are.
 
 
-def _local_or_remote(path: epath.Path):
-  # Orbax wants absolute local paths; gs:// paths go through as they are.
-  return path if str(path).startswith("gs://") else path.absolute()
-
-
 def has_params_and_json(directory: str | os.PathLike, json_entry: str) -> bool:
   path = epath.Path(directory)
   return (path / "params").exists() and (path / json_entry).exists()
@@ -45,7 +40,7 @@ def save_params_and_json(directory: str | os.PathLike, params, json_entry: str,
                          value: dict[str, Any]) -> None:
   """Writes `params` and the JSON `value` (under `json_entry`) atomically to `directory`."""
   ocp.Checkpointer(ocp.CompositeCheckpointHandler()).save(
-      _local_or_remote(epath.Path(directory)),
+      checkpoints.orbax_path(directory),
       ocp.args.Composite(params=ocp.args.StandardSave(params),
                          **{json_entry: ocp.args.JsonSave(value)}))
 
@@ -59,7 +54,7 @@ def restore_params_and_json(directory: str | os.PathLike, json_entry: str,
   path = epath.Path(directory)
   try:
     restored = ocp.Checkpointer(ocp.CompositeCheckpointHandler()).restore(
-        _local_or_remote(path),
+        checkpoints.orbax_path(path),
         ocp.args.Composite(params=ocp.args.StandardRestore(),
                            **{json_entry: ocp.args.JsonRestore()}))
   except Exception as error:  # Orbax raises many types for damaged files.
