@@ -349,6 +349,8 @@ class _Loop:
         check_finite(step, {k: float(v) for k, v in
                             jax.device_get(self.last_metrics).items()}, self.manager)
         self._save(step)
+        # The save runs in a background thread: only its end says whether the step was written.
+        self.manager.wait_until_finished()
         logging.warning("Training stopped by an error: saved step %d first.", step)
     except Exception as error:  # the state may have been donated to the failed step
       logging.error("Could not save a checkpoint after the error: %s", error)

@@ -199,6 +199,36 @@ def test_crash_saves_last_step_and_async_checkpoints_restore_exactly(straight_ru
                          expected)
 
 
+def test_crash_save_that_fails_in_the_background_is_reported(tmp_path, monkeypatch, caplog):
+  """Orbax writes in a background thread; a write that fails there must not be logged as saved,
+  and the training error, not the save's, is the one raised."""
+  from orbax.checkpoint._src.path import atomicity  # pylint: disable=g-import-not-at-top
+  commit = atomicity.on_commit_callback
+
+  async def disk_full_at_step_3(tmp_dir, *args, **kwargs):
+    if tmp_dir.get_final().name == "3":
+      raise OSError("No space left on device")
+    return await commit(tmp_dir, *args, **kwargs)
+
+  def fail_at_step_4(step, batch):
+    if step == 3:
+      raise InjectedFailure("input pipeline failed")
+    return batch
+
+  workdir = str(tmp_path)
+  patch_train_iterator(monkeypatch, fail_at_step_4)
+  monkeypatch.setattr(atomicity, "on_commit_callback", disk_full_at_step_3)
+  caplog.set_level(std_logging.INFO)
+  with pytest.raises(InjectedFailure):
+    train.train_and_evaluate(psnr_config(), workdir)
+  monkeypatch.undo()
+  assert saved_steps(workdir) == [2]
+  messages = [record.getMessage() for record in caplog.records]
+  assert not any("saved step" in message for message in messages)
+  assert any("Could not save a checkpoint after the error: No space left on device" in message
+             for message in messages)
+
+
 def test_non_finite_loss_stops_after_last_good_checkpoint(tmp_path, monkeypatch):
   def nan_images_at_step_3(step, batch):
     if step == 2:
