@@ -6,6 +6,9 @@
 
 Rows (each measured for every group):
   psnr   generator-only train step (L1, Adam, EMA): images/s at --batch HR patches of --patch;
+  grad   the psnr step without its update: the generator's forward pass and the gradient of the
+         L1 loss only, at the same sizes (with an infer row at --infer_size patch/4 and
+         --infer_batch batch, it splits the psnr step into forward, backward and update);
   gan    full ESRGAN step, G update (VGG19 conv5_4 L1 + RaGAN + L1 pixel) then D update then EMA,
          with BasicSR's VGG-style discriminator: images/s at the same sizes;
   infer  x4 upscale of --infer_size squares: megapixels of output per second, and peak memory;
@@ -17,7 +20,9 @@ optimiser in float32), with options :remat (config.model.remat_blocks) and :conc
 (autocast), with options :compile (torch.compile of G and VGG19) and :channels_last.
 
 Each group runs in its own child process, so every framework has the device to itself and peak
-memory belongs to one group. JAX children run esrgan_jax's own steps (steps.make_train_step,
+memory belongs to one group. On a shared CPU, `--interleave` runs every group in one child instead,
+alternating their calls, so that a load that changes over minutes hits all groups alike (see
+run_interleaved). JAX children run esrgan_jax's own steps (steps.make_train_step,
 jitted with the state donated, as train.py does) with the XLA flags the trainer adds
 (esrgan_jax/xla_flags.py; ESRGAN_NO_DEFAULT_XLA_FLAGS=1 leaves XLA's own defaults): set
 XLA_FLAGS in the environment to try others. Their state has the shapes of
@@ -64,11 +69,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS_DIR = os.path.join(REPO_ROOT, "tests")
 
-ROWS = ("infer", "psnr", "gan", "conv")  # run in this order inside a child
+ROWS = ("infer", "grad", "psnr", "gan", "conv")  # run in this order inside a child
 JAX_PRECISIONS = ("float32", "bfloat16")
 TORCH_PRECISIONS = ("fp32", "amp_bf16")
 OPTIONS = {"jax": ("remat", "concat", "fused"), "torch": ("compile", "channels_last")}
@@ -78,6 +84,7 @@ PEAK_TFLOPS = {"H100": (989.0, 494.5), "H200": (989.0, 494.5)}
 PIXEL_WEIGHT, PERCEPTUAL_WEIGHT, GAN_WEIGHT = 1e-2, 1.0, 5e-3
 EMA_DECAY = 0.999
 SCALE = 4
+INTERLEAVED = "interleaved"  # the child that runs every group (--interleave)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +138,9 @@ def parse_args(argv=None):
   parser.add_argument("--group_timeout", type=float, default=0, help="seconds per group, 0: none")
   parser.add_argument("--total_timeout", type=float, default=0,
                       help="seconds for all groups; the groups left get what remains, 0: none")
+  parser.add_argument("--interleave", action="store_true",
+                      help="CPU: run every group in one process, alternating their calls, so "
+                      "that a shared machine's changing load hits all groups alike")
   parser.add_argument("--json", default="", help="also write every measurement to this file")
   parser.add_argument("--child", default="", help=argparse.SUPPRESS)
   parser.add_argument("--child_output", default="", help=argparse.SUPPRESS)
@@ -143,6 +153,8 @@ def parse_args(argv=None):
     parser.error(f"--patch {args.patch}: the gan row's VGG-style discriminator takes 128 or 256")
   if args.patch % SCALE:
     parser.error(f"--patch {args.patch} is not divisible by the scale {SCALE}")
+  if args.interleave and args.profile:
+    parser.error("--profile traces one group at a time; leave out --interleave")
   if min(args.steps, args.batch, args.num_block, args.num_feat, args.infer_size) < 1:
     parser.error("--steps, --batch, --num_block, --num_feat and --infer_size must be positive")
   return args
@@ -308,47 +320,40 @@ def filled_on_host(abstract, seed=0):
   return jax.tree_util.tree_map_with_path(leaf, abstract)
 
 
-def run_jax_group(args, group, report):
+@dataclasses.dataclass
+class Measurable:
+  """One row of one group, built (and compiled) and ready to time."""
+  row: str
+  run_once: Any
+  sync: Any
+  batch: int  # images per call
+  facts: dict  # known before timing: device, versions, compile time, ...
+  peak_bytes: Any  # () -> bytes, read after timing
+  trace: Any = None  # () -> jax_trace_summary of more calls (JAX only)
+
+
+def jax_measurables(args, group):
+  """Builds and compiles the requested rows of a JAX group one at a time, as they are timed."""
   import jax  # pylint: disable=g-import-not-at-top
 
   device = jax.devices()[0]
   on_gpu = device.platform == "gpu"
-  env = dict(device=device.device_kind if on_gpu else platform.processor() or "cpu",
-             platform=device.platform, versions=f"jax {jax.__version__}",
-             xla_flags=os.environ.get("XLA_FLAGS", ""))
+  facts = dict(device=device.device_kind if on_gpu else platform.processor() or "cpu",
+               platform=device.platform, versions=f"jax {jax.__version__}",
+               xla_flags=os.environ.get("XLA_FLAGS", ""))
 
   def peak_bytes():
     stats = device.memory_stats() if on_gpu else None
     return stats["peak_bytes_in_use"] if stats else peak_rss_bytes()
 
-  def finish(row, run_once, lowered, compiled, compile_s, batch):
-    seconds, times, warmup_s = median_step_seconds(run_once, jax.block_until_ready,
-                                                   args.warmup, args.steps)
-    memory = compiled.memory_analysis()
-    result = row_result(row, seconds, times, warmup_s, args=args, batch=batch, compile_s=compile_s,
-                        peak_bytes=peak_bytes(), temp_bytes=getattr(memory, "temp_size_in_bytes",
-                                                                    None), **env)
-    report(result)
-    if args.profile:
-      try:
-        result["profile"] = jax_trace_summary(run_once, jax.block_until_ready)
-        report(result, update=True)
-      except Exception as error:  # pylint: disable=broad-except
-        progress(f"profile of {row} failed: {error!r}")
-
-  def compile_timed(row, jitted, *example):
-    progress(f"{row}: lowering and compiling")
-    start = time.perf_counter()
-    lowered = jitted.lower(*example)
-    compiled = lowered.compile()
-    compile_s = time.perf_counter() - start
-    progress(f"{row}: compiled in {compile_s:.1f} s")
-    return lowered, compiled, compile_s
-
   for row in [r for r in ROWS if r in args.rows]:
-    progress(f"{row}: building")
+    progress(f"{group.name} {row}: building")
     jitted, example, batch = jax_row_program(args, group, row, concrete=True)
-    lowered, compiled, compile_s = compile_timed(row, jitted, *example)
+    progress(f"{group.name} {row}: lowering and compiling")
+    start = time.perf_counter()
+    compiled = jitted.lower(*example).compile()
+    compile_s = time.perf_counter() - start
+    progress(f"{group.name} {row}: compiled in {compile_s:.1f} s")
     if row in ("psnr", "gan"):
       holder = list(example)  # the state is donated: each step feeds the next its output
 
@@ -357,7 +362,12 @@ def run_jax_group(args, group, report):
         return holder[0], metrics
     else:
       run_step = functools.partial(compiled, *example)
-    finish(row, run_step, lowered, compiled, compile_s, batch)
+    memory = compiled.memory_analysis()
+    yield Measurable(row, run_step, jax.block_until_ready, batch,
+                     dict(facts, compile_s=compile_s,
+                          temp_bytes=getattr(memory, "temp_size_in_bytes", None)),
+                     peak_bytes, functools.partial(jax_trace_summary, run_step,
+                                                   jax.block_until_ready))
     del example, run_step
 
 
@@ -369,7 +379,7 @@ def jax_row_program(args, group, row, concrete: bool):
   """
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from esrgan_jax import steps, train_state  # pylint: disable=g-import-not-at-top
+  from esrgan_jax import losses, steps, train_state  # pylint: disable=g-import-not-at-top
   keys = jax.random.split(jax.random.key(0), 4)
   realise = filled_on_host if concrete else (lambda tree: tree)
 
@@ -397,11 +407,21 @@ def jax_row_program(args, group, row, concrete: bool):
     return (jax.jit(jax.grad(conv_loss, argnums=(0, 1))),
             (random_array(keys[0], (n, h, w, c_in), dtype),
              random_array(keys[1], (3, 3, c_in, c_out), dtype, scale=0.05)), args.batch)
+  patch, lr_patch = args.patch, args.patch // SCALE
+  if row == "grad":
+    generator = train_state.build_generator(jax_config(args, group, "psnr"))
+    lr_images = random_array(keys[1], (args.batch, lr_patch, lr_patch, 3))
+    hr_images = random_array(keys[0], (args.batch, patch, patch, 3))
+    params = realise(jax.eval_shape(generator.init, keys[2], lr_images))["params"]
+
+    def l1_loss(params, lr_images, hr_images):
+      output = generator.apply({"params": params}, lr_images).astype(jnp.float32)
+      return losses.l1_loss(output, hr_images)
+    return jax.jit(jax.grad(l1_loss)), (params, lr_images, hr_images), args.batch
   config = jax_config(args, group, row)
   networks = train_state.build_networks(config)
   state = realise(jax.eval_shape(
       lambda key: train_state.init_train_state(networks, config, key), keys[2]))
-  patch, lr_patch = args.patch, args.patch // SCALE
   batch = {"hr": random_array(keys[0], (args.batch, patch, patch, 3)),
            "lr": random_array(keys[1], (args.batch, lr_patch, lr_patch, 3))}
   train_step = jax.jit(steps.make_train_step(networks, config), donate_argnums=0)
@@ -426,7 +446,8 @@ def count_jax_flops(args, report):
 # PyTorch.
 
 
-def run_torch_group(args, group, report):
+def torch_measurables(args, group):
+  """Builds the requested rows of a PyTorch group one at a time, as they are timed."""
   import torch  # pylint: disable=g-import-not-at-top
   from torch.nn import functional as F  # pylint: disable=g-import-not-at-top
   sys.path.insert(0, TESTS_DIR)
@@ -437,9 +458,9 @@ def run_torch_group(args, group, report):
   torch.backends.cudnn.benchmark = True  # as BasicSR's train.py
   amp = group.precision == "amp_bf16"
   memory_format = torch.channels_last if "channels_last" in group.options else torch.contiguous_format
-  env = dict(device=torch.cuda.get_device_name() if cuda else platform.processor() or "cpu",
-             platform="gpu" if cuda else "cpu", versions=f"torch {torch.__version__}",
-             threads=torch.get_num_threads())
+  facts = dict(device=torch.cuda.get_device_name() if cuda else platform.processor() or "cpu",
+               platform="gpu" if cuda else "cpu", versions=f"torch {torch.__version__}",
+               threads=torch.get_num_threads())
   generator = torch.Generator(device="cpu").manual_seed(0)
 
   def autocast():
@@ -467,14 +488,12 @@ def run_torch_group(args, group, report):
       torch._foreach_add_(ema, [p.detach() for p in params], alpha=1 - EMA_DECAY)  # pylint: disable=protected-access
     return update
 
-  def measure(row, run_once, batch):
+  def measurable(row, run_once, batch):
     if cuda:
       torch.cuda.empty_cache()
       torch.cuda.reset_peak_memory_stats()
-    seconds, times, warmup_s = median_step_seconds(run_once, sync, args.warmup, args.steps)
-    peak = torch.cuda.max_memory_allocated() if cuda else peak_rss_bytes()
-    report(row_result(row, seconds, times, warmup_s, args=args, batch=batch, peak_bytes=peak,
-                      **env))
+    return Measurable(row, run_once, sync, batch, facts,
+                      torch.cuda.max_memory_allocated if cuda else peak_rss_bytes)
 
   def new_generator():
     return ref.RRDBNet(num_feat=args.num_feat, num_block=args.num_block,
@@ -489,7 +508,7 @@ def run_torch_group(args, group, report):
         with torch.inference_mode(), autocast():
           return net_g(x)
 
-      measure(row, upscale, args.infer_batch)
+      yield measurable(row, upscale, args.infer_batch)
     elif row == "conv":
       n, h, w, c_in, c_out = conv_probe_shape(args)
       x = torch.rand((n, c_in, h, w), generator=generator).to(device, memory_format=memory_format)
@@ -502,25 +521,29 @@ def run_torch_group(args, group, report):
           y = F.conv2d(x, weight, padding=1)
         return torch.autograd.grad(y.float().square().sum(), (x, weight))
 
-      measure(row, conv_grads, args.batch)
+      yield measurable(row, conv_grads, args.batch)
     else:
       net_g = new_generator().to(device, memory_format=memory_format)
       run_g = prepare(net_g)
       optimizer_g = torch.optim.Adam(net_g.parameters(), lr=2e-4, betas=(0.9, 0.99))
       ema_update = make_ema(net_g)
       lq, gt = images(args.batch, args.patch // SCALE), images(args.batch, args.patch)
-      if row == "psnr":
+      if row in ("grad", "psnr"):
 
-        def psnr_step(run_g=run_g, optimizer_g=optimizer_g, ema_update=ema_update, lq=lq, gt=gt):
+        def l1_backward(run_g=run_g, optimizer_g=optimizer_g, lq=lq, gt=gt):
           optimizer_g.zero_grad(set_to_none=True)
           with autocast():
             loss = F.l1_loss(run_g(lq).float(), gt)
           loss.backward()
+          return loss
+
+        def psnr_step(l1_backward=l1_backward, optimizer_g=optimizer_g, ema_update=ema_update):
+          loss = l1_backward()
           optimizer_g.step()
           ema_update()
           return loss
 
-        measure(row, psnr_step, args.batch)
+        yield measurable(row, l1_backward if row == "grad" else psnr_step, args.batch)
       else:
         net_d = ref.VGGStyleDiscriminator(num_feat=args.d_feat, input_size=args.patch).to(
             device, memory_format=memory_format)
@@ -567,11 +590,69 @@ def run_torch_group(args, group, report):
           ema_update()  # ... then the EMA of G.
           return l_d_fake
 
-        measure(row, gan_step, args.batch)
+        yield measurable(row, gan_step, args.batch)
+
+
+def measurables(args, group):
+  return (jax_measurables if group.framework == "jax" else torch_measurables)(args, group)
+
+
+def run_group(args, group, report):
+  for measurable in measurables(args, group):
+    seconds, times, warmup_s = median_step_seconds(measurable.run_once, measurable.sync,
+                                                   args.warmup, args.steps)
+    result = row_result(measurable.row, seconds, times, warmup_s, args=args,
+                        batch=measurable.batch, peak_bytes=measurable.peak_bytes(),
+                        **measurable.facts)
+    report(result)
+    if args.profile and measurable.trace:
+      try:
+        result["profile"] = measurable.trace()
+        report(result, update=True)
+      except Exception as error:  # pylint: disable=broad-except
+        progress(f"profile of {measurable.row} failed: {error!r}")
+
+
+def time_interleaved(row_of_each_group, warmup: int, steps: int):
+  """Per measurable: the wall times of `steps` calls, taken in turn with the others', and the
+  seconds its `warmup` calls took."""
+  warmup_s = []
+  for measurable in row_of_each_group:
+    start = time.perf_counter()
+    for _ in range(warmup):
+      measurable.sync(measurable.run_once())
+    warmup_s.append(time.perf_counter() - start)
+  times = [[] for _ in row_of_each_group]
+  for _ in range(steps):
+    for measurable, its_times in zip(row_of_each_group, times):
+      start = time.perf_counter()
+      measurable.sync(measurable.run_once())
+      its_times.append(time.perf_counter() - start)
+  return times, warmup_s
+
+
+def run_interleaved(args, groups, report):
+  """Every group in this one process, one call of each in turn, each call timed alone.
+
+  On a shared CPU the load drifts over minutes, which moves figures measured one group after
+  another by more than the gaps between frameworks; alternating calls puts every group under the
+  same load. Peak memory is left out: the groups share the process.
+  """
+  for row_of_each_group in zip(*(measurables(args, group) for group in groups)):
+    times, warmup_s = time_interleaved(row_of_each_group, args.warmup, args.steps)
+    for group, measurable, its_times, its_warmup_s in zip(groups, row_of_each_group, times,
+                                                          warmup_s):
+      report(row_result(measurable.row, statistics.median(its_times), its_times, its_warmup_s,
+                        args=args, batch=measurable.batch, group=group.name,
+                        **measurable.facts))
 
 
 # ------------------------------------------------------------------------------------------------
-# The parent: one child per group, then the table.
+# The parent: one child per group (or one for all, --interleave), then the table.
+
+
+def parse_groups(args):
+  return [parse_group(g) for g in (args.groups.split(",") if args.groups else default_groups())]
 
 
 def default_groups():
@@ -603,7 +684,7 @@ def run_child(args, name: str, timeout=None, **extra_env):
   os.remove(output)
   rows = json.loads(text) if text else []
   for row in rows:
-    row["group"] = name
+    row.setdefault("group", name)
   if error:
     print(f"!!! {name}: {error}", flush=True)
   return rows, error
@@ -619,7 +700,6 @@ def child_main(args):
         json.dump(results, f)
     count_jax_flops(args, record)
     return
-  group = parse_group(args.child)
   if args.group_timeout:  # say where a child was when the parent is about to kill it
     faulthandler.dump_traceback_later(max(args.group_timeout - 5, 1), exit=False)
   results = []
@@ -632,11 +712,15 @@ def child_main(args):
     if update:
       print_profile(result["profile"])
       return
-    print(f"    {result['row']:<6} {result['rate']:10.3f} {result['unit']:<8} "
+    print(f"    {result.get('group', args.child)} {result['row']:<6} {result['rate']:10.3f} "
+          f"{result['unit']:<8} "
           f"median {result['seconds'] * 1e3:9.2f} ms  (warm-up {result['warmup_s']:.1f} s)",
           flush=True)
 
-  (run_jax_group if group.framework == "jax" else run_torch_group)(args, group, report)
+  if args.child == INTERLEAVED:
+    run_interleaved(args, parse_groups(args), report)
+  else:
+    run_group(args, parse_group(args.child), report)
 
 
 def print_profile(profile):
@@ -709,8 +793,7 @@ def main():
   from esrgan_jax import xla_flags  # pylint: disable=g-import-not-at-top
   xla_flags.apply_defaults()  # in the environment the children inherit, as main.py does
   try:
-    groups = [parse_group(g)
-              for g in (args.groups.split(",") if args.groups else default_groups())]
+    groups = parse_groups(args)
   except ValueError as error:
     sys.exit(f"benchmarks/benchmark.py: {error}")
   load = os.getloadavg()
@@ -726,16 +809,16 @@ def main():
     flops = {r["row"]: r["flops"] for r in counted}
     if error:
       failures.append(f"FLOP count: {error}")
-  for group in groups:
+  for child in [INTERLEAVED] if args.interleave else [group.name for group in groups]:
     timeouts = [t for t in (args.group_timeout,
                             deadline and deadline - time.monotonic()) if t]
     if timeouts and min(timeouts) < 5:
-      failures.append(f"{group.name}: not run, --total_timeout reached")
+      failures.append(f"{child}: not run, --total_timeout reached")
       continue
-    rows, error = run_child(args, group.name, min(timeouts) if timeouts else None)
+    rows, error = run_child(args, child, min(timeouts) if timeouts else None)
     results += rows
     if error:
-      failures.append(f"{group.name}: {error}")
+      failures.append(f"{child}: {error}")
     if args.json:  # after every group, so a run cut short keeps what it measured
       with open(args.json, "w") as f:
         json.dump(dict(args={k: v for k, v in vars(args).items() if not k.startswith("child")},
