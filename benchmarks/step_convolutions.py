@@ -34,6 +34,7 @@ LISTED = 12  # the costliest convolutions listed per group
 def jaxpr_convolutions(jaxpr, found):
   """Appends every conv_general_dilated equation of `jaxpr` and of the jaxprs nested in it."""
   import jax  # pylint: disable=g-import-not-at-top
+  import jax.extend  # pylint: disable=g-import-not-at-top
   for equation in jaxpr.eqns:
     if equation.primitive is jax.lax.conv_general_dilated_p:
       found.append(equation)
