@@ -655,10 +655,13 @@ def parse_groups(args):
   return [parse_group(g) for g in (args.groups.split(",") if args.groups else default_groups())]
 
 
+def has_gpu():
+  return subprocess.run("nvidia-smi -L", shell=True, capture_output=True).returncode == 0
+
+
 def default_groups():
-  has_gpu = subprocess.run("nvidia-smi -L", shell=True, capture_output=True).returncode == 0
   groups = ["jax:float32", "torch:fp32"]
-  return groups + ["jax:bfloat16", "torch:amp_bf16"] if has_gpu else groups
+  return groups + ["jax:bfloat16", "torch:amp_bf16"] if has_gpu() else groups
 
 
 def run_child(args, name: str, timeout=None, **extra_env):
@@ -796,6 +799,9 @@ def main():
     groups = parse_groups(args)
   except ValueError as error:
     sys.exit(f"benchmarks/benchmark.py: {error}")
+  if args.interleave and has_gpu():
+    sys.exit("benchmarks/benchmark.py: --interleave is for a shared CPU; on a GPU each framework "
+             "needs the device (and its memory) to itself")
   load = os.getloadavg()
   print(f"{time.strftime('%Y-%m-%d %H:%M')}  {platform.node()}  {os.cpu_count()} CPUs, load "
         f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}",

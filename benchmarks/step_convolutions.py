@@ -126,6 +126,9 @@ def main():
   sys.path.insert(0, benchmark.TESTS_DIR)
   from esrgan_jax import xla_flags  # pylint: disable=g-import-not-at-top
   xla_flags.apply_defaults()
+  if benchmark.has_gpu():
+    sys.exit("benchmarks/step_convolutions.py: for the CPU (it runs both frameworks in one "
+             "process and reads PyTorch's CPU profile); on a GPU use benchmark.py --profile")
   groups = benchmark.parse_groups(args)
   frameworks = sorted(g.framework for g in groups)
   if frameworks != ["jax", "torch"]:
