@@ -164,17 +164,28 @@ def parse_args(argv=None):
 # Shared by both frameworks.
 
 
+def time_interleaved(calls, warmup: int, steps: int):
+  """`calls`: (run_once, sync) pairs. Per pair, the wall times of `steps` calls, each synced
+  alone and taken in turn with the other pairs' calls, and the seconds its `warmup` untimed calls
+  took."""
+  warmup_s = []
+  for run_once, sync in calls:
+    start = time.perf_counter()
+    for _ in range(warmup):
+      sync(run_once())
+    warmup_s.append(time.perf_counter() - start)
+  times = [[] for _ in calls]
+  for _ in range(steps):
+    for (run_once, sync), its_times in zip(calls, times):
+      start = time.perf_counter()
+      sync(run_once())
+      its_times.append(time.perf_counter() - start)
+  return times, warmup_s
+
+
 def median_step_seconds(run_once, sync, warmup: int, steps: int):
   """Median wall time of `steps` calls, each synced alone, after `warmup` untimed calls."""
-  start = time.perf_counter()
-  for _ in range(warmup):
-    sync(run_once())
-  warmup_s = time.perf_counter() - start
-  times = []
-  for _ in range(steps):
-    start = time.perf_counter()
-    sync(run_once())
-    times.append(time.perf_counter() - start)
+  (times,), (warmup_s,) = time_interleaved([(run_once, sync)], warmup, steps)
   return statistics.median(times), times, warmup_s
 
 
@@ -613,24 +624,6 @@ def run_group(args, group, report):
         progress(f"profile of {measurable.row} failed: {error!r}")
 
 
-def time_interleaved(row_of_each_group, warmup: int, steps: int):
-  """Per measurable: the wall times of `steps` calls, taken in turn with the others', and the
-  seconds its `warmup` calls took."""
-  warmup_s = []
-  for measurable in row_of_each_group:
-    start = time.perf_counter()
-    for _ in range(warmup):
-      measurable.sync(measurable.run_once())
-    warmup_s.append(time.perf_counter() - start)
-  times = [[] for _ in row_of_each_group]
-  for _ in range(steps):
-    for measurable, its_times in zip(row_of_each_group, times):
-      start = time.perf_counter()
-      measurable.sync(measurable.run_once())
-      its_times.append(time.perf_counter() - start)
-  return times, warmup_s
-
-
 def run_interleaved(args, groups, report):
   """Every group in this one process, one call of each in turn, each call timed alone.
 
@@ -639,7 +632,8 @@ def run_interleaved(args, groups, report):
   same load. Peak memory is left out: the groups share the process.
   """
   for row_of_each_group in zip(*(measurables(args, group) for group in groups)):
-    times, warmup_s = time_interleaved(row_of_each_group, args.warmup, args.steps)
+    times, warmup_s = time_interleaved([(m.run_once, m.sync) for m in row_of_each_group],
+                                       args.warmup, args.steps)
     for group, measurable, its_times, its_warmup_s in zip(groups, row_of_each_group, times,
                                                           warmup_s):
       report(row_result(measurable.row, statistics.median(its_times), its_times, its_warmup_s,

@@ -137,7 +137,8 @@ def main():
   print(f"{time.strftime('%Y-%m-%d %H:%M')}  load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}", flush=True)
   (row_of_each_group,) = zip(*(benchmark.measurables(args, g) for g in groups))
-  times, _ = benchmark.time_interleaved(row_of_each_group, args.warmup, args.steps)
+  times, _ = benchmark.time_interleaved([(m.run_once, m.sync) for m in row_of_each_group],
+                                       args.warmup, args.steps)
   lines, tables = [], []
   for group, measurable, its_times in zip(groups, row_of_each_group, times):
     step_s = statistics.median(its_times)

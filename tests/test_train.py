@@ -385,14 +385,6 @@ def test_four_devices_match_one_device(straight_runs, sharded_run):
   assert_leaves_close(sharded, gan, "gan", rel=5e-3, atol=1e-7)
 
 
-if __name__ == "__main__":
-  if len(sys.argv) == 3 and sys.argv[1] == "--sharded-run":
-    logging.set_verbosity(logging.WARNING)
-    _sharded_run(sys.argv[2])
-  else:
-    sys.exit(f"usage: {sys.argv[0]} --sharded-run OUT.npz")
-
-
 def test_checkpoint_manager_drops_orbax_info_lines_but_not_its_warnings(tmp_path):
   checkpoints.create_manager(str(tmp_path), keep=1)
   handler = logging.get_absl_handler()
@@ -416,3 +408,11 @@ def test_relative_workdir_saves_and_loads(tmp_path, monkeypatch):
   assert arch["num_feat"] == 8
   np.testing.assert_array_equal(params["conv_first"]["kernel"],
                                 state.generator_ema["conv_first"]["kernel"])
+
+
+if __name__ == "__main__":
+  if len(sys.argv) == 3 and sys.argv[1] == "--sharded-run":
+    logging.set_verbosity(logging.WARNING)
+    _sharded_run(sys.argv[2])
+  else:
+    sys.exit(f"usage: {sys.argv[0]} --sharded-run OUT.npz")
