@@ -1,0 +1,50 @@
+"""What every `python -m esrgan_jax.X` command shares: exit statuses, the one-line error, flags.
+
+One convention for every command, printed at the end of each `--help`:
+  0    done
+  1    an error, reported as one line `esrgan_jax: error: ...` naming the file, flag or field
+  2    a malformed command line (unknown or missing flag, a value of the wrong type)
+  130  stopped by Ctrl-C (training saves a checkpoint first; the same command resumes)
+  143  stopped by SIGTERM (likewise)
+"""
+
+import argparse
+import sys
+from typing import Sequence
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 128 + 2
+EXIT_TERMINATED = 128 + 15
+
+EXIT_STATUS_HELP = (
+    "exit status: 0 done; 1 an error, reported as one line 'esrgan_jax: error: ...' naming the "
+    "file, flag or field at fault; 2 a malformed command line (unknown or missing flag); "
+    "130 stopped by Ctrl-C; 143 stopped by SIGTERM.")
+
+
+class UserError(Exception):
+  """An error whose message names the file, flag or field at fault; shown as one line."""
+
+
+def error(message: str) -> int:
+  """Prints the one-line error and returns EXIT_ERROR, for `return cli.error(...)` in main()."""
+  print(f"esrgan_jax: error: {message}", file=sys.stderr)
+  return EXIT_ERROR
+
+
+def argument_parser(prog: str, description: str) -> argparse.ArgumentParser:
+  """An argparse parser with the shared epilog; argparse itself exits 2 on a malformed line."""
+  return argparse.ArgumentParser(
+      prog=f"python -m {prog}", description=description, epilog=EXIT_STATUS_HELP,
+      formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+
+
+def flag(name: str, *short: str) -> Sequence[str]:
+  """Real-ESRGAN's spelling (`--tile_pad`) first, the hyphen spelling (`--tile-pad`) as an alias,
+  so scripts written for either keep working."""
+  names = [*short, f"--{name}"]
+  if "_" in name:
+    names.append(f"--{name.replace('_', '-')}")
+  return names
