@@ -17,7 +17,9 @@ from clu import metric_writers
 from etils import epath
 from jax.experimental import multihost_utils
 
-from esrgan_jax import checkpoints, comparison, generator_io, lpips, metrics, tiling
+from esrgan_jax import checkpoints, comparison, metrics, tiling
+from esrgan_jax.metrics import lpips
+from esrgan_jax.weights import generator as generator_weights
 from esrgan_jax.data import bicubic, images, pipeline
 from esrgan_jax.train_state import COMPUTE_DTYPES
 
@@ -131,13 +133,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, SetResult]
     try:
       source = checkpoints.find_step_directory(workdir, step)
     except FileNotFoundError as error:
-      raise generator_io.CheckpointError(str(error)) from error
-  params, arch = generator_io.load_generator(source)
+      raise generator_weights.CheckpointError(str(error)) from error
+  params, arch = generator_weights.load_generator(source)
   if arch["scale"] != config.model.scale:
-    raise generator_io.CheckpointError(
+    raise generator_weights.CheckpointError(
         f"{source}: checkpoint is a x{arch['scale']} model but config.model.scale is "
         f"{config.model.scale}")
-  generator = generator_io.generator_from_arch(arch, dtype=COMPUTE_DTYPES[config.compute_dtype])
+  generator = generator_weights.generator_from_arch(
+      arch, dtype=COMPUTE_DTYPES[config.compute_dtype])
   eval_sets = pipeline.create_eval_sets(config.data, scale=arch["scale"])
   results = evaluate_sets(make_generate_fn(generator, params), eval_sets, arch["scale"],
                           config.eval)

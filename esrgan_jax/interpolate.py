@@ -8,43 +8,26 @@ generators must have one architecture (fine-tuning the GAN stage from the PSNR s
 the result is a generator checkpoint that the upscaler and eval mode read like any other.
 """
 
-import argparse
 import math
 import sys
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import jax
 import numpy as np
-from etils import epath
 
-from esrgan_jax import convert, generator_io
+from esrgan_jax import cli
+from esrgan_jax.weights import generator, store, trees
+
+PROG = "esrgan_jax.interpolate"
 
 
 class InterpolationError(ValueError):
   """The two parameter sets cannot be blended; the message says where they differ."""
 
 
-def _leaves_by_path(params) -> dict[str, Any]:
-  flat, _ = jax.tree_util.tree_flatten_with_path(params)
-  return {"/".join(str(getattr(k, "key", k)) for k in path): leaf for path, leaf in flat}
-
-
 def params_difference(first, second) -> Optional[str]:
   """A short description of how two parameter trees differ in structure or shapes, or None."""
-  first, second = _leaves_by_path(first), _leaves_by_path(second)
-
-  def only_in(which):
-    return lambda names: f"{len(names)} parameter(s) only in the {which}, e.g. {names[0]}"
-
-  mismatch = convert.describe_key_mismatch(sorted(first), sorted(second), only_in("first"),
-                                           only_in("second"))
-  if mismatch:
-    return mismatch
-  for name in sorted(first):
-    shape_a, shape_b = np.shape(first[name]), np.shape(second[name])
-    if shape_a != shape_b:
-      return f"{name} has shape {shape_a} vs {shape_b}"
-  return None
+  return trees.tree_difference(first, second)
 
 
 def check_alpha(alpha: float) -> None:
@@ -72,7 +55,7 @@ def interpolate_params(psnr_params, gan_params, alpha: float):
 
 
 def arch_difference(first: dict, second: dict) -> Optional[str]:
-  fields = [f for f in generator_io.ARCH_FIELDS if first.get(f) != second.get(f)]
+  fields = [f for f in generator.ARCH_FIELDS if first.get(f) != second.get(f)]
   if not fields:
     return None
   return ", ".join(f"{f} {first.get(f)} vs {second.get(f)}" for f in fields)
@@ -81,39 +64,37 @@ def arch_difference(first: dict, second: dict) -> Optional[str]:
 def interpolate_checkpoints(psnr_dir: str, gan_dir: str, alpha: float, output_dir: str) -> None:
   """Reads two generator checkpoints, blends them and writes the result to `output_dir`."""
   check_alpha(alpha)
-  if epath.Path(output_dir).exists():
-    raise generator_io.CheckpointError(f"{output_dir}: output checkpoint directory already "
-                                       "exists")
-  psnr_params, psnr_arch = generator_io.load_generator(psnr_dir)
-  gan_params, gan_arch = generator_io.load_generator(gan_dir)
+  store.refuse_existing(output_dir, "output checkpoint directory")
+  psnr_params, psnr_arch = generator.load_generator(psnr_dir)
+  gan_params, gan_arch = generator.load_generator(gan_dir)
   difference = arch_difference(psnr_arch, gan_arch) or params_difference(psnr_params, gan_params)
   if difference:
     raise InterpolationError(f"{psnr_dir} (--psnr) and {gan_dir} (--gan) are different "
                              f"architectures: {difference}")
-  generator_io.save_generator(output_dir, interpolate_params(psnr_params, gan_params, alpha),
-                              psnr_arch)
+  generator.save_generator(output_dir, interpolate_params(psnr_params, gan_params, alpha),
+                           psnr_arch)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  parser = argparse.ArgumentParser(
-      prog="python -m esrgan_jax.interpolate",
-      description="theta = (1 - alpha) * theta_PSNR + alpha * theta_GAN (ESRGAN, Sec. 3.4).")
-  parser.add_argument("--psnr", required=True, metavar="CKPT_A",
-                      help="generator checkpoint of the PSNR-oriented stage")
-  parser.add_argument("--gan", required=True, metavar="CKPT_B",
-                      help="generator checkpoint of the GAN stage")
-  parser.add_argument("--alpha", required=True, type=float,
+  parser = cli.argument_parser(
+      PROG, "theta = (1 - alpha) * theta_PSNR + alpha * theta_GAN (ESRGAN, Sec. 3.4).")
+  parser.add_argument(*cli.flag("psnr"), required=True, metavar="CKPT_A",
+                      help="generator checkpoint (or training workdir) of the PSNR-oriented stage")
+  parser.add_argument(*cli.flag("gan"), required=True, metavar="CKPT_B",
+                      help="generator checkpoint (or training workdir) of the GAN stage")
+  parser.add_argument(*cli.flag("alpha"), required=True, type=float,
                       help="weight of the GAN model in [0, 1] (the paper shows 0.2 ... 1.0)")
-  parser.add_argument("-o", "--output", required=True, metavar="OUT",
+  parser.add_argument(*cli.flag("output", "-o"), required=True, metavar="OUT",
                       help="new generator checkpoint directory (must not exist)")
   args = parser.parse_args(argv)
   try:
     interpolate_checkpoints(args.psnr, args.gan, args.alpha, args.output)
-  except (InterpolationError, generator_io.CheckpointError) as error:
-    print(f"interpolate: error: {error}", file=sys.stderr)
-    return 2
+  except (InterpolationError, store.CheckpointError, OSError) as error:
+    return cli.error(" ".join(str(error).split()))
+  except KeyboardInterrupt:
+    return cli.EXIT_INTERRUPTED
   print(f"wrote {args.output}: {1 - args.alpha:g} * {args.psnr} + {args.alpha:g} * {args.gan}")
-  return 0
+  return cli.EXIT_OK
 
 
 if __name__ == "__main__":

@@ -91,9 +91,10 @@ def main(argv):
   except config_checks.ConfigError as error:
     fail(str(error))
 
-  from esrgan_jax import evaluate, generator_io, train  # pylint: disable=g-import-not-at-top
+  from esrgan_jax import evaluate, train  # pylint: disable=g-import-not-at-top
+  from esrgan_jax.weights import generator as generator_weights
   # Errors whose message names the field or file at fault: one line, no traceback.
-  user_errors = (config_checks.ConfigError, generator_io.CheckpointError,
+  user_errors = (config_checks.ConfigError, generator_weights.CheckpointError,
                  train.NonFiniteLossError)
   try:
     if mode == "eval":

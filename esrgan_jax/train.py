@@ -22,8 +22,9 @@ import numpy as np
 from absl import logging
 from clu import metric_writers, periodic_actions
 
-from esrgan_jax import checkpoints, config_checks, evaluate, generator_io, parallel, steps
-from esrgan_jax import vgg19_weights
+from esrgan_jax import checkpoints, config_checks, evaluate, parallel, steps
+from esrgan_jax.weights import generator as generator_weights
+from esrgan_jax.weights import vgg19 as vgg19_weights
 from esrgan_jax.data import pipeline
 from esrgan_jax.train_state import TrainState, build_networks, init_train_state
 
@@ -73,7 +74,7 @@ def peak_flops_per_device() -> Optional[float]:
 
 
 def generator_meta(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  return {"arch": {f: int(config.model[f]) for f in generator_io.ARCH_FIELDS},
+  return {"arch": {f: int(config.model[f]) for f in generator_weights.ARCH_FIELDS},
           "stage": config.stage}
 
 
@@ -89,15 +90,15 @@ def load_initial_generator(config: ml_collections.ConfigDict) -> Optional[tuple[
                       "generator instead of a PSNR-trained one.")
     return None
   source = config.generator_init
-  ema_params, arch = generator_io.load_generator(source, which="generator_ema")
+  ema_params, arch = generator_weights.load_generator(source, which="generator_ema")
   expected = generator_meta(config)["arch"]
   if arch != expected:
-    raise generator_io.CheckpointError(f"{source}: generator architecture {arch} does not match "
-                                       f"config.model {expected}")
-  if generator_io.is_generator_checkpoint(source):
+    raise generator_weights.CheckpointError(f"{source}: generator architecture {arch} does not "
+                                            f"match config.model {expected}")
+  if generator_weights.is_generator_checkpoint(source):
     params = ema_params
   else:
-    params, _ = generator_io.load_generator(source, which="generator")
+    params, _ = generator_weights.load_generator(source, which="generator")
   logging.info("Generator initialised from %s", source)
   return params, ema_params
 

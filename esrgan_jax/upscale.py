@@ -33,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from esrgan_jax import generator_io, xla_flags
+from esrgan_jax import xla_flags
+from esrgan_jax.weights import generator as generator_weights
 from esrgan_jax.data import bicubic
 from esrgan_jax.data.images import (IMAGE_EXTENSIONS, ImageReadError, ImageWriteError,
                                     list_images, read_image_any, write_image)
@@ -156,16 +157,16 @@ def prepare_output_dir(outdir: str) -> None:
 
 def load_model(checkpoint: str, model_scale: Optional[int], half: bool):
   """The generator module and its params; one-line CheckpointError when they do not fit."""
-  params, arch = generator_io.load_generator(checkpoint)
+  params, arch = generator_weights.load_generator(checkpoint)
   if model_scale is not None and arch["scale"] != model_scale:
-    raise generator_io.CheckpointError(
+    raise generator_weights.CheckpointError(
         f"{checkpoint}: checkpoint is a x{arch['scale']} model, but --model-scale "
         f"{model_scale} was given")
   if arch["num_in_ch"] != 3 or arch["num_out_ch"] != 3:
-    raise generator_io.CheckpointError(
+    raise generator_weights.CheckpointError(
         f"{checkpoint}: upscaling needs an RGB generator (3 channels in and out), this one has "
         f"{arch['num_in_ch']} in and {arch['num_out_ch']} out")
-  model = generator_io.generator_from_arch(arch, dtype=jnp.bfloat16 if half else jnp.float32)
+  model = generator_weights.generator_from_arch(arch, dtype=jnp.bfloat16 if half else jnp.float32)
   return model, params
 
 
@@ -278,7 +279,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     outputs = plan_outputs(paths, args.output, args.suffix, args.ext)
     prepare_output_dir(args.output)
     model, params = load_model(args.checkpoint, args.model_scale, args.half)
-  except (UsageError, generator_io.CheckpointError) as error:
+  except (UsageError, generator_weights.CheckpointError) as error:
     report(str(error))
     return 2
   upscaler = Upscaler(make_apply_fn(model, params), model.scale, args.outscale, args.tile,

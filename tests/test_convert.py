@@ -9,20 +9,21 @@ import pytest
 import torch
 
 import torch_reference as ref
-from esrgan_jax import convert, generator_io, vgg19_weights
-from esrgan_jax.generator_io import CheckpointError
+from esrgan_jax import convert
+from esrgan_jax.weights import discriminators, generator, vgg19
+from esrgan_jax.weights.store import CheckpointError
 from esrgan_jax.models import RRDBNet, VGG19Features
 
 TOLERANCE = 1e-4
 ARCH = dict(num_in_ch=3, num_out_ch=3, scale=4, num_feat=8, num_block=2, num_grow_ch=4)
-ERROR_PREFIX = "esrgan_jax.convert: error: "
+ERROR_PREFIX = "esrgan_jax: error: "
 
 
 def build_generator(layout, arch):
   """The reference generator whose state dict uses `layout`'s key names."""
-  if layout == convert.BASICSR:
+  if layout == generator.BASICSR:
     return ref.RRDBNet(**arch)
-  cls = ref.ESRGANRRDBNet if layout == convert.ESRGAN else ref.ESRGANOriginalRRDBNet
+  cls = ref.ESRGANRRDBNet if layout == generator.ESRGAN else ref.ESRGANOriginalRRDBNet
   return cls(arch["num_in_ch"], arch["num_out_ch"], arch["num_feat"], arch["num_block"],
              arch["num_grow_ch"])
 
@@ -55,25 +56,25 @@ def assert_one_line_error(capsys, path):
 
 
 @pytest.mark.parametrize("layout, wrapper", [
-    (convert.BASICSR, "params_ema"),   # Real-ESRGAN / BasicSR release files
-    (convert.ESRGAN, None),            # ESRGAN repository, RRDBNet_arch names
-    (convert.ESRGAN_ORIGINAL, None),   # RRDB_ESRGAN_x4.pth / RRDB_PSNR_x4.pth
+    (generator.BASICSR, "params_ema"),   # Real-ESRGAN / BasicSR release files
+    (generator.ESRGAN, None),            # ESRGAN repository, RRDBNet_arch names
+    (generator.ESRGAN_ORIGINAL, None),   # RRDB_ESRGAN_x4.pth / RRDB_PSNR_x4.pth
 ])
 def test_cli_converts_each_layout(tmp_path, layout, wrapper):
   torch_model = torch_generator(layout)
   state = torch_model.state_dict()
   # The 2018 ESRGAN releases predate torch.save's zip format: write that legacy pickle for them.
   torch.save({wrapper: state} if wrapper else state, tmp_path / "in.pth",
-             _use_new_zipfile_serialization=layout != convert.ESRGAN_ORIGINAL)
+             _use_new_zipfile_serialization=layout != generator.ESRGAN_ORIGINAL)
 
   assert convert.main([str(tmp_path / "in.pth"), str(tmp_path / "out")]) == 0
-  params, arch = generator_io.load_generator(tmp_path / "out")
+  params, arch = generator.load_generator(tmp_path / "out")
   assert arch == ARCH
   assert_generator_matches(params, arch, torch_model)
 
 
 def test_weights_key_prefers_params_ema_and_can_pick_params(tmp_path):
-  plain, ema = torch_generator(convert.BASICSR, seed=1), torch_generator(convert.BASICSR, seed=2)
+  plain, ema = torch_generator(generator.BASICSR, seed=1), torch_generator(generator.BASICSR, seed=2)
   path = tmp_path / "both.pth"
   # DataParallel's `module.` prefix is dropped too.
   torch.save({"params": {f"module.{k}": v for k, v in plain.state_dict().items()},
@@ -85,14 +86,14 @@ def test_weights_key_prefers_params_ema_and_can_pick_params(tmp_path):
   def expected_kernel(model):
     return model.conv_first.weight.detach().numpy().transpose(2, 3, 1, 0)
 
-  params, _ = convert.load_generator_from_torch(path)
+  params, _ = generator.load_generator_from_torch(path)
   np.testing.assert_array_equal(first_kernel(params), expected_kernel(ema))
-  params, _ = convert.load_generator_from_torch(path, weights_key="params")
+  params, _ = generator.load_generator_from_torch(path, weights_key="params")
   np.testing.assert_array_equal(first_kernel(params), expected_kernel(plain))
 
   torch.save({"params": plain.state_dict()}, tmp_path / "plain.pth")
   with pytest.raises(CheckpointError, match=r"plain.pth: has no 'params_ema' entry"):
-    convert.load_generator_from_torch(tmp_path / "plain.pth", weights_key="params_ema")
+    generator.load_generator_from_torch(tmp_path / "plain.pth", weights_key="params_ema")
 
 
 def test_flax_to_torch_to_flax_is_bit_exact():
@@ -102,9 +103,9 @@ def test_flax_to_torch_to_flax_is_bit_exact():
                           jax.ShapeDtypeStruct((1, 8, 8, 3), np.float32))["params"]
   rng = np.random.default_rng(0)
   params = jax.tree.map(lambda s: rng.normal(0, 0.2, s.shape).astype(np.float32), shapes)
-  state = convert.rrdbnet_params_to_torch(params, arch)
+  state = generator.params_to_torch(params, arch)
 
-  back, back_arch = convert.rrdbnet_params_from_torch(state)
+  back, back_arch = generator.params_from_torch(state)
   assert back_arch == arch
   assert jax.tree.structure(back) == jax.tree.structure(params)
   jax.tree.map(np.testing.assert_array_equal, back, params)
@@ -116,13 +117,13 @@ def test_flax_to_torch_to_flax_is_bit_exact():
 
 
 @pytest.mark.parametrize("layout, export_key", [
-    (convert.BASICSR, "params"),
-    (convert.ESRGAN_ORIGINAL, "none"),
+    (generator.BASICSR, "params"),
+    (generator.ESRGAN_ORIGINAL, "none"),
 ])
 def test_cli_export_loads_strictly_in_torch(tmp_path, layout, export_key):
   torch_model = torch_generator(layout, seed=4)
-  params, arch = convert.rrdbnet_params_from_torch(ref.numpy_state_dict(torch_model))
-  generator_io.save_generator(tmp_path / "ckpt", params, arch)
+  params, arch = generator.params_from_torch(ref.numpy_state_dict(torch_model))
+  generator.save_generator(tmp_path / "ckpt", params, arch)
 
   out = tmp_path / "out.pth"
   assert convert.main(["--export", str(tmp_path / "ckpt"), str(out), "--export_key", export_key,
@@ -136,19 +137,19 @@ def test_cli_export_loads_strictly_in_torch(tmp_path, layout, export_key):
 
 
 @pytest.mark.parametrize("layout, arch", [
-    (convert.BASICSR, dict(num_in_ch=3, num_out_ch=3, scale=4, num_feat=64, num_block=23,
+    (generator.BASICSR, dict(num_in_ch=3, num_out_ch=3, scale=4, num_feat=64, num_block=23,
                            num_grow_ch=32)),
-    (convert.BASICSR, dict(ARCH, scale=2)),
-    (convert.BASICSR, dict(ARCH, scale=1, num_block=1)),
-    (convert.BASICSR, dict(ARCH, num_in_ch=1, num_out_ch=1, scale=2, num_feat=16)),
-    (convert.ESRGAN, dict(ARCH, num_grow_ch=8)),
-    (convert.ESRGAN_ORIGINAL, dict(ARCH, num_block=3)),
+    (generator.BASICSR, dict(ARCH, scale=2)),
+    (generator.BASICSR, dict(ARCH, scale=1, num_block=1)),
+    (generator.BASICSR, dict(ARCH, num_in_ch=1, num_out_ch=1, scale=2, num_feat=16)),
+    (generator.ESRGAN, dict(ARCH, num_grow_ch=8)),
+    (generator.ESRGAN_ORIGINAL, dict(ARCH, num_block=3)),
 ])
 def test_infers_architecture_from_state_dict(layout, arch):
   with torch.device("meta"):  # shapes are all that inference needs
     state = build_generator(layout, arch).state_dict()
-  assert convert.detect_rrdbnet_layout(state) == layout
-  assert convert.infer_rrdbnet_arch(state) == arch
+  assert generator.detect_layout(state) == layout
+  assert generator.infer_arch(state) == arch
 
 
 def test_scale_flag_resolves_ambiguous_channels():
@@ -156,17 +157,17 @@ def test_scale_flag_resolves_ambiguous_channels():
   with torch.device("meta"):
     state = ref.RRDBNet(num_in_ch=4, num_out_ch=1, scale=4, num_feat=8, num_block=1,
                         num_grow_ch=4).state_dict()
-  assert convert.infer_rrdbnet_arch(state)["scale"] == 2
-  arch = convert.infer_rrdbnet_arch(state, scale=4)
+  assert generator.infer_arch(state)["scale"] == 2
+  arch = generator.infer_arch(state, scale=4)
   assert (arch["num_in_ch"], arch["scale"]) == (4, 4)
   with pytest.raises(CheckpointError, match="does not fit scale x1"):
-    convert.infer_rrdbnet_arch(state, scale=1)
+    generator.infer_arch(state, scale=1)
 
 
 def _bad_input(tmp_path, kind):
   path = tmp_path / f"{kind}.pth"
   if kind == "truncated":
-    torch.save(torch_generator(convert.BASICSR).state_dict(), path)
+    torch.save(torch_generator(generator.BASICSR).state_dict(), path)
     data = path.read_bytes()
     path.write_bytes(data[:len(data) // 2])
   elif kind == "text":
@@ -187,7 +188,7 @@ def _bad_input(tmp_path, kind):
 def test_bad_input_gives_one_line_error(tmp_path, capsys, kind, message):
   path = _bad_input(tmp_path, kind)
   with pytest.raises(CheckpointError, match=message):
-    convert.load_generator_from_torch(path)
+    generator.load_generator_from_torch(path)
 
   assert convert.main([str(path), str(tmp_path / "out")]) == 1
   assert message in assert_one_line_error(capsys, path)
@@ -212,33 +213,33 @@ def test_cli_process_exits_1_without_traceback(tmp_path):
 
 
 def test_missing_unexpected_and_misshapen_keys_are_named():
-  state = ref.numpy_state_dict(torch_generator(convert.BASICSR))
+  state = ref.numpy_state_dict(torch_generator(generator.BASICSR))
   state.pop("conv_hr.weight")
   state["conv_extra.weight"] = np.zeros((8, 8, 3, 3), np.float32)
   with pytest.raises(CheckpointError) as error:
-    convert.rrdbnet_params_from_torch(state, "g.pth")
+    generator.params_from_torch(state, "g.pth")
   message = str(error.value)
   assert message.startswith("g.pth: ") and "\n" not in message
   assert "missing key(s) conv_hr.weight" in message
   assert "unexpected key(s) conv_extra.weight" in message
 
-  state = ref.numpy_state_dict(torch_generator(convert.BASICSR))
+  state = ref.numpy_state_dict(torch_generator(generator.BASICSR))
   state["body.1.rdb2.conv3.weight"] = state["body.1.rdb2.conv3.weight"][:, :-1]
   with pytest.raises(CheckpointError, match=r"g.pth: body.1.rdb2.conv3.weight has shape"):
-    convert.rrdbnet_params_from_torch(state, "g.pth")
+    generator.params_from_torch(state, "g.pth")
 
 
 def test_discriminator_import_checks_keys():
   state = ref.numpy_state_dict(ref.UNetDiscriminatorSN(3, 4))
   state.pop("conv3.weight_v")
   with pytest.raises(CheckpointError, match="missing key.*conv3.weight_v"):
-    convert.unet_discriminator_variables_from_torch(state, "d.pth")
+    discriminators.unet_discriminator_variables_from_torch(state, "d.pth")
   state = ref.numpy_state_dict(ref.VGGStyleDiscriminator(3, 4, 256))
-  variables, arch = convert.vgg_discriminator_variables_from_torch(state)
+  variables, arch = discriminators.vgg_discriminator_variables_from_torch(state)
   assert arch == {"num_in_ch": 3, "num_feat": 4, "input_size": 256}
   assert variables["params"]["linear1"]["kernel"].shape == (4 * 8 * 16, 100)
   with pytest.raises(CheckpointError, match="not a VGGStyleDiscriminator"):
-    convert.vgg_discriminator_variables_from_torch(ref.numpy_state_dict(ref.RRDBNet(num_block=1)))
+    discriminators.vgg_discriminator_variables_from_torch(ref.numpy_state_dict(ref.RRDBNet(num_block=1)))
 
 
 def test_vgg19_cli_writes_weights_the_trainer_loads(tmp_path):
@@ -246,26 +247,26 @@ def test_vgg19_cli_writes_weights_the_trainer_loads(tmp_path):
   torch.save(state, tmp_path / "vgg19.pth")
   assert convert.main(["--vgg19", str(tmp_path / "vgg19.pth"), str(tmp_path / "vgg")]) == 0
 
-  params = vgg19_weights.load_vgg19_params(tmp_path / "vgg")
+  params = vgg19.load_vgg19_params(tmp_path / "vgg")
   for layer, index in (("conv1_1", 0), ("conv3_4", 16), ("conv5_4", 34)):
     np.testing.assert_array_equal(params[layer]["kernel"],
                                   state[f"features.{index}.weight"].numpy().transpose(2, 3, 1, 0))
     np.testing.assert_array_equal(params[layer]["bias"], state[f"features.{index}.bias"].numpy())
-  from_pth = vgg19_weights.load_vgg19_params(tmp_path / "vgg19.pth")
+  from_pth = vgg19.load_vgg19_params(tmp_path / "vgg19.pth")
   jax.tree.map(np.testing.assert_array_equal, from_pth, params)
 
   # `layers` trims to the tree of VGG19Features(layers=...), which the trainer maps over.
   layers = ("conv1_2", "conv2_2")
-  trimmed = vgg19_weights.load_vgg19_params(tmp_path / "vgg", layers=layers)
+  trimmed = vgg19.load_vgg19_params(tmp_path / "vgg", layers=layers)
   module_tree = jax.eval_shape(VGG19Features(layers=layers).init, jax.random.key(0),
                                jax.ShapeDtypeStruct((1, 16, 16, 3), np.float32))["params"]
   assert jax.tree.structure(trimmed) == jax.tree.structure(module_tree)
 
   generator_dir = tmp_path / "generator"
-  generator_io.save_generator(
-      generator_dir, *convert.rrdbnet_params_from_torch(
-          ref.numpy_state_dict(torch_generator(convert.BASICSR))))
+  generator.save_generator(
+      generator_dir, *generator.params_from_torch(
+          ref.numpy_state_dict(torch_generator(generator.BASICSR))))
   with pytest.raises(CheckpointError, match="not a converted VGG19 directory"):
-    vgg19_weights.load_vgg19_params(generator_dir)
+    vgg19.load_vgg19_params(generator_dir)
   with pytest.raises(CheckpointError, match="not an RRDBNet"):
-    convert.load_generator_from_torch(tmp_path / "vgg19.pth")
+    generator.load_generator_from_torch(tmp_path / "vgg19.pth")

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from configs import esrgan_psnr
-from esrgan_jax import evaluate, generator_io
+from esrgan_jax import evaluate
+from esrgan_jax.weights import generator as generator_weights
 from esrgan_jax.data import pipeline
 from esrgan_jax.train_state import build_generator
 
@@ -60,7 +61,7 @@ def generator_dir(tmp_path_factory):
   generator = build_generator(config)
   params = generator.init(jax.random.key(0), np.zeros((1, 8, 8, 3), np.float32))["params"]
   path = str(tmp_path_factory.mktemp("generator") / "x4")
-  generator_io.save_generator(path, params, generator_io.arch_of(generator))
+  generator_weights.save_generator(path, params, generator_weights.arch_of(generator))
   return path
 
 
@@ -81,10 +82,10 @@ def test_eval_mode_writes_table_json_and_pictures(generator_dir, tmp_path, capsy
 def test_eval_mode_rejects_checkpoint_of_another_scale(generator_dir, tmp_path):
   config = eval_config(checkpoint=generator_dir)
   config.model.scale = 2
-  with pytest.raises(generator_io.CheckpointError, match=r"x4 model but config.model.scale is 2"):
+  with pytest.raises(generator_weights.CheckpointError, match=r"x4 model but config.model.scale is 2"):
     evaluate.run(config, str(tmp_path))
 
 
 def test_eval_mode_without_checkpoint_names_the_workdir(tmp_path):
-  with pytest.raises(generator_io.CheckpointError, match="no training checkpoint found"):
+  with pytest.raises(generator_weights.CheckpointError, match="no training checkpoint found"):
     evaluate.run(eval_config(), str(tmp_path))

@@ -4,7 +4,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from esrgan_jax import evaluate, lpips
+from esrgan_jax import evaluate
+from esrgan_jax.metrics.lpips import LpipsMetric
+from esrgan_jax.weights.lpips import lpips_param_shapes, save_lpips
 from esrgan_jax.data import datasets
 from esrgan_jax.data.bicubic import bicubic_downsample_uint8
 from esrgan_jax.data.images import read_image
@@ -13,10 +15,10 @@ from esrgan_jax.models import RRDBNet
 
 def test_lpips_joins_the_metrics_on_the_cropped_images(tmp_path):
   rng = np.random.default_rng(0)
-  shapes = lpips.lpips_param_shapes("alex")
+  shapes = lpips_param_shapes("alex")
   params = jax.tree.map(lambda shape: np.abs(rng.normal(0, 0.05, shape)).astype(np.float32),
                         shapes, is_leaf=lambda x: isinstance(x, tuple))
-  lpips.save_lpips(tmp_path / "lpips_alex", "alex", params)
+  save_lpips(tmp_path / "lpips_alex", "alex", params)
 
   generator = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4)
   g_shapes = jax.eval_shape(generator.init, jax.random.key(0), np.zeros((1, 16, 16, 3)))
@@ -34,7 +36,7 @@ def test_lpips_joins_the_metrics_on_the_cropped_images(tmp_path):
   assert set(means) == {"psnr_y", "ssim_y", "psnr_rgb", "lpips_alex"}
 
   sr = evaluate.super_resolve(generate, item.lr, 4, 0, 8)
-  metric = lpips.LpipsMetric.from_dir(tmp_path / "lpips_alex")
+  metric = LpipsMetric.from_dir(tmp_path / "lpips_alex")
   expected = metric(sr[4:-4, 4:-4], photo[4:-4, 4:-4])
   assert np.isfinite(expected) and expected > 0
   np.testing.assert_allclose(means["lpips_alex"], expected, rtol=1e-6)

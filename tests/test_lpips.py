@@ -14,8 +14,11 @@ import torch
 from skimage import data as skimage_data
 from torch import nn
 
-from esrgan_jax import lpips
-from esrgan_jax.generator_io import CheckpointError
+from esrgan_jax import convert
+from esrgan_jax.metrics.lpips import LpipsMetric, lpips_distance
+from esrgan_jax.models.lpips import LPIPS, min_image_size
+from esrgan_jax.weights.lpips import load_lpips, lpips_param_shapes
+from esrgan_jax.weights.store import CheckpointError
 
 M = "M"  # a max-pool in the layer lists below
 # torchvision's alexnet().features and vgg16().features, and the lpips package's slice ends.
@@ -89,7 +92,7 @@ class NetLinLayer(nn.Module):
 
 
 class ReferenceLPIPS(nn.Module):
-  """lpips.LPIPS(net, version='0.1') in eval mode, with the package's attribute names."""
+  """LPIPS(net, version='0.1') in eval mode, with the package's attribute names."""
 
   def __init__(self, net):
     super().__init__()
@@ -161,8 +164,8 @@ def test_distances_match_torch_reference(weight_files):
   net, reference, lin_path, backbone_path = weight_files
   img0, img1 = image_pairs(64 if net == "alex" else 32)
   expected = reference_distance(reference, img0, img1)
-  module, params = lpips.load_lpips(net, lin_path, backbone_path)
-  got = lpips.lpips_distance(module, params, img0, img1)
+  module, params = load_lpips(net, lin_path, backbone_path)
+  got = lpips_distance(module, params, img0, img1)
   assert got.shape == (2,)
   assert np.all(expected > 1e-3)  # the pairs differ, so the comparison means something
   np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
@@ -172,9 +175,9 @@ def test_converted_directory_gives_the_same_metric(weight_files, tmp_path):
   net, reference, lin_path, backbone_path = weight_files
   img0, img1 = image_pairs(64 if net == "alex" else 32, count=1, seed=3)
   out_dir = tmp_path / "converted"
-  assert lpips.main(["--net", net, "--lin", str(lin_path), "--backbone", str(backbone_path),
-                     "-o", str(out_dir)]) == 0
-  metric = lpips.LpipsMetric.from_dir(out_dir)
+  assert convert.main(["--lpips", net, str(lin_path), str(out_dir), "--backbone",
+                       str(backbone_path)]) == 0
+  metric = LpipsMetric.from_dir(out_dir)
   assert metric.name == f"lpips_{net}"
   value = metric(img0[0], img1[0])
   assert isinstance(value, float)
@@ -187,53 +190,53 @@ def test_full_lpips_state_dict_holds_the_backbone(weight_files, tmp_path):
   full_path = tmp_path / "full.pth"
   torch.save(reference.lpips_state_dict(), full_path)
   img0, img1 = image_pairs(64 if net == "alex" else 32, count=1, seed=4)
-  module, params = lpips.load_lpips(net, full_path, None)
-  np.testing.assert_allclose(lpips.lpips_distance(module, params, img0, img1),
+  module, params = load_lpips(net, full_path, None)
+  np.testing.assert_allclose(lpips_distance(module, params, img0, img1),
                              reference_distance(reference, img0, img1), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("net", ["alex", "vgg"])
 def test_param_shapes_are_the_modules_own(net):
-  size = lpips.min_image_size(net)
-  variables = jax.eval_shape(lambda: lpips.LPIPS(net).init(
+  size = min_image_size(net)
+  variables = jax.eval_shape(lambda: LPIPS(net).init(
       jax.random.key(0), jnp.zeros((1, size, size, 3)), jnp.zeros((1, size, size, 3))))
   shapes = jax.tree.map(lambda x: tuple(x.shape), variables["params"])
-  assert shapes == lpips.lpips_param_shapes(net)
+  assert shapes == lpips_param_shapes(net)
 
 
 @pytest.mark.parametrize("net", ["alex", "vgg"])
 def test_min_image_size_is_where_torch_stops(net):
   up_to_last_tap = torchvision_features(net)[:SLICE_ENDS[net][-1]]
-  size = lpips.min_image_size(net)
+  size = min_image_size(net)
   with torch.no_grad():
     up_to_last_tap(torch.zeros(1, 3, size, size))
     with pytest.raises(RuntimeError):
       up_to_last_tap(torch.zeros(1, 3, size - 1, size - 1))
-  module = lpips.LPIPS(net)
-  params = jax.tree.map(lambda s: np.zeros(s, np.float32), lpips.lpips_param_shapes(net),
+  module = LPIPS(net)
+  params = jax.tree.map(lambda s: np.zeros(s, np.float32), lpips_param_shapes(net),
                         is_leaf=lambda x: isinstance(x, tuple))
   small = np.zeros((1, size - 1, size - 1, 3), np.uint8)
   with pytest.raises(ValueError, match=f"at least {size}x{size}"):
-    lpips.lpips_distance(module, params, small, small)
+    lpips_distance(module, params, small, small)
 
 
 def test_identical_images_are_at_zero_and_uint8_equals_float():
   rng = np.random.default_rng(0)
   params = jax.tree.map(lambda s: rng.uniform(0, 0.3, s).astype(np.float32),
-                        lpips.lpips_param_shapes("alex"), is_leaf=lambda x: isinstance(x, tuple))
-  module = lpips.LPIPS("alex")
+                        lpips_param_shapes("alex"), is_leaf=lambda x: isinstance(x, tuple))
+  module = LPIPS("alex")
   img0, img1 = image_pairs(40, count=2, seed=5)
   # Zero up to rounding: XLA on CPU fuses x * (1 / |x|) - y * (1 / |y|) into an FMA, which
   # leaves ~1e-16 where the two sides are equal; real distances are above ~1e-3.
-  np.testing.assert_array_less(lpips.lpips_distance(module, params, img0, img0), 1e-12)
-  from_uint8 = lpips.lpips_distance(module, params, img0, img1)
-  from_float = lpips.lpips_distance(module, params, img0 / 255.0, img1.astype(np.float32) / 255)
+  np.testing.assert_array_less(lpips_distance(module, params, img0, img0), 1e-12)
+  from_uint8 = lpips_distance(module, params, img0, img1)
+  from_float = lpips_distance(module, params, img0 / 255.0, img1.astype(np.float32) / 255)
   assert np.all(from_uint8 > 0)
   np.testing.assert_allclose(from_float, from_uint8, rtol=1e-6)
   with pytest.raises(ValueError, match="differ in shape"):
-    lpips.lpips_distance(module, params, img0, img1[:, :32])
+    lpips_distance(module, params, img0, img1[:, :32])
   with pytest.raises(ValueError, match="uint8 or float"):
-    lpips.lpips_distance(module, params, img0.astype(np.int32), img1)
+    lpips_distance(module, params, img0.astype(np.int32), img1)
 
 
 def assert_one_line_naming(error, path):
@@ -246,44 +249,43 @@ def test_bad_weight_files_name_the_file(weight_files, tmp_path):
   truncated = tmp_path / "truncated.pth"
   truncated.write_bytes(lin_path.read_bytes()[:200])
   with pytest.raises(CheckpointError) as error:
-    lpips.load_lpips(net, truncated, backbone_path)
+    load_lpips(net, truncated, backbone_path)
   assert_one_line_naming(error, truncated)
 
   missing = tmp_path / "missing.pth"
   with pytest.raises(CheckpointError) as error:
-    lpips.load_lpips(net, lin_path, missing)
+    load_lpips(net, lin_path, missing)
   assert_one_line_naming(error, missing)
 
   other_net = "vgg" if net == "alex" else "alex"
   with pytest.raises(CheckpointError) as error:  # lin file of one net, backbone of the other
-    lpips.load_lpips(other_net, lin_path, backbone_path)
+    load_lpips(other_net, lin_path, backbone_path)
   assert_one_line_naming(error, lin_path)
   lin_for_other = tmp_path / "other_lin.pth"
   torch.save({f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1)
               for k, c in enumerate(CHANNELS[other_net])}, lin_for_other)
   with pytest.raises(CheckpointError) as error:  # right lin file, wrong backbone
-    lpips.load_lpips(other_net, lin_for_other, backbone_path)
+    load_lpips(other_net, lin_for_other, backbone_path)
   assert_one_line_naming(error, backbone_path)
 
   with pytest.raises(CheckpointError) as error:  # lin layers alone cannot stand in for both
-    lpips.load_lpips(net, lin_path, None)
+    load_lpips(net, lin_path, None)
   assert_one_line_naming(error, lin_path)
 
 
 def test_cli_and_directory_errors_are_one_line(weight_files, tmp_path, capsys):
   net, _, lin_path, backbone_path = weight_files
   with pytest.raises(CheckpointError) as error:
-    lpips.LpipsMetric.from_dir(lin_path)  # a .pth, not a converted directory
+    LpipsMetric.from_dir(lin_path)  # a .pth, not a converted directory
   assert_one_line_naming(error, lin_path)
   with pytest.raises(CheckpointError) as error:
-    lpips.LpipsMetric.from_dir(tmp_path)  # a directory without params/meta
+    LpipsMetric.from_dir(tmp_path)  # a directory without params/meta
   assert_one_line_naming(error, tmp_path)
 
   truncated = tmp_path / "backbone_truncated.pth"
   truncated.write_bytes(backbone_path.read_bytes()[:4096])
   out_dir = tmp_path / "out"
-  code = lpips.main(["--net", net, "--lin", str(lin_path), "--backbone", str(truncated),
-                     "-o", str(out_dir)])
+  code = convert.main(["--lpips", net, str(lin_path), str(out_dir), "--backbone", str(truncated)])
   stderr = capsys.readouterr().err.strip()
   assert code == 1 and not out_dir.exists()
   assert "\n" not in stderr and str(truncated) in stderr, stderr

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import torch_reference as ref
-from esrgan_jax import convert
+from esrgan_jax.weights import discriminators, generator, vgg19
 from esrgan_jax.models import RRDBNet, UNetDiscriminatorSN, VGG19Features, VGGStyleDiscriminator
 from esrgan_jax.models.discriminators import BatchNorm
 from esrgan_jax.models.rrdbnet import DENSE_BLOCKS, resolve_dense_block
@@ -51,7 +51,7 @@ def test_rrdbnet_matches_torch(scale, num_feat, num_block, num_grow_ch, dense_bl
   arch = dict(num_in_ch=3, num_out_ch=3, scale=scale, num_feat=num_feat, num_block=num_block,
               num_grow_ch=num_grow_ch)
   torch_model = ref.seed_all_parameters(ref.RRDBNet(**arch), seed=scale).eval()
-  params, inferred = convert.rrdbnet_params_from_torch(ref.numpy_state_dict(torch_model))
+  params, inferred = generator.params_from_torch(ref.numpy_state_dict(torch_model))
   assert inferred == arch
   x = images((2, 16, 12, 3))  # not square, so that H/W mix-ups show
   out = jax.jit(RRDBNet(**arch, dense_block=dense_block).apply)({"params": params}, x)
@@ -105,7 +105,7 @@ def test_rrdbnet_default_parameter_count():
 
 
 def _vgg_discriminator_variables(torch_model):
-  variables, _ = convert.vgg_discriminator_variables_from_torch(ref.numpy_state_dict(torch_model))
+  variables, _ = discriminators.vgg_discriminator_variables_from_torch(ref.numpy_state_dict(torch_model))
   return variables
 
 
@@ -154,7 +154,7 @@ def test_batch_norm_keeps_torch_unbiased_running_variance():
 
 def test_unet_discriminator_matches_torch():
   torch_model = ref.seed_all_parameters(ref.UNetDiscriminatorSN(3, 8), seed=3, gain=1.4)
-  variables, arch = convert.unet_discriminator_variables_from_torch(
+  variables, arch = discriminators.unet_discriminator_variables_from_torch(
       ref.numpy_state_dict(torch_model))
   flax_model = UNetDiscriminatorSN(**arch)
   apply = jax.jit(lambda v, x, train: flax_model.apply(v, x, train=train, mutable=["batch_stats"]),
@@ -166,7 +166,7 @@ def test_unet_discriminator_matches_torch():
   out, updates = apply(variables, x, True)
   assert out.shape == (2, 32, 24, 1)
   assert_matches(out, torch_call(torch_model, x), "train")
-  torch_stats, _ = convert.unet_discriminator_variables_from_torch(
+  torch_stats, _ = discriminators.unet_discriminator_variables_from_torch(
       ref.numpy_state_dict(torch_model))
   for name in (f"conv{i}" for i in range(1, 9)):
     for vector in ("u", "v"):
@@ -179,7 +179,7 @@ def test_unet_discriminator_matches_torch():
   for _ in range(10):
     torch_call(torch_model, x)
   torch_model.eval()
-  variables, _ = convert.unet_discriminator_variables_from_torch(
+  variables, _ = discriminators.unet_discriminator_variables_from_torch(
       ref.numpy_state_dict(torch_model))
   out, updates = apply(variables, x, False)
   assert_matches(out, torch_call(torch_model, x), "eval")
@@ -191,7 +191,7 @@ def test_vgg19_features_match_torch():
   # gain 1.4 ~ sqrt(2) keeps activations O(1) through sixteen ReLU convs.
   features = ref.seed_all_parameters(ref.vgg19_features(), seed=1, gain=1.4)
   state = {f"features.{k}": v for k, v in ref.numpy_state_dict(features).items()}
-  params = convert.vgg19_params_from_torch(state)
+  params = vgg19.vgg19_params_from_torch(state)
   extractor = ref.VGG19FeatureExtractor(layers, features=features).eval()
   x = images((1, 32, 48, 3))
   with torch.no_grad():

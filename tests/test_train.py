@@ -22,7 +22,8 @@ from absl import logging
 from jax.experimental.compilation_cache import compilation_cache
 
 from configs import esrgan, esrgan_psnr
-from esrgan_jax import checkpoints, generator_io, parallel, train
+from esrgan_jax import checkpoints, parallel, train
+from esrgan_jax.weights import generator as generator_weights
 from esrgan_jax.data import pipeline
 from esrgan_jax.train_state import TrainState, build_networks, init_train_state
 
@@ -404,7 +405,7 @@ def test_relative_workdir_saves_and_loads(tmp_path, monkeypatch):
   state = train.train_and_evaluate(psnr_config(num_steps=2), "relative_run")
   assert int(state.step) == 2
   assert sorted(os.listdir(tmp_path / "relative_run" / "checkpoints")) == ["2"]
-  params, arch = generator_io.load_generator("relative_run", which="generator_ema")
+  params, arch = generator_weights.load_generator("relative_run", which="generator_ema")
   assert arch["num_feat"] == 8
   np.testing.assert_array_equal(params["conv_first"]["kernel"],
                                 state.generator_ema["conv_first"]["kernel"])

@@ -13,7 +13,7 @@ import skimage.data
 from esrgan_jax import upscale
 from esrgan_jax.data import bicubic
 from esrgan_jax.data.images import read_image_any, write_image
-from esrgan_jax.generator_io import arch_of, save_generator
+from esrgan_jax.weights.generator import arch_of, save_generator
 from tiny_generator import tiny_generator
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
