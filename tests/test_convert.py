@@ -1,5 +1,7 @@
 """esrgan_jax.convert: PyTorch checkpoints in every key layout <-> Flax, the CLI, and bad input."""
 
+import os
+import pathlib
 import subprocess
 import sys
 
@@ -9,7 +11,7 @@ import pytest
 import torch
 
 import torch_reference as ref
-from esrgan_jax import convert
+from esrgan_jax import cli, convert
 from esrgan_jax.weights import discriminators, generator, vgg19
 from esrgan_jax.weights.store import CheckpointError
 from esrgan_jax.models import RRDBNet, VGG19Features
@@ -270,3 +272,58 @@ def test_vgg19_cli_writes_weights_the_trainer_loads(tmp_path):
     vgg19.load_vgg19_params(generator_dir)
   with pytest.raises(CheckpointError, match="not an RRDBNet"):
     generator.load_generator_from_torch(tmp_path / "vgg19.pth")
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+  """A directory this process cannot write into: chmod 555, or sysfs where root ignores modes."""
+  directory = tmp_path / "read_only"
+  directory.mkdir()
+  directory.chmod(0o555)
+  # Root writes through file modes; sysfs refuses new entries even to root.
+  yield pathlib.Path("/sys/esrgan_jax_read_only") if os.access(directory, os.W_OK) else directory
+  directory.chmod(0o755)
+
+
+def test_read_only_destination_is_one_line_and_exit_1(tmp_path, capsys, read_only_dir):
+  torch.save(torch_generator(generator.BASICSR).state_dict(), tmp_path / "in.pth")
+  destination = read_only_dir / "out"
+  assert convert.main([str(tmp_path / "in.pth"), str(destination)]) == 1
+  assert "cannot write" in assert_one_line_error(capsys, destination)
+
+  generator.convert_generator(tmp_path / "in.pth", tmp_path / "ckpt")
+  destination = read_only_dir / "out.pth"
+  assert convert.main(["--export", str(tmp_path / "ckpt"), str(destination)]) == 1
+  assert "cannot write" in assert_one_line_error(capsys, destination)
+
+
+@pytest.mark.parametrize("torch_model, name", [
+    (ref.VGGStyleDiscriminator(3, 4), "vgg_style"),
+    (ref.UNetDiscriminatorSN(3, 4), "unet_sn"),
+])
+def test_discriminator_cli_writes_both_collections(tmp_path, torch_model, name):
+  ref.seed_all_parameters(torch_model, seed=6)
+  state = ref.numpy_state_dict(torch_model)
+  torch.save({"params": torch_model.state_dict()}, tmp_path / "net_d.pth")  # BasicSR's wrapper
+  assert convert.main(["--discriminator", str(tmp_path / "net_d.pth"), str(tmp_path / "d")]) == 0
+  loaded_name, arch, variables = discriminators.load_discriminator(tmp_path / "d")
+  expected_name, expected, expected_arch = discriminators.discriminator_variables_from_torch(state)
+  assert (loaded_name, arch) == (name, expected_arch) and expected_name == name
+  assert jax.tree.structure(variables) == jax.tree.structure(expected)
+  jax.tree.map(np.testing.assert_array_equal, variables, expected)
+  with pytest.raises(CheckpointError, match="not a converted discriminator directory"):
+    discriminators.load_discriminator(tmp_path)
+
+
+def test_help_documents_exit_statuses_and_hyphen_aliases_work(tmp_path, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    convert.main(["--help"])
+  assert exit_info.value.code == 0
+  assert " ".join(capsys.readouterr().out.split()).endswith(" ".join(cli.EXIT_STATUS_HELP.split()))
+  with pytest.raises(SystemExit) as exit_info:  # argparse's own usage error
+    convert.main(["a.pth", "out", "--backbone", "b.pth"])
+  assert exit_info.value.code == 2
+  state = torch_generator(generator.BASICSR).state_dict()
+  torch.save({"params": state}, tmp_path / "in.pth")
+  assert convert.main([str(tmp_path / "in.pth"), str(tmp_path / "out"), "--weights-key",
+                       "params"]) == 0

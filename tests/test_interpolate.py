@@ -118,3 +118,18 @@ def test_cli_refuses_alpha_outside_unit_interval_without_traceback(checkpoints):
   assert done.returncode == 1  # was 2 before the shared convention of esrgan_jax/cli.py
   assert done.stderr.strip().splitlines() == [
       "esrgan_jax: error: alpha must lie in [0, 1], got 1.2"]
+
+
+def test_cli_read_only_output_is_one_line(checkpoints, capsys, tmp_path):
+  root, _, _ = checkpoints
+  read_only = tmp_path / "read_only"
+  read_only.mkdir()
+  read_only.chmod(0o555)
+  if os.access(read_only, os.W_OK):  # root writes through file modes; sysfs refuses even root
+    read_only = "/sys/esrgan_jax_read_only"
+  out = os.path.join(read_only, "blend")
+  code = interpolate.main(["--psnr", str(root / "psnr"), "--gan", str(root / "gan"),
+                           "--alpha", "0.5", "--output", out])
+  err = capsys.readouterr().err
+  assert code == 1
+  assert err.startswith(f"esrgan_jax: error: {out}: cannot write") and err.count("\n") == 1, err

@@ -1,6 +1,7 @@
-"""Plain linen modules: the generator, the discriminators and the VGG19 loss network."""
+"""Plain linen modules: the generator, the discriminators, the VGG19 loss network and LPIPS."""
 
 from esrgan_jax.models.discriminators import UNetDiscriminatorSN, VGGStyleDiscriminator
+from esrgan_jax.models.lpips import LPIPS
 from esrgan_jax.models.rrdbnet import RRDBNet
 from esrgan_jax.models.vgg19 import VGG19Features
 
