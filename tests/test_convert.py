@@ -76,7 +76,8 @@ def test_cli_converts_each_layout(tmp_path, layout, wrapper):
 
 
 def test_weights_key_prefers_params_ema_and_can_pick_params(tmp_path):
-  plain, ema = torch_generator(generator.BASICSR, seed=1), torch_generator(generator.BASICSR, seed=2)
+  plain = torch_generator(generator.BASICSR, seed=1)
+  ema = torch_generator(generator.BASICSR, seed=2)
   path = tmp_path / "both.pth"
   # DataParallel's `module.` prefix is dropped too.
   torch.save({"params": {f"module.{k}": v for k, v in plain.state_dict().items()},
@@ -241,7 +242,8 @@ def test_discriminator_import_checks_keys():
   assert arch == {"num_in_ch": 3, "num_feat": 4, "input_size": 256}
   assert variables["params"]["linear1"]["kernel"].shape == (4 * 8 * 16, 100)
   with pytest.raises(CheckpointError, match="not a VGGStyleDiscriminator"):
-    discriminators.vgg_discriminator_variables_from_torch(ref.numpy_state_dict(ref.RRDBNet(num_block=1)))
+    discriminators.vgg_discriminator_variables_from_torch(
+        ref.numpy_state_dict(ref.RRDBNet(num_block=1)))
 
 
 def test_vgg19_cli_writes_weights_the_trainer_loads(tmp_path):

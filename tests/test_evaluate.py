@@ -82,7 +82,8 @@ def test_eval_mode_writes_table_json_and_pictures(generator_dir, tmp_path, capsy
 def test_eval_mode_rejects_checkpoint_of_another_scale(generator_dir, tmp_path):
   config = eval_config(checkpoint=generator_dir)
   config.model.scale = 2
-  with pytest.raises(generator_weights.CheckpointError, match=r"x4 model but config.model.scale is 2"):
+  with pytest.raises(generator_weights.CheckpointError,
+                     match=r"x4 model but config.model.scale is 2"):
     evaluate.run(config, str(tmp_path))
 
 

@@ -105,7 +105,8 @@ def test_rrdbnet_default_parameter_count():
 
 
 def _vgg_discriminator_variables(torch_model):
-  variables, _ = discriminators.vgg_discriminator_variables_from_torch(ref.numpy_state_dict(torch_model))
+  variables, _ = discriminators.vgg_discriminator_variables_from_torch(
+      ref.numpy_state_dict(torch_model))
   return variables
 
 

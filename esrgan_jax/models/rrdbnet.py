@@ -1,7 +1,7 @@
 """RRDBNet, the ESRGAN generator: SRGAN's trunk with every residual block replaced by an RRDB.
 
 Parameter names follow BasicSR's `RRDBNet` (conv_first, body_N/rdbK/convJ, conv_body, conv_up1,
-conv_up2, conv_hr, conv_last) so that `convert.py` maps PyTorch checkpoints one to one.
+conv_up2, conv_hr, conv_last) so that `weights/generator.py` maps PyTorch checkpoints one to one.
 """
 
 from typing import Any

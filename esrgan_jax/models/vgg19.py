@@ -1,7 +1,7 @@
 """VGG19 feature extractor for the perceptual loss, returning features *before* their ReLU.
 
 Layer names are conv1_1 ... conv5_4; `TORCHVISION_FEATURE_INDEX` maps each to its index in
-torchvision's `vgg19().features`, which `convert.py` uses to import ImageNet weights.
+torchvision's `vgg19().features`, which `weights/vgg19.py` uses to import ImageNet weights.
 """
 
 from typing import Any, Sequence

@@ -1,1 +1,1 @@
-"""Every parameter file in or out: the params+JSON store, PyTorch .pth files, a module per network."""
+"""Every parameter file in or out: the params+JSON store, .pth files, one module per network."""
