@@ -60,7 +60,7 @@ def save(directory: str | os.PathLike, params, json_entry: str, value: dict[str,
         checkpoints.orbax_path(directory),
         ocp.args.Composite(params=ocp.args.StandardSave(params),
                            **{json_entry: ocp.args.JsonSave(value)}))
-  except OSError as error:  # a read-only or full destination
+  except Exception as error:  # Orbax wraps a read-only or full destination in several types.
     raise CheckpointError(f"{directory}: cannot write {what} ({describe_error(error)})") from error
 
 
