@@ -10,7 +10,7 @@ One convention for every command, printed at the end of each `--help`:
 
 import argparse
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -48,3 +48,16 @@ def flag(name: str, *short: str) -> Sequence[str]:
   if "_" in name:
     names.append(f"--{name.replace('_', '-')}")
   return names
+
+
+def run(action: Callable[[], str], errors: tuple[type[BaseException], ...]) -> int:
+  """A command's work under the convention: prints the line `action` returns and gives 0, or one
+  error line for any of `errors` (1), or 130 on Ctrl-C."""
+  try:
+    done = action()
+  except errors as caught:
+    return error(" ".join(str(caught).split()))  # one line, whatever the cause said
+  except KeyboardInterrupt:
+    return EXIT_INTERRUPTED
+  print(done)
+  return EXIT_OK

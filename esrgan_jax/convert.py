@@ -115,16 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   if args.backbone is not None and not (chosen and chosen[0].name == "lpips"):
     parser.error("--backbone goes with --lpips")
   run = chosen[0].run if chosen else _import_generator
-  try:
-    described = run(args)
-  except CheckpointError as error:
-    return cli.error(" ".join(str(error).split()))  # one line, whatever the cause said
-  except OSError as error:  # anything the weights modules did not foresee still names its file
-    return cli.error(" ".join(str(error).split()))
-  except KeyboardInterrupt:
-    return cli.EXIT_INTERRUPTED
-  print(f"wrote {args.destination}: {described}")
-  return cli.EXIT_OK
+  # OSError: what the weights modules did not foresee still names its file.
+  return cli.run(lambda: f"wrote {args.destination}: {run(args)}", (CheckpointError, OSError))
 
 
 if __name__ == "__main__":

@@ -87,14 +87,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument(*cli.flag("output", "-o"), required=True, metavar="OUT",
                       help="new generator checkpoint directory (must not exist)")
   args = parser.parse_args(argv)
-  try:
+
+  def blend() -> str:
     interpolate_checkpoints(args.psnr, args.gan, args.alpha, args.output)
-  except (InterpolationError, store.CheckpointError, OSError) as error:
-    return cli.error(" ".join(str(error).split()))
-  except KeyboardInterrupt:
-    return cli.EXIT_INTERRUPTED
-  print(f"wrote {args.output}: {1 - args.alpha:g} * {args.psnr} + {args.alpha:g} * {args.gan}")
-  return cli.EXIT_OK
+    return f"wrote {args.output}: {1 - args.alpha:g} * {args.psnr} + {args.alpha:g} * {args.gan}"
+
+  return cli.run(blend, (InterpolationError, store.CheckpointError, OSError))
 
 
 if __name__ == "__main__":
