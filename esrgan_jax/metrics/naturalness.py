@@ -192,13 +192,18 @@ def _block_features(tiles, window, window_deficit, tables):
       return total + flipped[i, j] * term(shifted)
     return jax.lax.fori_loop(0, size * size, add, jnp.zeros(tiles.shape[:1] + (block, block)))
 
-  mu = window_sum(lambda shifted: shifted)
-  # E_w[I^2] - mu^2 written as E_w[(I - mu)^2] + mu^2 (1 - sum w): no cancellation in float32.
-  variance = window_sum(lambda shifted: jnp.square(shifted - mu))
-  sigma = jnp.sqrt(jnp.abs(variance + jnp.square(mu) * window_deficit))
-  shifted = lambda i, j: tiles[:, i:i + block, j:j + block]
   centre = size // 2
-  mscn = (shifted(centre, centre) - mu) / (sigma + 1)
+  level = tiles[:, centre:centre + block, centre:centre + block]
+  # Everything from differences of levels, never from levels near 200: I - mu is exactly 0 where
+  # the neighbourhood is flat (the sign of a rounding residue there would decide which side of
+  # the AGGD a pixel counts for), and float32 does not lose digits to cancellation.
+  # I - mu = sum_k w_k (I - I_k) + I (1 - sum w).
+  deviation = window_sum(lambda shifted: level - shifted) + level * window_deficit
+  # E_w[I^2] - mu^2 = sum_k w_k (I_k - mu)^2 + mu^2 (1 - sum w), with I_k - mu = I_k - I + (I - mu).
+  variance = window_sum(lambda shifted: jnp.square(shifted - level + deviation))
+  mu = level - deviation
+  sigma = jnp.sqrt(jnp.abs(variance + jnp.square(mu) * window_deficit))
+  mscn = deviation / (sigma + 1)
 
   flat = mscn.reshape(mscn.shape[0], -1)
   shape, left, right, _ = _aggd_fit(flat, tables)
@@ -222,7 +227,9 @@ def _features_at_scale(image: np.ndarray, block: int, window: np.ndarray):
   tiles = np.concatenate([tiles, np.zeros((batches * BATCH_BLOCKS - count, tile, tile),
                                           np.float32)])
   window32 = jnp.asarray(window, jnp.float32)
-  deficit = np.float32(1.0 - window.sum())
+  # A window normalised to float64 precision counts as summing to 1, so flat areas stay exactly 0.
+  deficit = 1.0 - window.sum()
+  deficit = np.float32(0.0 if abs(deficit) < 1e-9 else deficit)
   tables = _aggd_tables()
   outputs = [_block_features(tiles[k:k + BATCH_BLOCKS], window32, deficit, tables)
              for k in range(0, len(tiles), BATCH_BLOCKS)]
