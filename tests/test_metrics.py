@@ -5,8 +5,6 @@ peak_signal_noise_ratio, SSIM by structural_similarity's full map cropped to the
 an 11x11 window. Only the rounding to uint8, which is the convention itself, is restated here.
 """
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import skimage.color
@@ -124,47 +122,6 @@ def test_identical_images_have_infinite_psnr_and_unit_ssim():
   assert metrics.psnr(hr[0], hr[0], 4) == np.inf
   assert metrics.psnr(hr[0], hr[0], 4, test_y_channel=False) == np.inf
   assert metrics.ssim(hr[0], hr[0], 4) == pytest.approx(1.0, abs=1e-12)
-  psnr, ssim = metrics.psnr_ssim_batch(jnp.asarray(hr), jnp.asarray(hr), 4)
-  assert np.all(np.isinf(psnr)) and np.all(psnr > 0)
-  np.testing.assert_allclose(ssim, 1.0, atol=1e-6)
-
-
-# ----------------------------------------------------------------------------------------------
-# The jitted batch version used by the trainer.
-
-
-@pytest.mark.parametrize("test_y_channel", [True, False])
-def test_jax_batch_agrees_with_numpy(test_y_channel):
-  hr = photographs()
-  sr = super_resolved(hr)
-  # One smooth image too: float32 SSIM loses precision on flat areas unless centred.
-  flat = np.full((1, SIZE, SIZE, 3), 200, np.uint8)
-  hr = np.concatenate([hr, flat])
-  sr = np.concatenate([sr, flat / np.float32(255) + np.float32(0.004)])
-
-  psnr, ssim = metrics.psnr_ssim_batch(jnp.asarray(sr), jnp.asarray(hr), 4,
-                                       test_y_channel=test_y_channel)
-  assert psnr.shape == ssim.shape == (len(hr),)
-  assert psnr.dtype == ssim.dtype == jnp.float32
-  np.testing.assert_allclose(psnr, metrics.psnr(sr, hr, 4, test_y_channel), rtol=0, atol=1e-4)
-  np.testing.assert_allclose(ssim, metrics.ssim(sr, hr, 4, test_y_channel), rtol=0, atol=1e-5)
-
-
-def test_jax_batch_takes_bfloat16_predictions_and_uint8_targets():
-  hr = photographs()
-  sr = jnp.asarray(super_resolved(hr), jnp.bfloat16)
-  psnr, ssim = metrics.psnr_ssim_batch(sr, jnp.asarray(hr), 4)
-  sr_float32 = np.asarray(sr.astype(jnp.float32))
-  np.testing.assert_allclose(psnr, metrics.psnr(sr_float32, hr, 4), atol=1e-4)
-  np.testing.assert_allclose(ssim, metrics.ssim(sr_float32, hr, 4), atol=1e-5)
-
-
-def test_jax_batch_composes_with_jit():
-  hr = jnp.asarray(photographs())
-  sr = jnp.asarray(super_resolved(photographs()))
-  mean_psnr = jax.jit(lambda sr, hr: jnp.mean(metrics.psnr_ssim_batch(sr, hr, 4)[0]))(sr, hr)
-  np.testing.assert_allclose(mean_psnr, np.mean(metrics.psnr(np.asarray(sr), np.asarray(hr), 4)),
-                             atol=1e-4)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -175,8 +132,6 @@ def test_shape_mismatch_names_both_shapes():
   hr = photographs()
   with pytest.raises(ValueError, match=r"\(48, 48, 3\) and \(40, 48, 3\)"):
     metrics.psnr(hr[0], hr[0, :40], 4)
-  with pytest.raises(ValueError, match=r"\(3, 48, 48, 3\) and \(2, 48, 48, 3\)"):
-    metrics.psnr_ssim_batch(jnp.asarray(hr), jnp.asarray(hr[:2]), 4)
 
 
 def test_crop_larger_than_the_image_is_rejected():
@@ -186,8 +141,6 @@ def test_crop_larger_than_the_image_is_rejected():
   # SSIM needs a whole 11x11 window after the crop.
   with pytest.raises(ValueError, match=r"crop_border=19 leaves 10x10 pixels .* 11x11"):
     metrics.ssim(hr[0], hr[0], 19)
-  with pytest.raises(ValueError, match=r"crop_border=19"):
-    metrics.psnr_ssim_batch(jnp.asarray(hr), jnp.asarray(hr), 19)
   with pytest.raises(ValueError, match="non-negative"):
     metrics.psnr(hr[0], hr[0], -1)
 

@@ -1,0 +1,5 @@
+import sys
+
+from esrgan_jax.metrics import cli
+
+sys.exit(cli.main())
