@@ -100,3 +100,22 @@ def test_missing_pair_size_mismatch_and_bad_flags(folders, tmp_path, capsys):
   with pytest.raises(SystemExit) as usage:
     cli.main(["--hr", str(hr)])
   assert usage.value.code == 2
+
+
+def test_lpips_from_a_converted_directory(folders, tmp_path, capsys):
+  import jax  # pylint: disable=import-outside-toplevel
+  from esrgan_jax.metrics.lpips import LpipsMetric  # pylint: disable=import-outside-toplevel
+  from esrgan_jax.weights.lpips import lpips_param_shapes, save_lpips  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  params = jax.tree.map(lambda shape: np.abs(rng.normal(0, 0.05, shape)).astype(np.float32),
+                        lpips_param_shapes("alex"), is_leaf=lambda x: isinstance(x, tuple))
+  save_lpips(tmp_path / "lpips_alex", "alex", params)
+  sr, hr = folders
+  out = tmp_path / "out.json"
+  assert cli.main(["--sr", str(sr), "--hr", str(hr), "--metrics", "lpips", "--suffix", "ESRGAN",
+                   "--lpips_weights", str(tmp_path / "lpips_alex"), "--json", str(out)]) == 0
+  assert "lpips ↓" in capsys.readouterr().out
+  row = json.loads(out.read_text())["images"][0]
+  metric = LpipsMetric.from_dir(tmp_path / "lpips_alex")
+  expected = metric(np.asarray(Image.open(row["sr"])), np.asarray(Image.open(row["hr"])))
+  assert row["lpips"] == pytest.approx(expected, rel=1e-6) and expected > 0

@@ -44,8 +44,8 @@ def _build_niqe(args):
 
 def _build_lpips(args):
   if not args.lpips_weights:
-    raise cli.UserError("--metrics lpips needs --lpips_weights DIR (see python -m esrgan_jax.lpips)")
-  from esrgan_jax import lpips  # Flax and Orbax are only imported when LPIPS is asked for.
+    raise cli.UserError("--metrics lpips needs --lpips_weights DIR (convert them with python -m esrgan_jax.convert --lpips)")
+  from esrgan_jax.metrics import lpips  # Flax and Orbax are only imported when LPIPS is asked for.
   try:
     metric = lpips.LpipsMetric.from_dir(args.lpips_weights)
   except Exception as e:  # CheckpointError and the errors of a missing directory.
