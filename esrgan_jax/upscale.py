@@ -232,6 +232,7 @@ def read_animation(path: str) -> Optional[Animation]:
     try:
       frames, durations = [], []
       for frame in ImageSequence.Iterator(pil):
+        frame.load()  # WebP sets a frame's duration only when it is decoded.
         durations.append(int(frame.info.get("duration", pil.info.get("duration", 100))))
         frames.append(np.asarray(frame.convert("RGBA")))
       loop = int(pil.info.get("loop", 0))
