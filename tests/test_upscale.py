@@ -354,7 +354,7 @@ def test_no_input_is_a_usage_error_and_help_states_bound_and_statuses(capsys):
     upscale.main(["--help"])
   assert stop.value.code == 0
   text = " ".join(capsys.readouterr().out.split())
-  assert "about its input plus its output" in text
+  assert "about its input plus its output" in text and "--tile_pad exact" in text
   assert text.endswith(" ".join(cli.EXIT_STATUS_HELP.split()))
 
 
