@@ -1,92 +1,130 @@
 """Super-resolves image files with a generator checkpoint, tile by tile.
 
-  python -m esrgan_jax.upscale photo.png folder/ -o results/ --checkpoint ckpt/ \
-      [--tile 256] [--tile-pad 10] [--outscale 3.5] [--half] [--batch-size 4] [--suffix out]
+  python -m esrgan_jax.upscale -i photo.png folder/ -o results/ --checkpoint ckpt/ \\
+      [--tile 256] [--tile_pad 10] [--outscale 3.5] [--half] [--batch_size 4] [--suffix out]
 
-Every output keeps its input's pixel format: 8-bit stays 8-bit, 16-bit PNG/TIFF stays 16-bit (the
-network runs on float either way), grayscale stays grayscale (the gray channel is fed to the RGB
-network three times and its output turned back into gray with BT.601 luma weights, as
-Real-ESRGAN does), and RGBA stays RGBA. The alpha channel is upscaled separately, by default with
-the network itself on alpha copied to three channels, which keeps mask edges as sharp as the
-colour edges (Real-ESRGAN's default); `--alpha-upsampler bicubic` uses MATLAB bicubic instead,
-which is smoother and cheaper. An alpha channel of one value (an opaque RGBA file) is copied
-rather than upscaled, so that it stays exactly that value.
+Flags use Real-ESRGAN's names (`--tile_pad`, `--outscale`, `--alpha_upsampler`, ...); the hyphen
+spellings (`--tile-pad`) work too. Every output keeps its input's pixel format (8/16-bit, gray,
+RGB, RGBA; see esrgan_jax/upscaler.py). `--outscale` resizes the network's output to
+ceil(input size * outscale) with MATLAB's bicubic imresize, the resize the benchmarks' LR images
+were made with.
 
-`--outscale` resizes the network's output to ceil(input size * outscale) with MATLAB's bicubic
-imresize, the resize the benchmarks' LR images were made with.
+Exactness: an image (or an axis) no larger than one window (tile + 2 * tile_pad) runs whole, as
+`--tile 0` does. Larger images are tiled; with Real-ESRGAN's default `--tile_pad 10` tiles can
+differ from whole-image inference by a few 8-bit levels near their borders (tests/test_tiling.py
+measures it), and `--tile_pad exact` (the network's receptive field, 349 px for 23 RRDBs at x4)
+makes the result equal whole-image inference.
+
+Memory: for one image, about its input plus its output (height x width x channels at 1 or 2
+bytes, as written) plus a constant: the runtime, windows in flight, one row band of tiles when
+resizing (benchmarks/upscale.py measured 0.73 GB above the output for 2000x2000 x4 with the
+defaults). PNG is written strip by strip; other formats go through Pillow, which adds its own
+copy (up to 4 bytes per pixel). `--tile 0` holds the whole float32 output (12 bytes per RGB
+pixel). Small images are upscaled several at a time (up to 256 MB of outputs) so that their
+windows share network calls (`--batch_size` windows per call). An animated GIF/PNG/WebP is
+upscaled frame by frame into an animation with the same frame durations and loop count; all its
+output frames are held until it is written.
 
 Errors are one line each on stderr. An unreadable image is reported and skipped, the other
-images are still processed and the exit status is 1; problems found before any work (an
-unwritable output folder, a missing input, a checkpoint of another scale) exit with status 2.
+images are still processed.
 """
 
-import argparse
-import functools
-import math
 import os
 import sys
-import tempfile
-from typing import Callable, Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image, ImageSequence
 from tqdm import tqdm
 
-from esrgan_jax import xla_flags
+from esrgan_jax import cli, inference, png_stream, tiling, xla_flags
 from esrgan_jax.weights import generator as generator_weights
-from esrgan_jax.data import bicubic
 from esrgan_jax.data.images import (IMAGE_EXTENSIONS, ImageReadError, ImageWriteError,
-                                    list_images, read_image_any, write_image)
-from esrgan_jax.tiling import upscale_tiled
+                                    read_image_any, write_image)
+from esrgan_jax.upscaler import Upscaler
 
-# ITU-R BT.601 luma, the weights of cv2's RGB2GRAY that Real-ESRGAN uses to return to gray.
-LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
 # Extensions that can hold 16-bit pixels and an alpha channel; others fall back to PNG for them.
 HIGH_DEPTH_EXTENSIONS = (".png", ".tif", ".tiff")
 ALPHA_EXTENSIONS = (".png", ".tif", ".tiff", ".webp", ".bmp")
-# Bytes of float64 scratch memory one strip of the final resize may use.
-RESIZE_STRIP_BYTES = 1 << 28
+# Formats that hold an animation, with Pillow's names.
+ANIMATION_FORMATS = {".gif": "GIF", ".png": "PNG", ".webp": "WEBP"}
+INPUT_EXTENSIONS = IMAGE_EXTENSIONS + (".gif",)
 
 
-class UsageError(ValueError):
-  """A problem found before any image is processed; reported as one line."""
+def _tile_pad(value: str):
+  if value == "exact":
+    return value
+  try:
+    return int(value)
+  except ValueError:
+    raise cli.UserError(f"--tile_pad must be a number of pixels or 'exact', got {value!r}") \
+        from None
 
 
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
-      prog="python -m esrgan_jax.upscale",
-      description="Super-resolve images with an ESRGAN generator checkpoint.")
-  parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
+def parse_args(argv: Optional[Sequence[str]]):
+  parser = cli.argument_parser("esrgan_jax.upscale",
+                               "Super-resolve images with an ESRGAN generator checkpoint.\n\n"
+                               + __doc__.split("\n\n", 2)[2])
+  parser.add_argument("inputs", nargs="*", metavar="INPUT", help="image files and/or folders")
+  parser.add_argument(*cli.flag("input", "-i"), action="append", default=[], dest="more_inputs",
+                      metavar="INPUT", help="an image file or folder (repeatable), as in "
+                      "Real-ESRGAN; positional inputs work too")
   parser.add_argument("-o", "--output", required=True, metavar="OUTDIR",
                       help="folder for the results (created if missing)")
   parser.add_argument("--checkpoint", required=True, metavar="CKPT",
                       help="generator checkpoint (esrgan_jax.convert / interpolate / export)")
-  parser.add_argument("--model-scale", type=int, choices=(1, 2, 4),
+  parser.add_argument(*cli.flag("model_scale"), type=int, choices=(1, 2, 4),
                       help="refuse a checkpoint of any other scale")
-  parser.add_argument("--outscale", type=float,
+  parser.add_argument(*cli.flag("outscale"), type=float,
                       help="final upscaling factor (default: the model's scale)")
-  parser.add_argument("--tile", type=int, default=256,
+  parser.add_argument(*cli.flag("tile"), type=int, default=256,
                       help="tile size in input pixels, 0 for whole images (default 256)")
-  parser.add_argument("--tile-pad", type=int, default=10,
-                      help="context pixels around each tile (default 10)")
-  parser.add_argument("--batch-size", type=int, default=4, help="tiles per network call")
+  parser.add_argument(*cli.flag("tile_pad"), default="10",
+                      help="context pixels around each tile (default 10, Real-ESRGAN's), or "
+                      "'exact': the network's receptive field, tiles then equal whole-image "
+                      "inference")
+  parser.add_argument(*cli.flag("batch_size"), type=int, default=4,
+                      help="windows per network call, from one image or several (default 4)")
   parser.add_argument("--half", action="store_true",
                       help="compute in bfloat16 (for accelerators; slow on CPU)")
-  parser.add_argument("--alpha-upsampler", choices=("model", "bicubic"), default="model",
-                      help="how an alpha channel is upscaled (default: the network)")
-  parser.add_argument("--suffix", default="out",
+  parser.add_argument(*cli.flag("alpha_upsampler"), choices=("model", "bicubic"),
+                      default="model", help="how an alpha channel is upscaled (default: the "
+                      "network)")
+  parser.add_argument(*cli.flag("suffix"), default="out",
                       help="appended to output names as NAME_SUFFIX.EXT ('' for none)")
-  parser.add_argument("--ext", default="auto",
-                      choices=("auto",) + tuple(e.lstrip(".") for e in IMAGE_EXTENSIONS),
+  parser.add_argument(*cli.flag("ext"), default="auto",
+                      choices=("auto",) + tuple(e.lstrip(".") for e in INPUT_EXTENSIONS),
                       help="output format (default: the input's, PNG where it cannot hold the "
                       "image's alpha or 16-bit pixels)")
   args = parser.parse_args(argv)
-  if args.tile < 0 or args.tile_pad < 0 or args.batch_size < 1:
-    parser.error("--tile and --tile-pad must be >= 0 and --batch-size >= 1")
-  if args.outscale is not None and not (args.outscale > 0 and math.isfinite(args.outscale)):
-    parser.error(f"--outscale must be a positive number, got {args.outscale}")
+  args.inputs = args.inputs + args.more_inputs
+  if not args.inputs:
+    parser.error("no input: give image files or folders (positional or -i/--input)")
   return args
+
+
+def check_values(args) -> None:
+  """Flag values argparse cannot check; one-line UserError (exit 1)."""
+  args.tile_pad = _tile_pad(args.tile_pad)
+  if args.tile < 0:
+    raise cli.UserError(f"--tile must be >= 0 (0: whole images), got {args.tile}")
+  if args.tile_pad != "exact" and args.tile_pad < 0:
+    raise cli.UserError(f"--tile_pad must be >= 0, got {args.tile_pad}")
+  if args.batch_size < 1:
+    raise cli.UserError(f"--batch_size must be >= 1, got {args.batch_size}")
+  if args.outscale is not None and not (args.outscale > 0 and np.isfinite(args.outscale)):
+    raise cli.UserError(f"--outscale must be a positive number, got {args.outscale}")
+
+
+def _list_folder(folder: str) -> list[str]:
+  names = sorted(n for n in os.listdir(folder)
+                 if not n.startswith(".") and n.lower().endswith(INPUT_EXTENSIONS)
+                 and os.path.isfile(os.path.join(folder, n)))
+  if not names:
+    raise cli.UserError(f"{folder}: no image files ({', '.join(INPUT_EXTENSIONS)}) found")
+  return [os.path.join(folder, n) for n in names]
 
 
 def collect_inputs(inputs: Sequence[str]) -> list[str]:
@@ -94,14 +132,11 @@ def collect_inputs(inputs: Sequence[str]) -> list[str]:
   paths = []
   for name in inputs:
     if os.path.isdir(name):
-      try:
-        paths.extend(list_images(name))
-      except ValueError as error:  # A folder without images.
-        raise UsageError(str(error)) from None
+      paths.extend(_list_folder(name))
     elif os.path.exists(name):
       paths.append(name)
     else:
-      raise UsageError(f"{name}: no such file or folder")
+      raise cli.UserError(f"{name}: no such file or folder")
   return paths
 
 
@@ -111,14 +146,16 @@ def output_path(input_path: str, outdir: str, suffix: str, ext: str) -> str:
   name = f"{stem}_{suffix}" if suffix else stem
   if ext != "auto":
     input_ext = "." + ext
-  elif input_ext.lower() not in IMAGE_EXTENSIONS:
+  elif input_ext.lower() not in INPUT_EXTENSIONS:
     input_ext = ".png"
   return os.path.join(outdir, name + input_ext.lower())
 
 
 def writable_path(path: str, image: np.ndarray) -> str:
-  """`path`, with a .png extension if its format cannot store `image` (alpha or 16-bit)."""
+  """`path`, with a .png extension if its format cannot store `image` (alpha, 16-bit, GIF)."""
   stem, ext = os.path.splitext(path)
+  if ext == ".gif":  # A still GIF: written as PNG, which keeps every colour.
+    return stem + ".png"
   if image.dtype == np.uint16 and ext not in HIGH_DEPTH_EXTENSIONS:
     return stem + ".png"
   if image.shape[-1] == 4 and ext not in ALPHA_EXTENSIONS:
@@ -135,10 +172,11 @@ def plan_outputs(paths: Sequence[str], outdir: str, suffix: str, ext: str) -> li
     # Compare without the extension: a fallback to PNG must not collide either.
     key = os.path.splitext(os.path.realpath(out))[0]
     if os.path.realpath(out) in real_inputs:
-      raise UsageError(f"{out}: output would overwrite its input; choose another -o or --suffix")
+      raise cli.UserError(f"{out}: output would overwrite its input; choose another -o or "
+                          "--suffix")
     if key in owners:
-      raise UsageError(f"{path} and {owners[key]} would both be written to {out}; "
-                       "upscale them into different folders")
+      raise cli.UserError(f"{path} and {owners[key]} would both be written to {out}; "
+                          "upscale them into different folders")
     owners[key] = path
     outputs.append(out)
   return outputs
@@ -146,13 +184,15 @@ def plan_outputs(paths: Sequence[str], outdir: str, suffix: str, ext: str) -> li
 
 def prepare_output_dir(outdir: str) -> None:
   """Creates `outdir` and proves that a file can be written there, before any work is done."""
+  probe = os.path.join(outdir, f".esrgan_jax-probe-{os.getpid()}")
   try:
     os.makedirs(outdir, exist_ok=True)
-    with tempfile.TemporaryFile(dir=outdir):
+    with open(probe, "wb"):
       pass
+    os.remove(probe)
   except OSError as error:
-    raise UsageError(f"{outdir}: output folder is not writable ({error.strerror or error})") \
-        from None
+    raise cli.UserError(f"{outdir}: output folder is not writable "
+                        f"({error.strerror or error})") from None
 
 
 def load_model(checkpoint: str, model_scale: Optional[int], half: bool):
@@ -160,7 +200,7 @@ def load_model(checkpoint: str, model_scale: Optional[int], half: bool):
   params, arch = generator_weights.load_generator(checkpoint)
   if model_scale is not None and arch["scale"] != model_scale:
     raise generator_weights.CheckpointError(
-        f"{checkpoint}: checkpoint is a x{arch['scale']} model, but --model-scale "
+        f"{checkpoint}: checkpoint is a x{arch['scale']} model, but --model_scale "
         f"{model_scale} was given")
   if arch["num_in_ch"] != 3 or arch["num_out_ch"] != 3:
     raise generator_weights.CheckpointError(
@@ -170,142 +210,154 @@ def load_model(checkpoint: str, model_scale: Optional[int], half: bool):
   return model, params
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _apply(model, variables, batch):
-  return model.apply(variables, batch).astype(jnp.float32)
+def make_apply_fn(model, params):
+  """float32 NHWC -> float32 NHWC through the process-wide cached jitted apply."""
+  params = jax.device_put(params)
+  return lambda batch: inference.apply_generator(model, params, batch)
 
 
-def make_apply_fn(model, params) -> Callable[[np.ndarray], jax.Array]:
-  """Jitted float32 NHWC -> float32 NHWC. The params are an argument rather than constants baked
-  into the program, and equal modules hash alike, so one compilation per batch shape serves every
-  checkpoint of one architecture."""
-  variables = {"params": jax.device_put(params)}
-  return lambda batch: _apply(model, variables, batch)
+class Animation(NamedTuple):
+  frames: list  # HxWxC uint8, every frame composited onto the canvas as a viewer shows it
+  durations: list  # milliseconds per frame
+  loop: int  # 0: forever
 
 
-def imresize_in_strips(image: np.ndarray, output_shape: tuple[int, int]) -> np.ndarray:
-  """MATLAB bicubic `imresize` of a float32 HxWxC image, in strips of bounded memory.
-
-  `bicubic.imresize` gathers every tap of a whole dimension at once, which for a 16000x12000
-  output needs tens of GB; the same weights applied strip by strip need a few hundred MB.
-  """
-  scales, out_shape, order = bicubic.resize_plan(image.shape, output_shape=output_shape)
-  for dim in order:
-    other = 1 - dim
-    weights, indices = bicubic.contributions(image.shape[dim], out_shape[dim], scales[dim])
-    new_shape = list(image.shape)
-    new_shape[dim] = out_shape[dim]
-    result = np.empty(new_shape, np.float32)
-    bytes_per_line = weights.size * image.shape[2] * 8
-    strip = max(1, RESIZE_STRIP_BYTES // bytes_per_line)
-    for start in range(0, image.shape[other], strip):
-      window = [slice(None)] * 3
-      window[other] = slice(start, start + strip)
-      moved = np.moveaxis(image[tuple(window)], dim, 0).astype(np.float64)
-      resized = np.einsum("ot,otsc->osc", weights, moved[indices])
-      result[tuple(window)] = np.moveaxis(resized, 0, dim)
-    image = result
-  return image
-
-
-def to_pixels(image: np.ndarray, dtype) -> np.ndarray:
-  """Float [0, 1] -> uint8/uint16, rounding half up (the values are >= 0) as MATLAB and BasicSR
-  do. In place, because a 16000x12000 float image is 2.3 GB."""
-  np.clip(image, 0.0, 1.0, out=image)
-  image *= float(np.iinfo(dtype).max)
-  image += 0.5
-  return np.floor(image, out=image).astype(dtype)
+def read_animation(path: str) -> Optional[Animation]:
+  """The frames of an animated GIF/PNG/WebP, or None for a still image (or not an image)."""
+  try:
+    pil = Image.open(path)
+  except Exception:  # Not an image Pillow knows: read_image_any reports it in one line.
+    return None
+  with pil:
+    if getattr(pil, "n_frames", 1) < 2 or pil.format not in ANIMATION_FORMATS.values():
+      return None
+    try:
+      frames, durations = [], []
+      for frame in ImageSequence.Iterator(pil):
+        frame.load()  # WebP sets a frame's duration only when it is decoded.
+        durations.append(int(frame.info.get("duration", pil.info.get("duration", 100))))
+        frames.append(np.asarray(frame.convert("RGBA")))
+      loop = int(pil.info.get("loop", 0))
+    except Exception as e:  # Decoders raise many types.
+      raise ImageReadError(f"{path}: not a readable animation ({type(e).__name__}: {e})") \
+          from None
+  if all((frame[..., 3] == 255).all() for frame in frames):
+    frames = [np.ascontiguousarray(frame[..., :3]) for frame in frames]
+  return Animation(frames, durations, loop)
 
 
-class Upscaler:
-  """Turns one image array (uint8/uint16, 1/3/4 channels) into its upscaled twin."""
-
-  def __init__(self, apply_fn, scale: int, outscale: Optional[float], tile: int, tile_pad: int,
-               batch_size: int, alpha_upsampler: str = "model"):
-    self.apply_fn = apply_fn
-    self.scale = scale
-    self.outscale = scale if outscale is None else outscale
-    self.tile, self.tile_pad, self.batch_size = tile, tile_pad, batch_size
-    self.alpha_upsampler = alpha_upsampler
-
-  def _network(self, rgb: np.ndarray, progress=None) -> np.ndarray:
-    return upscale_tiled(self.apply_fn, rgb, self.scale, self.tile, self.tile_pad,
-                         self.batch_size, progress)
-
-  def _output_size(self, height: int, width: int) -> tuple[int, int]:
-    # MATLAB's ceil(in * scale), with the same tolerance for float fuzz as bicubic.imresize.
-    return (math.ceil(height * self.outscale - 1e-9), math.ceil(width * self.outscale - 1e-9))
-
-  def _final_size(self, array: np.ndarray, height: int, width: int) -> np.ndarray:
-    if self.outscale == self.scale:
-      return array
-    return imresize_in_strips(array, self._output_size(height, width))
-
-  def _alpha(self, alpha: np.ndarray, progress=None) -> np.ndarray:
-    height, width = alpha.shape[:2]
-    if alpha.min() == alpha.max():  # Opaque (or uniformly transparent): keep it exact.
-      return np.full(self._output_size(height, width) + (1,), alpha.flat[0], np.float32)
-    if self.alpha_upsampler == "bicubic":
-      return imresize_in_strips(alpha, self._output_size(height, width))
-    upscaled = self._network(np.repeat(alpha, 3, axis=-1), progress) @ LUMA_WEIGHTS
-    return self._final_size(upscaled[..., None], height, width)
-
-  def __call__(self, image: np.ndarray, progress=None) -> np.ndarray:
-    if (image.dtype not in (np.uint8, np.uint16) or image.ndim != 3
-        or image.shape[-1] not in (1, 3, 4)):
-      raise ValueError(f"expected uint8/uint16 HxWxC pixels with C in 1, 3, 4, got "
-                       f"{image.dtype} {image.shape}")
-    peak = float(np.iinfo(image.dtype).max)
-    pixels = image.astype(np.float32) / peak
-    height, width, channels = pixels.shape
-    colour = np.repeat(pixels, 3, axis=-1) if channels == 1 else pixels[..., :3]
-    out = self._final_size(self._network(colour, progress), height, width)
-    if channels == 1:
-      out = (out @ LUMA_WEIGHTS)[..., None]
-    elif channels == 4:
-      out = np.concatenate([out, self._alpha(pixels[..., 3:], progress)], axis=-1)
-    return to_pixels(out, image.dtype)
+def write_animation(path: str, animation: Animation) -> None:
+  ext = os.path.splitext(path)[1]
+  options = {"quality": 95} if ext == ".webp" else {}
+  images = [Image.fromarray(frame) for frame in animation.frames]
+  temporary = f"{path}.tmp-{os.getpid()}"
+  try:
+    images[0].save(temporary, format=ANIMATION_FORMATS[ext], save_all=True,
+                   append_images=images[1:], duration=animation.durations, loop=animation.loop,
+                   **options)
+    os.replace(temporary, path)
+  except BaseException as e:
+    if os.path.exists(temporary):
+      os.remove(temporary)
+    if isinstance(e, OSError):
+      raise ImageWriteError(f"{path}: cannot write image: {e.strerror or e}") from None
+    raise
 
 
-def report(message: str) -> None:
-  tqdm.write(f"upscale: error: {message}", file=sys.stderr)
+def write_output(path: str, image: np.ndarray) -> None:
+  path = writable_path(path, image)
+  if path.endswith(".png") and "://" not in path:
+    png_stream.write_png(path, image)
+  else:
+    write_image(path, image)
+
+
+class _Pending(NamedTuple):
+  out: str
+  frames: list
+  animation: Optional[Animation]
+
+
+def run(args, upscaler: Upscaler, paths, outputs, images_bar) -> int:
+  """Upscales and writes every image; returns how many failed (each reported in one line)."""
+  failures, pending = 0, {}
+
+  def write_finished():
+    nonlocal failures
+    for (index, frame), result in upscaler.finished():
+      entry = pending[index]
+      entry.frames[frame] = result
+      if any(f is None for f in entry.frames):
+        continue
+      del pending[index]
+      try:
+        if entry.animation is None:
+          write_output(entry.out, entry.frames[0])
+        else:
+          write_animation(entry.out, entry.animation._replace(frames=entry.frames))
+      except (ImageWriteError, ValueError) as error:
+        cli.error(str(error))
+        failures += 1
+      images_bar.update(1)
+
+  for index, (path, out) in enumerate(zip(paths, outputs)):
+    images_bar.set_postfix_str(os.path.basename(path))
+    try:
+      animation = read_animation(path)
+      if animation is not None and os.path.splitext(out)[1] not in ANIMATION_FORMATS:
+        raise ImageReadError(f"{path}: an animation of {len(animation.frames)} frames cannot "
+                             f"be written as {os.path.splitext(out)[1]}; use --ext gif, png or "
+                             "webp")
+      frames = animation.frames if animation else [read_image_any(path)]
+    except ImageReadError as error:
+      cli.error(str(error))
+      failures += 1
+      images_bar.update(1)
+      continue
+    pending[index] = _Pending(out, [None] * len(frames), animation)
+    for frame, pixels in enumerate(frames):
+      upscaler.submit(pixels, (index, frame))
+      write_finished()
+  upscaler.flush()
+  write_finished()
+  return failures
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   xla_flags.apply_defaults()
   args = parse_args(argv)
+  written = 0
   try:
+    check_values(args)
     paths = collect_inputs(args.inputs)
     outputs = plan_outputs(paths, args.output, args.suffix, args.ext)
     prepare_output_dir(args.output)
     model, params = load_model(args.checkpoint, args.model_scale, args.half)
-  except (UsageError, generator_weights.CheckpointError) as error:
-    report(str(error))
-    return 2
-  upscaler = Upscaler(make_apply_fn(model, params), model.scale, args.outscale, args.tile,
-                      args.tile_pad, args.batch_size, args.alpha_upsampler)
+    tile_pad = args.tile_pad
+    if tile_pad == "exact":
+      tile_pad = tiling.receptive_radius(model.scale, model.num_block)
+    # disable=None: bars on a terminal, nothing in logs and pipes.
+    with tqdm(total=len(paths), unit="image", disable=None, file=sys.stderr) as images_bar, \
+        tqdm(unit="window", leave=False, disable=None, file=sys.stderr) as windows_bar:
 
-  failures = 0
-  # disable=None: a bar on a terminal, nothing in logs and pipes.
-  with tqdm(total=len(paths), unit="image", disable=None, file=sys.stderr) as images_bar:
-    for path, out in zip(paths, outputs):
-      images_bar.set_postfix_str(os.path.basename(path))
-      with tqdm(unit="tile", leave=False, disable=None, file=sys.stderr) as tiles_bar:
+      def progress(done, total):
+        windows_bar.total = total
+        windows_bar.update(done - windows_bar.n)
 
-        def progress(done, total, bar=tiles_bar):
-          bar.total = total
-          bar.update(done - bar.n)
-
-        try:
-          result = upscaler(read_image_any(path), progress)
-          write_image(writable_path(out, result), result)
-        except (ImageReadError, ImageWriteError) as error:
-          report(str(error))
-          failures += 1
-      images_bar.update(1)
+      upscaler = Upscaler(make_apply_fn(model, params), model.scale, args.outscale, args.tile,
+                          tile_pad, args.batch_size, args.alpha_upsampler, progress)
+      failures = run(args, upscaler, paths, outputs, images_bar)
+      written = images_bar.n - failures
+  except (cli.UserError, generator_weights.CheckpointError) as error:
+    return cli.error(str(error))
+  except KeyboardInterrupt:
+    print("esrgan_jax: stopped by Ctrl-C; the images written before it are complete",
+          file=sys.stderr)
+    return cli.EXIT_INTERRUPTED
   if failures:
-    report(f"{failures} of {len(paths)} image(s) failed; the others are in {args.output}")
-  return 1 if failures else 0
+    return cli.error(f"{failures} of {len(paths)} image(s) failed; the other {written} are in "
+                     f"{args.output}")
+  return cli.EXIT_OK
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Tiled inference equals untiled inference once the context covers the receptive field."""
+"""Tiled inference is the model's output: exact for images within one window and for a context
+covering the receptive field, and within a measured few levels for Real-ESRGAN's default."""
 
 import jax
 import jax.numpy as jnp
@@ -6,6 +7,8 @@ import numpy as np
 import pytest
 import skimage.data
 
+from esrgan_jax import tiling
+from esrgan_jax.metrics import psnr
 from esrgan_jax.tiling import upscale_tiled
 from tiny_generator import tiny_generator
 
@@ -136,15 +139,70 @@ def test_no_seam_in_gradients_across_tile_borders(x4_setup):
   assert jump(receptive_radius(scale, NUM_BLOCK)) < 1e-5
 
 
-def test_small_images_are_padded_to_one_window_shape_and_cropped(x4_setup):
+def test_package_receptive_radius_is_the_derived_one():
+  for scale in (1, 2, 4):
+    for num_block in (0, 1, 23):
+      assert tiling.receptive_radius(scale, num_block) == receptive_radius(scale, num_block)
+
+
+def to_levels(image):
+  return np.floor(np.clip(image, 0, 1) * 255 + 0.5).astype(np.int64)
+
+
+def test_image_within_one_window_is_the_untiled_output_exactly(x4_setup):
   apply_fn, image, untiled = x4_setup
+  whole = upscale_tiled(apply_fn, image, 4, tile=0)
+  # Real-ESRGAN's defaults (tile 256, pad 10): this 120x104 image is one window of its own size.
+  np.testing.assert_array_equal(upscale_tiled(apply_fn, image, 4, tile=256, tile_pad=10,
+                                              batch_size=4), whole)
+  # One axis within a window, the other tiled: the short axis is never padded.
+  wide = image[:60]  # 60 rows < one window of 40 + 2 * 19 px; 104 columns > it.
+  tiled = upscale_tiled(apply_fn, wide, 4, tile=40, tile_pad=receptive_radius(4, NUM_BLOCK))
+  assert np.abs(to_levels(tiled) - to_levels(upscale_tiled(apply_fn, wide, 4, tile=0))).max() == 0
+
+
+def test_default_tile_pad_against_untiled_and_the_exact_pad(x4_setup):
+  _, image, _ = x4_setup
+  model, params = tiny_generator(4, NUM_BLOCK, seed=4)
+  # Random weights at PyTorch's default scale barely reach 10 px: the default pad loses nothing
+  # visible on them. Three times larger kernels carry far pixels further, as trained ones do.
+  params = jax.tree.map(lambda x: 3 * x if x.ndim == 4 else x, params)
+  apply_fn = jax.jit(lambda x: model.apply({"params": params}, x))
+  reference = to_levels(upscale_tiled(apply_fn, image, 4, tile=0))
+  # 3 x 3 regions of 40 px: the tiny model's receptive field (19 px) exceeds the default 10 px
+  # of context, as a 23-block model's (349 px) exceeds it on larger images.
+  default = to_levels(upscale_tiled(apply_fn, image, 4, tile=40, tile_pad=10, batch_size=4))
+  max_levels = np.abs(default - reference).max()
+  equal = (default == reference).mean()
+  default_psnr = psnr(default.astype(np.uint8), reference.astype(np.uint8), crop_border=0,
+                      test_y_channel=False)
+  print(f"tile 40, tile_pad 10 (default) vs untiled: max {max_levels} levels, "
+        f"{equal:.3%} of values equal, PSNR {default_psnr:.1f} dB")
+  assert 0 < max_levels <= 8 and default_psnr > 45
+  exact = to_levels(upscale_tiled(apply_fn, image, 4, tile=40,
+                                  tile_pad=tiling.receptive_radius(4, NUM_BLOCK), batch_size=4))
+  print(f"tile 40, tile_pad {tiling.receptive_radius(4, NUM_BLOCK)} (exact) vs untiled: max "
+        f"{np.abs(exact - reference).max()} levels")
+  assert np.abs(exact - reference).max() == 0
+
+
+def test_small_images_run_at_their_own_size(x4_setup):
+  apply_fn, image, _ = x4_setup
+  seen = []
+
+  def recording(batch):
+    seen.append(batch.shape)
+    return apply_fn(batch)
+
   for height, width in ((1, 1), (1, 7), (30, 21)):
-    out = upscale_tiled(apply_fn, image[:height, :width], 4, tile=16, tile_pad=4)
-    assert out.shape == (4 * height, 4 * width, 3)
-    assert np.isfinite(out).all()
+    out = upscale_tiled(recording, image[:height, :width], 4, tile=16, tile_pad=4)
+    assert out.shape == (4 * height, 4 * width, 3) and np.isfinite(out).all()
+  # 1x1 and 1x7 fit in one 24 px window; 30x21 is tiled in rows only (width 21 < 24).
+  assert seen[:2] == [(1, 1, 1, 3), (1, 1, 7, 3)]
+  assert set(seen[2:]) == {(1, 24, 21, 3)}
 
 
-def test_compiles_once_per_window_shape_never_per_image_or_tile():
+def test_compiles_once_per_window_shape_and_batch_never_per_tile():
   model, params = tiny_generator(4, NUM_BLOCK, seed=4)
   traced_shapes = []
 
@@ -153,10 +211,31 @@ def test_compiles_once_per_window_shape_never_per_image_or_tile():
     return model.apply({"params": params}, x)
 
   apply_fn = jax.jit(counted_apply)
-  for height, width in ((40, 56), (33, 27), (10, 7), (24, 24)):
-    out = upscale_tiled(apply_fn, photo(height, width), 4, tile=16, tile_pad=4, batch_size=3)
+  # 40x56: 3 x 4 windows of 24 px, batches of 4; 33x27 and 24x40: 3 x 2 and 2 x 3 windows,
+  # batches of 4 then 2 (a power of two); 10x7: one window of its own size.
+  for height, width in ((40, 56), (33, 27), (24, 40), (10, 7)):
+    out = upscale_tiled(apply_fn, photo(height, width), 4, tile=16, tile_pad=4, batch_size=4)
     assert out.shape == (4 * height, 4 * width, 3)
-  assert traced_shapes == [(3, 24, 24, 3)]
+  assert traced_shapes == [(4, 24, 24, 3), (2, 24, 24, 3), (1, 10, 7, 3)]
+
+
+def test_windows_of_different_images_share_calls_and_results(x4_setup):
+  apply_fn, _, _ = x4_setup
+  images = [photo(20, 20) * (1 - 0.1 * i) for i in range(5)]
+  alone = [upscale_tiled(apply_fn, image, 4, tile=0) for image in images]
+  batcher = tiling.Batcher(apply_fn, batch_size=4)
+  outputs = [np.zeros((80, 80, 3), np.float32) for _ in images]
+  for image, output in zip(images, outputs):
+
+    def paste(job, block, output=output):
+      output[job.y0 * 4:job.y1 * 4, job.x0 * 4:job.x1 * 4] = block
+
+    tiling.submit_image(batcher, lambda y, x, h, w, image=image: image[y:y + h, x:x + w],
+                        20, 20, 4, 0, 10, paste)
+  batcher.flush()
+  assert batcher.calls == 2  # 4 images in one call, then the fifth.
+  for output, expected in zip(outputs, alone):
+    np.testing.assert_allclose(output, expected, rtol=0, atol=1e-6)
 
 
 def test_rejects_bad_arguments():

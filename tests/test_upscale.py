@@ -1,16 +1,19 @@
-"""The upscaler CLI: pixel formats kept, results equal to plain inference, one-line errors."""
+"""The upscaler CLI: pixel formats kept, results equal to plain inference, one-line errors,
+animations, batching across images, bounded memory."""
 
 import os
 import subprocess
 import sys
+import tracemalloc
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import skimage.data
+from PIL import Image, ImageSequence
 
-from esrgan_jax import upscale
+from esrgan_jax import cli, png_stream, upscale, upscaler
 from esrgan_jax.data import bicubic
 from esrgan_jax.data.images import read_image_any, write_image
 from esrgan_jax.weights.generator import arch_of, save_generator
@@ -19,7 +22,7 @@ from tiny_generator import tiny_generator
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Tiles of 24 px with 20 px of context (more than the tiny model's receptive field of 19 px):
 # 64x64 inputs are cut into 3 x 3 windows of 64 px, and the result equals whole-image inference.
-TILING = ["--tile", "24", "--tile-pad", "20", "--batch-size", "4"]
+TILING = ["--tile", "24", "--tile_pad", "20", "--batch_size", "4"]
 LUMA = np.array([0.299, 0.587, 0.114])
 
 
@@ -149,9 +152,9 @@ def test_outscale_uses_matlab_bicubic(generator, tmp_path, capsys):
 
 def test_imresize_in_strips_equals_imresize(monkeypatch):
   image = np.random.RandomState(1).rand(37, 29, 3).astype(np.float32)
-  monkeypatch.setattr(upscale, "RESIZE_STRIP_BYTES", 2000)  # A few lines per strip.
+  monkeypatch.setattr(upscaler, "RESIZE_STRIP_BYTES", 2000)  # A few lines per strip.
   for shape in ((80, 61), (20, 70), (9, 11)):
-    np.testing.assert_allclose(upscale.imresize_in_strips(image, shape),
+    np.testing.assert_allclose(upscaler.imresize_in_strips(image, shape),
                                bicubic.imresize(image.astype(np.float64), output_shape=shape),
                                rtol=0, atol=1e-6)
 
@@ -174,9 +177,9 @@ def test_checkpoint_of_another_scale_is_refused(generator, tmp_path, capsys):
   write_image(tmp_path / "photo.png", photo(8, 8))
   code, err = run_main([str(tmp_path / "photo.png"), "-o", str(tmp_path / "out"),
                         "--checkpoint", checkpoint, "--model-scale", "2"], capsys)
-  assert code == 2
-  assert err.strip() == (f"upscale: error: {checkpoint}: checkpoint is a x4 model, but "
-                         "--model-scale 2 was given")
+  assert code == cli.EXIT_ERROR  # Was 2 before the shared convention: 2 is argparse's only.
+  assert err.strip() == (f"esrgan_jax: error: {checkpoint}: checkpoint is a x4 model, but "
+                         "--model_scale 2 was given")
   assert not os.listdir(tmp_path / "out")
 
 
@@ -185,15 +188,15 @@ def test_missing_checkpoint_and_colliding_outputs_are_one_line_errors(tmp_path, 
     write_image(tmp_path / folder / "photo.png", photo(8, 8))
   code, err = run_main([str(tmp_path / "a"), "-o", str(tmp_path / "out"), "--checkpoint",
                         str(tmp_path / "nowhere")], capsys)
-  assert code == 2 and len(err.strip().splitlines()) == 1
+  assert code == 1 and len(err.strip().splitlines()) == 1
   assert str(tmp_path / "nowhere") in err
   code, err = run_main([str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "out"),
                         "--checkpoint", str(tmp_path / "nowhere")], capsys)
-  assert code == 2 and len(err.strip().splitlines()) == 1
+  assert code == 1 and len(err.strip().splitlines()) == 1
   assert "would both be written to" in err
   code, err = run_main([str(tmp_path / "a"), "-o", str(tmp_path / "a"), "--suffix", "",
                         "--checkpoint", str(tmp_path / "nowhere")], capsys)
-  assert code == 2 and "would overwrite its input" in err
+  assert code == 1 and "would overwrite its input" in err
 
 
 def _run_cli(args):
@@ -226,6 +229,183 @@ def test_unwritable_output_folder_fails_before_any_work(tmp_path, capsys):
   # The checkpoint does not exist either: the output folder must be checked first.
   code, err = run_main([str(tmp_path / "photo.png"), "-o", str(outdir), "--checkpoint",
                         str(tmp_path / "missing")], capsys)
-  assert code == 2
+  assert code == 1
   assert err.strip().splitlines() == [
-      f"upscale: error: {outdir}: output folder is not writable (Not a directory)"]
+      f"esrgan_jax: error: {outdir}: output folder is not writable (Not a directory)"]
+
+
+def test_image_smaller_than_a_tile_with_default_flags_equals_tile_0(generator, tmp_path, capsys):
+  checkpoint, _ = generator
+  image = photo(45, 37)  # Odd sizes, far below one default window of 256 + 2 * 10 px.
+  write_image(tmp_path / "small.png", image)
+  outputs = {}
+  for name, flags in (("default", []), ("whole", ["--tile", "0"])):
+    code, err = run_main([str(tmp_path / "small.png"), "-o", str(tmp_path / name),
+                          "--checkpoint", checkpoint] + flags, capsys)
+    assert code == 0, err
+    outputs[name] = read_image_any(tmp_path / name / "small_out.png").astype(np.int64)
+  assert outputs["default"].shape == (180, 148, 3)
+  assert np.abs(outputs["default"] - outputs["whole"]).max() == 0
+
+
+def test_exact_tile_pad_equals_whole_image_inference(generator, tmp_path, capsys):
+  checkpoint, _ = generator
+  write_image(tmp_path / "photo.png", photo(64, 80))
+  for name, flags in (("exact", ["--tile", "16", "--tile_pad", "exact"]),
+                      ("whole", ["--tile", "0"])):
+    code, err = run_main(["-i", str(tmp_path / "photo.png"), "-o", str(tmp_path / name),
+                          "--checkpoint", checkpoint] + flags, capsys)
+    assert code == 0, err
+  exact = read_image_any(tmp_path / "exact" / "photo_out.png").astype(np.int64)
+  whole = read_image_any(tmp_path / "whole" / "photo_out.png").astype(np.int64)
+  assert np.abs(exact - whole).max() == 0
+
+
+def test_batched_folder_equals_one_image_at_a_time(generator, tmp_path, capsys):
+  checkpoint, _ = generator
+  rng = np.random.RandomState(3)
+  for i in range(6):
+    size = (16, 16) if i % 3 else (12, 20)  # Two sizes, interleaved.
+    write_image(tmp_path / "in" / f"{i}.png", rng.randint(0, 256, size + (3,), np.uint8))
+  for batch in ("1", "4"):
+    code, err = run_main([str(tmp_path / "in"), "-o", str(tmp_path / batch), "--checkpoint",
+                          checkpoint, "--batch_size", batch], capsys)
+    assert code == 0, err
+  for i in range(6):
+    one = read_image_any(tmp_path / "1" / f"{i}_out.png").astype(np.int64)
+    batched = read_image_any(tmp_path / "4" / f"{i}_out.png").astype(np.int64)
+    assert one.shape == batched.shape and np.abs(one - batched).max() == 0
+
+
+def test_batching_shares_calls_across_images(generator):
+  checkpoint, _ = generator
+  model, params = upscale.load_model(checkpoint, None, False)
+  calls = []
+
+  def counted(batch):
+    calls.append(batch.shape[0])
+    return upscale.make_apply_fn(model, params)(batch)
+
+  runner = upscaler.Upscaler(counted, 4, None, tile=256, tile_pad=10, batch_size=8)
+  for i in range(20):
+    runner.submit(photo(16, 16), i)
+  runner.flush()
+  assert calls == [8, 8, 4] and [tag for tag, _ in runner.finished()] == list(range(20))
+
+
+@pytest.mark.parametrize("ext", ["gif", "png", "webp"])
+def test_animation_upscales_every_frame_and_keeps_timing(generator, tmp_path, capsys, ext):
+  checkpoint, reference = generator
+  frames = [photo(16, 16), photo(16, 16)[::-1].copy(), photo(16, 16)[:, ::-1].copy()]
+  durations = [70, 120, 200]
+  pil = [Image.fromarray(f) for f in frames]
+  options = {"lossless": True} if ext == "webp" else {}
+  pil[0].save(tmp_path / f"anim.{ext}", save_all=True, append_images=pil[1:],
+              duration=durations, loop=3, **options)
+  code, err = run_main([str(tmp_path / f"anim.{ext}"), "-o", str(tmp_path / "out"),
+                        "--checkpoint", checkpoint], capsys)
+  assert code == 0, err
+  with Image.open(tmp_path / "out" / f"anim_out.{ext}") as result:
+    assert result.n_frames == 3 and result.size == (64, 64)
+    assert result.info.get("loop") == 3
+    for index, frame in enumerate(ImageSequence.Iterator(result)):
+      frame.load()  # WebP reports a frame's duration once it is decoded.
+      assert frame.info["duration"] == durations[index]
+      if ext != "gif":  # GIF keeps 256 colours; APNG and lossless input keep every value.
+        with Image.open(tmp_path / f"anim.{ext}") as source:
+          source.seek(index)
+          decoded = np.asarray(source.convert("RGB")) / 255.0
+        got = np.asarray(frame.convert("RGB")).astype(np.int64)
+        tolerance = 1 if ext == "png" else 12  # WebP output is lossy (quality 95).
+        assert np.abs(got - to_uint(reference(decoded), np.uint8)).mean() <= tolerance
+
+
+def test_animation_into_a_still_format_is_one_line_error(generator, tmp_path, capsys):
+  checkpoint, _ = generator
+  pil = [Image.fromarray(photo(8, 8)), Image.fromarray(photo(8, 8)[::-1].copy())]
+  pil[0].save(tmp_path / "anim.gif", save_all=True, append_images=pil[1:], duration=50)
+  code, err = run_main([str(tmp_path / "anim.gif"), "-o", str(tmp_path / "out"),
+                        "--checkpoint", checkpoint, "--ext", "jpg"], capsys)
+  assert code == 1
+  assert err.strip().splitlines()[0] == (
+      f"esrgan_jax: error: {tmp_path / 'anim.gif'}: an animation of 2 frames cannot be written "
+      "as .jpg; use --ext gif, png or webp")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--tile", "-1"], "--tile must be >= 0"),
+    (["--tile_pad", "wide"], "--tile_pad must be a number of pixels or 'exact'"),
+    (["--batch-size", "0"], "--batch_size must be >= 1"),
+    (["--outscale", "-2"], "--outscale must be a positive number"),
+])
+def test_bad_flag_values_are_one_line_errors_with_status_1(tmp_path, capsys, flags, message):
+  write_image(tmp_path / "photo.png", photo(8, 8))
+  code, err = run_main([str(tmp_path / "photo.png"), "-o", str(tmp_path / "out"),
+                        "--checkpoint", str(tmp_path / "missing")] + flags, capsys)
+  assert code == 1 and len(err.strip().splitlines()) == 1
+  assert err.startswith(f"esrgan_jax: error: {message}")
+
+
+def test_no_input_is_a_usage_error_and_help_states_bound_and_statuses(capsys):
+  with pytest.raises(SystemExit) as stop:
+    upscale.main(["-o", "out", "--checkpoint", "ckpt"])
+  assert stop.value.code == cli.EXIT_USAGE
+  with pytest.raises(SystemExit) as stop:
+    upscale.main(["--help"])
+  assert stop.value.code == 0
+  text = " ".join(capsys.readouterr().out.split())
+  assert "about its input plus its output" in text and "--tile_pad exact" in text
+  assert text.endswith(" ".join(cli.EXIT_STATUS_HELP.split()))
+
+
+def test_ctrl_c_is_one_line_and_status_130(generator, tmp_path, capsys, monkeypatch):
+  checkpoint, _ = generator
+  write_image(tmp_path / "photo.png", photo(8, 8))
+
+  def interrupted(path):
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(upscale, "read_image_any", interrupted)
+  code, err = run_main([str(tmp_path / "photo.png"), "-o", str(tmp_path / "out"),
+                        "--checkpoint", checkpoint], capsys)
+  assert code == cli.EXIT_INTERRUPTED
+  assert err.strip().splitlines() == [
+      "esrgan_jax: stopped by Ctrl-C; the images written before it are complete"]
+
+
+def test_streamed_png_reads_back_exactly(tmp_path, monkeypatch):
+  monkeypatch.setattr(png_stream, "STRIP_BYTES", 500)  # Several strips and IDAT chunks.
+  rng = np.random.RandomState(0)
+  for dtype, channels in ((np.uint8, 3), (np.uint8, 1), (np.uint8, 4), (np.uint16, 3)):
+    image = rng.randint(0, np.iinfo(dtype).max + 1, (37, 23, channels)).astype(dtype)
+    png_stream.write_png(str(tmp_path / "x.png"), image)
+    np.testing.assert_array_equal(read_image_any(tmp_path / "x.png"), image)
+
+
+@pytest.mark.parametrize("outscale", [None, 3.0])
+def test_output_buffer_is_the_only_large_allocation(generator, monkeypatch, tmp_path, outscale):
+  checkpoint, _ = generator
+  model, params = upscale.load_model(checkpoint, None, False)
+  monkeypatch.setattr(upscaler, "RESIZE_STRIP_BYTES", 1 << 18)
+  monkeypatch.setattr(png_stream, "STRIP_BYTES", 1 << 18)
+  # Tall and narrow, so that one row band of tiles (which the resize assembles) is small
+  # against the whole output, as it is for any large image.
+  strip = skimage.data.astronaut()[:480, 200:264]
+  image = np.concatenate([strip, strip[::-1]])  # 960 x 64.
+  runner = upscaler.Upscaler(upscale.make_apply_fn(model, params), 4, outscale, tile=16,
+                             tile_pad=8, batch_size=2)
+  # Compile the 32 px windows first: XLA's compiler allocates through Python too.
+  runner(photo(48, 48))
+  tracemalloc.start()
+  try:
+    result = runner(image)
+    png_stream.write_png(str(tmp_path / "big.png"), result)
+    _, peak = tracemalloc.get_traced_memory()
+  finally:
+    tracemalloc.stop()
+  assert result.dtype == np.uint8 and result.nbytes >= 1_600_000
+  # Beyond the output: windows, one row band of tiles, resize scratch (RESIZE_STRIP_BYTES) and
+  # its tap tables, a few MB at most. A float32 copy of the output alone would add 4x its size.
+  extra = peak - result.nbytes
+  print(f"output {result.nbytes / 2**20:.2f} MiB, traced peak {peak / 2**20:.2f} MiB")
+  assert extra < 3 * 2**20 and extra < 1.5 * result.nbytes, (peak, result.nbytes)
