@@ -6,6 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from configs import default
 from esrgan_jax.data import datasets
 from esrgan_jax.data import pipeline
 from esrgan_jax.data.bicubic import bicubic_downsample_uint8
@@ -34,7 +35,7 @@ def test_bundled_photos_ship_with_scikit_image_and_hold_out_two():
 
 
 def test_default_eval_set_is_the_held_out_photos_with_matlab_bicubic_lr():
-  config = pipeline.default_data_config()
+  config = default.data_config()
   eval_sets = pipeline.create_eval_sets(config, scale=SCALE)
   assert list(eval_sets) == ["bundled"]
   names = [image.name for image in eval_sets["bundled"]]
@@ -68,7 +69,7 @@ def test_lr_files_are_matched_by_the_usual_naming_schemes(tmp_path):
 
 
 def eval_config(**sets):
-  config = pipeline.default_data_config()
+  config = default.data_config()
   config.eval_sets = ml_collections.ConfigDict(sets)
   return config
 
@@ -153,7 +154,7 @@ def tiny_div2k(tmp_path_factory):
 
 
 def div2k_config(data_dir, **overrides):
-  config = pipeline.default_data_config()
+  config = default.data_config()
   config.update(dataset="div2k", tfds_data_dir=data_dir, patch_size=16, num_workers=2,
                 min_images_per_slot=2, tfds_download=False)
   config.update(**overrides)
