@@ -193,6 +193,18 @@ def _set_aside(manager: ocp.CheckpointManager, steps: list[int]) -> None:
   manager.reload()
 
 
+def remove_unfinished_saves(manager: ocp.CheckpointManager) -> list[str]:
+  """Deletes this run's half-written step directories (Orbax's `*.orbax-checkpoint-tmp*`), as
+  after a full disk; finished steps are never touched. Returns the names removed."""
+  removed = []
+  if jax.process_index() == 0 and manager.directory.exists():
+    for path in manager.directory.iterdir():
+      if ".orbax-checkpoint-tmp" in path.name:
+        path.rmtree()
+        removed.append(path.name)
+  return removed
+
+
 def find_step_directory(path: str | os.PathLike, step: Optional[int] = None) -> epath.Path:
   """Accepts a workdir, its checkpoints/ directory or one step's directory."""
   path = orbax_path(path)
