@@ -45,6 +45,10 @@ class _DropOrbaxDetail(logging.Filter):
       return True
     if record.levelno < logging.WARNING:
       return False
+    # A full disk fails Orbax's background write with a traceback; the trainer says it in one line.
+    error = record.exc_info[1] if record.exc_info else None
+    if "No space left on device" in f"{record.getMessage()} {error}":
+      return False
     return not str(record.msg).startswith(_HARMLESS_ORBAX_WARNINGS)
 
 
