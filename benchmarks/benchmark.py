@@ -46,7 +46,8 @@ multiply-add of every convolution and dot, over the taps that touch the image (z
 counted), plus one per element of elementwise and reduction ops; for a train step that is the
 forward pass, both backward gradients (input and weight), Adam and the EMA. PyTorch rows are
 credited with the same count (the useful work of the step), so TFLOP/s and MFU compare like with
-like. MFU is against the dense bf16 peak of the device (H100/H200 SXM: 989 TFLOP/s); float32 rows
+like (both the count and the peak table are esrgan_jax/flops.py's, as the trainer's logged MFU).
+MFU is against the dense bf16 peak of the device (H100/H200 SXM: 989 TFLOP/s); float32 rows
 also give it against the TF32 peak (494.5), the rate of the tensor cores that cuDNN uses for
 float32 convolutions by default in both frameworks. The conv row uses its own count (all taps).
 
@@ -78,8 +79,6 @@ ROWS = ("infer", "grad", "psnr", "gan", "conv")  # run in this order inside a ch
 JAX_PRECISIONS = ("float32", "bfloat16")
 TORCH_PRECISIONS = ("fp32", "amp_bf16")
 OPTIONS = {"jax": ("remat", "concat", "fused"), "torch": ("compile", "channels_last")}
-# Dense bf16 tensor-core peaks (TFLOP/s) and TF32 ones, from NVIDIA's H100/H200 SXM datasheets.
-PEAK_TFLOPS = {"H100": (989.0, 494.5), "H200": (989.0, 494.5)}
 # BasicSR's train_ESRGAN_x4 loss weights and optimiser settings, for the PyTorch step.
 PIXEL_WEIGHT, PERCEPTUAL_WEIGHT, GAN_WEIGHT = 1e-2, 1.0, 5e-3
 EMA_DECAY = 0.999
@@ -254,14 +253,6 @@ def jax_config(args, group, stage):
   if stage == "gan":
     config.discriminator.num_feat = args.d_feat
   return config
-
-
-def jax_flops(lowered):
-  """XLA's count for a lowered program (cost_analysis of the HLO before XLA's passes)."""
-  analysis = lowered.cost_analysis()
-  if isinstance(analysis, (list, tuple)):  # older jax: one dict per executable
-    analysis = analysis[0] if analysis else None
-  return float(analysis.get("flops", 0.0)) if analysis else 0.0
 
 
 def jax_trace_summary(run_once, sync, num_steps=3, top=8):
@@ -448,7 +439,8 @@ def count_jax_flops(args, report):
   for row in [r for r in args.rows if r != "conv"]:
     jitted, example, _ = jax_row_program(args, Group("jax", "float32", ()), row, concrete=False)
     start = time.perf_counter()
-    flops = jax_flops(jitted.lower(*example))
+    from esrgan_jax import flops as flop_counts  # pylint: disable=g-import-not-at-top
+    flops = flop_counts.flops_of(jitted, *example) or 0.0
     report(dict(row=row, flops=flops))
     progress(f"{row}: {flops:.4g} FLOPs per call (lowered in {time.perf_counter() - start:.1f} s)")
 
@@ -730,18 +722,12 @@ def print_profile(profile):
     print(f"        {seconds * 1e3:8.3f} ms  x{count:<5.0f} {name[:90]}")
 
 
-def peak_tflops(device: str):
-  for key, peaks in PEAK_TFLOPS.items():
-    if key in device:
-      return peaks
-  return None
-
-
 def format_bytes(n):
   return f"{n / 2**30:.2f} GiB" if n else "-"
 
 
 def print_table(results, flops, args):
+  from esrgan_jax import flops as flop_counts  # pylint: disable=g-import-not-at-top
   print(f"\nx4 RRDBNet {args.num_block} blocks x {args.num_feat} feat (grow {args.num_grow_ch}); "
         f"train: batch {args.batch}, HR patch {args.patch}, D width {args.d_feat}; infer: "
         f"{args.infer_batch} x {args.infer_size}^2 -> {args.infer_size * SCALE}^2; "
@@ -754,11 +740,11 @@ def print_table(results, flops, args):
     for r in [r for r in results if r["row"] == row]:
       count = conv_probe_flops(args) if row == "conv" else flops.get(row)
       tflops = count / r["seconds"] / 1e12 if count else None
-      peaks = peak_tflops(r["device"])
+      peaks = flop_counts.peak_tflops(r["device"])
       mfu = "-"
-      if tflops and peaks:
+      if tflops and peaks and peaks[0]:
         mfu = f"{tflops / peaks[0]:.1%}"
-        if not parse_group(r["group"]).bf16:
+        if not parse_group(r["group"]).bf16 and peaks[1]:
           mfu += f" ({tflops / peaks[1]:.1%} tf32)"
       compile_s = f"{r['compile_s']:.1f}" if "compile_s" in r else f"({r['warmup_s']:.1f})"
       print(f"{row:<6}{r['group']:<28}{r['rate']:12.3f} {r['unit']:<8}"

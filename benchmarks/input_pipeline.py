@@ -23,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from configs import default  # pylint: disable=g-import-not-at-top
 from esrgan_jax.data import pipeline  # pylint: disable=g-import-not-at-top
 from esrgan_jax.data.images import write_image  # pylint: disable=g-import-not-at-top
 
@@ -66,7 +67,7 @@ def main() -> None:
         f"x{args.scale}, {args.steps} timed batches", flush=True)
 
   def config(**fields):
-    data_config = pipeline.default_data_config()
+    data_config = default.data_config()
     data_config.update(patch_size=args.patch_size, **fields)
     if args.num_workers:
       data_config.num_workers = args.num_workers

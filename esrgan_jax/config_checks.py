@@ -1,4 +1,4 @@
-"""Config validation that runs before anything is compiled, with one clear line per problem."""
+"""Config validation, the one place fields are checked: before anything is compiled, one line each."""
 
 import ml_collections
 from etils import epath
@@ -13,6 +13,7 @@ from esrgan_jax.train_state import COMPUTE_DTYPES
 
 
 PRNG_IMPLS = ("rbg", "unsafe_rbg", "threefry2x32")
+SCHEDULES = ("multistep", "cosine_restarts")
 
 
 class ConfigError(ValueError):
@@ -24,7 +25,13 @@ def _require(condition: bool, message: str) -> None:
     raise ConfigError(message)
 
 
-def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
+def validate(config: ml_collections.ConfigDict, num_devices: int, mode: str = "train") -> None:
+  """Checks every field `mode` ('train' or 'eval') reads, before anything is compiled.
+
+  The one place config fields are checked: the data pipeline checks only the files it reads, and
+  the trainer and evaluator assume a validated config. Raises ConfigError naming the field.
+  """
+  _require(mode in ("train", "eval"), f"mode must be 'train' or 'eval', got {mode!r}")
   _require(config.stage in ("psnr", "gan"), f"config.stage must be 'psnr' or 'gan', got "
            f"{config.stage!r}")
   _require(config.mode in ("train", "eval"), f"config.mode must be 'train' or 'eval', got "
@@ -32,14 +39,50 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   _require(config.compute_dtype in COMPUTE_DTYPES,
            f"config.compute_dtype must be one of {sorted(COMPUTE_DTYPES)}, got "
            f"{config.compute_dtype!r}")
+  _validate_model(config.model)
+  _validate_eval(config)
+  if mode == "train":
+    _validate_train(config, num_devices)
+
+
+def _validate_model(model: ml_collections.ConfigDict) -> None:
+  _require(model.scale in SUPPORTED_SCALES,
+           f"config.model.scale must be one of {SUPPORTED_SCALES}, got {model.scale}")
+  # num_feat=0 divides by zero in the initialisers, num_block=0 trains a network of no blocks.
+  for name in ("num_in_ch", "num_out_ch", "num_feat", "num_block", "num_grow_ch"):
+    value = model[name]
+    _require(isinstance(value, int) and value > 0,
+             f"config.model.{name} must be a positive integer, got {value!r}")
+  dense_block = model.get("dense_block", "auto")
+  _require(dense_block in DENSE_BLOCK_CHOICES, f"config.model.dense_block must be one of "
+           f"{DENSE_BLOCK_CHOICES}, got {dense_block!r}")
+
+
+def _validate_eval(config: ml_collections.ConfigDict) -> None:
+  """What periodic evaluation and eval mode read: the eval sets and config.eval."""
+  data, evaluation = config.data, config.eval
+  _require(data.on_bad_image in ("skip", "error"),
+           f"config.data.on_bad_image must be 'skip' or 'error', got {data.on_bad_image!r}")
+  for name, spec in data.eval_sets.items():
+    _require(bool(spec.get("hr_dir")), f"config.data.eval_sets.{name}.hr_dir is not set")
+    _require_dir(spec.hr_dir, f"config.data.eval_sets.{name}.hr_dir")
+    if spec.get("lr_dir"):
+      _require_dir(spec.lr_dir, f"config.data.eval_sets.{name}.lr_dir")
+  max_images = data.eval_max_images
+  _require(max_images is None or max_images > 0,
+           f"config.data.eval_max_images must be positive (or unset), got {max_images}")
+  for name in ("tile", "tile_pad", "num_comparison_images"):
+    _require(evaluation[name] >= 0, f"config.eval.{name} must be >= 0, got {evaluation[name]}")
+  for name in ("checkpoint", "lpips_weights"):
+    value = evaluation.get(name)
+    _require(not value or epath.Path(value).exists(),
+             f"config.eval.{name}: {value} does not exist")
+
+
+def _validate_train(config: ml_collections.ConfigDict, num_devices: int) -> None:
   _require(config.get("prng_impl") in PRNG_IMPLS, f"config.prng_impl must be one of "
            f"{PRNG_IMPLS}, got {config.get('prng_impl')!r}")
   scale, patch = config.model.scale, config.data.patch_size
-  _require(scale in SUPPORTED_SCALES,
-           f"config.model.scale must be one of {SUPPORTED_SCALES}, got {scale}")
-  dense_block = config.model.get("dense_block", "auto")
-  _require(dense_block in DENSE_BLOCK_CHOICES, f"config.model.dense_block must be one of "
-           f"{DENSE_BLOCK_CHOICES}, got {dense_block!r}")
   # x1 and x2 models pixel-unshuffle their input by 4 // scale.
   multiple = scale * (4 // scale)
   _require(patch > 0 and patch % multiple == 0,
@@ -53,20 +96,34 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   for name in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps",
                "keep_checkpoints"):
     _require(config.train[name] > 0, f"config.train.{name} must be positive")
+  _require(config.train.profile_steps >= 0, "config.train.profile_steps must be >= 0")
   _require(0.0 <= config.train.ema_decay < 1.0, "config.train.ema_decay must be in [0, 1)")
   _require(config.loss.pixel_criterion in PIXEL_CRITERIA,
            f"config.loss.pixel_criterion must be one of {sorted(PIXEL_CRITERIA)}, got "
            f"{config.loss.pixel_criterion!r}")
+  _require(not config.get("generator_init") or epath.Path(config.generator_init).exists(),
+           f"config.generator_init: {config.get('generator_init')} does not exist")
   _validate_data(config.data)
+  _validate_optimizer(config, "optimizer_g")
   if config.stage == "gan":
+    _validate_optimizer(config, "optimizer_d")
     _validate_gan(config)
 
 
+def _validate_optimizer(config: ml_collections.ConfigDict, name: str) -> None:
+  optimizer = config[name]
+  _require(optimizer.learning_rate > 0, f"config.{name}.learning_rate must be positive")
+  _require(optimizer.schedule in SCHEDULES, f"config.{name}.schedule must be one of "
+           f"{SCHEDULES}, got {optimizer.schedule!r}")
+  if optimizer.schedule == "cosine_restarts":
+    _require(len(optimizer.restart_periods) > 0 and min(optimizer.restart_periods) > 0,
+             f"config.{name}.restart_periods must be positive, got {optimizer.restart_periods}")
+
+
 def _validate_data(data: ml_collections.ConfigDict) -> None:
+  """The training data fields (the eval sets are _validate_eval's)."""
   _require(data.dataset in DATASETS,
            f"config.data.dataset must be one of {DATASETS}, got {data.dataset!r}")
-  _require(data.on_bad_image in ("skip", "error"),
-           f"config.data.on_bad_image must be 'skip' or 'error', got {data.on_bad_image!r}")
   _require(data.on_small_image in ("skip", "pad"),
            f"config.data.on_small_image must be 'skip' or 'pad', got {data.on_small_image!r}")
   if data.dataset == "folder":
@@ -75,11 +132,9 @@ def _validate_data(data: ml_collections.ConfigDict) -> None:
     _require_dir(data.hr_dir, "config.data.hr_dir")
     if data.lr_dir:
       _require_dir(data.lr_dir, "config.data.lr_dir")
-  for name, spec in data.eval_sets.items():
-    _require(bool(spec.get("hr_dir")), f"config.data.eval_sets.{name}.hr_dir is not set")
-    _require_dir(spec.hr_dir, f"config.data.eval_sets.{name}.hr_dir")
-    if spec.get("lr_dir"):
-      _require_dir(spec.lr_dir, f"config.data.eval_sets.{name}.lr_dir")
+  _require(data.num_workers is None or data.num_workers > 0,
+           f"config.data.num_workers must be positive (or unset), got {data.num_workers}")
+  _require(data.prefetch_batches > 0, "config.data.prefetch_batches must be positive")
 
 
 def _require_dir(path: str, field: str) -> None:
@@ -90,6 +145,8 @@ def _validate_gan(config: ml_collections.ConfigDict) -> None:
   name = config.discriminator.name
   _require(name in DISCRIMINATORS, f"config.discriminator.name must be one of "
            f"{sorted(DISCRIMINATORS)}, got {name!r}")
+  _require(config.discriminator.num_feat > 0, f"config.discriminator.num_feat must be positive, "
+           f"got {config.discriminator.num_feat}")
   if name == "vgg_style":
     _require(config.data.patch_size in VGG_INPUT_SIZES,
              f"config.data.patch_size={config.data.patch_size} does not fit the vgg_style "
@@ -100,7 +157,6 @@ def _validate_gan(config: ml_collections.ConfigDict) -> None:
            f"{unknown or layers}; choose from {list(VGG19_LAYERS)}")
   _require(config.loss.perceptual_criterion in ("l1", "l2", "mse"),
            "config.loss.perceptual_criterion must be 'l1' or 'l2'")
-  for field in ("generator_init", "loss.vgg19_weights"):
-    value = config.generator_init if field == "generator_init" else config.loss.vgg19_weights
-    _require(not value or epath.Path(value).exists(),
-             f"config.{field}: {value} does not exist")
+  value = config.loss.vgg19_weights
+  _require(not value or epath.Path(value).exists(),
+           f"config.loss.vgg19_weights: {value} does not exist")

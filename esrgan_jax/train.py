@@ -1,14 +1,17 @@
 """The training loop of both ESRGAN stages: state, mesh, input, periodic actions. No numerics.
 
-`train_and_evaluate` first does everything that can fail because of the config or a file (config
-checks, the stage-1 generator, the VGG19 weights, the training and evaluation data), so a bad run
-fails within seconds with one line, before anything is compiled. Then it builds the sharded state,
-restores the latest checkpoint if there is one, and runs the loop. A run stopped at any point
+The config arrives validated (esrgan_jax/config_checks.py, called once by main.py).
+`train_and_evaluate` first loads what can fail because of a file (the stage-1 generator, the VGG19
+weights, the training and evaluation data), so a bad run fails within seconds with one line,
+before anything but the state's initialisation is compiled. Then it builds the sharded state,
+restores the newest checkpoint that restores cleanly (a damaged one is set aside with a warning),
+and runs the loop. A run stopped at any point
 (SIGTERM, a crash, a kill) and started again with the same command continues from its latest
 checkpoint and ends with exactly the parameters of an uninterrupted run: the batch of step s
 depends only on (seed, s), the step's RNG is folded from s, and the whole state is checkpointed.
 """
 
+import errno
 import functools
 import signal
 import threading
@@ -21,18 +24,15 @@ import ml_collections
 import numpy as np
 from absl import logging
 from clu import metric_writers, periodic_actions
+from etils import epath
 
-from esrgan_jax import checkpoints, config_checks, evaluate, parallel, steps
+from esrgan_jax import checkpoints, cli, config_checks, evaluate, flops, parallel
+from esrgan_jax import steps
 from esrgan_jax.weights import generator as generator_weights
 from esrgan_jax.weights import vgg19 as vgg19_weights
 from esrgan_jax.data import pipeline
 from esrgan_jax.train_state import TrainState, build_networks, init_train_state
 
-# Peak dense bf16 FLOP/s per device, for the MFU estimate (vendor figures).
-PEAK_FLOPS = {
-    "NVIDIA H100": 989e12, "NVIDIA H200": 989e12, "NVIDIA A100": 312e12,
-    "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5p": 459e12, "TPU v6 lite": 918e12,
-}
 # Steps run before a profile starts, so the trace shows steady-state steps.
 PROFILE_WARMUP_STEPS = 3
 
@@ -41,36 +41,56 @@ class NonFiniteLossError(RuntimeError):
   """Training produced NaN/Inf; the message names the step and the last good checkpoint."""
 
 
-class _StopRequest:
-  """Turns SIGTERM (preemption) into a flag the loop checks between steps.
+class DiskFullError(cli.UserError):
+  """A checkpoint could not be written for lack of space; the last good one is kept."""
 
-  Single-process runs only: with several processes JAX's preemption service owns SIGTERM and the
-  loop asks `manager.reached_preemption`, which makes every process stop at the same step.
-  Restores the previous handler on exit, so in-process callers (tests) get theirs back.
+
+class InputError(cli.UserError):
+  """The training input failed mid-run (every image of a slot unreadable, ...); one line."""
+
+
+class Interrupted(Exception):
+  """Ctrl-C stopped training after saving `step`; the same command resumes."""
+
+  def __init__(self, step: int):
+    super().__init__(f"stopped by Ctrl-C at step {step}; the same command resumes")
+    self.step = step
+
+
+class _StopRequest:
+  """Turns SIGTERM (preemption) and Ctrl-C into a flag the loop checks between steps.
+
+  SIGTERM: single-process runs only: with several processes JAX's preemption service owns it and
+  the loop asks `manager.reached_preemption`, which makes every process stop at the same step.
+  A second Ctrl-C raises KeyboardInterrupt at once (the loop still saves the last step). Restores
+  the previous handlers on exit, so in-process callers (tests) get theirs back.
   """
 
   def __init__(self):
-    self.requested = False
-    self._previous = None
+    self.signal = None  # the signal that asked to stop
+    self._previous = {}
+
+  @property
+  def requested(self) -> bool:
+    return self.signal is not None
 
   def __enter__(self):
-    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    if threading.current_thread() is threading.main_thread():
+      signals = [signal.SIGINT] + ([signal.SIGTERM] if jax.process_count() == 1 else [])
+      self._previous = {s: signal.signal(s, self._handle) for s in signals}
     return self
 
   def __exit__(self, *exc_info):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
 
   def _handle(self, signum, frame):
     del frame
-    logging.warning("Received signal %d: saving a checkpoint and stopping.", signum)
-    self.requested = True
-
-
-def peak_flops_per_device() -> Optional[float]:
-  kind = jax.devices()[0].device_kind
-  return next((flops for name, flops in PEAK_FLOPS.items() if kind.startswith(name)), None)
+    if signum == signal.SIGINT and self.signal == signal.SIGINT:
+      raise KeyboardInterrupt
+    name = "Ctrl-C" if signum == signal.SIGINT else f"signal {signum}"
+    logging.warning("%s: saving a checkpoint and stopping (Ctrl-C again: stop at once).", name)
+    self.signal = signum
 
 
 def generator_meta(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -93,8 +113,8 @@ def load_initial_generator(config: ml_collections.ConfigDict) -> Optional[tuple[
   ema_params, arch = generator_weights.load_generator(source, which="generator_ema")
   expected = generator_meta(config)["arch"]
   if arch != expected:
-    raise generator_weights.CheckpointError(f"{source}: generator architecture {arch} does not "
-                                            f"match config.model {expected}")
+    raise generator_weights.CheckpointError(f"{source}: generator architecture {arch} does not match "
+                                       f"config.model {expected}")
   if generator_weights.is_generator_checkpoint(source):
     params = ema_params
   else:
@@ -144,85 +164,98 @@ def _all_finite(tree) -> jax.Array:
 def _open_data(config: ml_collections.ConfigDict, start_step: int):
   """(training iterator, evaluation sets); data errors become one-line ConfigErrors.
 
-  Only file reading and validation happen here, so ValueError / OSError mean bad data or a bad
-  data field, whose messages already name the file or field.
+  Only file reading happens here, so ValueError / OSError mean bad data, whose messages already
+  name the file or field.
   """
   try:
     eval_sets = pipeline.create_eval_sets(config.data, scale=config.model.scale)
-    train_iterator = pipeline.create_train_iterator(
-        config.data, scale=config.model.scale, global_batch_size=config.train.batch_size,
-        seed=config.seed, start_step=start_step)
+    train_iterator = _open_train_iterator(config, start_step)
   except (ValueError, OSError) as error:
     raise config_checks.ConfigError(str(error).splitlines()[0]) from error
   return train_iterator, eval_sets
 
 
+def _open_train_iterator(config: ml_collections.ConfigDict, start_step: int):
+  return pipeline.create_train_iterator(
+      config.data, scale=config.model.scale, global_batch_size=config.train.batch_size,
+      seed=config.seed, start_step=start_step)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
-  """Trains to config.train.num_steps, or until SIGTERM (then the returned step is smaller)."""
-  # Everything that can fail on a config field or a file, before anything is compiled.
-  config_checks.validate(config, jax.device_count())
+  """Trains to config.train.num_steps, or until SIGTERM (then the returned step is smaller).
+
+  Ctrl-C saves a checkpoint and raises Interrupted; a full disk raises DiskFullError.
+  """
+  num_steps = config.train.num_steps
   manager = checkpoints.create_manager(workdir, config.train.keep_checkpoints)
-  resume_step = manager.latest_step()
-  generator_init = load_initial_generator(config) if resume_step is None else None
-  vgg_params = load_vgg_params(config)
-  train_iterator, eval_sets = _open_data(config, start_step=resume_step or 0)
+  train_iterator = None
   try:
-    return _train(config, workdir, manager, resume_step, generator_init, vgg_params,
-                  train_iterator, eval_sets)
+    latest = manager.latest_step()
+    # Files first: a bad path fails in seconds. A finished run needs no data.
+    generator_init = load_initial_generator(config) if latest is None else None
+    vgg_params = load_vgg_params(config)
+    eval_sets, opened_at = None, latest or 0
+    if latest is None or latest < num_steps:
+      train_iterator, eval_sets = _open_data(config, start_step=opened_at)
+
+    mesh = parallel.create_mesh()
+    networks = build_networks(config)
+    # The key carries config.prng_impl ('rbg' compiles initialisation in seconds where threefry
+    # takes minutes on CPU), whatever the process-wide default is.
+    seed_key = jax.random.key(config.seed, impl=config.get("prng_impl") or None)
+    init_rng, step_rng = jax.random.split(seed_key)
+    init_fn = functools.partial(init_train_state, networks, config)
+    state_sharding = parallel.state_shardings(jax.eval_shape(init_fn, init_rng), mesh,
+                                              config.train.fsdp)
+    state = jax.jit(init_fn, out_shardings=state_sharding)(init_rng)
+    if vgg_params is not None:
+      state = state.replace(vgg=_place_like(vgg_params, state.vgg))
+    restored = checkpoints.restore_latest_good(manager, state)
+    if restored is not None:
+      state, restored_step = restored
+      if int(jax.device_get(state.step)) != restored_step:
+        raise generator_weights.CheckpointError(f"{manager.directory}: checkpoint {restored_step} "
+                                           f"holds step {int(jax.device_get(state.step))}")
+      logging.info("Resumed from step %d in %s", restored_step, manager.directory)
+    elif generator_init is not None:
+      params, ema_params = generator_init
+      state = state.replace(generator=_place_like(params, state.generator),
+                            generator_ema=_place_like(ema_params, state.generator_ema))
+    start_step = int(jax.device_get(state.step))
+    if start_step >= num_steps:
+      logging.info("already complete: step %d of %d in %s; nothing to do", start_step, num_steps,
+                   workdir)
+      return state
+    if train_iterator is None or opened_at != start_step:
+      # A damaged latest checkpoint: the data restarts at the step actually restored.
+      if train_iterator is not None:
+        train_iterator.close()
+      train_iterator, eval_sets = _open_data(config, start_step=start_step)
+
+    train_step = jax.jit(
+        steps.make_train_step(networks, config),
+        in_shardings=(state_sharding, parallel.batch_sharding(mesh), parallel.replicated(mesh)),
+        out_shardings=(state_sharding, parallel.replicated(mesh)),
+        donate_argnums=0)
+    trainer = _Trainer(config, workdir, manager, networks, train_step, eval_sets, state,
+                       start_step)
+    batches = pipeline.prefetch_to_mesh(train_iterator, parallel.batch_sharding(mesh))
+    try:
+      return trainer.run(batches, step_rng)
+    finally:
+      batches.close()
+      trainer.writer.close()
   finally:
-    train_iterator.close()
+    if train_iterator is not None:
+      train_iterator.close()
     manager.close()
 
 
-def _train(config, workdir, manager, resume_step, generator_init, vgg_params, train_iterator,
-           eval_sets) -> TrainState:
-  is_chief = jax.process_index() == 0
-  mesh = parallel.create_mesh()
-  networks = build_networks(config)
-  # The key carries config.prng_impl ('rbg' compiles initialisation in seconds where threefry
-  # takes minutes on CPU), whatever the process-wide default is.
-  seed_key = jax.random.key(config.seed, impl=config.get("prng_impl") or None)
-  init_rng, step_rng = jax.random.split(seed_key)
-
-  init_fn = functools.partial(init_train_state, networks, config)
-  state_sharding = parallel.state_shardings(jax.eval_shape(init_fn, init_rng), mesh,
-                                            config.train.fsdp)
-  state = jax.jit(init_fn, out_shardings=state_sharding)(init_rng)
-  if vgg_params is not None:
-    state = state.replace(vgg=_place_like(vgg_params, state.vgg))
-  if resume_step is not None:
-    state = checkpoints.restore(manager, state, resume_step)
-    logging.info("Resumed from step %d in %s", resume_step, manager.directory)
-  elif generator_init is not None:
-    params, ema_params = generator_init
-    state = state.replace(generator=_place_like(params, state.generator),
-                          generator_ema=_place_like(ema_params, state.generator_ema))
-  start_step = int(jax.device_get(state.step))
-  if start_step != (resume_step or 0):  # the data iterator was opened at resume_step
-    raise RuntimeError(f"{manager.directory}: checkpoint {resume_step} holds step {start_step}")
-
-  batch_sharding = parallel.batch_sharding(mesh)
-  train_step = jax.jit(
-      steps.make_train_step(networks, config),
-      in_shardings=(state_sharding, batch_sharding, parallel.replicated(mesh)),
-      out_shardings=(state_sharding, parallel.replicated(mesh)),
-      donate_argnums=0)
-  batches = pipeline.prefetch_to_mesh(train_iterator, batch_sharding)
-
-  # Only process 0 writes event files; the others log to the console.
-  writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
-  if start_step == 0:
-    writer.write_hparams(_flat_hparams(config))
-  report = periodic_actions.ReportProgress(num_train_steps=config.train.num_steps, writer=writer)
-  hooks = [report]
-  if is_chief and config.train.profile_steps > 0:
-    hooks.extend(_profile_hook(config, workdir, start_step))
-  loop = _Loop(config, workdir, manager, writer, report, train_step, eval_sets, networks)
-  try:
-    return loop.run(state, batches, step_rng, start_step, hooks)
-  finally:
-    batches.close()
-    writer.close()
+def _write_config(config: ml_collections.ConfigDict, workdir: str, writer) -> None:
+  """The whole config into WORKDIR/config.json and TensorBoard's hparams, not onto the console."""
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+  (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+  writer.write_hparams(_flat_hparams(config))
 
 
 def _profile_hook(config, workdir, start_step) -> list[periodic_actions.PeriodicAction]:
@@ -248,81 +281,135 @@ def _flat_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return flat
 
 
-class _Loop:
-  """The step loop and its periodic actions; owns the one-step-late NaN check."""
+def _is_disk_full(error: BaseException) -> bool:
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+      return True
+    if "No space left on device" in str(error):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
 
-  def __init__(self, config, workdir, manager, writer, report, train_step, eval_sets, networks):
+
+class _Trainer:
+  """The step loop and its periodic actions; owns the one-step-late NaN check.
+
+  Every attribute is set here; `run` walks the steps from `start_step` to num_steps.
+  """
+
+  def __init__(self, config, workdir, manager, networks, train_step, eval_sets, state,
+               start_step: int):
     self.config = config
     self.workdir = workdir
     self.manager = manager
-    self.writer = writer
-    self.report = report
-    self.train_step = train_step
-    self.eval_sets = eval_sets
     self.networks = networks
+    self.train_step = train_step  # jitted; lowered and compiled at the first batch
+    self.eval_sets = eval_sets
     self.meta = generator_meta(config)
+    self.is_chief = jax.process_index() == 0
+    # TensorBoard only (process 0): the console gets the progress lines below, once each.
+    self.writer = (metric_writers.SummaryWriter(workdir) if self.is_chief
+                   else metric_writers.MultiWriter([]))
+    if self.is_chief:
+      _write_config(config, workdir, self.writer)
+    self.hooks = (_profile_hook(config, workdir, start_step)
+                  if self.is_chief and config.train.profile_steps > 0 else [])
+    self.state = state
+    self.start_step = start_step
+    self.saved_step = start_step
+    self.unreported_save: Optional[int] = None  # an async save not yet known to be on disk
+    self.last_metrics = None  # device metrics of the last completed step
+    self.pending = None  # (step, device metrics) of the last step, checked one step late
+    self.interval_metrics: list[dict[str, float]] = []
+    self.compiled = None
+    self.timer = _Throughput(config.train.batch_size, None, start_step)
+    self.stop = _StopRequest()
 
-  def run(self, state, batches, step_rng, start_step, hooks):
+  def run(self, batches, step_rng) -> TrainState:
     """Trains to num_steps; any crash but a non-finite loss first saves the last good state."""
-    self.state, self.saved_step, self.last_metrics = state, start_step, None
     try:
-      with _StopRequest() as stop:
-        self._steps(batches, step_rng, start_step, hooks, stop)
+      with self.stop:
+        for step in range(self.start_step, self.config.train.num_steps):
+          try:
+            batch = next(batches)
+          except (ValueError, OSError) as error:
+            raise InputError(str(error).splitlines()[0]) from error
+          if not self._step(step, batch, jax.random.fold_in(step_rng, step)):
+            break
+        self.manager.wait_until_finished()  # the last save's errors surface here
+        self._report_finished_save()
     except NonFiniteLossError:
+      self._wait_for_saves()
       raise
-    except BaseException:
+    except Exception as error:  # pylint: disable=broad-except
+      if _is_disk_full(error):
+        self._wait_for_saves()
+        removed = checkpoints.remove_unfinished_saves(self.manager)
+        raise DiskFullError(
+            f"no space left on device writing {self.manager.directory}; "
+            f"{_last_good_checkpoint(self.manager)}"
+            + (f" (removed {len(removed)} unfinished save directories)" if removed else "")
+        ) from None
       self._save_after_crash()
       raise
+    except KeyboardInterrupt:  # a second Ctrl-C, inside a step
+      self._save_after_crash()
+      raise Interrupted(self.saved_step) from None
     finally:
-      self.manager.wait_until_finished()
       self.writer.flush()
+    if self.stop.signal == signal.SIGINT:
+      raise Interrupted(self.saved_step)
     return self.state
 
-  def _steps(self, batches, step_rng, start_step, hooks, stop):
+  def _step(self, step: int, batch, rng) -> bool:
+    """Runs step `step` and what follows it; False: stop here."""
     train_config = self.config.train
-    pending = None  # (step number, device metrics) of the last step, checked one step late
-    interval_metrics = []
-    compiled, timer = None, None
-    for step in range(start_step, train_config.num_steps):
-      batch = next(batches)
-      rng = jax.random.fold_in(step_rng, step)
-      if compiled is None:
-        compiled = self.train_step.lower(self.state, batch, rng).compile()
-        flops = _flops_per_step(compiled)
-        logging.info("Compiled the %s step: %s FLOPs per step per device.", self.config.stage,
-                     f"{flops:.3e}" if flops else "unknown")
-        timer = _Throughput(train_config.batch_size, flops, start_step)
-      self.state, metrics = compiled(self.state, batch, rng)
-      self.last_metrics = metrics
-      done = step + 1
-      if pending is not None:
-        interval_metrics.append(self._checked(*pending))
-      pending = (done, metrics)
-      for hook in hooks:
-        hook(done)
-      is_last = done == train_config.num_steps
-      if done % train_config.log_every_steps == 0 or is_last:
-        interval_metrics.append(self._checked(*pending))
-        pending = None
-        self._write_train_metrics(done, interval_metrics, timer)
-        interval_metrics = []
-      eval_metrics = None
-      is_eval = done % train_config.eval_every_steps == 0 or is_last
-      if is_eval:
-        with self.report.timed("eval"):
-          eval_metrics = self._evaluate(done, self.state, write_files=is_last)
-        timer.restart(done)  # images/s measures training steps only
-      preempted = stop.requested or self.manager.reached_preemption(done)
-      # Every evaluated state is saved with its PSNR, so the best one can be kept.
-      if done % train_config.checkpoint_every_steps == 0 or is_eval or preempted:
-        if pending is not None:
-          interval_metrics.append(self._checked(*pending))
-          pending = None
-        self._save(done, eval_metrics)
-      if preempted:
+    if self.compiled is None:
+      lowered = self.train_step.lower(self.state, batch, rng)
+      # The lowered module counts convolutions; the compiled one on GPU leaves cuDNN's out.
+      flops_per_step = flops.lowered_flops(lowered)
+      self.compiled = lowered.compile()
+      logging.info("Compiled the %s step: %s FLOPs per step per device.", self.config.stage,
+                   f"{flops_per_step:.3e}" if flops_per_step else "unknown")
+      self.timer = _Throughput(train_config.batch_size, flops_per_step, step)
+    self.state, metrics = self.compiled(self.state, batch, rng)
+    self.last_metrics = metrics
+    done = step + 1
+    self._flush_pending()  # the previous step's metrics, now that this one is queued
+    self.pending = (done, metrics)
+    for hook in self.hooks:
+      hook(done)
+    is_last = done == train_config.num_steps
+    if done % train_config.log_every_steps == 0 or is_last:
+      self._flush_pending()
+      self._log_progress(done)
+    eval_metrics = None
+    is_eval = done % train_config.eval_every_steps == 0 or is_last
+    if is_eval:
+      eval_metrics = self._evaluate(done, write_files=is_last)
+      self.timer.restart(done)  # images/s measures training steps only
+    preempted = self.stop.requested or self.manager.reached_preemption(done)
+    # Every evaluated state is saved with its PSNR, so the best one can be kept.
+    if done % train_config.checkpoint_every_steps == 0 or is_eval or preempted:
+      self._flush_pending()
+      self._save(done, eval_metrics)
+    self._report_finished_save()
+    if preempted:
+      if self.stop.signal != signal.SIGINT:
         logging.warning("Stopped at step %d of %d after saving a checkpoint; run the same "
                         "command again to resume.", done, train_config.num_steps)
-        break
+      self.manager.wait_until_finished()
+      self._report_finished_save()
+      return False
+    return True
+
+  def _flush_pending(self) -> None:
+    """Checks the pending step's metrics (NaN/Inf) and adds them to the logging interval."""
+    if self.pending is not None:
+      self.interval_metrics.append(self._checked(*self.pending))
+      self.pending = None
 
   def _save(self, step: int, eval_metrics: Optional[dict[str, float]] = None) -> None:
     """Saves the current state (async), after checking that it holds no NaN/Inf.
@@ -333,8 +420,23 @@ class _Loop:
     if not bool(_all_finite(self.state.replace(vgg=None))):
       raise NonFiniteLossError(f"non-finite parameters after step {step}; stopping, "
                                f"{_last_good_checkpoint(self.manager)}")
+    self._report_finished_save()
     checkpoints.save(self.manager, self.state, self.meta, eval_metrics)
     self.saved_step = step
+    self.unreported_save = step
+
+  def _report_finished_save(self) -> None:
+    """One line per checkpoint, once its background write is done."""
+    if self.unreported_save is not None and not self.manager.is_saving_in_progress():
+      logging.info("saved checkpoint step %d -> %s", self.unreported_save,
+                   self.manager.directory / str(self.unreported_save))
+      self.unreported_save = None
+
+  def _wait_for_saves(self) -> None:
+    try:
+      self.manager.wait_until_finished()
+    except Exception:  # pylint: disable=broad-except  # the error being raised says more
+      pass
 
   def _save_after_crash(self):
     """Saves the state of the last completed step, unless that step is already saved.
@@ -352,8 +454,10 @@ class _Loop:
         self._save(step)
         # The save runs in a background thread: only its end says whether the step was written.
         self.manager.wait_until_finished()
+        self._report_finished_save()
         logging.warning("Training stopped by an error: saved step %d first.", step)
     except Exception as error:  # the state may have been donated to the failed step
+      self.unreported_save = None
       logging.error("Could not save a checkpoint after the error: %s", error)
 
   def _checked(self, step: int, device_metrics) -> dict[str, float]:
@@ -361,35 +465,47 @@ class _Loop:
     check_finite(step, values, self.manager)
     return values
 
-  def _write_train_metrics(self, step, interval_metrics, timer):
-    means = {f"train/{k}": float(np.mean([m[k] for m in interval_metrics]))
-             for k in interval_metrics[0]}
-    means.update(timer.update(step))
-    self.writer.write_scalars(step, means)
+  def _log_progress(self, step: int) -> None:
+    """TensorBoard scalars and one console line: step, images/s, losses, ETA."""
+    interval, self.interval_metrics = self.interval_metrics, []
+    means = {k: float(np.mean([m[k] for m in interval])) for k in interval[0]}
+    perf = self.timer.update(step)
+    self.writer.write_scalars(step, {**{f"train/{k}": v for k, v in means.items()}, **perf})
+    num_steps = self.config.train.num_steps
+    parts = [f"step {step}/{num_steps}"]
+    if "perf/images_per_s" in perf:
+      parts.append(f"{perf['perf/images_per_s']:.1f} img/s")
+    parts += [f"{k} {v:.4g}" for k, v in means.items() if k.startswith("l_")]
+    if "perf/mfu" in perf:
+      parts.append(f"MFU {perf['perf/mfu']:.1%}")
+    steps_per_s = perf.get("perf/images_per_s", 0.0) / self.config.train.batch_size
+    if steps_per_s > 0 and step < num_steps:
+      parts.append(f"ETA {_duration((num_steps - step) / steps_per_s)}")
+    logging.info("%s", "  ".join(parts))
 
-  def _evaluate(self, step, state, write_files: bool) -> dict[str, float]:
+  def _evaluate(self, step: int, write_files: bool) -> dict[str, float]:
     """Evaluates the EMA generator; the final one also writes WORKDIR/eval (JSON, pictures)."""
-    generate = evaluate.make_generate_fn(self.networks.generator, state.generator_ema)
+    generate = evaluate.make_generate_fn(self.networks.generator, self.state.generator_ema)
     results = evaluate.evaluate_sets(generate, self.eval_sets, self.config.model.scale,
                                      self.config.eval)
     self.writer.write_scalars(step, evaluate.scalar_summaries(results))
     evaluate.write_comparison_images(self.writer, step, results)
-    logging.info("Step %d evaluation:\n%s", step, evaluate.format_table(results))
-    if write_files and jax.process_index() == 0:
+    if write_files and self.is_chief:
+      # write_results prints the final table itself.
       evaluate.write_results(results, self.workdir, source=f"training step {step} (EMA)",
                              step=step)
+    else:
+      logging.info("step %d evaluation:\n%s", step, evaluate.format_table(results))
     return {checkpoints.BEST_METRIC: evaluate.headline_psnr(results)}
 
 
-def _flops_per_step(compiled) -> Optional[float]:
-  """FLOPs of one step on one device, as XLA counts them (a multiply-add is 2)."""
-  try:
-    analysis = compiled.cost_analysis()
-  except Exception:  # not every backend implements cost analysis
-    return None
-  if isinstance(analysis, (list, tuple)):
-    analysis = analysis[0] if analysis else None
-  return float(analysis["flops"]) if analysis and "flops" in analysis else None
+def _duration(seconds: float) -> str:
+  seconds = int(round(seconds))
+  hours, rest = divmod(seconds, 3600)
+  minutes, seconds = divmod(rest, 60)
+  if hours:
+    return f"{hours}h{minutes:02d}m"
+  return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
 class _Throughput:
@@ -399,7 +515,7 @@ class _Throughput:
     self._clock = time.perf_counter
     self._batch = global_batch_size
     self._flops = flops_per_step
-    self._peak = peak_flops_per_device()
+    self._peak = flops.peak_flops_per_device()
     self.restart(start_step)
 
   def restart(self, step: int) -> None:
@@ -414,7 +530,8 @@ class _Throughput:
       out["perf/images_per_s"] = steps_per_s * self._batch
       if self._flops:
         out["perf/tflops_per_s_per_device"] = self._flops * steps_per_s / 1e12
-        if self._peak:
-          out["perf/mfu"] = self._flops * steps_per_s / self._peak
+        utilisation = flops.mfu(self._flops, steps_per_s, self._peak)
+        if utilisation is not None:
+          out["perf/mfu"] = utilisation
     self._last_step, self._last_time = step, now
     return out

@@ -105,7 +105,7 @@ def test_readme_commands_stop_resume_and_evaluate(tmp_path):
   stderr_lines, signalled = [], False
   for line in process.stderr:
     stderr_lines.append(line)
-    if "train/l_pix=" in line and not signalled:  # the first logged step
+    if "l_pix " in line and not signalled:  # the first progress line
       process.send_signal(signal.SIGTERM)
       signalled = True
   watchdog.cancel()

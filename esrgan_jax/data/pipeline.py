@@ -1,7 +1,7 @@
 """The training input pipeline: sampling, sharding, crops, batches, prefetch onto the mesh.
 
-What the trainer calls:
-- `default_data_config()`: the `config.data` fields.
+What the trainer calls (with a `config.data` of configs/default.py, checked by
+esrgan_jax/config_checks.py; this module checks only the files it reads):
 - `create_train_iterator(...)`: an endless iterator of process-local NumPy batches
   {'lr': (B_local, p/s, p/s, 3), 'hr': (B_local, p, p, 3)}, float32 in [0, 1], NHWC.
 - `prefetch_to_mesh(...)`: those batches as global jax.Arrays sharded over the mesh's 'data' axis.
@@ -45,7 +45,6 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from absl import logging
 import jax
-import ml_collections
 import numpy as np
 
 from esrgan_jax.data import datasets
@@ -63,53 +62,8 @@ _ORDER_STREAM = 1
 _LR_CONTEXT = 3
 
 
-def default_data_config() -> ml_collections.ConfigDict:
-  """Defaults of `config.data`; every field the input pipeline reads."""
-  placeholder = ml_collections.config_dict.placeholder
-  config = ml_collections.ConfigDict()
-  config.dataset = "bundled"  # 'bundled' (skimage photos), 'folder' (hr_dir / lr_dir) or 'div2k'
-  config.hr_dir = placeholder(str)  # folder: HR images (png/jpg/webp/bmp/tiff), sorted by name
-  config.lr_dir = placeholder(str)  # folder: LR images matched by name (unset: bicubic from HR)
-  config.tfds_name = "div2k/bicubic_x4"  # div2k: TFDS name/config; its _xN must match the scale
-  config.tfds_data_dir = placeholder(str)  # div2k: TFDS data dir (unset: TFDS's default)
-  config.tfds_manual_dir = placeholder(str)  # div2k: folder with DIV2K's zip files, for offline
-  # div2k: prepare (download) the dataset when it is missing, in single-process runs only.
-  config.tfds_download = True
-  config.patch_size = 128  # HR patch side; the LR patch is patch_size // scale
-  config.use_hflip = True  # random horizontal flips
-  config.use_rot = True  # random vertical flips and 90-degree rotations (transposes)
-  # Decode this process's images (and make their LR) once and keep them in memory. False: decode
-  # on every use, for data larger than memory; PNG decoding then bounds the throughput.
-  config.cache_decoded = True
-  config.shuffle_seed = placeholder(int)  # seed of the data order and crops (unset: config.seed)
-  config.on_bad_image = "skip"  # unreadable image: 'skip' (with a warning) or 'error'
-  config.on_small_image = "skip"  # smaller than the patch: 'skip' (warning) or 'pad' (reflect)
-  config.num_workers = placeholder(int)  # threads decoding and cropping (unset: CPUs, at most 16)
-  config.prefetch_batches = 2  # process-local batches prepared ahead of the trainer
-  # Shard the data over batch slots only when each slot gets at least this many images (see
-  # pipeline.py's docstring); smaller datasets are sampled uniformly by every slot.
-  config.min_images_per_slot = 8
-  # Evaluation sets: name -> {hr_dir, lr_dir (optional: bicubic LR from the HR)}, in the
-  # Set5/Set14/BSD100/Urban100 layout. Empty: the two bundled held-out photographs.
-  config.eval_sets = ml_collections.ConfigDict()
-  config.eval_max_images = placeholder(int)  # at most this many images per evaluation set
-  return config
-
-
-def _check_config(data_config, scale: int, global_batch_size: int, process_index: int,
-                  process_count: int) -> None:
-  if data_config.dataset not in DATASETS:
-    raise ValueError(f"config.data.dataset must be one of {DATASETS}, got {data_config.dataset!r}")
-  if data_config.on_bad_image not in ("skip", "error"):
-    raise ValueError("config.data.on_bad_image must be 'skip' or 'error', "
-                     f"got {data_config.on_bad_image!r}")
-  if data_config.on_small_image not in ("skip", "pad"):
-    raise ValueError("config.data.on_small_image must be 'skip' or 'pad', "
-                     f"got {data_config.on_small_image!r}")
-  patch = data_config.patch_size
-  if patch <= 0 or patch % scale:
-    raise ValueError(f"config.data.patch_size={patch} must be a positive multiple of the scale "
-                     f"{scale}")
+def _check_arguments(global_batch_size: int, process_index: int, process_count: int) -> None:
+  """The caller's arguments; config fields are checked by esrgan_jax/config_checks.py."""
   if global_batch_size <= 0 or global_batch_size % process_count:
     raise ValueError(f"global batch size {global_batch_size} must be a positive multiple of the "
                      f"number of processes {process_count}")
@@ -368,7 +322,7 @@ def create_train_iterator(data_config, *, scale: int, global_batch_size: int, se
   """
   process_index = jax.process_index() if process_index is None else process_index
   process_count = jax.process_count() if process_count is None else process_count
-  _check_config(data_config, scale, global_batch_size, process_index, process_count)
+  _check_arguments(global_batch_size, process_index, process_count)
   source = _open_train_source(data_config, scale, process_count)
   data_seed = seed if data_config.shuffle_seed is None else data_config.shuffle_seed
   sampler = SlotSampler(source.num_images, global_batch_size, data_seed,
@@ -405,9 +359,7 @@ def create_eval_sets(data_config, *, scale: int) -> Dict[str, List[datasets.Eval
     return {"bundled": datasets.load_eval_images(hr_paths, None, scale)}
   result = {}
   for name, spec in eval_sets.items():
-    hr_dir = spec.get("hr_dir")
-    if not hr_dir:
-      raise ValueError(f"config.data.eval_sets.{name}.hr_dir is not set")
+    hr_dir = spec.hr_dir
     hr_paths, lr_paths = datasets.eval_set_paths(hr_dir, spec.get("lr_dir"), scale, max_images)
     images = datasets.load_eval_images(hr_paths, lr_paths, scale, data_config.on_bad_image, warn)
     if not images:

@@ -1,0 +1,146 @@
+"""Every config field with its default, defined once; the stage files override what they change.
+
+`get_config()` is the whole schema: the shared fields, the data pipeline's (`config.data`), and the
+GAN stage's (discriminator, optimizer_d, perceptual and adversarial loss terms), which stage 1
+leaves unused. configs/esrgan_psnr.py (stage 1) and configs/esrgan.py (stage 2) start from it.
+"""
+
+import ml_collections
+
+placeholder = ml_collections.config_dict.placeholder
+
+
+def model_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      num_in_ch=3, num_out_ch=3, scale=4, num_feat=64, num_block=23, num_grow_ch=32,
+      remat_blocks=False,  # recompute RRDBs in the backward pass when memory bound
+      dense_block="auto",  # "concat" or "fused" (models/rrdbnet.py); auto: fastest measured here
+  ))
+
+
+def optimizer_config(learning_rate: float, milestones: tuple[int, ...],
+                     num_steps: int) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      learning_rate=learning_rate,
+      b1=0.9,
+      b2=0.99,
+      eps=1e-8,
+      schedule="multistep",  # or "cosine_restarts"
+      milestones=milestones,  # multistep: multiply by `gamma` after this many updates
+      gamma=0.5,
+      restart_periods=(num_steps // 4,) * 4,  # cosine_restarts: BasicSR's periods and eta_min
+      eta_min=1e-7,
+  ))
+
+
+def data_config() -> ml_collections.ConfigDict:
+  """`config.data`: every field the input pipeline (esrgan_jax/data/pipeline.py) reads."""
+  config = ml_collections.ConfigDict()
+  config.dataset = "bundled"  # 'bundled' (skimage photos), 'folder' (hr_dir / lr_dir) or 'div2k'
+  config.hr_dir = placeholder(str)  # folder: HR images (png/jpg/webp/bmp/tiff), sorted by name
+  config.lr_dir = placeholder(str)  # folder: LR images matched by name (unset: bicubic from HR)
+  config.tfds_name = "div2k/bicubic_x4"  # div2k: TFDS name/config; its _xN must match the scale
+  config.tfds_data_dir = placeholder(str)  # div2k: TFDS data dir (unset: TFDS's default)
+  config.tfds_manual_dir = placeholder(str)  # div2k: folder with DIV2K's zip files, for offline
+  # div2k: prepare (download) the dataset when it is missing, in single-process runs only.
+  config.tfds_download = True
+  config.patch_size = 128  # HR patch side; the LR patch is patch_size // scale
+  config.use_hflip = True  # random horizontal flips
+  config.use_rot = True  # random vertical flips and 90-degree rotations (transposes)
+  # Decode this process's images (and make their LR) once and keep them in memory. False: decode
+  # on every use, for data larger than memory; PNG decoding then bounds the throughput.
+  config.cache_decoded = True
+  config.shuffle_seed = placeholder(int)  # seed of the data order and crops (unset: config.seed)
+  config.on_bad_image = "skip"  # unreadable image: 'skip' (with a warning) or 'error'
+  config.on_small_image = "skip"  # smaller than the patch: 'skip' (warning) or 'pad' (reflect)
+  config.num_workers = placeholder(int)  # threads decoding and cropping (unset: CPUs, at most 16)
+  config.prefetch_batches = 2  # process-local batches prepared ahead of the trainer
+  # Shard the data over batch slots only when each slot gets at least this many images (see
+  # pipeline.py's docstring); smaller datasets are sampled uniformly by every slot.
+  config.min_images_per_slot = 8
+  # Evaluation sets: name -> {hr_dir, lr_dir (optional: bicubic LR from the HR)}, in the
+  # Set5/Set14/BSD100/Urban100 layout. Empty: the two bundled held-out photographs.
+  config.eval_sets = ml_collections.ConfigDict()
+  config.eval_max_images = placeholder(int)  # at most this many images per evaluation set
+  return config
+
+
+def get_config() -> ml_collections.ConfigDict:
+  num_steps = 1_000_000
+  config = ml_collections.ConfigDict()
+  config.stage = "psnr"  # "psnr" (stage 1, pixel loss only) or "gan" (stage 2)
+  config.mode = "train"  # or "eval": restore a checkpoint and run the evaluation sets only
+  config.seed = 0
+  # 'rbg' compiles parameter initialisation far faster than 'threefry2x32' (minutes for the full
+  # model); both are deterministic given the seed, so resume and topology independence hold.
+  config.prng_impl = "rbg"
+  config.model = model_config()
+  config.compute_dtype = "float32"  # "bfloat16": bf16 activations, float32 params and optimiser
+  # A workdir of an earlier run (or its checkpoint directory, or a generator converted from
+  # PyTorch): G starts from its generator and the EMA copy from its EMA generator. Stage 2 starts
+  # from stage 1's; empty: a random generator.
+  config.generator_init = ""
+  config.data = data_config()
+  config.train = ml_collections.ConfigDict(dict(
+      batch_size=16,  # global, split over every device of every process
+      num_steps=num_steps,
+      ema_decay=0.999,  # BasicSR's net_g_ema, used for evaluation and export
+      log_every_steps=100,
+      eval_every_steps=5000,
+      checkpoint_every_steps=5000,
+      keep_checkpoints=3,  # the latest N, plus the best by eval PSNR
+      profile_steps=0,  # > 0: write a profiler trace of that many steps after warm-up
+      fsdp=False,  # shard params and optimiser state over the mesh instead of replicating
+  ))
+  config.optimizer_g = optimizer_config(2e-4, (200_000, 400_000, 600_000, 800_000), num_steps)
+  # GAN stage only.
+  config.optimizer_d = optimizer_config(1e-4, (50_000, 100_000, 200_000, 300_000), 400_000)
+  config.discriminator = ml_collections.ConfigDict(dict(
+      name="vgg_style",  # or "unet_sn" (Real-ESRGAN's U-Net with spectral norm)
+      num_feat=64,
+  ))
+  config.loss = ml_collections.ConfigDict(dict(
+      pixel_criterion="l1",
+      pixel_weight=1.0,
+      # GAN stage only.
+      perceptual_weight=1.0,
+      perceptual_layers={"conv5_4": 1.0},  # pre-ReLU VGG19 features and their weights
+      perceptual_criterion="l1",
+      gan_weight=5e-3,
+      # torchvision VGG19 ImageNet weights converted by `python -m esrgan_jax.convert --vgg19`
+      # (or the .pth itself, which needs torch). Empty: random VGG19 weights, with a warning.
+      vgg19_weights="",
+  ))
+  config.eval = ml_collections.ConfigDict(dict(
+      checkpoint="",  # eval mode: a generator checkpoint to evaluate instead of the workdir's
+      checkpoint_step=-1,  # eval mode, workdir checkpoints: -1 restores the latest
+      tile=0,  # tiled inference for large images (0: whole image)
+      tile_pad=16,
+      num_comparison_images=4,  # LR | bicubic | SR | HR pictures written per evaluation
+      # LPIPS weights converted by `python -m esrgan_jax.convert --lpips` (empty: LPIPS is not computed).
+      lpips_weights="",
+  ))
+  return config
+
+
+def optimizers(config: ml_collections.ConfigDict) -> list[str]:
+  """Names of the config's optimiser sections (optimizer_g, optimizer_d, ...)."""
+  return sorted(name for name in config if name.startswith("optimizer_"))
+
+
+def apply_demo(config: ml_collections.ConfigDict, num_steps: int,
+               learning_rates: dict[str, float]) -> None:
+  """A model small enough to train for a few hundred steps on 2 CPU cores in a few minutes.
+
+  Every optimiser gets a schedule scaled to the short run; `learning_rates` sets those named.
+  """
+  config.model.update(num_feat=16, num_block=2, num_grow_ch=8)
+  config.data.update(dataset="bundled", patch_size=64)
+  # A short run: the EMA must track the generator within a few hundred steps to be worth
+  # evaluating, and a tiny model tolerates a larger step.
+  config.train.update(batch_size=4, num_steps=num_steps, log_every_steps=25, ema_decay=0.9,
+                      eval_every_steps=num_steps // 2, checkpoint_every_steps=num_steps // 2)
+  for name in optimizers(config):
+    config[name].update(milestones=(num_steps // 2,), restart_periods=(num_steps,))
+  for name, learning_rate in learning_rates.items():
+    config[name].learning_rate = learning_rate
