@@ -30,7 +30,23 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
       gan_weight=5e-3,  # lambda
   )
   if variant == "demo":
-    default.apply_demo(config, num_steps=200, learning_rates={"optimizer_g": 1e-3})
+    # Why the first demo's pictures had colour casts (a beige-pink cat, a teal sky): without
+    # converted weights the perceptual loss runs on a random VGG19, whose conv5_4 features are
+    # ~0.003 in magnitude (measured on chelsea), so shifting every channel by 10 levels costs
+    # 0.0005 of perceptual loss, as little as the 1e-2 L1 charges for it. Nothing then held G's
+    # colours against the RaGAN term at the demo's step size of 1e-3. The demo therefore keeps
+    # the paper's GAN step size (1e-4 for G and D) and Real-ESRGAN's loss balance: L1 1.0 and the
+    # perceptual loss over conv1_2..conv5_4, whose shallow layers do see colour. Measured: the
+    # largest per-channel mean error against HR went from 10.2 levels to 3.8, PSNR-Y stayed
+    # within 0.1 dB of stage 1 (benchmarks/demo_check.py). With real VGG19 weights the paper's
+    # conv5_4 loss applies; a demo of 100 steps can show the mechanics, not the paper's textures.
+    default.apply_demo(config, num_steps=100,
+                       learning_rates={"optimizer_g": 1e-4, "optimizer_d": 1e-4})
+    for name in default.optimizers(config):
+      config[name].milestones = (100,)  # a constant step size over so short a run
+    config.loss.pixel_weight = 1.0
+    config.loss.perceptual_layers = {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0,
+                                     "conv4_4": 1.0, "conv5_4": 1.0}
     config.discriminator.num_feat = 16
     config.data.patch_size = 128  # the VGG-style discriminator takes 128x128 patches
     config.train.batch_size = 2
