@@ -53,15 +53,15 @@ def poisson_noise(key, images, scale, gray, mask=None):
   n = images.shape[0]
   if mask is None:
     mask = jnp.ones(images.shape[:3] + (1,), jnp.float32)
-  k_colour, k_gray = jax.random.split(key)
   img = _round8(images)
-  vals = _levels(img, mask)
-  colour = jax.random.poisson(k_colour, img * vals, img.shape).astype(jnp.float32) / vals - img
-  luma = sum(w * images[..., i:i + 1] for i, w in enumerate(GRAY_WEIGHTS))
-  luma = _round8(luma)
-  gvals = _levels(luma, mask)
-  gray_field = jax.random.poisson(k_gray, luma * gvals, luma.shape).astype(jnp.float32) / gvals
-  gray_field = gray_field - luma
+  luma = _round8(sum(w * images[..., i:i + 1] for i, w in enumerate(GRAY_WEIGHTS)))
+  levels = jnp.concatenate([img, luma], axis=-1)
+  vals = jnp.concatenate([jnp.broadcast_to(_levels(img, mask), img.shape),
+                          jnp.broadcast_to(_levels(luma, mask), luma.shape)], axis=-1)
+  # One sampler for colour and gray: jax.random.poisson compiles to a large loop.
+  counts = jax.random.poisson(key, levels * vals, levels.shape).astype(jnp.float32)
+  field = counts / vals - levels
+  colour, gray_field = field[..., :3], field[..., 3:]
   gray = _per_sample(gray, n)
   return (colour * (1 - gray) + gray_field * gray) * _per_sample(scale, n)
 

@@ -17,7 +17,7 @@ the 'rbg' generator's draws under vmap depend on the batch layout, threefry's do
 Static shapes: the image after the first resize lives in the top-left corner of a canvas of
 floor(H * up1) rows (up1 = the largest first-resize scale), after the second in one of
 floor(H / s * up2) rows; resizes are matrix products with matrices built from the traced sizes
-(resize.py), the second blur reflects at each sample's valid edges (filters.py), noise level counts
+(resampling.py), the second blur reflects at each sample's valid edges (filters.py), noise level counts
 and JPEG see zeros outside (JPEG pads with zeros anyway, and its blocks start at the top-left
 corner, so a canvas changes nothing), and the final resize goes to the static H/s. One program per
 GT shape and config.
@@ -31,7 +31,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from esrgan_jax.data.degradations import filters, kernels, noise, resize
+from esrgan_jax.data.degradations import filters, kernels, noise, resampling
 from esrgan_jax.data.degradations.jpeg import jpeg_compress
 
 UP, DOWN, KEEP = 0, 1, 2
@@ -101,7 +101,7 @@ def sample_params(batch_key, sample_keys, config):
 
 
 def _resize_matrices(in_size, out_size, in_canvas, out_canvas, mode, ratio):
-  fn = lambda i, o, m, r: resize.resize_matrix(i, o, in_canvas, out_canvas, m, r)
+  fn = lambda i, o, m, r: resampling.resize_matrix(i, o, in_canvas, out_canvas, m, r)
   return jax.vmap(fn)(in_size, out_size, mode, ratio)
 
 
@@ -145,7 +145,7 @@ def apply_degradations(gt, params, config):
   ratio_h = jnp.where(r1["mode"] == 0, h / h1, inv)
   ratio_w = jnp.where(r1["mode"] == 0, w / w1, inv)
   full_h, full_w = jnp.full((n,), h, jnp.int32), jnp.full((n,), w, jnp.int32)
-  x = resize.apply_resize(x, _resize_matrices(full_h, h1, h, c1h, r1["mode"], ratio_h),
+  x = resampling.apply_resize(x, _resize_matrices(full_h, h1, h, c1h, r1["mode"], ratio_h),
                           _resize_matrices(full_w, w1, w, c1w, r1["mode"], ratio_w))
   mask1 = filters.valid_mask((c1h, c1w), (h1, w1))
 
@@ -159,7 +159,7 @@ def apply_degradations(gt, params, config):
   r2 = params["resize2"]
   h2 = jnp.clip(jnp.floor(h / s * r2["scale"]), 1, c2h).astype(jnp.int32)
   w2 = jnp.clip(jnp.floor(w / s * r2["scale"]), 1, c2w).astype(jnp.int32)
-  x = resize.apply_resize(
+  x = resampling.apply_resize(
       x, _resize_matrices(h1, h2, c1h, c2h, r2["mode"], h1 / h2),
       _resize_matrices(w1, w2, c1w, c2w, r2["mode"], w1 / w2))
   mask2 = filters.valid_mask((c2h, c2w), (h2, w2))
@@ -168,7 +168,7 @@ def apply_degradations(gt, params, config):
   def final_resize(images):
     fm = params["final_mode"]
     out_h, out_w = jnp.full((n,), lh, jnp.int32), jnp.full((n,), lw, jnp.int32)
-    images = resize.apply_resize(images, _resize_matrices(h2, out_h, c2h, lh, fm, h2 / lh),
+    images = resampling.apply_resize(images, _resize_matrices(h2, out_h, c2h, lh, fm, h2 / lh),
                                  _resize_matrices(w2, out_w, c2w, lw, fm, w2 / lw))
     return filters.filter2d(images, params["sinc"])
 
