@@ -21,15 +21,16 @@ def test_writes_reproducible_lr_images_and_reports_a_bad_file(tmp_path, capsys):
   src = tmp_path / "gt"
   src.mkdir()
   _photos(str(src))
-  (src / "broken.png").write_bytes(b"not a png")
+  # Sorted last, so that removing it keeps the other images' slots (their listing index).
+  (src / "zz_broken.png").write_bytes(b"not a png")
   status = degrade.main([str(src), str(tmp_path / "a"), "--seed", "3", "--suffix", "lr"])
   err = capsys.readouterr().err.strip().splitlines()
   assert status == 1
-  assert len(err) == 1 and err[0].startswith("esrgan_jax: error: ") and "broken.png" in err[0]
+  assert len(err) == 1 and err[0].startswith("esrgan_jax: error: ") and "zz_broken.png" in err[0]
   first = read_image(tmp_path / "a" / "img0_lr.png")
   assert first.shape == (9, 8, 3)
   assert sorted(os.listdir(tmp_path / "a")) == ["img0_lr.png", "img1_lr.png"]
-  os.remove(src / "broken.png")
+  os.remove(src / "zz_broken.png")
   assert degrade.main([str(src), str(tmp_path / "b"), "--seed", "3", "--suffix", "lr"]) == 0
   np.testing.assert_array_equal(read_image(tmp_path / "b" / "img0_lr.png"), first)
   # Slots differ per image: the two images get different degradations.
