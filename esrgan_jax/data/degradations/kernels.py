@@ -1,0 +1,173 @@
+"""Blur kernels of Real-ESRGAN: Gaussian, generalized Gaussian, plateau, sinc, and their random mix.
+
+Conventions (BasicSR's): a kernel entry at row i, column j sits at offset x = (j - c, i - c) from
+the centre c, so x[0] is the column offset; Sigma = R diag(sig_x^2, sig_y^2) R^T with R the
+rotation by theta; an isotropic kernel ignores sig_y and theta. Every kernel sums to 1.
+
+Random kernels are computed on one 21x21 grid and masked to their drawn size, which equals a
+size-k kernel zero-padded to 21x21 (what Real-ESRGAN's dataset does) and keeps one static shape for
+every draw, so a batch of kernels of mixed types and sizes is one vectorised computation.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+PADDED_SIZE = 21
+# Kernel types in the order of Real-ESRGAN's kernel_list; SINC is the extra p=sinc_prob branch.
+KERNEL_TYPES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso",
+                "plateau_aniso")
+SINC = len(KERNEL_TYPES)
+
+
+def _offsets(kernel_size: int):
+  """(k, k, 2) grid of (column, row) offsets from the centre."""
+  ax = jnp.arange(kernel_size, dtype=jnp.float32) - (kernel_size - 1) / 2
+  xx, yy = jnp.meshgrid(ax, ax)
+  return jnp.stack([xx, yy], axis=-1)
+
+
+def _quadratic_form(grid, sig_x, sig_y, theta, isotropic):
+  """x^T Sigma^-1 x at every grid point."""
+  if isotropic:
+    sig_y, theta = sig_x, jnp.zeros_like(sig_x)
+  c, s = jnp.cos(theta), jnp.sin(theta)
+  # Sigma^-1 = R diag(1/sx^2, 1/sy^2) R^T, written out so that no 2x2 inverse is needed.
+  a, d = 1 / sig_x**2, 1 / sig_y**2
+  inv00 = c * c * a + s * s * d
+  inv11 = s * s * a + c * c * d
+  inv01 = c * s * (a - d)
+  x, y = grid[..., 0], grid[..., 1]
+  return inv00 * x * x + 2 * inv01 * x * y + inv11 * y * y
+
+
+def _normalise(kernel, mask=None):
+  if mask is not None:
+    kernel = jnp.where(mask, kernel, 0.0)
+  return kernel / jnp.sum(kernel, axis=(-2, -1), keepdims=True)
+
+
+def bivariate_gaussian(kernel_size: int, sig_x, sig_y, theta, isotropic: bool = True):
+  """exp(-x^T Sigma^-1 x / 2), normalised; (k, k) float32."""
+  q = _quadratic_form(_offsets(kernel_size), sig_x, sig_y, theta, isotropic)
+  return _normalise(jnp.exp(-0.5 * q))
+
+
+def bivariate_generalized_gaussian(kernel_size: int, sig_x, sig_y, theta, beta,
+                                   isotropic: bool = True):
+  """exp(-(x^T Sigma^-1 x)^beta / 2), normalised."""
+  q = _quadratic_form(_offsets(kernel_size), sig_x, sig_y, theta, isotropic)
+  return _normalise(jnp.exp(-0.5 * q**beta))
+
+
+def bivariate_plateau(kernel_size: int, sig_x, sig_y, theta, beta, isotropic: bool = True):
+  """1 / ((x^T Sigma^-1 x)^beta + 1), normalised."""
+  q = _quadratic_form(_offsets(kernel_size), sig_x, sig_y, theta, isotropic)
+  return _normalise(1 / (q**beta + 1))
+
+
+def bessel_j1(x):
+  """J1 by Abramowitz & Stegun 9.4.4 (|x| <= 3) and 9.4.6 (|x| > 3), absolute error < 1e-7."""
+  ax = jnp.abs(x)
+  small = ax <= 3
+  t2 = (jnp.where(small, ax, 3.0) / 3) ** 2
+  p = (0.5 + t2 * (-0.56249985 + t2 * (0.21093573 + t2 * (-0.03954289 + t2 * (
+      0.00443319 + t2 * (-0.00031761 + t2 * 0.00001109))))))
+  j_small = ax * p
+  u = 3 / jnp.where(small, 3.0, ax)
+  f1 = (0.79788456 + u * (0.00000156 + u * (0.01659667 + u * (0.00017105 + u * (
+      -0.00249511 + u * (0.00113653 + u * -0.00020033))))))
+  th = (ax - 2.35619449 + u * (0.12499612 + u * (0.00005650 + u * (-0.00637879 + u * (
+      0.00074348 + u * (0.00079824 + u * -0.00029166))))))
+  j_large = f1 * jnp.cos(th) / jnp.sqrt(jnp.where(small, 3.0, ax))
+  return jnp.sign(x) * jnp.where(small, j_small, j_large)
+
+
+def _sinc_on_grid(grid, cutoff):
+  r = jnp.sqrt(grid[..., 0]**2 + grid[..., 1]**2)
+  safe_r = jnp.where(r == 0, 1.0, r)
+  kernel = cutoff * bessel_j1(cutoff * safe_r) / (2 * math.pi * safe_r)
+  return jnp.where(r == 0, cutoff**2 / (4 * math.pi), kernel)
+
+
+def circular_lowpass_kernel(cutoff, kernel_size: int):
+  """The 2D sinc (ideal circular low-pass) filter with cutoff in radians, normalised; odd k."""
+  return _normalise(_sinc_on_grid(_offsets(kernel_size), cutoff))
+
+
+def _size_mask(size):
+  """(21, 21) mask of the centred size x size square."""
+  grid = _offsets(PADDED_SIZE)
+  half = (size - 1) / 2
+  return (jnp.abs(grid[..., 0]) <= half) & (jnp.abs(grid[..., 1]) <= half)
+
+
+def _draw_beta(key, beta_range):
+  # Real-ESRGAN draws below 1 or above 1 with equal odds (so a range starting at 1 gives beta = 1
+  # half the time).
+  k_side, k_value = jax.random.split(key)
+  low = jax.random.uniform(k_value, (), minval=beta_range[0], maxval=1.0)
+  high = jax.random.uniform(k_value, (), minval=1.0, maxval=beta_range[1])
+  return jnp.where(jax.random.uniform(k_side) < 0.5, low, high)
+
+
+def random_kernel(key, kernel_cfg):
+  """One random kernel of Real-ESRGAN's mix, zero-padded to 21x21, and its drawn parameters.
+
+  kernel_cfg: sizes, sinc_prob, kernel_prob (6 probabilities in KERNEL_TYPES order), sigma,
+  rotation, betag, betap, sinc_cutoff_small / sinc_cutoff_large (cutoff ranges for sizes < 13 and
+  >= 13). Returns (kernel (21, 21), params dict of scalars).
+  """
+  keys = jax.random.split(key, 9)
+  sizes = jnp.asarray(kernel_cfg.sizes, jnp.int32)
+  size = sizes[jax.random.randint(keys[0], (), 0, len(kernel_cfg.sizes))]
+  is_sinc = jax.random.uniform(keys[1]) < kernel_cfg.sinc_prob
+  kind = jax.random.choice(keys[2], len(KERNEL_TYPES),
+                           p=jnp.asarray(kernel_cfg.kernel_prob, jnp.float32))
+  kind = jnp.where(is_sinc, SINC, kind)
+  lo, hi = kernel_cfg.sigma
+  sig_x = jax.random.uniform(keys[3], (), minval=lo, maxval=hi)
+  sig_y = jax.random.uniform(keys[4], (), minval=lo, maxval=hi)
+  theta = jax.random.uniform(keys[5], (), minval=kernel_cfg.rotation[0],
+                             maxval=kernel_cfg.rotation[1])
+  isotropic = (kind % 2 == 0)
+  sig_y = jnp.where(isotropic, sig_x, sig_y)
+  theta = jnp.where(isotropic, 0.0, theta)
+  beta = jnp.where(kind >= 4, _draw_beta(keys[6], kernel_cfg.betap),
+                   _draw_beta(keys[6], kernel_cfg.betag))
+  beta = jnp.where(kind < 2, 1.0, beta)  # Gaussian: exponent 1.
+  small, large = kernel_cfg.sinc_cutoff_small, kernel_cfg.sinc_cutoff_large
+  cutoff = jnp.where(
+      size < 13, jax.random.uniform(keys[7], (), minval=small[0], maxval=small[1]),
+      jax.random.uniform(keys[7], (), minval=large[0], maxval=large[1]))
+  kernel = _kernel_from_params(size, kind, sig_x, sig_y, theta, beta, cutoff)
+  params = dict(size=size, kind=kind, sigma_x=sig_x, sigma_y=sig_y, theta=theta, beta=beta,
+                cutoff=cutoff)
+  return kernel, params
+
+
+def _kernel_from_params(size, kind, sig_x, sig_y, theta, beta, cutoff):
+  grid = _offsets(PADDED_SIZE)
+  q = _quadratic_form(grid, sig_x, sig_y, theta, isotropic=False)
+  q_beta = jnp.where(q > 0, q, 1.0) ** beta
+  q_beta = jnp.where(q > 0, q_beta, 0.0)
+  gaussian = jnp.exp(-0.5 * q_beta)  # beta = 1 for the plain Gaussian kinds.
+  plateau = 1 / (q_beta + 1)
+  sinc = _sinc_on_grid(grid, cutoff)
+  kernel = jnp.where(kind == SINC, sinc, jnp.where(kind >= 4, plateau, gaussian))
+  return _normalise(kernel, _size_mask(size))
+
+
+def random_sinc_kernel(key, sizes, cutoff_range):
+  """Real-ESRGAN's final sinc: size from `sizes`, cutoff U[cutoff_range], padded to 21x21."""
+  k_size, k_cut = jax.random.split(key)
+  size = jnp.asarray(sizes, jnp.int32)[jax.random.randint(k_size, (), 0, len(sizes))]
+  cutoff = jax.random.uniform(k_cut, (), minval=cutoff_range[0], maxval=cutoff_range[1])
+  kernel = _normalise(_sinc_on_grid(_offsets(PADDED_SIZE), cutoff), _size_mask(size))
+  return kernel, dict(size=size, cutoff=cutoff)
+
+
+def pulse_kernel():
+  """The 21x21 identity kernel."""
+  return jnp.zeros((PADDED_SIZE, PADDED_SIZE), jnp.float32).at[10, 10].set(1.0)

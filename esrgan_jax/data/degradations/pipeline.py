@@ -1,0 +1,205 @@
+"""Real-ESRGAN's second-order degradation as one jitted program: GT (N, H, W, 3) -> LR (N, H/s, W/s, 3).
+
+Randomness: `sample_params` draws everything first (returned as a dict, so tests check the
+distributions without inverting images), `apply_degradations` then is a deterministic function.
+Per-sample draws come from the sample's key; batch-level choices (resize up/down/keep, scale and
+mode of both resizes, Gaussian-or-Poisson of both noise steps, whether the second blur runs, the
+order of the final step and its resize mode) come from the batch key and are broadcast, as in the
+recipe, or from the sample key with config.per_sample_choices. Both are the same program: every
+choice is a `where` between computed branches (both noise types and both final orders are
+computed; they are small next to the blurs and resizes), so no draw can change what is compiled.
+
+`degrade_batch(seed, step, gt, slots, config)` makes the batch key fold_in(key(seed), step) and
+sample keys fold_in(batch key, slot) for each global batch slot, so the LR of a sample depends only
+on (seed, step, slot): the same on any number of devices and after a resume. Keys are threefry:
+the 'rbg' generator's draws under vmap depend on the batch layout, threefry's do not.
+
+Static shapes: the image after the first resize lives in the top-left corner of a canvas of
+floor(H * up1) rows (up1 = the largest first-resize scale), after the second in one of
+floor(H / s * up2) rows; resizes are matrix products with matrices built from the traced sizes
+(resampling.py), the second blur reflects at each sample's valid edges (filters.py), noise level counts
+and JPEG see zeros outside (JPEG pads with zeros anyway, and its blocks start at the top-left
+corner, so a canvas changes nothing), and the final resize goes to the static H/s. One program per
+GT shape and config.
+
+Steps 9-10 of the recipe (paired random crop, training-pair pool) belong to the trainer; the LR
+returned here is clamped and rounded to 8-bit levels.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from esrgan_jax.data.degradations import filters, kernels, noise, resampling
+from esrgan_jax.data.degradations.jpeg import jpeg_compress
+
+UP, DOWN, KEEP = 0, 1, 2
+
+
+def _threefry(key):
+  if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+    if jax.random.key_impl(key) == jax.random.key_impl(jax.random.key(0, impl="threefry2x32")):
+      return key
+    key = jax.random.key_data(key).ravel()[:2].astype(jnp.uint32)
+  return jax.random.wrap_key_data(jnp.asarray(key, jnp.uint32).ravel()[:2], impl="threefry2x32")
+
+
+def _draw_resize(key, cfg):
+  k_kind, k_scale, k_mode = jax.random.split(key, 3)
+  kind = jax.random.choice(k_kind, 3, p=jnp.asarray(cfg.prob, jnp.float32))
+  up = jax.random.uniform(k_scale, (), minval=cfg.up[0], maxval=cfg.up[1])
+  down = jax.random.uniform(k_scale, (), minval=cfg.down[0], maxval=cfg.down[1])
+  scale = jnp.where(kind == UP, up, jnp.where(kind == DOWN, down, 1.0))
+  mode = jax.random.choice(k_mode, 3, p=jnp.asarray(cfg.mode_prob, jnp.float32))
+  return dict(kind=kind, scale=scale, mode=mode)
+
+
+def _batch_choices(key, config):
+  keys = jax.random.split(key, 7)
+  return dict(
+      resize1=_draw_resize(keys[0], config.resize1),
+      gaussian1=jax.random.uniform(keys[1]) < config.noise1.gaussian_prob,
+      blur2=jax.random.uniform(keys[2]) < config.second_blur_prob,
+      resize2=_draw_resize(keys[3], config.resize2),
+      gaussian2=jax.random.uniform(keys[4]) < config.noise2.gaussian_prob,
+      resize_first=jax.random.uniform(keys[5]) < config.final_resize_first_prob,
+      final_mode=jax.random.choice(keys[6], 3, p=jnp.asarray(config.final_mode_prob,
+                                                             jnp.float32)),
+  )
+
+
+def _sample_draws(key, config):
+  keys = jax.random.split(key, 10)
+  k1, p1 = kernels.random_kernel(keys[0], config.kernel1)
+  k2, p2 = kernels.random_kernel(keys[1], config.kernel2)
+  sinc, ps = kernels.random_sinc_kernel(keys[2], config.final_sinc_sizes, config.final_sinc_cutoff)
+  use_sinc = jax.random.uniform(keys[3]) < config.final_sinc_prob
+  sinc = jnp.where(use_sinc, sinc, kernels.pulse_kernel())
+  n1 = {k: v[0] for k, v in noise.random_noise_params(keys[4], 1, config.noise1).items()}
+  n2 = {k: v[0] for k, v in noise.random_noise_params(keys[5], 1, config.noise2).items()}
+  q1 = jax.random.uniform(keys[6], (), minval=config.jpeg1[0], maxval=config.jpeg1[1])
+  q2 = jax.random.uniform(keys[7], (), minval=config.jpeg2[0], maxval=config.jpeg2[1])
+  return dict(
+      kernel1=k1, kernel1_params=p1, kernel2=k2, kernel2_params=p2,
+      sinc=sinc, sinc_params=dict(ps, applied=use_sinc), noise1=n1, noise2=n2,
+      jpeg1_quality=q1, jpeg2_quality=q2, noise1_key=keys[8], noise2_key=keys[9])
+
+
+def sample_params(batch_key, sample_keys, config):
+  """Every random draw of the pipeline for a batch, as a dict of per-sample (N, ...) arrays."""
+  n = sample_keys.shape[0]
+  params = jax.vmap(functools.partial(_sample_draws, config=config))(sample_keys)
+  if config.per_sample_choices:
+    choice_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(sample_keys)
+    choices = jax.vmap(functools.partial(_batch_choices, config=config))(choice_keys)
+  else:
+    choices = jax.tree.map(lambda x: jnp.broadcast_to(x, (n,)),
+                           _batch_choices(jax.random.fold_in(batch_key, 1), config))
+  params.update(choices)
+  return params
+
+
+def _resize_matrices(in_size, out_size, in_canvas, out_canvas, mode, ratio):
+  fn = lambda i, o, m, r: resampling.resize_matrix(i, o, in_canvas, out_canvas, m, r)
+  return jax.vmap(fn)(in_size, out_size, mode, ratio)
+
+
+def _add_noise(images, params, gaussian, keys, mask):
+  def one(key, img, m, sigma, scale, gray, is_gaussian):
+    k_g, k_p = jax.random.split(key)
+    img, m = img[None], m[None]
+    g = noise.gaussian_noise(k_g, img, sigma, gray)
+    p = noise.poisson_noise(k_p, img, scale, gray, m)
+    return jnp.where(is_gaussian, g, p)[0]
+  field = jax.vmap(one)(keys, images, mask, params["sigma"], params["poisson_scale"],
+                        params["gray"], gaussian)
+  return jnp.clip(images + field, 0, 1) * mask
+
+
+def canvas_sizes(h, w, config):
+  """Static canvas sizes after the first and second resizes."""
+  up1, up2 = config.resize1.up[1], config.resize2.up[1]
+  return ((int(h * up1), int(w * up1)),
+          (int(h / config.scale * up2), int(w / config.scale * up2)))
+
+
+def apply_degradations(gt, params, config):
+  """The deterministic part: GT (N, H, W, 3) in [0, 1] and `sample_params` -> LR."""
+  n, h, w, _ = gt.shape
+  s = config.scale
+  if h % s or w % s:
+    raise ValueError(f"GT size {h}x{w} is not a multiple of the scale {s}")
+  (c1h, c1w), (c2h, c2w) = canvas_sizes(h, w, config)
+  lh, lw = h // s, w // s
+
+  x = filters.usm_sharp(gt, **config.usm)
+  x = filters.filter2d(x, params["kernel1"])
+
+  # First resize: F.interpolate(scale_factor=s1), size floor(H s1), coordinates mapped by 1/s1.
+  r1 = params["resize1"]
+  s1 = r1["scale"]
+  h1 = jnp.clip(jnp.floor(h * s1), 1, c1h).astype(jnp.int32)
+  w1 = jnp.clip(jnp.floor(w * s1), 1, c1w).astype(jnp.int32)
+  inv = jnp.where(r1["mode"] == 0, jnp.nan, 1.0 / s1)
+  ratio_h = jnp.where(r1["mode"] == 0, h / h1, inv)
+  ratio_w = jnp.where(r1["mode"] == 0, w / w1, inv)
+  full_h, full_w = jnp.full((n,), h, jnp.int32), jnp.full((n,), w, jnp.int32)
+  x = resampling.apply_resize(x, _resize_matrices(full_h, h1, h, c1h, r1["mode"], ratio_h),
+                          _resize_matrices(full_w, w1, w, c1w, r1["mode"], ratio_w))
+  mask1 = filters.valid_mask((c1h, c1w), (h1, w1))
+
+  x = _add_noise(x, params["noise1"], params["gaussian1"], params["noise1_key"], mask1)
+  x = jpeg_compress(jnp.clip(x, 0, 1), params["jpeg1_quality"]) * mask1
+
+  blurred = filters.filter2d(x, params["kernel2"], (h1, w1))
+  x = jnp.where(params["blur2"][:, None, None, None], blurred, x)
+
+  # Second resize: F.interpolate(size=int(H / scale * s2)), coordinates mapped by the sizes.
+  r2 = params["resize2"]
+  h2 = jnp.clip(jnp.floor(h / s * r2["scale"]), 1, c2h).astype(jnp.int32)
+  w2 = jnp.clip(jnp.floor(w / s * r2["scale"]), 1, c2w).astype(jnp.int32)
+  x = resampling.apply_resize(
+      x, _resize_matrices(h1, h2, c1h, c2h, r2["mode"], h1 / h2),
+      _resize_matrices(w1, w2, c1w, c2w, r2["mode"], w1 / w2))
+  mask2 = filters.valid_mask((c2h, c2w), (h2, w2))
+  x = _add_noise(x, params["noise2"], params["gaussian2"], params["noise2_key"], mask2)
+
+  def final_resize(images):
+    fm = params["final_mode"]
+    out_h, out_w = jnp.full((n,), lh, jnp.int32), jnp.full((n,), lw, jnp.int32)
+    images = resampling.apply_resize(images, _resize_matrices(h2, out_h, c2h, lh, fm, h2 / lh),
+                                 _resize_matrices(w2, out_w, c2w, lw, fm, w2 / lw))
+    return filters.filter2d(images, params["sinc"])
+
+  q2 = params["jpeg2_quality"]
+  resize_first = jpeg_compress(jnp.clip(final_resize(x), 0, 1), q2)
+  jpeg_first = final_resize(jpeg_compress(jnp.clip(x, 0, 1), q2) * mask2)
+  x = jnp.where(params["resize_first"][:, None, None, None], resize_first, jpeg_first)
+  return jnp.clip(jnp.round(x * 255.0), 0, 255) / 255.0
+
+
+def sample_keys_for(batch_key, slots):
+  return jax.vmap(jax.random.fold_in, (None, 0))(batch_key, jnp.asarray(slots, jnp.uint32))
+
+
+def degrade(key, gt, config):
+  """LR of the GT batch (N, H, W, 3) in [0, 1]; sample i uses fold_in(key, i). Jittable."""
+  key = _threefry(key)
+  keys = sample_keys_for(key, jnp.arange(gt.shape[0]))
+  return apply_degradations(gt, sample_params(key, keys, config), config)
+
+
+def batch_key(seed, step):
+  """The key of a training step: fold_in(threefry key(seed), step)."""
+  return jax.random.fold_in(jax.random.key(seed, impl="threefry2x32"), step)
+
+
+def degrade_batch(seed, step, gt, slots, config):
+  """LR of the GT samples at global batch positions `slots` (N,) of step `step`.
+
+  A device holding slots [4, 8) of a batch of 8 gets exactly what one device degrading all 8
+  gets for those slots. seed, step and slots may be traced.
+  """
+  key = batch_key(seed, step)
+  return apply_degradations(gt, sample_params(key, sample_keys_for(key, slots), config), config)

@@ -1,0 +1,93 @@
+"""Writes Real-ESRGAN-degraded LR images of a folder: what a real-world model trains on.
+
+  python -m esrgan_jax.degrade IN_DIR OUT_DIR [--seed 0] [--scale 4] [--suffix ""]
+
+Each image is degraded whole (no 400x400 crop as in training), cropped at the bottom/right to a
+multiple of --scale, with Real-ESRGAN's second-order pipeline (configs/realesrgan_degradation.py)
+as `degrade_batch(seed, step=0, image, slot=i)` for the i-th image of the sorted listing: the same
+seed gives the same LR images, so the output can serve as a paired validation set. One program is
+compiled per distinct image size. Outputs are PNG: OUT_DIR/NAME[_SUFFIX].png.
+"""
+
+import functools
+import os
+import sys
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from configs.realesrgan_degradation import get_degradation_config
+from esrgan_jax import cli
+from esrgan_jax.data.degradations import degrade_batch
+from esrgan_jax.data.images import ImageReadError, ImageWriteError, list_images, read_image, \
+    write_image
+
+
+def parse_args(argv):
+  parser = cli.argument_parser("esrgan_jax.degrade", __doc__.split("\n\n")[0])
+  parser.add_argument("in_dir", metavar="IN_DIR", help="folder of GT images")
+  parser.add_argument("out_dir", metavar="OUT_DIR", help="folder for the LR PNGs (created)")
+  parser.add_argument(*cli.flag("seed"), type=int, default=0, help="random seed (default 0)")
+  parser.add_argument(*cli.flag("scale"), type=int, default=4, choices=(1, 2, 4),
+                      help="downscaling factor (default 4; 2 for the x2plus model)")
+  parser.add_argument(*cli.flag("suffix"), default="",
+                      help="appended to output names as NAME_SUFFIX.png (default none)")
+  return parser.parse_args(argv)
+
+
+@functools.cache
+def _degrade_fn(scale: int):
+  config = get_degradation_config(scale)
+  return jax.jit(lambda seed, image, slot: degrade_batch(seed, 0, image[None], slot[None],
+                                                         config)[0])
+
+
+def degrade_image(image: np.ndarray, seed: int, slot: int, scale: int) -> np.ndarray:
+  """uint8 HxWx3 GT -> uint8 (H // scale) x (W // scale) x 3 LR."""
+  h, w = image.shape[0] // scale * scale, image.shape[1] // scale * scale
+  gt = jnp.asarray(image[:h, :w], jnp.float32) / 255.0
+  lr = _degrade_fn(scale)(jnp.int32(seed), gt, jnp.int32(slot))
+  return np.asarray(jnp.round(lr * 255.0)).astype(np.uint8)
+
+
+def _check_out_dir(out_dir):
+  try:
+    os.makedirs(out_dir, exist_ok=True)
+  except OSError as e:
+    raise cli.UserError(f"{out_dir}: cannot create the output folder: {e.strerror or e}")
+  if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK | os.X_OK):
+    raise cli.UserError(f"{out_dir}: output folder is not writable")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  args = parse_args(argv)
+  try:
+    try:
+      paths = list_images(args.in_dir)
+    except (OSError, ValueError) as e:
+      raise cli.UserError(str(e))
+    _check_out_dir(args.out_dir)
+    failures = 0
+    for slot, path in enumerate(paths):
+      stem = os.path.splitext(os.path.basename(path))[0]
+      name = f"{stem}_{args.suffix}.png" if args.suffix else f"{stem}.png"
+      try:
+        image = read_image(path)
+        if min(image.shape[:2]) < 2 * args.scale:
+          raise ImageReadError(f"{path}: image is smaller than {2 * args.scale} pixels")
+        write_image(os.path.join(args.out_dir, name),
+                    degrade_image(image, args.seed, slot, args.scale))
+      except (ImageReadError, ImageWriteError) as e:
+        cli.error(str(e))  # Reported; the other images are still written.
+        failures += 1
+    return cli.EXIT_ERROR if failures else cli.EXIT_OK
+  except cli.UserError as e:
+    return cli.error(str(e))
+  except KeyboardInterrupt:
+    return cli.EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,58 @@
+"""python -m esrgan_jax.degrade: LR PNGs of a folder, reproducible by seed; one-line errors."""
+
+import os
+
+import numpy as np
+import pytest
+
+from esrgan_jax import degrade
+from esrgan_jax.data.images import read_image, write_image
+
+
+def _photos(folder, n=2, size=(36, 32)):
+  rng = np.random.default_rng(0)
+  for i in range(n):
+    ramp = np.linspace(0, 255, size[1])[None, :, None] * np.ones(size + (3,))
+    write_image(os.path.join(folder, f"img{i}.png"),
+                np.clip(ramp + rng.normal(0, 10, size + (3,)), 0, 255).astype(np.uint8))
+
+
+def test_writes_reproducible_lr_images_and_reports_a_bad_file(tmp_path, capsys):
+  src = tmp_path / "gt"
+  src.mkdir()
+  _photos(str(src))
+  # Sorted last, so that removing it keeps the other images' slots (their listing index).
+  (src / "zz_broken.png").write_bytes(b"not a png")
+  status = degrade.main([str(src), str(tmp_path / "a"), "--seed", "3", "--suffix", "lr"])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert status == 1
+  assert len(err) == 1 and err[0].startswith("esrgan_jax: error: ") and "zz_broken.png" in err[0]
+  first = read_image(tmp_path / "a" / "img0_lr.png")
+  assert first.shape == (9, 8, 3)
+  assert sorted(os.listdir(tmp_path / "a")) == ["img0_lr.png", "img1_lr.png"]
+  os.remove(src / "zz_broken.png")
+  assert degrade.main([str(src), str(tmp_path / "b"), "--seed", "3", "--suffix", "lr"]) == 0
+  np.testing.assert_array_equal(read_image(tmp_path / "b" / "img0_lr.png"), first)
+  # Slots differ per image: the two images get different degradations.
+  assert not np.array_equal(read_image(tmp_path / "b" / "img1_lr.png"), first)
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "unwritable"])
+def test_folder_errors_are_one_line(tmp_path, capsys, case):
+  src = tmp_path / "gt"
+  out = tmp_path / "out"
+  if case != "missing":
+    src.mkdir()
+  if case == "unwritable":
+    _photos(str(src), n=1)
+    out.write_text("a file where the folder should be")
+  status = degrade.main([str(src), str(out)])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert status == 1 and len(err) == 1 and err[0].startswith("esrgan_jax: error: ")
+  assert str(out if case == "unwritable" else src) in err[0]
+
+
+def test_malformed_command_line_exits_2(tmp_path):
+  with pytest.raises(SystemExit) as e:
+    degrade.main([str(tmp_path), str(tmp_path), "--scale", "3"])
+  assert e.value.code == 2
