@@ -6,6 +6,7 @@ loaded from a training run without its config. Orbax writes each step to a tempo
 renames it when complete, so a kill mid-save never leaves an unreadable latest checkpoint.
 """
 
+import contextlib
 import gc
 import logging
 import os
@@ -121,6 +122,23 @@ def restore(manager: ocp.CheckpointManager, abstract_state, step: Optional[int] 
   return restored["state"].replace(vgg=abstract_state.vgg)
 
 
+@contextlib.contextmanager
+def _quiet_failed_read():
+  """Keeps a failed Orbax read to the one exception it raises."""
+  silence, unraisable_hook = _DropAllOrbax(), sys.unraisablehook
+  absl_logger = logging.getLogger("absl")
+  absl_logger.addFilter(silence)
+  # A failed read leaves Orbax's other reads as coroutines whose errors Python would print as
+  # "Exception ignored in ..." tracebacks when they are collected.
+  sys.unraisablehook = lambda unraisable: None
+  try:
+    yield
+  finally:
+    gc.collect()
+    sys.unraisablehook = unraisable_hook
+    absl_logger.removeFilter(silence)
+
+
 def restore_latest_good(manager: ocp.CheckpointManager, target, rename_damaged: bool = True
                         ) -> Optional[tuple[Any, int]]:
   """(state, step) of the newest saved step that restores cleanly; None when nothing is saved.
@@ -137,22 +155,13 @@ def restore_latest_good(manager: ocp.CheckpointManager, target, rename_damaged: 
   if not steps:
     return None
   damaged = []
-  absl_logger = logging.getLogger("absl")
   for step in steps:
-    silence, unraisable_hook = _DropAllOrbax(), sys.unraisablehook
-    absl_logger.addFilter(silence)
-    # A failed read leaves Orbax's other reads as coroutines whose errors Python would print as
-    # "Exception ignored in ..." tracebacks when they are collected.
-    sys.unraisablehook = lambda unraisable: None
     try:
-      state = restore(manager, target, step)
+      with _quiet_failed_read():
+        state = restore(manager, target, step)
     except Exception as error:  # pylint: disable=broad-except  # Orbax/TensorStore raise many
       damaged.append((step, describe_restore_error(manager.directory / str(step), error)))
       continue
-    finally:
-      gc.collect()
-      sys.unraisablehook = unraisable_hook
-      absl_logger.removeFilter(silence)
     for bad_step, reason in damaged:
       absl_logging.warning("checkpoint step %d in %s is damaged (%s); resuming from step %d%s",
                       bad_step, manager.directory, reason, step,
@@ -209,21 +218,55 @@ def remove_unfinished_saves(manager: ocp.CheckpointManager) -> list[str]:
   return removed
 
 
-def find_step_directory(path: str | os.PathLike, step: Optional[int] = None) -> epath.Path:
-  """Accepts a workdir, its checkpoints/ directory or one step's directory."""
+def step_directories(path: str | os.PathLike) -> list[epath.Path]:
+  """The step directories under a workdir or its checkpoints/ directory, newest first; one
+  step's directory alone when `path` is one. FileNotFoundError when there is none."""
   path = orbax_path(path)
   if (path / "state").exists() and (path / "meta").exists():
-    return path
+    return [path]
   if (path / CHECKPOINT_SUBDIR).exists():
     path = path / CHECKPOINT_SUBDIR
   steps = sorted(int(p.name) for p in path.iterdir() if p.name.isdigit()) if path.exists() else []
   if not steps:
     raise FileNotFoundError(f"{path}: no training checkpoint found")
+  return [path / str(step) for step in reversed(steps)]
+
+
+def find_step_directory(path: str | os.PathLike, step: Optional[int] = None) -> epath.Path:
+  """Accepts a workdir, its checkpoints/ directory or one step's directory."""
+  directories = step_directories(path)
   if step is None:
-    return path / str(steps[-1])
-  if step not in steps:
-    raise FileNotFoundError(f"{path}: no checkpoint of step {step} (found steps {steps})")
-  return path / str(step)
+    return directories[0]
+  if str(step) not in [d.name for d in directories]:
+    found = sorted(int(d.name) for d in directories)
+    raise FileNotFoundError(f"{directories[0].parent}: no checkpoint of step {step} "
+                            f"(found steps {found})")
+  return directories[0].parent / str(step)
+
+
+def read_latest_generator(path: str | os.PathLike, which: str = "generator_ema"
+                          ) -> tuple[Any, dict, epath.Path]:
+  """(params, meta, step directory) of the newest step under `path` whose generator reads.
+
+  Newer steps that fail to read (damaged files) are skipped with one warning each naming their
+  directory; nothing is renamed, since readers (eval mode, generator_init, upscale) must not
+  change a training run's files. CheckpointDamagedError when no step reads.
+  """
+  failures = []
+  for step_dir in step_directories(path):
+    try:
+      with _quiet_failed_read():
+        params, meta = read_generator(step_dir, which)
+    except Exception as error:  # pylint: disable=broad-except  # Orbax/TensorStore raise many
+      failures.append((step_dir, describe_restore_error(step_dir, error)))
+      continue
+    for bad_dir, reason in failures:
+      absl_logging.warning("checkpoint %s is damaged (%s); reading %s instead", bad_dir, reason,
+                           step_dir)
+    return params, meta, step_dir
+  bad_dir, reason = failures[0]
+  raise CheckpointDamagedError(f"{bad_dir}: unreadable training checkpoint ({reason})"
+                               + (f"; no older step reads either" if len(failures) > 1 else ""))
 
 
 def read_generator(step_dir: epath.Path, which: str = "generator_ema") -> tuple[Any, dict]:

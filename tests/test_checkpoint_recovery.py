@@ -4,10 +4,12 @@ import glob
 import os
 import shutil
 
+import jax
 import numpy as np
 import pytest
 
 from esrgan_jax import checkpoints, train
+from esrgan_jax.weights import generator as generator_weights
 from test_train import persistent_compilation_cache  # pylint: disable=unused-import
 from test_train import psnr_config, saved_steps, state_arrays
 
@@ -74,3 +76,26 @@ def test_every_step_damaged_is_one_error_and_nothing_is_renamed(finished_run, tm
     train.train_and_evaluate(psnr_config(num_steps=4), workdir)
   assert "\n" not in str(error.value)
   assert sorted(os.listdir(checkpoint_dir)) == ["2", "4"]
+
+
+def test_readers_of_a_workdir_skip_a_damaged_latest_step(finished_run, tmp_path, caplog):
+  """generator_init, eval mode and upscale read the newest step that reads, renaming nothing."""
+  source, _ = finished_run
+  workdir = str(tmp_path / "run")
+  shutil.copytree(source, workdir)
+  checkpoint_dir = os.path.join(workdir, checkpoints.CHECKPOINT_SUBDIR)
+  expected, _ = generator_weights.load_generator(os.path.join(checkpoint_dir, "2"))
+  delete_metadata(os.path.join(checkpoint_dir, "4"))
+  caplog.set_level("WARNING")
+  params, _ = generator_weights.load_generator(workdir)
+  warnings = [r.getMessage() for r in caplog.records if "is damaged" in r.getMessage()]
+  assert len(warnings) == 1 and os.path.join(checkpoint_dir, "4") in warnings[0], warnings
+  assert "state/_METADATA is missing" in warnings[0]
+  for got, want in zip(jax.tree.leaves(params), jax.tree.leaves(expected)):
+    np.testing.assert_array_equal(got, want)
+  assert sorted(os.listdir(checkpoint_dir)) == sorted(os.listdir(os.path.join(source, "checkpoints")))
+
+  delete_metadata(os.path.join(checkpoint_dir, "2"))
+  with pytest.raises(generator_weights.CheckpointError) as error:
+    generator_weights.load_generator(workdir)
+  assert "unreadable training checkpoint" in str(error.value) and "\n" not in str(error.value)

@@ -207,16 +207,13 @@ def load_generator(directory: str | os.PathLike,
 
 def _load_from_training_checkpoint(path: epath.Path, which: str) -> tuple[dict, dict[str, int]]:
   try:
-    step_dir = checkpoints.find_step_directory(path)
+    params, meta, _ = checkpoints.read_latest_generator(path, which)
   except FileNotFoundError as error:
     raise CheckpointError(f"{path}: neither a generator checkpoint ('params' and 'arch' entries, "
                           "as written by esrgan_jax.convert) nor a training workdir with "
                           "checkpoints") from error
-  try:
-    params, meta = checkpoints.read_generator(step_dir, which)
-  except Exception as error:  # Orbax raises many types for damaged files.
-    raise CheckpointError(f"{step_dir}: unreadable training checkpoint "
-                          f"({store.describe_error(error)})") from error
+  except checkpoints.CheckpointDamagedError as error:
+    raise CheckpointError(str(error)) from error
   return params, meta["arch"]
 
 
