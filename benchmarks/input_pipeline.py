@@ -11,8 +11,8 @@ Measures create_train_iterator on
 - the same folder after `python -m esrgan_jax.prepare` (480x480 sub-images every 240 px, 40 per
   image), as PNG and as raw .npy, decoded (read) on every use: data larger than memory.
 Each line gives the set-up time (listing, decoding for the cache) and the steady-state rate after
-one warm-up batch, in total and per core (divided by min(workers, CPUs)). A trainer at R steps/s with global batch B needs R * B patches/s per host
-divided by the number of hosts.
+one warm-up batch, in total and per core (divided by min(workers, CPUs)). A trainer at R steps/s
+with global batch B needs R * B patches/s per host divided by the number of hosts.
 """
 
 import argparse
@@ -53,7 +53,8 @@ def measure(name: str, data_config, args) -> None:
   elapsed = time.perf_counter() - start
   iterator.close()
   patches = args.steps * args.batch_size
-  cores = min(pipeline._num_workers(data_config), os.cpu_count() or 1)  # pylint: disable=protected-access
+  workers = data_config.num_workers or min(16, os.cpu_count() or 1)  # the pipeline's default
+  cores = min(workers, os.cpu_count() or 1)
   print(f"{name:<44} setup {setup:6.2f} s   {patches / elapsed:8.1f} patches/s   "
         f"{patches / elapsed / cores:7.1f} per core   {args.steps / elapsed:7.2f} batches/s   "
         f"(hr {batch['hr'].shape})", flush=True)

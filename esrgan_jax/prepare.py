@@ -1,7 +1,7 @@
 """Cut a folder of large training images into sub-images that the pipeline decodes cheaply.
 
   python -m esrgan_jax.prepare SRC OUT [--crop_size 480] [--step 240] [--thresh_size 0]
-      [--format png|npy] [--num_workers N]
+      [--format png|npy] [--num_workers N] [--lr_dir LR --scale 4]
 
 then train with config.data.dataset='prepared' and config.data.prepared_dir=OUT.
 
@@ -13,9 +13,15 @@ thresh_size pixels would be left out. Unlike extract_subimages.py, an image (or 
 crop_size is kept whole as one sub-image instead of failing. Sub-images are named
 '<stem>_s<NNN>.<ext>', numbered from 1 in row-major order, as BasicSR names them.
 
-Formats (measured by benchmarks/input_pipeline.py):
-  png  lossless and about as large as the source PNGs; decoding is the remaining cost.
-  npy  raw uint8 arrays: no decoding at all, ~2-3x the disk space of PNG.
+Without --lr_dir the pipeline makes each patch's LR by MATLAB bicubic from the HR sub-image (what
+DIV2K's bicubic LR files hold). With it, LR files are matched to SRC's images as dataset='folder'
+matches them, the grid is laid on the LR image (crop_size / scale every step / scale pixels) and
+the HR windows are scale times those, so each OUT/lr/<name> is exactly the LR of OUT/<name>.
+
+Windows overlapping by half (the defaults) hold each pixel about 4 times, so the set is about
+3-4x the size of the source. Formats (rates printed by benchmarks/input_pipeline.py):
+  png  lossless and compact; decoding 480x480 instead of 2K is the saving, decoding still the cost.
+  npy  raw uint8 arrays: nothing to decode, and 1.3x (noise) to ~3x (photos) the disk of png.
 TFRecord and ArrayRecord would hold the same PNG bytes (so the same decoding cost) and need a
 reader index; plain files already give the random access the pipeline's sampler needs.
 
@@ -35,6 +41,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from esrgan_jax import cli
+from esrgan_jax.data import datasets
 from esrgan_jax.data import prepared
 from esrgan_jax.data.images import ImageReadError, ImageWriteError, list_images, read_image
 from esrgan_jax.data.images import write_image
@@ -43,6 +50,7 @@ PROG = "esrgan_jax.prepare"
 MANIFEST = prepared.MANIFEST
 FORMATS = ("png", "npy")
 MANIFEST_VERSION = 1
+LR_FOLDER = "lr"
 
 
 class PrepareError(ValueError):
@@ -111,30 +119,52 @@ def _source_paths(src_dir: str) -> List[str]:
   return paths
 
 
-def _cut_one(path: str, out_dir: str, crop_size: int, step: int, thresh_size: int,
-             image_format: str) -> Tuple[Optional[List[str]], Optional[str]]:
+def _write(path: str, crop: np.ndarray, image_format: str) -> None:
+  if image_format == "npy":
+    write_array(path, crop)
+  else:
+    write_image(path, crop)
+
+
+def _cut_one(path: str, lr_path: Optional[str], out_dir: str, crop_size: int, step: int,
+             thresh_size: int, image_format: str,
+             scale: int) -> Tuple[Optional[List[str]], Optional[str]]:
   """(names of the sub-images written, None) or (None, why the image was skipped)."""
   try:
     image = read_image(path)
+    lr = None if lr_path is None else read_image(lr_path)
   except ImageReadError as e:
     return None, str(e)
   stem = os.path.splitext(os.path.basename(path))[0]
+  if lr is None:
+    hr_crops, lr_crops = sub_images(image, crop_size, step, thresh_size), None
+  else:
+    try:
+      image = datasets.pair_images(image, lr, scale, path, lr_path)
+    except datasets.PairSizeError as e:
+      raise PrepareError(str(e)) from None
+    lr_crop, lr_step, lr_thresh = crop_size // scale, step // scale, thresh_size // scale
+    lr_crops = sub_images(lr, lr_crop, lr_step, lr_thresh)
+    # The LR grid scaled up (the HR is exactly scale x the LR, so slices end at its border too):
+    # each HR window is the one its LR window was made from.
+    hr_crops = [image[top * scale:top * scale + crop_size, left * scale:left * scale + crop_size]
+                for top in window_starts(lr.shape[0], lr_crop, lr_step, lr_thresh)
+                for left in window_starts(lr.shape[1], lr_crop, lr_step, lr_thresh)]
   names = []
-  for number, crop in enumerate(sub_images(image, crop_size, step, thresh_size), start=1):
+  for number, crop in enumerate(hr_crops, start=1):
     name = f"{stem}_s{number:03d}.{image_format}"
-    target = os.path.join(out_dir, name)
-    if image_format == "npy":
-      write_array(target, crop)
-    else:
-      write_image(target, crop)
+    _write(os.path.join(out_dir, name), crop, image_format)
+    if lr_crops is not None:
+      _write(os.path.join(out_dir, LR_FOLDER, name), lr_crops[number - 1], image_format)
     names.append(name)
   return names, None
 
 
 def prepare(src_dir: str, out_dir: str, *, crop_size: int = 480, step: int = 240,
             thresh_size: int = 0, image_format: str = "png", num_workers: int = 0,
-            warn=None) -> dict:
-  """Writes the sub-images of every image in `src_dir` and the manifest; returns the manifest.
+            lr_dir: Optional[str] = None, scale: Optional[int] = None, warn=None) -> dict:
+  """Writes the sub-images of every image in `src_dir` (and of its LR files in `lr_dir`, x`scale`)
+  and the manifest; returns the manifest.
 
   `warn(message)` reports each skipped unreadable image (default: a line on stderr).
   """
@@ -144,25 +174,44 @@ def prepare(src_dir: str, out_dir: str, *, crop_size: int = 480, step: int = 240
   if image_format not in FORMATS:
     raise PrepareError(f"--format must be one of {FORMATS}, got {image_format!r}")
   warn = warn or (lambda message: print(f"esrgan_jax: warning: {message}", file=sys.stderr))
+  if lr_dir and not (scale and scale > 0 and crop_size % scale == 0 and step % scale == 0):
+    raise PrepareError(f"--lr_dir needs --scale, a positive divisor of --crop_size ({crop_size}) "
+                       f"and --step ({step}); got --scale {scale}")
   paths = _source_paths(src_dir)
+  lr_paths = [None] * len(paths)
+  if lr_dir:
+    try:
+      lr_paths = datasets.match_lr_paths(paths, lr_dir, scale)
+    except (FileNotFoundError, NotADirectoryError, ValueError) as e:
+      raise PrepareError(f"{e} (--lr_dir)") from None
   _prepare_output(out_dir)
+  if lr_dir:
+    os.makedirs(os.path.join(out_dir, LR_FOLDER))
   workers = num_workers or min(16, os.cpu_count() or 1)
   files, skipped = [], []
-  with concurrent.futures.ThreadPoolExecutor(workers) as executor:
+  executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="prepare")
+  try:
     # map keeps the source order, so the manifest's order is the sorted file names.
     results = executor.map(
-        lambda p: _cut_one(p, out_dir, crop_size, step, thresh_size, image_format), paths)
+        lambda p, q: _cut_one(p, q, out_dir, crop_size, step, thresh_size, image_format, scale),
+        paths, lr_paths)
     for path, (names, why) in zip(paths, results):
       if names is None:
         warn(f"skipping unreadable image: {why}")
         skipped.append(path)
       else:
         files.extend(names)
+  finally:
+    # On an error or Ctrl-C, the images not yet started are not cut.
+    executor.shutdown(wait=True, cancel_futures=True)
   if not files:
     raise PrepareError(f"{src_dir} (SRC): none of its {len(paths)} images is readable")
   manifest = {"version": MANIFEST_VERSION, "format": image_format, "crop_size": crop_size,
               "step": step, "thresh_size": thresh_size, "source": os.path.abspath(src_dir),
               "source_images": len(paths) - len(skipped), "skipped": skipped, "files": files}
+  if lr_dir:
+    manifest.update(scale=scale, lr_source=os.path.abspath(lr_dir),
+                    lr_files=[f"{LR_FOLDER}/{name}" for name in files])
   temporary = os.path.join(out_dir, MANIFEST + ".partial")
   with open(temporary, "w") as f:
     json.dump(manifest, f, indent=1)
@@ -187,12 +236,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       help="png (lossless, compact) or npy (raw arrays, no decoding, larger)")
   parser.add_argument(*cli.flag("num_workers"), type=int, default=0,
                       help="threads reading and writing (default: CPUs, at most 16)")
+  parser.add_argument(*cli.flag("lr_dir"), metavar="LR",
+                      help="LR images of SRC's, matched by name (default: the pipeline makes "
+                      "bicubic LR from the HR)")
+  parser.add_argument(*cli.flag("scale"), type=int, help="SR factor of --lr_dir's images")
   args = parser.parse_args(argv)
 
   def run() -> str:
     manifest = prepare(args.src, args.out, crop_size=args.crop_size, step=args.step,
                        thresh_size=args.thresh_size, image_format=args.format,
-                       num_workers=args.num_workers)
+                       num_workers=args.num_workers, lr_dir=args.lr_dir, scale=args.scale)
     skipped = len(manifest["skipped"])
     return (f"wrote {len(manifest['files'])} sub-images of {manifest['source_images']} images "
             f"to {args.out}" + (f" ({skipped} unreadable images skipped)" if skipped else ""))

@@ -85,6 +85,51 @@ def test_prepared_source_yields_the_folder_sources_patches(tmp_path, image_forma
         np.testing.assert_array_equal(folder_batch[key], prepared_batch[key])
 
 
+def write_pairs(tmp_path, rng, sizes):
+  for i, (lr_h, lr_w) in enumerate(sizes):
+    # HR a few rows/columns larger than scale x LR, as in BasicSR's GTmod12 folders.
+    write_image(str(tmp_path / "hr" / f"{i:02d}.png"),
+                random_image(rng, lr_h * SCALE + 2, lr_w * SCALE + 1))
+    write_image(str(tmp_path / "lr" / f"{i:02d}x{SCALE}.png"), random_image(rng, lr_h, lr_w))
+
+
+def test_lr_sub_images_are_the_lr_grid_and_hr_windows_are_scale_times_it(tmp_path):
+  rng = np.random.default_rng(4)
+  write_pairs(tmp_path, rng, [(22, 30)])
+  manifest = prepare.prepare(str(tmp_path / "hr"), str(tmp_path / "out"), crop_size=40, step=24,
+                             thresh_size=4, lr_dir=str(tmp_path / "lr"), scale=SCALE)
+  hr = read_image(str(tmp_path / "hr" / "00.png"))
+  lr = read_image(str(tmp_path / "lr" / f"00x{SCALE}.png"))
+  windows = [(t, l) for t in reference_starts(22, 10, 6, 1) for l in reference_starts(30, 10, 6, 1)]
+  assert len(manifest["files"]) == len(windows) == len(manifest["lr_files"])
+  for name, lr_name, (top, left) in zip(manifest["files"], manifest["lr_files"], windows):
+    np.testing.assert_array_equal(read_image(str(tmp_path / "out" / lr_name)),
+                                  lr[top:top + 10, left:left + 10])
+    hr_window = hr[top * SCALE:(top + 10) * SCALE, left * SCALE:(left + 10) * SCALE]
+    np.testing.assert_array_equal(read_image(str(tmp_path / "out" / name)), hr_window)
+
+
+def test_prepared_pairs_yield_the_folder_pairs_patches(tmp_path):
+  rng = np.random.default_rng(5)
+  write_pairs(tmp_path, rng, [(10, 12), (12, 9), (11, 11)])
+  prepare.prepare(str(tmp_path / "hr"), str(tmp_path / "out"), crop_size=64, step=32,
+                  image_format="npy", lr_dir=str(tmp_path / "lr"), scale=SCALE)
+  batches = {}
+  for dataset, fields in (("folder", {"hr_dir": str(tmp_path / "hr"),
+                                      "lr_dir": str(tmp_path / "lr")}),
+                          ("prepared", {"prepared_dir": str(tmp_path / "out")})):
+    config = pipeline.default_data_config()
+    config.update(dataset=dataset, patch_size=16, cache_decoded=False, num_workers=2,
+                  min_images_per_slot=1, **fields)
+    with pipeline.create_train_iterator(config, scale=SCALE, global_batch_size=3, seed=9,
+                                        start_step=2, process_index=0,
+                                        process_count=1) as iterator:
+      batches[dataset] = [next(iterator) for _ in range(2)]
+  for folder_batch, prepared_batch in zip(batches["folder"], batches["prepared"]):
+    for key in ("lr", "hr"):
+      np.testing.assert_array_equal(folder_batch[key], prepared_batch[key])
+
+
 def test_prepared_batches_do_not_depend_on_the_number_of_processes(tmp_path):
   rng = np.random.default_rng(2)
   write_image(str(tmp_path / "src" / "big.png"), random_image(rng, 96, 128))
@@ -145,6 +190,11 @@ def test_bad_src_and_out_are_one_line_errors(tmp_path, capsys):
     assert "cannot write" in one_error_line(capsys)
   assert prepare.main([str(tmp_path / "src"), out, "--step", "0"]) == cli.EXIT_ERROR
   assert "--step" in one_error_line(capsys)
+  assert prepare.main([str(tmp_path / "src"), out, "--lr_dir", str(tmp_path)]) == cli.EXIT_ERROR
+  assert "--scale" in one_error_line(capsys)
+  assert prepare.main([str(tmp_path / "src"), out, "--lr_dir", str(tmp_path / "empty"),
+                       "--scale", "4"]) == cli.EXIT_ERROR
+  assert "--lr_dir" in one_error_line(capsys)
   with pytest.raises(SystemExit) as exit_info:
     prepare.main([str(tmp_path / "src"), out, "--format", "lmdb"])
   assert exit_info.value.code == cli.EXIT_USAGE

@@ -1,8 +1,9 @@
 """The training source of a folder written by `python -m esrgan_jax.prepare` (dataset='prepared').
 
 The same interface as datasets.FolderSource (see datasets.py's docstring); images are the
-sub-images in the manifest's order, which is what the pipeline's sampling indexes. HR only: the
-pipeline makes the LR on the fly (MATLAB bicubic), from the sub-image.
+sub-images in the manifest's order, which is what the pipeline's sampling indexes. With LR
+sub-images (prepared with --lr_dir) `load` gives both; otherwise the pipeline makes the LR on the
+fly (MATLAB bicubic) from the HR sub-image.
 """
 
 import json
@@ -28,6 +29,10 @@ def read_array(path: str) -> np.ndarray:
   return array
 
 
+def _read(path: str) -> np.ndarray:
+  return read_array(path) if path.endswith(".npy") else read_image(path)
+
+
 class PreparedSource:
   """The sub-images listed in `directory`/prepared.json; each is read when asked for."""
 
@@ -45,6 +50,10 @@ class PreparedSource:
     if not files:
       raise ValueError(f"{manifest_path}: lists no sub-images; {_HELP}")
     self.paths = [os.path.join(directory, name) for name in files]
+    lr_files = manifest.get("lr_files")
+    if lr_files is not None and len(lr_files) != len(files):
+      raise ValueError(f"{manifest_path}: {len(files)} sub-images but {len(lr_files)} LR ones")
+    self.lr_paths = None if lr_files is None else [os.path.join(directory, n) for n in lr_files]
     self.manifest = manifest
     self.description = (f"{directory} (sub-images {manifest.get('crop_size')} px every "
                         f"{manifest.get('step')} px of {manifest.get('source')})")
@@ -57,13 +66,13 @@ class PreparedSource:
     return self.paths[index]
 
   def lr_name(self, index: int) -> str:
-    return f"bicubic LR of {self.name(index)}"
+    if self.lr_paths is None:
+      return f"bicubic LR of {self.name(index)}"
+    return self.lr_paths[index]
 
   def load(self, index: int) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    path = self.paths[index]
-    if path.endswith(".npy"):
-      return read_array(path), None
-    return read_image(path), None
+    hr = _read(self.paths[index])
+    return hr, None if self.lr_paths is None else _read(self.lr_paths[index])
 
   def prefetch_range(self, start: int, stop: int) -> None:
     del start, stop  # Files are read one at a time by `load`.
