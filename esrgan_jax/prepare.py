@@ -1,7 +1,7 @@
 """Cut a folder of large training images into sub-images that the pipeline decodes cheaply.
 
   python -m esrgan_jax.prepare SRC OUT [--crop_size 480] [--step 240] [--thresh_size 0]
-      [--format png|npy] [--num_workers N] [--lr_dir LR --scale 4]
+      [--format png|npy] [--num_workers N] [--scale 4 [--lr_dir LR]]
 
 then train with config.data.dataset='prepared' and config.data.prepared_dir=OUT.
 
@@ -13,10 +13,12 @@ thresh_size pixels would be left out. Unlike extract_subimages.py, an image (or 
 crop_size is kept whole as one sub-image instead of failing. Sub-images are named
 '<stem>_s<NNN>.<ext>', numbered from 1 in row-major order, as BasicSR names them.
 
-Without --lr_dir the pipeline makes each patch's LR by MATLAB bicubic from the HR sub-image (what
-DIV2K's bicubic LR files hold). With it, LR files are matched to SRC's images as dataset='folder'
-matches them, the grid is laid on the LR image (crop_size / scale every step / scale pixels) and
-the HR windows are scale times those, so each OUT/lr/<name> is exactly the LR of OUT/<name>.
+LR sub-images (OUT/lr/<name>, optional): with --lr_dir, LR files are matched to SRC's images as
+dataset='folder' matches them; with --scale alone, each image is mod-cropped and its LR is MATLAB's
+bicubic downscaling of the whole image (what DIV2K's LR files are, and the pixels dataset='folder'
+makes on the fly). The grid is then laid on the LR image (crop_size / scale every step / scale
+pixels) and the HR windows are scale times those. Without either, the pipeline makes each patch's
+bicubic LR from the HR sub-image, which costs about half of the per-patch time of npy sub-images.
 
 Windows overlapping by half (the defaults) hold each pixel about 4 times, so the set is about
 3-4x the size of the source. Formats (rates printed by benchmarks/input_pipeline.py):
@@ -42,7 +44,9 @@ import numpy as np
 
 from esrgan_jax import cli
 from esrgan_jax.data import datasets
+from esrgan_jax.data import pipeline
 from esrgan_jax.data import prepared
+from esrgan_jax.data.augment import mod_crop
 from esrgan_jax.data.images import ImageReadError, ImageWriteError, list_images, read_image
 from esrgan_jax.data.images import write_image
 
@@ -136,6 +140,11 @@ def _cut_one(path: str, lr_path: Optional[str], out_dir: str, crop_size: int, st
   except ImageReadError as e:
     return None, str(e)
   stem = os.path.splitext(os.path.basename(path))[0]
+  if lr is None and scale:
+    image = mod_crop(image, scale)
+    if min(image.shape[:2]) < scale:
+      return None, f"{path}: {image.shape[0]}x{image.shape[1]} is smaller than the scale {scale}"
+    lr = pipeline.bicubic_lr_image(image, scale)
   if lr is None:
     hr_crops, lr_crops = sub_images(image, crop_size, step, thresh_size), None
   else:
@@ -174,9 +183,11 @@ def prepare(src_dir: str, out_dir: str, *, crop_size: int = 480, step: int = 240
   if image_format not in FORMATS:
     raise PrepareError(f"--format must be one of {FORMATS}, got {image_format!r}")
   warn = warn or (lambda message: print(f"esrgan_jax: warning: {message}", file=sys.stderr))
-  if lr_dir and not (scale and scale > 0 and crop_size % scale == 0 and step % scale == 0):
-    raise PrepareError(f"--lr_dir needs --scale, a positive divisor of --crop_size ({crop_size}) "
-                       f"and --step ({step}); got --scale {scale}")
+  if lr_dir and not scale:
+    raise PrepareError("--lr_dir needs --scale, the SR factor of its images")
+  if scale is not None and not (scale > 0 and crop_size % scale == 0 and step % scale == 0):
+    raise PrepareError(f"--scale ({scale}) must be a positive divisor of --crop_size "
+                       f"({crop_size}) and --step ({step})")
   paths = _source_paths(src_dir)
   lr_paths = [None] * len(paths)
   if lr_dir:
@@ -185,7 +196,7 @@ def prepare(src_dir: str, out_dir: str, *, crop_size: int = 480, step: int = 240
     except (FileNotFoundError, NotADirectoryError, ValueError) as e:
       raise PrepareError(f"{e} (--lr_dir)") from None
   _prepare_output(out_dir)
-  if lr_dir:
+  if scale:
     os.makedirs(os.path.join(out_dir, LR_FOLDER))
   workers = num_workers or min(16, os.cpu_count() or 1)
   files, skipped = [], []
@@ -209,8 +220,8 @@ def prepare(src_dir: str, out_dir: str, *, crop_size: int = 480, step: int = 240
   manifest = {"version": MANIFEST_VERSION, "format": image_format, "crop_size": crop_size,
               "step": step, "thresh_size": thresh_size, "source": os.path.abspath(src_dir),
               "source_images": len(paths) - len(skipped), "skipped": skipped, "files": files}
-  if lr_dir:
-    manifest.update(scale=scale, lr_source=os.path.abspath(lr_dir),
+  if scale:
+    manifest.update(scale=scale, lr_source=os.path.abspath(lr_dir) if lr_dir else "bicubic",
                     lr_files=[f"{LR_FOLDER}/{name}" for name in files])
   temporary = os.path.join(out_dir, MANIFEST + ".partial")
   with open(temporary, "w") as f:
@@ -239,7 +250,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument(*cli.flag("lr_dir"), metavar="LR",
                       help="LR images of SRC's, matched by name (default: the pipeline makes "
                       "bicubic LR from the HR)")
-  parser.add_argument(*cli.flag("scale"), type=int, help="SR factor of --lr_dir's images")
+  parser.add_argument(*cli.flag("scale"), type=int,
+                      help="also write LR sub-images for this SR factor: --lr_dir's, or MATLAB "
+                      "bicubic of each whole image (then training does no resizing per patch)")
   args = parser.parse_args(argv)
 
   def run() -> str:

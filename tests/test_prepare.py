@@ -59,15 +59,18 @@ def test_sub_images_are_written_in_row_major_order_with_basicsr_names(tmp_path):
   assert on_disk["files"] == manifest["files"] and on_disk["crop_size"] == 24
 
 
-@pytest.mark.parametrize("image_format", prepare.FORMATS)
-def test_prepared_source_yields_the_folder_sources_patches(tmp_path, image_format):
+@pytest.mark.parametrize("image_format,bicubic_lr", [("png", False), ("npy", False), ("png", True)])
+def test_prepared_source_yields_the_folder_sources_patches(tmp_path, image_format, bicubic_lr):
   # crop_size >= every image: each image is its own one sub-image, so for one seed and step both
-  # sources must give the same batches, bit for bit, cached or decoded per use.
+  # sources must give the same batches, bit for bit, cached or decoded per use; LR sub-images made
+  # at preparation must be the pixels the folder path's on-the-fly bicubic makes.
   rng = np.random.default_rng(1)
-  for i, (height, width) in enumerate([(40, 52), (48, 40), (36, 44), (44, 60), (52, 36)]):
+  for i, (height, width) in enumerate([(40, 52), (48, 40), (36, 44), (44, 60), (53, 38)]):
     write_image(str(tmp_path / "src" / f"{i:02d}.png"), random_image(rng, height, width))
-  prepare.prepare(str(tmp_path / "src"), str(tmp_path / "out"), crop_size=64, step=32,
-                  image_format=image_format, num_workers=2)
+  manifest = prepare.prepare(str(tmp_path / "src"), str(tmp_path / "out"), crop_size=64, step=32,
+                             image_format=image_format, num_workers=2,
+                             scale=SCALE if bicubic_lr else None)
+  assert ("lr_files" in manifest) == bicubic_lr
   for cache_decoded in (False, True):
     batches = {}
     for dataset, fields in (("folder", {"hr_dir": str(tmp_path / "src")}),
@@ -192,6 +195,8 @@ def test_bad_src_and_out_are_one_line_errors(tmp_path, capsys):
   assert "--step" in one_error_line(capsys)
   assert prepare.main([str(tmp_path / "src"), out, "--lr_dir", str(tmp_path)]) == cli.EXIT_ERROR
   assert "--scale" in one_error_line(capsys)
+  assert prepare.main([str(tmp_path / "src"), out, "--scale", "7"]) == cli.EXIT_ERROR
+  assert "--scale (7) must be a positive divisor" in one_error_line(capsys)
   assert prepare.main([str(tmp_path / "src"), out, "--lr_dir", str(tmp_path / "empty"),
                        "--scale", "4"]) == cli.EXIT_ERROR
   assert "--lr_dir" in one_error_line(capsys)
@@ -208,3 +213,7 @@ def test_pipeline_names_a_missing_manifest_or_field(tmp_path):
                                    process_index=0, process_count=1)
   with pytest.raises(ValueError, match="config.data.prepared_dir"):
     prepared.prepared_source(None)
+  write_image(str(tmp_path / "src" / "a.png"), np.zeros((16, 16, 3), np.uint8))
+  prepare.prepare(str(tmp_path / "src"), str(tmp_path / "x4"), scale=4)
+  with pytest.raises(ValueError, match="x4 LR sub-images but the model's scale is 2"):
+    prepared.prepared_source(str(tmp_path / "x4"), 2)

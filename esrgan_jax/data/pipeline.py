@@ -346,7 +346,7 @@ def _open_train_source(data_config, scale: int, process_count: int):
   if data_config.dataset == "folder":
     return datasets.folder_source(data_config.hr_dir, data_config.lr_dir, scale)
   if data_config.dataset == "prepared":
-    return prepared.prepared_source(data_config.get("prepared_dir"))
+    return prepared.prepared_source(data_config.get("prepared_dir"), scale)
   # Several processes must not prepare one data dir at once: multi-host runs prepare it first.
   prepare = process_count == 1 and (data_config.tfds_download or bool(data_config.tfds_manual_dir))
   builder = datasets.open_tfds_builder(

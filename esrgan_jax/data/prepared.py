@@ -36,7 +36,7 @@ def _read(path: str) -> np.ndarray:
 class PreparedSource:
   """The sub-images listed in `directory`/prepared.json; each is read when asked for."""
 
-  def __init__(self, directory: str):
+  def __init__(self, directory: str, scale: Optional[int] = None):
     manifest_path = os.path.join(directory, MANIFEST)
     try:
       with open(manifest_path) as f:
@@ -51,6 +51,9 @@ class PreparedSource:
       raise ValueError(f"{manifest_path}: lists no sub-images; {_HELP}")
     self.paths = [os.path.join(directory, name) for name in files]
     lr_files = manifest.get("lr_files")
+    if lr_files is not None and scale is not None and manifest.get("scale") != scale:
+      raise ValueError(f"config.data.prepared_dir={directory!r} holds x{manifest.get('scale')} LR "
+                       f"sub-images but the model's scale is {scale}")
     if lr_files is not None and len(lr_files) != len(files):
       raise ValueError(f"{manifest_path}: {len(files)} sub-images but {len(lr_files)} LR ones")
     self.lr_paths = None if lr_files is None else [os.path.join(directory, n) for n in lr_files]
@@ -81,8 +84,8 @@ class PreparedSource:
     pass
 
 
-def prepared_source(directory: Optional[str]) -> PreparedSource:
+def prepared_source(directory: Optional[str], scale: Optional[int] = None) -> PreparedSource:
   if not directory:
     raise ValueError("config.data.prepared_dir: set it to a folder written by "
                      "`python -m esrgan_jax.prepare` for dataset='prepared'")
-  return PreparedSource(directory)
+  return PreparedSource(directory, scale)
