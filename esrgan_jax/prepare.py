@@ -21,11 +21,13 @@ pixels) and the HR windows are scale times those. Without either, the pipeline m
 bicubic LR from the HR sub-image, which costs about half of the per-patch time of npy sub-images.
 
 Windows overlapping by half (the defaults) hold each pixel about 4 times, so the set is about
-3-4x the size of the source. Formats (rates printed by benchmarks/input_pipeline.py):
-  png  lossless and compact; decoding 480x480 instead of 2K is the saving, decoding still the cost.
-  npy  raw uint8 arrays: nothing to decode, and 1.3x (noise) to ~3x (photos) the disk of png.
-TFRecord and ArrayRecord would hold the same PNG bytes (so the same decoding cost) and need a
-reader index; plain files already give the random access the pipeline's sampler needs.
+3-4x the size of the source. Formats, with the patches/s per core that benchmarks/input_pipeline.py
+measured on 2 shared cores against 10 for 2K PNGs decoded per patch in the same run:
+  png  (default) lossless and compact; 70 (82 with --scale), 7-8x the 2K rate.
+  npy  raw uint8 arrays, nothing to decode; 163 (308 with --scale), 16-30x; 1.3x (noise) to ~3x
+       (photos) the disk of png.
+TFRecord or ArrayRecord would hold the same encoded bytes (the same decoding cost) behind an index
+or a sequential reader; plain files already give the random access the pipeline's sampler needs.
 
 OUT/prepared.json lists the sub-images in order (the pipeline's image order) and how they were
 made; it is written last, so an interrupted run leaves no set the pipeline would read. An
