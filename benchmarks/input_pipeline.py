@@ -8,9 +8,12 @@ Measures create_train_iterator on
   SYNTHETIC: 8 random-textured 2040x1356 PNGs (DIV2K's size) written to a temporary directory,
   since no real 2K dataset can be downloaded here; PNG decoding cost is what matters, and noise
   makes PNGs larger (slower to decode) than photographs of the same size.
+- the same folder after `python -m esrgan_jax.prepare` (480x480 sub-images every 240 px, 40 per
+  image), as PNG and as raw .npy, without and with LR sub-images (--scale: bicubic made once at
+  preparation instead of per patch), decoded (read) on every use: data larger than memory.
 Each line gives the set-up time (listing, decoding for the cache) and the steady-state rate after
-one warm-up batch. A trainer at R steps/s with global batch B needs R * B patches/s per host
-divided by the number of hosts.
+one warm-up batch, in total and per core (divided by min(workers, CPUs)). A trainer at R steps/s
+with global batch B needs R * B patches/s per host divided by the number of hosts.
 """
 
 import argparse
@@ -24,6 +27,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import default  # pylint: disable=g-import-not-at-top
+from esrgan_jax import prepare  # pylint: disable=g-import-not-at-top
 from esrgan_jax.data import pipeline  # pylint: disable=g-import-not-at-top
 from esrgan_jax.data.images import write_image  # pylint: disable=g-import-not-at-top
 
@@ -51,8 +55,11 @@ def measure(name: str, data_config, args) -> None:
   elapsed = time.perf_counter() - start
   iterator.close()
   patches = args.steps * args.batch_size
-  print(f"{name:<40} setup {setup:6.2f} s   {patches / elapsed:8.1f} patches/s   "
-        f"{args.steps / elapsed:7.2f} batches/s   (hr {batch['hr'].shape})", flush=True)
+  workers = data_config.num_workers or min(16, os.cpu_count() or 1)  # the pipeline's default
+  cores = min(workers, os.cpu_count() or 1)
+  print(f"{name:<52} setup {setup:6.2f} s   {patches / elapsed:8.1f} patches/s   "
+        f"{patches / elapsed / cores:7.1f} per core   {args.steps / elapsed:7.2f} batches/s   "
+        f"(hr {batch['hr'].shape})", flush=True)
 
 
 def main() -> None:
@@ -81,6 +88,20 @@ def main() -> None:
     measure("synthetic 2K folder, cached", config(dataset="folder", hr_dir=directory), args)
     measure("synthetic 2K folder, decoded per use",
             config(dataset="folder", hr_dir=directory, cache_decoded=False), args)
+    for with_lr in (False, True):
+      for image_format in prepare.FORMATS:
+        kind = f"{image_format}{' + bicubic LR' if with_lr else ''}"
+        prepared_dir = os.path.join(directory, f"prepared_{image_format}_{with_lr}")
+        start = time.perf_counter()
+        manifest = prepare.prepare(directory, prepared_dir, image_format=image_format,
+                                   num_workers=args.num_workers,
+                                   scale=args.scale if with_lr else None)
+        size = sum(os.path.getsize(os.path.join(prepared_dir, f))
+                   for f in manifest["files"] + manifest.get("lr_files", []))
+        print(f"(prepared {len(manifest['files'])} sub-images, {kind}, {size / 2**20:.0f} MiB, "
+              f"in {time.perf_counter() - start:.1f} s)", flush=True)
+        measure(f"prepared 480 sub-images ({kind}), per use",
+                config(dataset="prepared", prepared_dir=prepared_dir, cache_decoded=False), args)
 
 
 if __name__ == "__main__":

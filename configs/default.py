@@ -36,9 +36,11 @@ def optimizer_config(learning_rate: float, milestones: tuple[int, ...],
 def data_config() -> ml_collections.ConfigDict:
   """`config.data`: every field the input pipeline (esrgan_jax/data/pipeline.py) reads."""
   config = ml_collections.ConfigDict()
-  config.dataset = "bundled"  # 'bundled' (skimage photos), 'folder' (hr_dir / lr_dir) or 'div2k'
+  # 'bundled' (skimage photos), 'folder' (hr_dir / lr_dir), 'prepared' (prepared_dir) or 'div2k'
+  config.dataset = "bundled"
   config.hr_dir = placeholder(str)  # folder: HR images (png/jpg/webp/bmp/tiff), sorted by name
   config.lr_dir = placeholder(str)  # folder: LR images matched by name (unset: bicubic from HR)
+  config.prepared_dir = placeholder(str)  # prepared: a folder written by python -m esrgan_jax.prepare
   config.tfds_name = "div2k/bicubic_x4"  # div2k: TFDS name/config; its _xN must match the scale
   config.tfds_data_dir = placeholder(str)  # div2k: TFDS data dir (unset: TFDS's default)
   config.tfds_manual_dir = placeholder(str)  # div2k: folder with DIV2K's zip files, for offline

@@ -132,6 +132,10 @@ def _validate_data(data: ml_collections.ConfigDict) -> None:
     _require_dir(data.hr_dir, "config.data.hr_dir")
     if data.lr_dir:
       _require_dir(data.lr_dir, "config.data.lr_dir")
+  if data.dataset == "prepared":
+    _require(bool(data.get("prepared_dir")), "config.data.prepared_dir: set it to a folder "
+             "written by `python -m esrgan_jax.prepare` for dataset='prepared'")
+    _require_dir(data.prepared_dir, "config.data.prepared_dir")
   _require(data.num_workers is None or data.num_workers > 0,
            f"config.data.num_workers must be positive (or unset), got {data.num_workers}")
   _require(data.prefetch_batches > 0, "config.data.prefetch_batches must be positive")

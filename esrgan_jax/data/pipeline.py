@@ -48,12 +48,13 @@ import jax
 import numpy as np
 
 from esrgan_jax.data import datasets
+from esrgan_jax.data import prepared
 from esrgan_jax.data.augment import augment_pair, mod_crop, pad_to_size, paired_random_crop
 from esrgan_jax.data.augment import random_crop_position
 from esrgan_jax.data.bicubic import bicubic_downsample_uint8
 from esrgan_jax.data.images import ImageReadError
 
-DATASETS = ("bundled", "folder", "div2k")
+DATASETS = ("bundled", "folder", "div2k", "prepared")
 # Distinct SeedSequence streams for the two uses of randomness.
 _CROP_STREAM = 0
 _ORDER_STREAM = 1
@@ -298,6 +299,8 @@ def _open_train_source(data_config, scale: int, process_count: int):
     return datasets.bundled_source()
   if data_config.dataset == "folder":
     return datasets.folder_source(data_config.hr_dir, data_config.lr_dir, scale)
+  if data_config.dataset == "prepared":
+    return prepared.prepared_source(data_config.get("prepared_dir"), scale)
   # Several processes must not prepare one data dir at once: multi-host runs prepare it first.
   prepare = process_count == 1 and (data_config.tfds_download or bool(data_config.tfds_manual_dir))
   builder = datasets.open_tfds_builder(

@@ -1,0 +1,89 @@
+"""The training source of a folder written by `python -m esrgan_jax.prepare` (dataset='prepared').
+
+The same interface as datasets.FolderSource (see datasets.py's docstring); images are the
+sub-images in the manifest's order, which is what the pipeline's sampling indexes. With LR
+sub-images (prepared with --lr_dir) `load` gives both; otherwise the pipeline makes the LR on the
+fly (MATLAB bicubic) from the HR sub-image.
+"""
+
+import json
+import os
+from typing import Optional, Tuple
+
+import numpy as np
+
+from esrgan_jax.data.images import ImageReadError, read_image
+
+MANIFEST = "prepared.json"  # written last by esrgan_jax.prepare
+_HELP = "write one with `python -m esrgan_jax.prepare SRC OUT`"
+
+
+def read_array(path: str) -> np.ndarray:
+  """A sub-image saved as .npy: uint8 HxWx3, or ImageReadError naming the file."""
+  try:
+    array = np.load(path, allow_pickle=False)
+  except (OSError, ValueError, EOFError) as e:
+    raise ImageReadError(f"{path}: not a readable .npy sub-image ({e})") from None
+  if array.dtype != np.uint8 or array.ndim != 3 or array.shape[-1] != 3:
+    raise ImageReadError(f"{path}: expected uint8 HxWx3, found {array.dtype} {array.shape}")
+  return array
+
+
+def _read(path: str) -> np.ndarray:
+  return read_array(path) if path.endswith(".npy") else read_image(path)
+
+
+class PreparedSource:
+  """The sub-images listed in `directory`/prepared.json; each is read when asked for."""
+
+  def __init__(self, directory: str, scale: Optional[int] = None):
+    manifest_path = os.path.join(directory, MANIFEST)
+    try:
+      with open(manifest_path) as f:
+        manifest = json.load(f)
+    except FileNotFoundError:
+      raise FileNotFoundError(f"config.data.prepared_dir={directory!r}: no {MANIFEST} in it; "
+                              f"{_HELP}") from None
+    except (OSError, ValueError) as e:
+      raise ValueError(f"{manifest_path}: not a readable manifest ({e}); {_HELP}") from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not files:
+      raise ValueError(f"{manifest_path}: lists no sub-images; {_HELP}")
+    self.paths = [os.path.join(directory, name) for name in files]
+    lr_files = manifest.get("lr_files")
+    if lr_files is not None and scale is not None and manifest.get("scale") != scale:
+      raise ValueError(f"config.data.prepared_dir={directory!r} holds x{manifest.get('scale')} LR "
+                       f"sub-images but the model's scale is {scale}")
+    if lr_files is not None and len(lr_files) != len(files):
+      raise ValueError(f"{manifest_path}: {len(files)} sub-images but {len(lr_files)} LR ones")
+    self.lr_paths = None if lr_files is None else [os.path.join(directory, n) for n in lr_files]
+    self.manifest = manifest
+    self.description = (f"{directory} (sub-images {manifest.get('crop_size')} px every "
+                        f"{manifest.get('step')} px of {manifest.get('source')})")
+
+  @property
+  def num_images(self) -> int:
+    return len(self.paths)
+
+  def name(self, index: int) -> str:
+    return self.paths[index]
+
+  def lr_name(self, index: int) -> str:
+    if self.lr_paths is None:
+      return f"bicubic LR of {self.name(index)}"
+    return self.lr_paths[index]
+
+  def load(self, index: int) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    hr = _read(self.paths[index])
+    return hr, None if self.lr_paths is None else _read(self.lr_paths[index])
+
+  def prefetch_range(self, start: int, stop: int) -> None:
+    del start, stop  # Files are read one at a time by `load`.
+
+  def release_prefetched(self) -> None:
+    pass
+
+
+def prepared_source(directory: str, scale: Optional[int] = None) -> PreparedSource:
+  """config_checks has made sure `directory` is set and exists; its contents are checked here."""
+  return PreparedSource(directory, scale)
