@@ -1,6 +1,6 @@
 """ESRGAN losses on arrays: pixel, perceptual (pre-ReLU VGG19 features) and relativistic GAN.
 
-Detach points follow BasicSR's ESRGANModel (see ARCHITECTURE.md); every weight is an argument so
+Detach points follow BasicSR's ESRGANModel (docs/design.md); every weight is an argument so
 that configs name each one once.
 """
 

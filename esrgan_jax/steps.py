@@ -1,6 +1,6 @@
 """Pure train steps, `train_step(state, batch, rng) -> (state, metrics)`, one per ESRGAN stage.
 
-A step sees arrays only. The GAN step follows BasicSR's ESRGANModel exactly (ARCHITECTURE.md): one
+A step sees arrays only. The GAN step follows BasicSR's ESRGANModel exactly (docs/design.md): one
 generator output per step; G's update sees D's parameters from before D's update; D's loss sees the
 generator output stopped; then the EMA update. It computes each discriminator pass once and reuses
 it for both updates, which is exact because both updates see the same D parameters and inputs.

@@ -21,7 +21,7 @@ def nearest_upscale(batch: np.ndarray) -> np.ndarray:
 
 
 def y_psnr(sr: np.ndarray, hr: np.ndarray, border: int) -> float:
-  """ARCHITECTURE.md's definition written out: Y of uint8 RGB, borders cropped, peak 255."""
+  """docs/design.md's definition written out: Y of uint8 RGB, borders cropped, peak 255."""
   def luma(image):
     rgb = image.astype(np.float64) / 255.0
     return 16.0 + rgb @ np.array([65.481, 128.553, 24.966])
