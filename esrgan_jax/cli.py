@@ -10,7 +10,7 @@ One convention for every command, printed at the end of each `--help`:
 
 import argparse
 import sys
-from typing import Callable, Sequence
+from typing import Callable, Sequence, Union
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -50,14 +50,18 @@ def flag(name: str, *short: str) -> Sequence[str]:
   return names
 
 
-def run(action: Callable[[], str], errors: tuple[type[BaseException], ...]) -> int:
-  """A command's work under the convention: prints the line `action` returns and gives 0, or one
-  error line for any of `errors` (1), or 130 on Ctrl-C."""
+def run(action: Callable[[], Union[str, int]],
+        errors: tuple[type[BaseException], ...] = (UserError,)) -> int:
+  """A command's work under the convention. `action` returns a line to print (then 0) or its own
+  exit status; any of `errors` becomes one error line (1); Ctrl-C one line and 130."""
   try:
-    done = action()
+    result = action()
   except errors as caught:
     return error(" ".join(str(caught).split()))  # one line, whatever the cause said
   except KeyboardInterrupt:
+    print("esrgan_jax: stopped by Ctrl-C", file=sys.stderr)
     return EXIT_INTERRUPTED
-  print(done)
+  if isinstance(result, int):
+    return result
+  print(result)
   return EXIT_OK

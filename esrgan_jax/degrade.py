@@ -9,6 +9,7 @@ seed gives the same LR images, so the output can serve as a paired validation se
 compiled per distinct image size. Outputs are PNG: OUT_DIR/NAME[_SUFFIX].png.
 """
 
+import argparse
 import functools
 import os
 import sys
@@ -61,32 +62,31 @@ def _check_out_dir(out_dir):
     raise cli.UserError(f"{out_dir}: output folder is not writable")
 
 
+def degrade_folder(args: argparse.Namespace) -> int:
+  try:
+    paths = list_images(args.in_dir)
+  except (OSError, ValueError) as e:
+    raise cli.UserError(str(e))
+  _check_out_dir(args.out_dir)
+  failures = 0
+  for slot, path in enumerate(paths):
+    stem = os.path.splitext(os.path.basename(path))[0]
+    name = f"{stem}_{args.suffix}.png" if args.suffix else f"{stem}.png"
+    try:
+      image = read_image(path)
+      if min(image.shape[:2]) < 2 * args.scale:
+        raise ImageReadError(f"{path}: image is smaller than {2 * args.scale} pixels")
+      write_image(os.path.join(args.out_dir, name),
+                  degrade_image(image, args.seed, slot, args.scale))
+    except (ImageReadError, ImageWriteError) as e:
+      cli.error(str(e))  # Reported; the other images are still written.
+      failures += 1
+  return cli.EXIT_ERROR if failures else cli.EXIT_OK
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parse_args(argv)
-  try:
-    try:
-      paths = list_images(args.in_dir)
-    except (OSError, ValueError) as e:
-      raise cli.UserError(str(e))
-    _check_out_dir(args.out_dir)
-    failures = 0
-    for slot, path in enumerate(paths):
-      stem = os.path.splitext(os.path.basename(path))[0]
-      name = f"{stem}_{args.suffix}.png" if args.suffix else f"{stem}.png"
-      try:
-        image = read_image(path)
-        if min(image.shape[:2]) < 2 * args.scale:
-          raise ImageReadError(f"{path}: image is smaller than {2 * args.scale} pixels")
-        write_image(os.path.join(args.out_dir, name),
-                    degrade_image(image, args.seed, slot, args.scale))
-      except (ImageReadError, ImageWriteError) as e:
-        cli.error(str(e))  # Reported; the other images are still written.
-        failures += 1
-    return cli.EXIT_ERROR if failures else cli.EXIT_OK
-  except cli.UserError as e:
-    return cli.error(str(e))
-  except KeyboardInterrupt:
-    return cli.EXIT_INTERRUPTED
+  return cli.run(lambda: degrade_folder(args))
 
 
 if __name__ == "__main__":

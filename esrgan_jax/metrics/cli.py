@@ -184,12 +184,7 @@ def run(args) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = _parser().parse_args(argv)
-  try:
-    return run(args)
-  except cli.UserError as e:
-    return cli.error(str(e))
-  except KeyboardInterrupt:
-    return cli.EXIT_INTERRUPTED
+  return cli.run(lambda: run(args))
 
 
 if __name__ == "__main__":
