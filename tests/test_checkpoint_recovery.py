@@ -99,3 +99,18 @@ def test_readers_of_a_workdir_skip_a_damaged_latest_step(finished_run, tmp_path,
   with pytest.raises(generator_weights.CheckpointError) as error:
     generator_weights.load_generator(workdir)
   assert "unreadable training checkpoint" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_eval_mode_evaluates_the_newest_readable_step(finished_run, tmp_path, caplog):
+  from esrgan_jax import evaluate  # pylint: disable=import-outside-toplevel
+  source, _ = finished_run
+  workdir = str(tmp_path / "run")
+  shutil.copytree(source, workdir)
+  delete_metadata(os.path.join(workdir, checkpoints.CHECKPOINT_SUBDIR, "4"))
+  caplog.set_level("WARNING")
+  config = psnr_config(num_steps=4)
+  config.mode = "eval"
+  evaluate.run(config, workdir)
+  assert any("is damaged" in r.getMessage() for r in caplog.records)
+  assert os.path.isfile(os.path.join(workdir, evaluate.EVAL_MODE_SUBDIR, "step_2",
+                                     "eval_results.json"))

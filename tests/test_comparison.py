@@ -54,3 +54,26 @@ def test_mismatched_sizes_are_refused():
     comparison_strip(lr, bicubic, sr[:23], hr)
   with pytest.raises(ValueError, match="lr must be HxW or HxWxC"):
     comparison_strip(lr[..., :2], bicubic, sr, hr)
+
+
+def test_labels_sit_in_a_caption_bar_above_unchanged_panels():
+  lr, bicubic, sr, hr = _images(height=96, width=80)
+  plain = comparison_strip(lr, bicubic, sr, hr, separator=3)
+  labels = ("LR", "bicubic 29.99 dB", "SR 30.63 dB", "HR")
+  strip = comparison_strip(lr, bicubic, sr, hr, separator=3, labels=labels)
+  bar_height = strip.shape[0] - plain.shape[0]
+  assert 8 < bar_height < 40 and strip.shape[1] == plain.shape[1]
+  np.testing.assert_array_equal(strip[bar_height:], plain)
+  bar = strip[:bar_height]
+  for k in range(4):
+    left = k * (80 + 3)
+    caption = bar[:, left:left + 80]
+    assert (caption < 128).any(), f"no text over panel {k}"  # dark text on white
+    assert (caption == 255).mean() > 0.5
+    if k:
+      np.testing.assert_array_equal(bar[:, left - 3:left], 255)
+  # Text is drawn, not a fixed pattern: other captions give another bar.
+  other = comparison_strip(lr, bicubic, sr, hr, separator=3, labels=("a", "b", "c", "d"))
+  assert not np.array_equal(other[:bar_height], bar)
+  with pytest.raises(ValueError, match="labels must name the 4 panels"):
+    comparison_strip(lr, bicubic, sr, hr, labels=("LR", "HR"))

@@ -10,7 +10,7 @@ import pytest
 from configs import esrgan_psnr
 from esrgan_jax import evaluate
 from esrgan_jax.weights import generator as generator_weights
-from esrgan_jax.data import pipeline
+from esrgan_jax.data import bicubic, pipeline
 from esrgan_jax.train_state import build_generator
 
 SCALE = 4
@@ -21,7 +21,7 @@ def nearest_upscale(batch: np.ndarray) -> np.ndarray:
 
 
 def y_psnr(sr: np.ndarray, hr: np.ndarray, border: int) -> float:
-  """docs/design.md's definition written out: Y of uint8 RGB, borders cropped, peak 255."""
+  """The field's definition written out: Y of uint8 RGB, borders cropped, peak 255."""
   def luma(image):
     rgb = image.astype(np.float64) / 255.0
     return 16.0 + rgb @ np.array([65.481, 128.553, 24.966])
@@ -55,6 +55,39 @@ def test_metrics_of_a_known_upscaler():
   assert tiled.means == result.means and not tiled.comparisons
 
 
+def test_bicubic_baseline_is_measured_once_on_the_same_crop(monkeypatch):
+  eval_sets = pipeline.create_eval_sets(eval_config().data, scale=SCALE)
+  (image,) = eval_sets["bundled"]
+  result = evaluate.evaluate_set(nearest_upscale, eval_sets["bundled"], SCALE, tile=0,
+                                 tile_pad=0, num_comparisons=1)
+  upscaled = bicubic.imresize(image.lr, output_shape=image.hr.shape[:2])
+  expected = y_psnr(upscaled, image.hr, SCALE)
+  assert result.bicubic_per_image[image.name]["psnr_y"] == pytest.approx(expected, abs=1e-6)
+  assert result.bicubic_means == result.bicubic_per_image[image.name]
+  assert set(result.bicubic_means) == set(result.means)
+  # Nearest-neighbour upscaling loses to bicubic: the baseline is not the model's numbers.
+  assert result.bicubic_means["psnr_y"] > result.means["psnr_y"]
+  # The strip's bicubic panel is that same bicubic image, under a caption bar.
+  strip = result.comparisons[image.name]
+  height, width = image.hr.shape[:2]
+  np.testing.assert_array_equal(strip[-height:, width + 4:2 * width + 4], upscaled)
+  # Later evaluations of the same images reuse the baseline and its picture.
+  calls = []
+  monkeypatch.setattr(bicubic, "imresize", lambda *a, **k: calls.append(a) or upscaled)
+  again = evaluate.evaluate_set(nearest_upscale, eval_sets["bundled"], SCALE, tile=0,
+                                tile_pad=0, num_comparisons=1)
+  assert not calls and again.bicubic_means == result.bicubic_means
+  np.testing.assert_array_equal(again.comparisons[image.name], strip)
+  scalars = evaluate.scalar_summaries({"bundled": again})
+  assert scalars["eval/bundled/bicubic_psnr_y"] == result.bicubic_means["psnr_y"]
+  assert scalars["eval/bundled/psnr_y"] == result.means["psnr_y"]
+  table = evaluate.format_table({"bundled": again})
+  assert "psnr_y \u2191" in table and "ssim_y \u2191" in table
+  model_row, bicubic_row = table.splitlines()[1:]
+  assert "model" in model_row and f"{result.means['psnr_y']:.4f}" in model_row
+  assert "bicubic" in bicubic_row and f"{expected:.4f}" in bicubic_row
+
+
 @pytest.fixture(scope="module")
 def generator_dir(tmp_path_factory):
   config = eval_config()
@@ -69,21 +102,27 @@ def test_eval_mode_writes_table_json_and_pictures(generator_dir, tmp_path, capsy
   workdir = str(tmp_path)
   results = evaluate.run(eval_config(checkpoint=generator_dir), workdir)
   table = capsys.readouterr().out
-  assert "psnr_y" in table and "bundled" in table
-  summary = json.loads(open(os.path.join(workdir, "eval", "eval_results.json")).read())
-  assert summary["checkpoint"] == generator_dir
+  assert table.count("psnr_y") == 1 and "bundled" in table and "bicubic" in table
+  # An exported generator has no training step: its results are named after its directory,
+  # apart from the training run's WORKDIR/eval.
+  out_dir = os.path.join(workdir, "eval_mode", "x4")
+  assert not os.path.exists(os.path.join(workdir, "eval"))
+  summary = json.loads(open(os.path.join(out_dir, "eval_results.json")).read())
+  assert summary["checkpoint"] == generator_dir and summary["step"] is None
   assert summary["sets"]["bundled"]["mean"] == pytest.approx(results["bundled"].means)
+  assert summary["sets"]["bundled"]["bicubic"]["mean"] == pytest.approx(
+      results["bundled"].bicubic_means)
   (name,) = summary["sets"]["bundled"]["images"]
-  assert os.path.exists(os.path.join(workdir, "eval", f"bundled_{name}_comparison.png"))
+  assert set(summary["sets"]["bundled"]["bicubic"]["images"]) == {name}
+  assert os.path.exists(os.path.join(out_dir, f"bundled_{name}_comparison.png"))
   assert any(f.startswith("events.out.tfevents")
-             for f in os.listdir(os.path.join(workdir, "eval")))
+             for f in os.listdir(os.path.join(workdir, "eval_mode")))
 
 
 def test_eval_mode_rejects_checkpoint_of_another_scale(generator_dir, tmp_path):
   config = eval_config(checkpoint=generator_dir)
   config.model.scale = 2
-  with pytest.raises(generator_weights.CheckpointError,
-                     match=r"x4 model but config.model.scale is 2"):
+  with pytest.raises(generator_weights.CheckpointError, match=r"x4 model but config.model.scale is 2"):
     evaluate.run(config, str(tmp_path))
 
 

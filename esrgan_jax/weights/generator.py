@@ -187,9 +187,16 @@ def load_generator(directory: str | os.PathLike,
   """Returns (params, arch), with a one-line error naming the path when that fails.
 
   `directory` is a generator checkpoint, or a training workdir / its checkpoints directory / one
-  step of it, from which the latest step's `which` generator ('generator_ema' or 'generator') is
-  read.
+  step of it, from which the newest readable step's `which` generator ('generator_ema' or
+  'generator') is read.
   """
+  params, arch, _ = load_generator_and_source(directory, which)
+  return params, arch
+
+
+def load_generator_and_source(directory: str | os.PathLike, which: str = "generator_ema"
+                              ) -> tuple[dict, dict[str, int], epath.Path]:
+  """load_generator, plus the directory actually read: the step, for a training workdir."""
   path = epath.Path(directory)
   if not path.exists():
     raise CheckpointError(f"{path}: no such checkpoint directory")
@@ -199,22 +206,18 @@ def load_generator(directory: str | os.PathLike,
   if is_generator_checkpoint(path):
     params, arch = store.restore(path, "arch", "generator checkpoint")
   else:
-    params, arch = _load_from_training_checkpoint(path, which)
+    try:
+      params, meta, path = checkpoints.read_latest_generator(path, which)
+    except FileNotFoundError as error:
+      raise CheckpointError(f"{path}: neither a generator checkpoint ('params' and 'arch' "
+                            "entries, as written by esrgan_jax.convert) nor a training workdir "
+                            "with checkpoints") from error
+    except checkpoints.CheckpointDamagedError as error:
+      raise CheckpointError(str(error)) from error
+    arch = meta["arch"]
   arch = {f: int(v) for f, v in arch.items()}
   generator_from_arch(arch)
-  return params, arch
-
-
-def _load_from_training_checkpoint(path: epath.Path, which: str) -> tuple[dict, dict[str, int]]:
-  try:
-    params, meta, _ = checkpoints.read_latest_generator(path, which)
-  except FileNotFoundError as error:
-    raise CheckpointError(f"{path}: neither a generator checkpoint ('params' and 'arch' entries, "
-                          "as written by esrgan_jax.convert) nor a training workdir with "
-                          "checkpoints") from error
-  except checkpoints.CheckpointDamagedError as error:
-    raise CheckpointError(str(error)) from error
-  return params, meta["arch"]
+  return params, arch, path
 
 
 # ------------------------------------------------------------------------------------------------
