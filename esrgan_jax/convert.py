@@ -16,7 +16,7 @@ from typing import Callable, NamedTuple, Sequence
 
 from esrgan_jax import cli
 from esrgan_jax.models.lpips import NETS as LPIPS_NETS
-from esrgan_jax.weights import discriminators, generator, lpips, vgg19
+from esrgan_jax.weights import discriminators, generator, inception, lpips, vgg19
 from esrgan_jax.weights.store import CheckpointError
 from esrgan_jax.weights.torch_io import WRAPPER_KEYS
 
@@ -53,6 +53,11 @@ def _lpips(args) -> str:
   return f"LPIPS-{args.lpips} v{lpips.VERSION}"
 
 
+def _inception(args) -> str:
+  inception.convert_inception(args.source, args.destination)
+  return "the FID InceptionV3 (pt_inception-2015-12-05)"
+
+
 def _discriminator(args) -> str:
   name, arch = discriminators.convert_discriminator(args.source, args.destination,
                                                     args.weights_key)
@@ -69,6 +74,9 @@ MODES = (
     Mode("lpips", _lpips, choices=LPIPS_NETS,
          help="SOURCE is the lpips package's lpips/weights/v0.1/NET.pth (or a full LPIPS "
               "state_dict); write LPIPS weights for config.eval.lpips_weights"),
+    Mode("inception", _inception,
+         help="SOURCE is pytorch-fid's pt_inception-2015-12-05-6726825d.pth; write the FID "
+              "InceptionV3 for FID/KID/IS"),
     Mode("discriminator", _discriminator,
          help="SOURCE is a BasicSR VGG-style or Real-ESRGAN U-Net net_d .pth (e.g. "
               "RealESRGAN_x4plus_netD.pth); write both its collections for fine-tuning"),

@@ -1,6 +1,7 @@
-"""Plain linen modules: the generator, the discriminators, the VGG19 loss network and LPIPS."""
+"""Plain linen modules: the generator, the discriminators, VGG19, LPIPS and the FID Inception."""
 
 from esrgan_jax.models.discriminators import UNetDiscriminatorSN, VGGStyleDiscriminator
+from esrgan_jax.models.inception import InceptionV3FID
 from esrgan_jax.models.lpips import LPIPS
 from esrgan_jax.models.rrdbnet import RRDBNet
 from esrgan_jax.models.vgg19 import VGG19Features

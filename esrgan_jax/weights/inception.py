@@ -22,8 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
-from esrgan_jax import generator_io
-from esrgan_jax.generator_io import CheckpointError
+from esrgan_jax.weights import store, torch_io
+from esrgan_jax.weights.store import CheckpointError
 from esrgan_jax.models.inception import InceptionV3FID
 
 MODEL_NAME = "InceptionV3FID"
@@ -110,17 +110,12 @@ def check_inception_variables(variables, source: str) -> None:
 def save_inception_variables(directory: str | os.PathLike, variables) -> None:
   """Writes converted Inception variables to a new directory."""
   path = epath.Path(directory)
-  if path.exists():
-    raise CheckpointError(f"{path}: output directory already exists")
   check_inception_variables(variables, str(path))
-  variables = jax.tree.map(lambda x: np.asarray(x, np.float32), variables)
-  generator_io.save_params_and_json(path, variables, "meta",
-                                    {"model": MODEL_NAME, "source": SOURCE})
+  store.save(path, variables, "meta", {"model": MODEL_NAME, "source": SOURCE})
 
 
 def _read_torch_variables(path: str | os.PathLike) -> dict:
-  from esrgan_jax import convert  # pylint: disable=import-outside-toplevel (imports torch)
-  state = convert.read_torch_checkpoint(path)
+  state = torch_io.read_torch_checkpoint(path)
   if not isinstance(state, Mapping):
     raise CheckpointError(f"{path}: expected a state dict (a dict of tensors), found a "
                           f"{type(state).__name__}")
@@ -129,10 +124,8 @@ def _read_torch_variables(path: str | os.PathLike) -> dict:
 
 def convert_inception(in_path: str | os.PathLike, out_dir: str | os.PathLike) -> None:
   """pytorch-fid's .pth -> a converted directory; what `convert --inception IN OUT` runs."""
-  out = epath.Path(out_dir)
-  if out.exists():  # before reading, so a long read is not wasted
-    raise CheckpointError(f"{out}: output directory already exists")
-  save_inception_variables(out, _read_torch_variables(in_path))
+  store.refuse_existing(out_dir, "output directory")  # before reading, so no long read is wasted
+  save_inception_variables(out_dir, _read_torch_variables(in_path))
 
 
 def load_inception_variables(path: str | os.PathLike) -> dict:
@@ -142,10 +135,10 @@ def load_inception_variables(path: str | os.PathLike) -> dict:
     raise CheckpointError(f"{path}: no such Inception weights file or directory")
   if not path.is_dir():
     return _read_torch_variables(path)
-  if not generator_io.has_params_and_json(path, "meta"):
+  if not store.has_params_and_json(path, "meta"):
     raise CheckpointError(f"{path}: not a converted Inception directory (expected 'params' and "
                           "'meta' entries, as written by python -m esrgan_jax.convert --inception)")
-  variables, meta = generator_io.restore_params_and_json(path, "meta", "Inception weights")
+  variables, meta = store.restore(path, "meta", "Inception weights")
   if meta.get("model") != MODEL_NAME:
     raise CheckpointError(f"{path}: holds {meta.get('model')!r}, not {MODEL_NAME}")
   check_inception_variables(variables, str(path))
