@@ -266,7 +266,7 @@ def read_latest_generator(path: str | os.PathLike, which: str = "generator_ema"
     return params, meta, step_dir
   bad_dir, reason = failures[0]
   raise CheckpointDamagedError(f"{bad_dir}: unreadable training checkpoint ({reason})"
-                               + (f"; no older step reads either" if len(failures) > 1 else ""))
+                               + ("; no older step reads either" if len(failures) > 1 else ""))
 
 
 def read_generator(step_dir: epath.Path, which: str = "generator_ema") -> tuple[Any, dict]:

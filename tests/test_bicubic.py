@@ -10,7 +10,6 @@ published on Stack Overflow, with the bilinear (triangle) kernel where that is w
 
 import math
 
-import jax
 import numpy as np
 import pytest
 
@@ -227,23 +226,3 @@ def test_bicubic_downsample_uint8():
 def test_bad_arguments_raise_clear_errors(call, message):
   with pytest.raises(ValueError, match=message):
     call()
-
-
-@pytest.mark.parametrize("shape, kwargs", [
-    ((2, 24, 20, 3), {"scale": 1 / 4}),
-    ((1, 17, 13, 3), {"scale": 1 / 3}),
-    ((2, 6, 5, 3), {"scale": 2.0}),
-    ((1, 12, 20, 1), {"output_shape": (18, 5)}),
-])
-def test_jax_matches_numpy(shape, kwargs):
-  images = random_image(shape, seed=11).astype(np.float32)
-  expected = np.stack([bicubic.imresize(image.astype(np.float64), **kwargs) for image in images])
-  resize = jax.jit(lambda x: bicubic.imresize_jax(x, **kwargs))
-  result = np.asarray(resize(images))
-  assert result.shape == expected.shape and result.dtype == np.float32
-  np.testing.assert_allclose(result, expected, atol=1e-5)
-
-
-def test_jax_rejects_unbatched_input():
-  with pytest.raises(ValueError, match="NHWC"):
-    bicubic.imresize_jax(np.zeros((8, 8, 3), np.float32), 0.5)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from esrgan_jax.data import degradations as deg
-from esrgan_jax.data.degradations import filters, noise, resampling
+from esrgan_jax.data.degradations import noise, resampling
 
 
 def _nchw(x):

@@ -16,15 +16,12 @@ file follows MATLAB's algorithm (imresize.m, `contributions` and `resizeAlongDim
 - for uint8 input MATLAB keeps the class of the input, so the result is rounded (half away from
   zero) and saturated to uint8 after *each* dimension, not only at the end. We do the same.
 
-`imresize` is the float64 NumPy reference for files on the host; `imresize_jax` applies the same
-weights as dense matrices with an einsum so that it can run jitted on device.
+`imresize` is the float64 NumPy implementation used on the host (LR images, NIQE's downscale).
 """
 
 import math
 from typing import Optional, Sequence, Tuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 KERNEL_WIDTH = 4.0  # Support of the cubic kernel in input pixels at scale 1.
@@ -63,16 +60,6 @@ def contributions(in_length: int, out_length: int, scale: float,
   # Drop taps whose weight is zero for every output pixel (they only cost time).
   keep = np.any(weights != 0, axis=0)
   return weights[:, keep], indices[:, keep]
-
-
-def weight_matrix(in_length: int, out_length: int, scale: float,
-                  antialias: bool = True) -> np.ndarray:
-  """The same resize as a dense (out_length, in_length) matrix; mirrored taps are summed."""
-  weights, indices = contributions(in_length, out_length, scale, antialias)
-  matrix = np.zeros((out_length, in_length), dtype=np.float64)
-  rows = np.broadcast_to(np.arange(out_length)[:, None], indices.shape)
-  np.add.at(matrix, (rows, indices), weights)
-  return matrix
 
 
 def _output_length(in_length: int, scale: float) -> int:
@@ -160,25 +147,3 @@ def bicubic_downsample_uint8(hr: np.ndarray, scale: int) -> np.ndarray:
   if int(scale) != scale or scale < 1:
     raise ValueError(f"bicubic_downsample_uint8: scale must be a positive integer, got {scale!r}")
   return imresize(hr, scale=1.0 / int(scale))
-
-
-def imresize_jax(images: jax.Array, scale: Optional[float] = None,
-                 output_shape: Optional[Tuple[int, int]] = None,
-                 antialias: bool = True) -> jax.Array:
-  """MATLAB bicubic resize of a float NHWC batch, jittable (shapes and scale are static).
-
-  The weights are built with NumPy from the static shapes at trace time and applied as two
-  dense matmuls in MATLAB's dim order; float output, no rounding (round on the host if needed).
-  """
-  if images.ndim != 4:
-    raise ValueError(f"imresize_jax: expected an NHWC batch, got shape {images.shape}")
-  scales, out_shape, order = resize_plan(images.shape[1:3], scale, output_shape)
-  dtype = images.dtype if jnp.issubdtype(images.dtype, jnp.floating) else jnp.float32
-  result = images.astype(dtype)
-  for dim in order:
-    matrix = jnp.asarray(
-        weight_matrix(images.shape[1 + dim], out_shape[dim], scales[dim], antialias), dtype)
-    # HIGHEST: accelerators would otherwise use reduced-precision (TF32/bf16) matmuls.
-    equation = "oh,nhwc->nowc" if dim == 0 else "ow,nhwc->nhoc"
-    result = jnp.einsum(equation, matrix, result, precision=jax.lax.Precision.HIGHEST)
-  return result
