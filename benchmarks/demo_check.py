@@ -5,8 +5,8 @@
 Prints, per held-out photo: PSNR-Y of bicubic, of stage 1 and of stage 2 (EMA generators), and
 stage 2's per-channel mean colour error against the HR image (levels of 255). Exits 1 when stage 1
 does not beat bicubic on every photo or stage 2's colour error exceeds --max_colour_error, so it
-can gate a change to the demo configs. Extra `--config.*` overrides pass to both stages (the test
-suite uses them to shorten the run).
+can gate a change to the demo configs. `--psnr_override` / `--gan_override` pass flags to one
+stage (the test suite shortens stage 2 with them).
 """
 
 import argparse
@@ -48,13 +48,15 @@ def main(argv=None) -> int:
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--max_colour_error", type=float, default=6.0,
                       help="largest per-channel mean difference to HR allowed for stage 2")
-  parser.add_argument("--psnr_overrides", nargs="*", default=[])
-  parser.add_argument("--gan_overrides", nargs="*", default=[])
+  parser.add_argument("--psnr_override", action="append", default=[],
+                      help="a flag for stage 1, e.g. --psnr_override=--config.seed=1 (repeatable)")
+  parser.add_argument("--gan_override", action="append", default=[],
+                      help="a flag for stage 2 (repeatable)")
   args = parser.parse_args(argv)
   psnr_dir, gan_dir = (os.path.join(args.workdir, stage) for stage, _ in STAGES)
-  seconds = {"psnr": run_stage(STAGES[0][1], psnr_dir, args.psnr_overrides),
+  seconds = {"psnr": run_stage(STAGES[0][1], psnr_dir, args.psnr_override),
              "gan": run_stage(STAGES[1][1], gan_dir,
-                              [f"--config.generator_init={psnr_dir}", *args.gan_overrides])}
+                              [f"--config.generator_init={psnr_dir}", *args.gan_override])}
   ok = True
   scale = 4
   eval_images = datasets.load_eval_images(

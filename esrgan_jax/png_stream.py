@@ -15,7 +15,7 @@ import zlib
 
 import numpy as np
 
-from esrgan_jax.data.images import ImageWriteError
+from esrgan_jax.data import images
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOUR_TYPES = {1: 0, 3: 2, 4: 6}  # gray, RGB, RGBA
@@ -56,24 +56,11 @@ def write_png(path: str, image: np.ndarray, level: int = 6) -> None:
   header = struct.pack(">IIBBBBB", width, height, 8 * image.itemsize, _COLOUR_TYPES[channels],
                        0, 0, 0)
   rows_per_strip = max(1, STRIP_BYTES // (width * channels * image.itemsize + 1))
-  temporary = f"{path}.tmp-{os.getpid()}"
-  try:
-    parent = os.path.dirname(path)
-    if parent:
-      os.makedirs(parent, exist_ok=True)
-    with open(temporary, "wb") as f:
-      f.write(_SIGNATURE + _chunk(b"IHDR", header))
-      compressor = zlib.compressobj(level)
-      for first in range(0, height, rows_per_strip):
-        data = compressor.compress(_filtered_rows(image, first,
-                                                  min(first + rows_per_strip, height)))
-        if data:
-          f.write(_chunk(b"IDAT", data))
-      f.write(_chunk(b"IDAT", compressor.flush()) + _chunk(b"IEND", b""))
-    os.replace(temporary, path)
-  except BaseException as e:  # Ctrl-C included: never leave a half-written file behind.
-    if os.path.exists(temporary):
-      os.remove(temporary)
-    if isinstance(e, OSError):
-      raise ImageWriteError(f"{path}: cannot write image: {e.strerror or e}") from None
-    raise
+  with images.local_file_written_whole(path) as f:
+    f.write(_SIGNATURE + _chunk(b"IHDR", header))
+    compressor = zlib.compressobj(level)
+    for first in range(0, height, rows_per_strip):
+      data = compressor.compress(_filtered_rows(image, first, min(first + rows_per_strip, height)))
+      if data:
+        f.write(_chunk(b"IDAT", data))
+    f.write(_chunk(b"IDAT", compressor.flush()) + _chunk(b"IEND", b""))

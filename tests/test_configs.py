@@ -26,7 +26,8 @@ def test_stage_files_only_override_the_default_schema():
 
 
 def test_demo_schedules_every_optimiser():
-  config = esrgan.get_config("demo")
+  config = esrgan.get_config()
+  default.apply_demo(config, num_steps=200, learning_rates={"optimizer_g": 1e-3})
   for name in default.optimizers(config):
     assert config[name].milestones == (config.train.num_steps // 2,), name
     assert config[name].restart_periods == (config.train.num_steps,), name

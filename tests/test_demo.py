@@ -17,9 +17,10 @@ import demo_check  # pylint: disable=wrong-import-position
 def test_demo_beats_bicubic_and_keeps_colours(tmp_path, capsys):
   status = demo_check.main([
       f"--workdir={tmp_path}", "--max_colour_error=6",
-      "--psnr_overrides", "--config.train.eval_every_steps=1500",
-      "--gan_overrides", "--config.train.num_steps=20", "--config.train.eval_every_steps=20",
-      "--config.train.checkpoint_every_steps=20"])
+      "--psnr_override=--config.train.eval_every_steps=1500",
+      "--gan_override=--config.train.num_steps=20",
+      "--gan_override=--config.train.eval_every_steps=20",
+      "--gan_override=--config.train.checkpoint_every_steps=20"])
   report = capsys.readouterr().out
   print(report)
   assert status == 0, report

@@ -19,6 +19,7 @@ Failures name the file: `ImageReadError` for a missing, unreadable, corrupt or t
 `ImageWriteError` when a file cannot be written; never a decoder's stack trace.
 """
 
+import contextlib
 import io
 import os
 import struct
@@ -236,18 +237,31 @@ def _write_bytes_atomically(path: str, data: bytes) -> None:
     except Exception as e:  # gfile raises its own error types
       raise ImageWriteError(f"{path}: cannot write image: {e}") from None
     return
+  with local_file_written_whole(path) as f:
+    f.write(data)
+
+
+@contextlib.contextmanager
+def local_file_written_whole(path: str):
+  """Yields a binary file that appears at `path` only once written whole (temporary + rename).
+
+  Any failure, Ctrl-C included, removes the temporary file; an OSError becomes one
+  ImageWriteError line naming `path`.
+  """
   temporary = f"{path}.tmp-{os.getpid()}"
   try:
     parent = os.path.dirname(path)
     if parent:
       os.makedirs(parent, exist_ok=True)
     with open(temporary, "wb") as f:
-      f.write(data)
+      yield f
     os.replace(temporary, path)
-  except OSError as e:
+  except BaseException as e:
     if os.path.exists(temporary):
       os.remove(temporary)
-    raise ImageWriteError(f"{path}: cannot write image: {e.strerror or e}") from None
+    if isinstance(e, OSError):
+      raise ImageWriteError(f"{path}: cannot write image: {e.strerror or e}") from None
+    raise
 
 
 def list_images(directory, recursive: bool = False) -> List[str]:
