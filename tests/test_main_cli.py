@@ -146,11 +146,16 @@ def test_readme_commands_stop_resume_and_evaluate(tmp_path):
   returncode, stdout, stderr = finish(evaluation)
   assert returncode == 0, stderr[-3000:]
   assert "psnr_y" in stdout and "bundled" in stdout
-  results = json.loads(open(os.path.join(eval_dir, "eval", "eval_results.json")).read())
-  assert results["checkpoint"] == gan_dir
+  # Eval mode writes under the checkpoint's own step, apart from a training run's eval/.
+  step_dirs = os.listdir(os.path.join(eval_dir, "eval_mode"))
+  step_dirs = [d for d in step_dirs if d.startswith("step_")]
+  assert len(step_dirs) == 1 and not os.path.exists(os.path.join(eval_dir, "eval")), step_dirs
+  out_dir = os.path.join(eval_dir, "eval_mode", step_dirs[0])
+  results = json.loads(open(os.path.join(out_dir, "eval_results.json")).read())
+  assert results["checkpoint"].startswith(gan_dir)
   image = results["sets"]["bundled"]["images"]
   assert len(image) == 1
-  pictures = [f for f in os.listdir(os.path.join(eval_dir, "eval")) if f.endswith(".png")]
+  pictures = [f for f in os.listdir(out_dir) if f.endswith(".png")]
   assert pictures == [f"bundled_{name}_comparison.png" for name in image]
   returncode, _, stderr = finish(wrong_scale)
   assert_one_line_error(returncode, stderr, "checkpoint is a x4 model but config.model.scale "
