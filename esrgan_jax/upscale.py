@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 from esrgan_jax import cli, inference, png_stream, tiling, xla_flags
 from esrgan_jax.weights import generator as generator_weights
+from esrgan_jax.data import images as images_io
 from esrgan_jax.data.images import (IMAGE_EXTENSIONS, ImageReadError, ImageWriteError,
                                     read_image_any, write_image)
 from esrgan_jax.upscaler import Upscaler
@@ -250,18 +251,9 @@ def write_animation(path: str, animation: Animation) -> None:
   ext = os.path.splitext(path)[1]
   options = {"quality": 95} if ext == ".webp" else {}
   images = [Image.fromarray(frame) for frame in animation.frames]
-  temporary = f"{path}.tmp-{os.getpid()}"
-  try:
-    images[0].save(temporary, format=ANIMATION_FORMATS[ext], save_all=True,
-                   append_images=images[1:], duration=animation.durations, loop=animation.loop,
-                   **options)
-    os.replace(temporary, path)
-  except BaseException as e:
-    if os.path.exists(temporary):
-      os.remove(temporary)
-    if isinstance(e, OSError):
-      raise ImageWriteError(f"{path}: cannot write image: {e.strerror or e}") from None
-    raise
+  with images_io.local_file_written_whole(path) as f:
+    images[0].save(f, format=ANIMATION_FORMATS[ext], save_all=True, append_images=images[1:],
+                   duration=animation.durations, loop=animation.loop, **options)
 
 
 def write_output(path: str, image: np.ndarray) -> None:
