@@ -9,7 +9,10 @@ One convention for every command, printed at the end of each `--help`:
 """
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 from typing import Callable, Sequence, Union
 
 EXIT_OK = 0
@@ -26,6 +29,34 @@ EXIT_STATUS_HELP = (
 
 class UserError(Exception):
   """An error whose message names the file, flag or field at fault; shown as one line."""
+
+
+class Terminated(BaseException):
+  """SIGTERM, raised in the main thread like KeyboardInterrupt (see `sigterm_raises`)."""
+
+
+@contextlib.contextmanager
+def sigterm_raises():
+  """Within it, SIGTERM raises Terminated instead of killing the process on the spot.
+
+  SIGTERM's default action skips every `finally`, so a write in progress would leave its
+  temporary file behind; as an exception it unwinds like Ctrl-C does, removing it. Outside the
+  main thread (where no handler can be set) this does nothing. The previous handler comes back
+  on exit, so in-process callers (tests, the trainer) keep theirs.
+  """
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+
+  def handle(signum, frame):
+    del signum, frame
+    raise Terminated
+
+  previous = signal.signal(signal.SIGTERM, handle)
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGTERM, previous)
 
 
 def error(message: str) -> int:
@@ -53,14 +84,20 @@ def flag(name: str, *short: str) -> Sequence[str]:
 def run(action: Callable[[], Union[str, int]],
         errors: tuple[type[BaseException], ...] = (UserError,)) -> int:
   """A command's work under the convention. `action` returns a line to print (then 0) or its own
-  exit status; any of `errors` becomes one error line (1); Ctrl-C one line and 130."""
+  exit status; any of `errors` becomes one error line (1); Ctrl-C one line and 130; SIGTERM one
+  line and 143. Files the action writes whole (data/images.local_file_written_whole) are either
+  complete or absent after a stop."""
   try:
-    result = action()
+    with sigterm_raises():
+      result = action()
   except errors as caught:
     return error(" ".join(str(caught).split()))  # one line, whatever the cause said
   except KeyboardInterrupt:
     print("esrgan_jax: stopped by Ctrl-C", file=sys.stderr)
     return EXIT_INTERRUPTED
+  except Terminated:
+    print("esrgan_jax: stopped by SIGTERM", file=sys.stderr)
+    return EXIT_TERMINATED
   if isinstance(result, int):
     return result
   print(result)

@@ -301,7 +301,10 @@ def run(args, upscaler: Upscaler, paths, outputs, images_bar) -> int:
                              f"be written as {os.path.splitext(out)[1]}; use --ext gif, png or "
                              "webp")
       frames = animation.frames if animation else [read_image_any(path)]
-    except ImageReadError as error:
+      # Before the work: an output its format cannot hold would be lost only at the end.
+      out_height, out_width = upscaler.output_size(*frames[0].shape[:2])
+      images_io.check_size_fits(writable_path(out, frames[0]), out_height, out_width)
+    except (ImageReadError, ValueError) as error:
       cli.error(str(error))
       failures += 1
       images_bar.update(1)
@@ -318,6 +321,20 @@ def run(args, upscaler: Upscaler, paths, outputs, images_bar) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
   xla_flags.apply_defaults()
   args = parse_args(argv)
+  try:
+    with cli.sigterm_raises():
+      return _upscale_all(args)
+  except KeyboardInterrupt:
+    print("esrgan_jax: stopped by Ctrl-C; the images written before it are complete",
+          file=sys.stderr)
+    return cli.EXIT_INTERRUPTED
+  except cli.Terminated:
+    print("esrgan_jax: stopped by SIGTERM; the images written before it are complete",
+          file=sys.stderr)
+    return cli.EXIT_TERMINATED
+
+
+def _upscale_all(args) -> int:
   written = 0
   try:
     check_values(args)
@@ -342,10 +359,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       written = images_bar.n - failures
   except (cli.UserError, generator_weights.CheckpointError) as error:
     return cli.error(str(error))
-  except KeyboardInterrupt:
-    print("esrgan_jax: stopped by Ctrl-C; the images written before it are complete",
-          file=sys.stderr)
-    return cli.EXIT_INTERRUPTED
   if failures:
     return cli.error(f"{failures} of {len(paths)} image(s) failed; the other {written} are in "
                      f"{args.output}")

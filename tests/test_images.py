@@ -270,3 +270,21 @@ def test_remote_style_paths_go_through_epath(tmp_path, monkeypatch):
   np.testing.assert_array_equal(images.read_image("gs://bucket/out/a.png"), picture)
   listed = images.list_images("gs://bucket/out")
   assert [os.path.basename(p) for p in listed] == ["a.png"]
+
+
+@pytest.mark.parametrize("ext", ["tif", "bmp", "png"])
+def test_large_local_writes_hold_no_encoded_copy(tmp_path, ext):
+  """Local files are encoded straight into the file: no whole encoded copy in Python memory
+  (TIFF and BMP encode to about the raw size, so a buffered copy would show as >= 3 MiB)."""
+  import tracemalloc
+  import tifffile  # pylint: disable=unused-import  # imported before tracing: its import allocates
+  image = np.random.RandomState(0).randint(0, 256, (1024, 1024, 3), np.uint8)
+  path = tmp_path / f"big.{ext}"
+  tracemalloc.start()
+  try:
+    images.write_image(path, image)
+    _, peak = tracemalloc.get_traced_memory()
+  finally:
+    tracemalloc.stop()
+  assert peak < image.nbytes / 4, peak
+  np.testing.assert_array_equal(images.read_image(path), image)

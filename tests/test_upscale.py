@@ -2,6 +2,7 @@
 animations, batching across images, bounded memory."""
 
 import os
+import signal
 import subprocess
 import sys
 import tracemalloc
@@ -371,6 +372,62 @@ def test_ctrl_c_is_one_line_and_status_130(generator, tmp_path, capsys, monkeypa
   assert code == cli.EXIT_INTERRUPTED
   assert err.strip().splitlines() == [
       "esrgan_jax: stopped by Ctrl-C; the images written before it are complete"]
+
+
+def test_sigterm_mid_write_is_one_line_status_143_and_leaves_no_partial_file(
+    generator, tmp_path, capsys, monkeypatch):
+  """A real SIGTERM while the second output is being written: the first output is whole, the
+  second absent (its temporary file removed), and the process ends with one line and 143."""
+  checkpoint, _ = generator
+  folder = tmp_path / "in"
+  for name in ("a", "b"):
+    write_image(folder / f"{name}.png", photo(8, 8))
+  monkeypatch.setattr(png_stream, "STRIP_BYTES", 64)  # Many strips: the signal lands mid-file.
+  real_filter = png_stream._filtered_rows
+  calls = {"b": 0}
+
+  def filtered_rows(image, first, last):
+    rows = real_filter(image, first, last)
+    if any(p.name.startswith("b_out.png.tmp") for p in (tmp_path / "out").iterdir()):
+      calls["b"] += 1
+      if calls["b"] == 2:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return rows
+
+  monkeypatch.setattr(png_stream, "_filtered_rows", filtered_rows)
+  previous_handler = signal.getsignal(signal.SIGTERM)
+  code, err = run_main([str(folder), "-o", str(tmp_path / "out"), "--checkpoint", checkpoint],
+                       capsys)
+  assert code == cli.EXIT_TERMINATED and calls["b"] == 2
+  assert err.strip().splitlines() == [
+      "esrgan_jax: stopped by SIGTERM; the images written before it are complete"]
+  assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_out.png"]
+  assert read_image_any(tmp_path / "out" / "a_out.png").shape == (32, 32, 3)
+  assert signal.getsignal(signal.SIGTERM) is previous_handler
+
+
+def test_output_too_large_for_its_format_is_refused_before_the_work(generator, tmp_path, capsys,
+                                                                     monkeypatch):
+  """A 4100-wide WebP input would give a 16400-wide output, over WebP's 16383: one line naming the
+  file, before the network runs; the other input is still upscaled."""
+  checkpoint, _ = generator
+  folder = tmp_path / "in"
+  write_image(folder / "wide.webp", np.tile(photo(2, 100), (1, 41, 1)))
+  write_image(folder / "small.webp", photo(8, 8))
+  submitted = []
+  real_submit = upscaler.Upscaler.submit
+  monkeypatch.setattr(upscaler.Upscaler, "submit",
+                      lambda self, image, tag=None: (submitted.append(image.shape),
+                                                     real_submit(self, image, tag)))
+  code, err = run_main([str(folder), "-o", str(tmp_path / "out"), "--checkpoint", checkpoint],
+                       capsys)
+  lines = err.strip().splitlines()
+  assert code == cli.EXIT_ERROR and len(lines) == 2, err
+  assert lines[0] == (f"esrgan_jax: error: {tmp_path / 'out' / 'wide_out.webp'}: 16400x8 is "
+                      "larger than WEBP can hold (16383 pixels a side); write PNG or TIFF "
+                      "instead (--ext png)")
+  assert submitted == [(8, 8, 3)]
+  assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["small_out.webp"]
 
 
 def test_streamed_png_reads_back_exactly(tmp_path, monkeypatch):

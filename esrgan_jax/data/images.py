@@ -36,6 +36,9 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Pillow's format names for the extensions we write.
 _WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
                   ".tif": "TIFF", ".tiff": "TIFF"}
+# The largest side each format's encoder takes (libjpeg's JPEG_MAX_DIMENSION, libwebp's
+# WEBP_MAX_DIMENSION); PNG and TIFF have no practical limit.
+MAX_SIDE = {"JPEG": 65500, "WEBP": 16383}
 # Modes that Pillow converts to RGB / RGBA without losing anything we keep.
 _TO_RGB_MODES = ("RGBX", "CMYK", "YCbCr", "LAB", "HSV")
 _TO_RGBA_MODES = ("LA", "La", "PA", "RGBa")
@@ -157,8 +160,10 @@ def write_image(path, image: np.ndarray, quality: int = 95) -> None:
   """Writes uint8 or uint16 pixels, HxW or HxWxC with C in (1, 3, 4), creating parent folders.
 
   The format follows the extension. 16-bit pixels need PNG or TIFF; alpha needs PNG, TIFF or
-  WebP. `quality` applies to JPEG (written 4:4:4, without chroma subsampling) and WebP. The file appears whole or not at all: it is written under a
-  temporary name and then renamed, so an interrupted run never leaves half an image behind.
+  WebP. `quality` applies to JPEG (written 4:4:4, without chroma subsampling) and WebP. The file
+  appears whole or not at all: it is written under a temporary name and then renamed, so an
+  interrupted run never leaves half an image behind. Local files are encoded straight into the
+  file; only Pillow's formats (JPEG, WebP, BMP, gray TIFF) make one converted copy of the pixels.
   """
   path = os.fspath(path)
   image = _check_image_to_write(path, np.asarray(image))
@@ -166,6 +171,7 @@ def write_image(path, image: np.ndarray, quality: int = 95) -> None:
   if extension not in _WRITE_FORMATS:
     raise ValueError(f"{path}: unsupported extension {extension!r}; use one of {IMAGE_EXTENSIONS}")
   image_format = _WRITE_FORMATS[extension]
+  check_size_fits(path, image.shape[0], image.shape[1])
   channels = image.shape[-1]
   if image.dtype == np.uint16 and image_format not in ("PNG", "TIFF"):
     raise ValueError(f"{path}: 16-bit pixels can only be written as PNG or TIFF")
@@ -173,22 +179,42 @@ def write_image(path, image: np.ndarray, quality: int = 95) -> None:
     # Pillow cannot write alpha to JPEG, and reads a 32-bit BMP back as RGB.
     raise ValueError(f"{path}: {image_format} cannot keep an alpha channel; use PNG or drop it")
 
+  if _is_remote(path):
+    buffer = io.BytesIO()
+    _encode(image, image_format, quality, buffer)
+    _write_bytes_atomically(path, buffer.getvalue())
+    return
+  # Encoded straight into the file: no second copy of a large output in memory.
+  with local_file_written_whole(path) as f:
+    _encode(image, image_format, quality, f)
+
+
+def check_size_fits(path: str, height: int, width: int) -> None:
+  """ValueError naming `path` when its format cannot hold a height x width image (callers that
+  make large outputs ask before the work, not after it)."""
+  image_format = _WRITE_FORMATS.get(os.path.splitext(os.fspath(path))[1].lower())
+  limit = MAX_SIDE.get(image_format)
+  if limit is not None and max(height, width) > limit:
+    raise ValueError(f"{path}: {width}x{height} is larger than {image_format} can hold "
+                     f"({limit} pixels a side); write PNG or TIFF instead (--ext png)")
+
+
+def _encode(image: np.ndarray, image_format: str, quality: int, f) -> None:
+  channels = image.shape[-1]
   if image.dtype == np.uint16 and image_format == "PNG":
-    encoded = _encode_png16(image)
-  elif image.dtype == np.uint16 and channels > 1:
-    import tifffile  # Pillow has no 16-bit colour mode.
-    buffer = io.BytesIO()
-    tifffile.imwrite(buffer, image, photometric="rgb")
-    encoded = buffer.getvalue()
+    f.write(_encode_png16(image))
+  elif image_format == "TIFF" and channels > 1:
+    # tifffile writes the array as it is (Pillow has no 16-bit colour mode, and for 8-bit RGB it
+    # would first copy the pixels into its own 4-bytes-per-pixel buffer).
+    import tifffile
+    tifffile.imwrite(f, image, photometric="rgb" if channels > 1 else "minisblack")
   else:
-    buffer = io.BytesIO()
+    # Pillow holds RGB as 4 bytes per pixel: one converted copy, 4/3 of a uint8 RGB output.
     pil = Image.fromarray(image[..., 0] if channels == 1 else image)
     options = {"quality": quality} if image_format in ("JPEG", "WEBP") else {}
     if image_format == "JPEG":
       options["subsampling"] = 0  # 4:4:4: keep full-resolution colour in super-resolved output.
-    pil.save(buffer, format=image_format, **options)
-    encoded = buffer.getvalue()
-  _write_bytes_atomically(path, encoded)
+    pil.save(f, format=image_format, **options)
 
 
 def _check_image_to_write(path: str, image: np.ndarray) -> np.ndarray:

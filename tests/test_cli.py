@@ -1,0 +1,57 @@
+"""esrgan_jax/cli.py: the exit convention every command shares, with real signals."""
+
+import os
+import signal
+
+import pytest
+
+from esrgan_jax import cli
+from esrgan_jax.data import images
+
+
+def test_run_turns_each_outcome_into_its_status_and_one_line(capsys):
+  assert cli.run(lambda: "done") == cli.EXIT_OK
+  assert capsys.readouterr().out == "done\n"
+  assert cli.run(lambda: 7) == 7
+
+  def fails():
+    raise cli.UserError("config.x: must be\n  positive")
+
+  assert cli.run(fails) == cli.EXIT_ERROR
+  assert capsys.readouterr().err == "esrgan_jax: error: config.x: must be positive\n"
+
+  def interrupted():
+    raise KeyboardInterrupt
+
+  assert cli.run(interrupted) == cli.EXIT_INTERRUPTED
+  assert capsys.readouterr().err == "esrgan_jax: stopped by Ctrl-C\n"
+
+
+def test_sigterm_during_a_write_removes_the_partial_file_and_exits_143(tmp_path, capsys):
+  target = tmp_path / "out.bin"
+  previous_handler = signal.getsignal(signal.SIGTERM)
+
+  def write_then_get_terminated():
+    with images.local_file_written_whole(str(target)) as f:
+      f.write(b"half of it")
+      os.kill(os.getpid(), signal.SIGTERM)
+      f.write(b" and the rest")  # never reached: the handler raises at the next bytecode
+    return "finished"
+
+  assert cli.run(write_then_get_terminated) == cli.EXIT_TERMINATED
+  assert capsys.readouterr().err == "esrgan_jax: stopped by SIGTERM\n"
+  assert list(tmp_path.iterdir()) == []
+  assert signal.getsignal(signal.SIGTERM) is previous_handler
+
+
+def test_sigterm_outside_sigterm_raises_keeps_the_callers_handler():
+  seen = []
+  previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+  try:
+    with cli.sigterm_raises():
+      with pytest.raises(cli.Terminated):
+        os.kill(os.getpid(), signal.SIGTERM)
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert seen == [signal.SIGTERM]
+  finally:
+    signal.signal(signal.SIGTERM, previous)
