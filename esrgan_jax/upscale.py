@@ -16,14 +16,20 @@ measures it), and `--tile_pad exact` (the network's receptive field, 349 px for 
 makes the result equal whole-image inference.
 
 Memory: for one image, about its input plus its output (height x width x channels at 1 or 2
-bytes, as written) plus a constant: the runtime, windows in flight, one row band of tiles when
-resizing (benchmarks/upscale.py measured 0.73 GB above the output for 2000x2000 x4 with the
-defaults). PNG is written strip by strip; other formats go through Pillow, which adds its own
-copy (up to 4 bytes per pixel). `--tile 0` holds the whole float32 output (12 bytes per RGB
-pixel). Small images are upscaled several at a time (up to 256 MB of outputs) so that their
-windows share network calls (`--batch_size` windows per call). An animated GIF/PNG/WebP is
-upscaled frame by frame into an animation with the same frame durations and loop count; all its
-output frames are held until it is written.
+bytes, as written) plus a constant: the runtime and the network's working memory for
+`--batch_size` windows of (tile + 2 * tile_pad) pixels, which grows with those flags and the
+network's width, not with the image. benchmarks/upscale.py measured, with the defaults and a tiny
+x4 model on 2 CPU cores, peak resident memory minus the uint8 output: 0.70, 0.74, 0.78 and 0.92
+GiB for 1000, 2000, 4000 and 8000 px square inputs (the last a 32000x32000 output of 2.86 GiB,
+3.78 GiB peak). PNG and TIFF are written from the output as it is; JPEG, WebP and BMP go through
+Pillow, which first converts the pixels into its own copy (4 bytes per pixel); an output larger
+than its format can hold (JPEG 65500, WebP 16383 pixels a side) is refused before the work.
+`--tile 0` holds the whole float32 output (12 bytes per RGB pixel).
+
+Small images are upscaled several at a time (up to 256 MB of outputs) so that their windows share
+network calls (`--batch_size` windows per call). An animated GIF/PNG/WebP is upscaled frame by
+frame into an animation with the same frame durations and loop count; all its output frames are
+held until it is written.
 
 Errors are one line each on stderr. An unreadable image is reported and skipped, the other
 images are still processed.
