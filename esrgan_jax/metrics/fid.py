@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
+import scipy.special
 
 from esrgan_jax.models.inception import InceptionV3FID
 from esrgan_jax.weights import inception as inception_weights
@@ -166,12 +167,12 @@ def inception_score(logits, splits: int = IS_SPLITS) -> tuple[float, float]:
   logits = _as_features(logits, "logits")
   if not 1 <= splits <= len(logits):
     raise ValueError(f"IS: {splits} splits of {len(logits)} samples")
-  log_p = logits - logits.max(axis=1, keepdims=True)
-  log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
+  # In logs throughout, so a class no sample believes in gives 0 * finite, not 0 * (-inf + inf).
+  log_p = logits - scipy.special.logsumexp(logits, axis=1, keepdims=True)
   scores = []
   for part in np.array_split(log_p, splits):
     p = np.exp(part)
-    log_marginal = np.log(p.mean(axis=0))
+    log_marginal = scipy.special.logsumexp(part, axis=0) - np.log(len(part))
     scores.append(np.exp(np.mean(np.sum(p * (part - log_marginal), axis=1))))
   return float(np.mean(scores)), float(np.std(scores))
 
