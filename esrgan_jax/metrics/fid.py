@@ -36,7 +36,7 @@ import numpy as np
 import scipy.linalg
 import scipy.special
 
-from esrgan_jax.models.inception import InceptionV3FID
+from esrgan_jax.models.inception import NUM_CLASSES, NUM_FEATURES, InceptionV3FID
 from esrgan_jax.weights import inception as inception_weights
 
 CROP_SIZE = 128
