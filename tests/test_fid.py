@@ -56,7 +56,10 @@ def reference_mmd2(x, y):
   return within - 2 * across
 
 
-def test_kid_equals_the_definition_on_the_same_subsets():
+@pytest.mark.parametrize("cached_kernel", [True, False])
+def test_kid_equals_the_definition_on_the_same_subsets(cached_kernel, monkeypatch):
+  if not cached_kernel:  # the per-subset path of large sets
+    monkeypatch.setattr(fid, "KERNEL_CACHE_SAMPLES", 0)
   rng = np.random.default_rng(1)
   x, y = gaussian(rng, 14, 5), gaussian(rng, 12, 5, shift=0.5)
   subsets, size = 3, 9
