@@ -27,7 +27,7 @@ from clu import metric_writers
 from etils import epath
 from jax.experimental import multihost_utils
 
-from esrgan_jax import checkpoints, comparison, inference, metrics, tiling
+from esrgan_jax import checkpoints, comparison, config_checks, inference, metrics, tiling
 from esrgan_jax.metrics import fid, lpips, naturalness
 from esrgan_jax.weights import generator as generator_weights
 from esrgan_jax.data import bicubic, images, pipeline
@@ -132,9 +132,13 @@ def _metric_names(extras: Extras) -> tuple[str, ...]:
 _BICUBIC_CACHE: dict[int, tuple] = {}
 
 
-def _inception_features(fid_metric, image: np.ndarray, scale: int) -> np.ndarray:
+def _inception_features(fid_metric, image: np.ndarray, scale: int, name: str) -> np.ndarray:
   """(crops, 2048 + 1008): pool features then unbiased logits, one array to gather."""
-  return np.concatenate(fid_metric.features(_inner(image, scale)), axis=1)
+  try:
+    return np.concatenate(fid_metric.features(_inner(image, scale)), axis=1)
+  except ValueError as e:  # an evaluation image smaller than the crops
+    raise config_checks.ConfigError(
+        f"config.eval.fid_crop_size: evaluation image {name}: {e}") from None
 
 
 def _bicubic_baseline(item, scale: int, extras: Extras, keep_picture: bool):
@@ -149,8 +153,8 @@ def _bicubic_baseline(item, scale: int, extras: Extras, keep_picture: bool):
   row = _measure(upscaled, item.hr, scale, extras)
   inception = None
   if extras.fid:
-    inception = (_inception_features(extras.fid, upscaled, scale),
-                 _inception_features(extras.fid, item.hr, scale))
+    inception = (_inception_features(extras.fid, upscaled, scale, item.name),
+                 _inception_features(extras.fid, item.hr, scale, item.name))
   image_id = id(item)
   reference = weakref.ref(item, lambda _: _BICUBIC_CACHE.pop(image_id, None))
   _BICUBIC_CACHE[image_id] = (reference, key, row, upscaled if keep_picture else None, inception)
@@ -202,7 +206,7 @@ def evaluate_set(generate_fn, eval_images, scale: int, tile: int, tile_pad: int,
     baseline, upscaled, outputs = _bicubic_baseline(item, scale, extras, i < num_comparisons)
     values[i] = [row[m] for m in names] + [baseline[m] for m in names]
     if fid_metric:
-      inception[i] = (_inception_features(fid_metric, sr, scale), *outputs)
+      inception[i] = (_inception_features(fid_metric, sr, scale, item.name), *outputs)
     if i < num_comparisons:
       comparisons[item.name] = comparison.comparison_strip(
           item.lr, upscaled, sr, item.hr, labels=_labels(row, baseline, names))
@@ -244,12 +248,19 @@ def _lpips_metric(path: str):
 
 @functools.cache
 def _niqe_params(path: str):
-  return naturalness.load_niqe_params(path)
+  try:
+    return naturalness.load_niqe_params(path)
+  except ValueError as e:  # the message names the file
+    raise generator_weights.CheckpointError(f"config.eval.niqe_params: {e}") from None
 
 
 @functools.cache
 def _fid_metric(path: str, crop_size: int, grid: int, kid_subsets: int, is_splits: int):
   """One FidMetric per weights and settings: loaded and compiled once per run."""
+  if min(crop_size, grid, kid_subsets, is_splits) < 1:
+    raise config_checks.ConfigError(
+        f"config.eval: fid_crop_size, fid_grid, kid_subsets and is_splits must be >= 1, got "
+        f"{crop_size}, {grid}, {kid_subsets} and {is_splits}")
   return fid.FidMetric.from_dir(path, crop_size=crop_size, grid=grid, kid_subsets=kid_subsets,
                                 is_splits=is_splits)
 

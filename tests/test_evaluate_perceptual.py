@@ -1,5 +1,6 @@
-"""Evaluation with NIQE (config.eval.niqe_params) and FID / KID / IS (config.eval.inception_weights),
-for the model and its bicubic baseline, in the table, JSON, TensorBoard scalars and strip captions."""
+"""Evaluation with NIQE (config.eval.niqe_params) and FID / KID / IS
+(config.eval.inception_weights), for the model and its bicubic baseline, in the table, JSON,
+TensorBoard scalars and strip captions."""
 
 import json
 
@@ -10,10 +11,12 @@ import pytest
 import skimage.data
 
 from esrgan_jax import evaluate, metrics
+from esrgan_jax.config_checks import ConfigError
 from esrgan_jax.data import datasets
 from esrgan_jax.data.bicubic import bicubic_downsample_uint8, imresize
 from esrgan_jax.metrics import fid
 from esrgan_jax.models import RRDBNet
+from esrgan_jax.weights.store import CheckpointError
 from test_metrics_cli import random_inception_dir
 
 SCALE = 4
@@ -62,8 +65,8 @@ def test_niqe_and_fid_of_the_model_and_of_bicubic(tmp_path, monkeypatch):
   scalars = evaluate.scalar_summaries(results)
   assert scalars["eval/one/fid"] == result.set_metrics["fid"]
   assert scalars["eval/one/bicubic_niqe"] == result.bicubic_means["niqe"]
-  labels = evaluate._labels(result.per_image["cat"], result.bicubic_per_image["cat"],  # pylint: disable=protected-access
-                            list(result.means))
+  labels = evaluate._labels(  # pylint: disable=protected-access
+      result.per_image["cat"], result.bicubic_per_image["cat"], list(result.means))
   assert labels[2].startswith("SR ") and f"NIQE↓ {result.means['niqe']:.3f}" in labels[2]
 
   evaluate.write_results(results, str(tmp_path / "work"), source="test", step=3)
@@ -82,3 +85,12 @@ def test_niqe_and_fid_of_the_model_and_of_bicubic(tmp_path, monkeypatch):
   assert len(calls) == 1 and again.set_metrics == result.set_metrics
   assert evaluate.configured_metrics(eval_config).fid is evaluate.configured_metrics(
       eval_config).fid
+
+  # One-line errors naming the field: a missing pristine model, crops larger than an image.
+  with pytest.raises(CheckpointError, match="config.eval.niqe_params: .*missing.npz"):
+    evaluate.configured_metrics(
+        ml_collections.ConfigDict(dict(niqe_params=str(tmp_path / "missing.npz"))))
+  eval_config.update(niqe_params="", fid_crop_size=300)
+  with pytest.raises(ConfigError,
+                     match="config.eval.fid_crop_size: evaluation image cat: FID crops are 300x"):
+    evaluate.evaluate_sets(generate, {"one": [item]}, SCALE, eval_config)
