@@ -74,9 +74,9 @@ def _build_fid(args):
                         "python -m esrgan_jax.convert --inception)")
   from esrgan_jax.metrics import fid  # Flax and Orbax are only imported when FID is asked for.
   from esrgan_jax.weights.store import CheckpointError
-  if args.fid_crop_size < 1 or args.fid_grid < 1:
-    raise cli.UserError(f"--fid_crop_size and --fid_grid must be >= 1, got {args.fid_crop_size} "
-                        f"and {args.fid_grid}")
+  if min(args.fid_crop_size, args.fid_grid, args.is_splits) < 1:
+    raise cli.UserError(f"--fid_crop_size, --fid_grid and --is_splits must be >= 1, got "
+                        f"{args.fid_crop_size}, {args.fid_grid} and {args.is_splits}")
   try:
     return fid.FidMetric.from_dir(args.inception_weights, crop_size=args.fid_crop_size,
                                   grid=args.fid_grid, is_splits=args.is_splits)
@@ -126,8 +126,9 @@ def _parser():
                       help="side of the FID crops, each resized to 299 as pytorch-fid does")
   parser.add_argument(*cli.flag("fid_grid"), type=int, default=3,
                       help="FID crops per image: a fixed grid of N x N (default 3: 9 crops)")
-  parser.add_argument(*cli.flag("is_splits"), type=int, default=10,
-                      help="IS splits (at most one per crop)")
+  parser.add_argument(*cli.flag("is_splits"), type=int, default=1,
+                      help="IS splits (default 1, as evaluation: a few hundred crops in the usual "
+                      "10 splits would cap IS near their size)")
   parser.add_argument(*cli.flag("json"), help="also write the results to this JSON file")
   return parser
 
