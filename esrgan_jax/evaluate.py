@@ -222,9 +222,12 @@ def evaluate_set(generate_fn, eval_images, scale: int, tile: int, tile_pad: int,
     sr_out, bicubic_out, hr_out = (o.reshape(-1, o.shape[-1]) for o in outputs)
     split = fid.NUM_FEATURES
     hr_features = hr_out[:, :split]
-    set_metrics = fid_metric.measure(sr_out[:, :split], sr_out[:, split:], hr_features)
-    bicubic_set_metrics = fid_metric.measure(bicubic_out[:, :split], bicubic_out[:, split:],
-                                             hr_features)
+    try:
+      set_metrics = fid_metric.measure(sr_out[:, :split], sr_out[:, split:], hr_features)
+      bicubic_set_metrics = fid_metric.measure(bicubic_out[:, :split], bicubic_out[:, split:],
+                                               hr_features)
+    except ValueError as e:  # one image of one crop: no covariance
+      raise config_checks.ConfigError(f"config.eval.fid_grid: {e}") from None
   return SetResult(means=_column_means(model, names), per_image=per_image,
                    comparisons=comparisons, bicubic_means=_column_means(baseline, names),
                    bicubic_per_image=bicubic_per_image, set_metrics=set_metrics,
