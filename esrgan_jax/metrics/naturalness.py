@@ -22,8 +22,9 @@ The block features run jitted (on the accelerator when there is one) on batches 
 block travels with the 3-pixel edge of its neighbourhood the window needs, so one compilation per
 block size serves images of every shape. They run in float64 (jax.enable_x64, scoped to those
 calls), as MATLAB does: in float32 the AGGD shape of near-flat blocks of blurred or JPEG'd images
-can land on the neighbouring grid point, which moved NIQE by up to 1e-2. The host does the
-rest in float64 too: the luma, the bicubic x0.5 (data/bicubic.py) and the MVG.
+can land on the neighbouring grid point, which moved NIQE by up to 1e-2. A TPU has no native
+float64, so there they run on the host CPU. The host does the rest in float64 too: the luma, the
+bicubic x0.5 (data/bicubic.py) and the MVG.
 
 The pristine model is a file: BasicSR's `niqe_pris_params.npz` (mu_pris_param, cov_pris_param,
 gaussian_window) or MATLAB's `modelparameters.mat` (mu_prisparam, cov_prisparam; MATLAB builds the
@@ -221,6 +222,13 @@ def _block_features(tiles, window, window_deficit, tables):
   return jnp.stack(features, axis=1), jnp.mean(sigma, axis=(1, 2))
 
 
+@functools.cache
+def _float64_device():
+  """The first device, unless it is a TPU, which has no native float64: then the host CPU."""
+  device = jax.local_devices()[0]
+  return jax.local_devices(backend="cpu")[0] if device.platform == "tpu" else device
+
+
 def _features_at_scale(image: np.ndarray, block: int, window: np.ndarray):
   """Features (blocks, 18) and sharpness (blocks,) of an image made of whole blocks, row-major."""
   halo = window.shape[0] // 2
@@ -238,10 +246,12 @@ def _features_at_scale(image: np.ndarray, block: int, window: np.ndarray):
   # Float64 on the device, scoped to these calls: blurred or compressed images have near-flat
   # blocks whose moment ratio lies within float32 rounding of the midpoint of two shape grid
   # points, and MATLAB (float64) picks one of them.
+  device = _float64_device()
   with jax.enable_x64(True):
-    tables = tuple(jnp.asarray(t, jnp.float64) for t in _aggd_tables())
-    window64 = jnp.asarray(window, jnp.float64)
-    outputs = [_block_features(jnp.asarray(tiles[k:k + BATCH_BLOCKS]), window64, deficit, tables)
+    put = lambda x: jax.device_put(np.asarray(x, np.float64), device)
+    tables = tuple(put(t) for t in _aggd_tables())
+    window64, deficit = put(window), put(deficit)
+    outputs = [_block_features(put(tiles[k:k + BATCH_BLOCKS]), window64, deficit, tables)
                for k in range(0, len(tiles), BATCH_BLOCKS)]
     outputs = [(np.asarray(f), np.asarray(s)) for f, s in outputs]
   features = np.concatenate([np.asarray(f, np.float64) for f, _ in outputs])[:count]
