@@ -121,6 +121,18 @@ def get_config() -> ml_collections.ConfigDict:
       num_comparison_images=4,  # LR | bicubic | SR | HR pictures written per evaluation
       # LPIPS weights converted by `python -m esrgan_jax.convert --lpips` (empty: LPIPS is not computed).
       lpips_weights="",
+      # NIQE pristine model, BasicSR's niqe_pris_params.npz or MATLAB's modelparameters.mat (or one
+      # made by esrgan_jax.metrics.fit_niqe_params); empty: NIQE is not computed.
+      niqe_params="",
+      # FID Inception converted by `python -m esrgan_jax.convert --inception` (empty: no FID, KID,
+      # IS). Each image gives fid_grid x fid_grid fixed crops of fid_crop_size pixels (each resized
+      # to 299 as pytorch-fid does): 9 of 128 px give Set14 126 samples.
+      inception_weights="",
+      fid_crop_size=128,
+      fid_grid=3,
+      kid_subsets=100,
+      # One IS split: ~100 crops in 10 splits would cap IS at ~10 (10 is the usual on 50k images).
+      is_splits=1,
   ))
   return config
 

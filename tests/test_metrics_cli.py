@@ -89,8 +89,8 @@ def test_missing_pair_size_mismatch_and_bad_flags(folders, tmp_path, capsys):
   Image.fromarray(photo(2)[:100]).save(sr / "c.bmp")
   err = run_error(["--sr", str(sr), "--hr", str(hr)], capsys)
   assert "c.bmp is 200x100 but" in err and "c.png is 200x192" in err
-  assert "unknown metric 'fid'" in run_error(["--sr", str(sr), "--hr", str(hr), "--metrics",
-                                              "psnr,fid"], capsys)
+  assert "unknown metric 'fd'" in run_error(["--sr", str(sr), "--hr", str(hr), "--metrics",
+                                             "psnr,fd"], capsys)
   assert "--niqe_params" in run_error(["--sr", str(sr), "--metrics", "niqe"], capsys)
   assert "missing.npz: NIQE model file does not exist" in run_error(
       ["--sr", str(sr), "--metrics", "niqe", "--niqe_params", str(tmp_path / "missing.npz")],
@@ -119,3 +119,58 @@ def test_lpips_from_a_converted_directory(folders, tmp_path, capsys):
   metric = LpipsMetric.from_dir(tmp_path / "lpips_alex")
   expected = metric(np.asarray(Image.open(row["sr"])), np.asarray(Image.open(row["hr"])))
   assert row["lpips"] == pytest.approx(expected, rel=1e-6) and expected > 0
+
+
+def random_inception_dir(path):
+  """Random FID Inception weights (He-normal convs, identity BatchNorm), saved as convert does."""
+  from esrgan_jax.weights import inception as inception_weights  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  variables = {}
+  for key, shape in inception_weights.inception_variable_shapes().items():
+    if key[-1] == "kernel":
+      value = rng.normal(0, np.sqrt(2 / np.prod(shape[:-1])), shape)
+    else:
+      value = np.ones(shape) if key[-1] in ("scale", "var") else np.zeros(shape)
+    node = variables
+    for name in key[:-1]:
+      node = node.setdefault(name, {})
+    node[key[-1]] = value.astype(np.float32)
+  inception_weights.save_inception_variables(path, variables)
+  return variables
+
+
+def test_fid_is_a_set_level_metric_below_the_table(folders, tmp_path, capsys):
+  from esrgan_jax.metrics import fid  # pylint: disable=import-outside-toplevel
+  sr, hr = folders
+  weights = tmp_path / "inception"
+  variables = random_inception_dir(weights)
+  out = tmp_path / "out.json"
+  assert cli.main(["--sr", str(sr), "--hr", str(hr), "--metrics", "psnr,fid", "--suffix",
+                   "ESRGAN", "--inception_weights", str(weights), "--fid_crop_size", "64",
+                   "--fid_grid", "1", "--is_splits", "1", "--crop_border", "4",
+                   "--json", str(out)]) == 0
+  printed = capsys.readouterr().out
+  table, below = printed.split("set of 3 images:")
+  assert "psnr ↑" in table and "mean" in table and "fid" not in table
+  assert "fid ↓" in below and "kid ↓" in below and "is ↑" in below and "±" in below
+  result = json.loads(out.read_text())
+  assert "fid" not in result["mean"] and "fid" not in result["images"][0]
+  assert result["metrics"]["fid"] == {"higher_is_better": False, "set_level": True}
+  assert result["metrics"]["is"]["higher_is_better"] is True
+
+  metric = fid.FidMetric(variables, crop_size=64, grid=1, is_splits=1)
+  for row in result["images"]:
+    metric.add(np.asarray(Image.open(row["sr"]))[4:-4, 4:-4],
+               np.asarray(Image.open(row["hr"]))[4:-4, 4:-4])
+  expected = metric.result()
+  assert expected["fid"] > 0
+  assert result["set"] == pytest.approx(expected, rel=1e-6)
+  for name in ("fid", "kid", "is"):
+    assert f"{expected[name]:.4f}" in below
+
+  base = ["--sr", str(sr), "--hr", str(hr), "--metrics", "fid", "--suffix", "ESRGAN"]
+  assert "--inception_weights DIR" in run_error(base, capsys)
+  assert "none: no such Inception weights" in run_error(
+      base + ["--inception_weights", str(tmp_path / "none")], capsys)
+  err = run_error(base + ["--inception_weights", str(weights), "--fid_crop_size", "300"], capsys)
+  assert "a_ESRGAN.png: fid: FID crops are 300x300" in err

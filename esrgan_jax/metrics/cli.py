@@ -6,7 +6,10 @@ before the last '_' has an HR file. No-reference metrics (NIQE) need only --sr.
 
 A metric is a `Metric` in METRICS: its name, its direction, whether it needs the HR image, and a
 `build(args)` that loads what it needs once and returns `score(sr, hr) -> float` on RGB uint8
-images. Adding one (FID, ...) is a new entry and, if it needs a file, a flag in `_parser`.
+images. A set-level metric (`fid`: FID, KID and IS, which are statistics of the whole set, not of
+one image) is a `SetMetric`: `build(args)` returns an accumulator with `add(sr, hr)` and
+`result() -> {name: value}`; its rows are printed below the per-image table and carried in the
+JSON's "set" entry. Adding one is a new entry and, if it needs a file, a flag in `_parser`.
 """
 
 import json
@@ -28,7 +31,18 @@ class Metric(NamedTuple):
 
   @property
   def header(self) -> str:
-    return f"{self.name} {'↑' if self.higher_is_better else '↓'}"
+    return _header(self.name, self.higher_is_better)
+
+
+class SetMetric(NamedTuple):
+  name: str
+  rows: tuple[tuple[str, bool], ...]  # (row name, higher is better); a `name_std` may follow each
+  build: Callable  # args -> accumulator with add(sr, hr) and result() -> {row: value}
+  needs_hr: bool = True
+
+
+def _header(name: str, higher_is_better: bool) -> str:
+  return f"{name} {'↑' if higher_is_better else '↓'}"
 
 
 def _build_niqe(args):
@@ -53,6 +67,23 @@ def _build_lpips(args):
   return metric
 
 
+def _build_fid(args):
+  if not args.inception_weights:
+    raise cli.UserError("--metrics fid needs --inception_weights DIR (convert pytorch-fid's "
+                        "pt_inception-2015-12-05 .pth with "
+                        "python -m esrgan_jax.convert --inception)")
+  from esrgan_jax.metrics import fid  # Flax and Orbax are only imported when FID is asked for.
+  from esrgan_jax.weights.store import CheckpointError
+  if min(args.fid_crop_size, args.fid_grid, args.is_splits) < 1:
+    raise cli.UserError(f"--fid_crop_size, --fid_grid and --is_splits must be >= 1, got "
+                        f"{args.fid_crop_size}, {args.fid_grid} and {args.is_splits}")
+  try:
+    return fid.FidMetric.from_dir(args.inception_weights, crop_size=args.fid_crop_size,
+                                  grid=args.fid_grid, is_splits=args.is_splits)
+  except CheckpointError as e:
+    raise cli.UserError(f"--inception_weights {e}") from None
+
+
 METRICS = {m.name: m for m in (
     Metric("psnr", True, True, lambda args: lambda sr, hr: psnr_ssim.psnr(
         sr, hr, args.crop_border, args.test_y_channel)),
@@ -60,13 +91,23 @@ METRICS = {m.name: m for m in (
         sr, hr, args.crop_border, args.test_y_channel)),
     Metric("lpips", False, True, _build_lpips),
     Metric("niqe", False, False, _build_niqe),
+    SetMetric("fid", (("fid", False), ("kid", False), ("is", True)), _build_fid),
 )}
+
+
+def _headers(metric) -> list[str]:
+  if isinstance(metric, SetMetric):
+    return [_header(*row) for row in metric.rows]
+  return [metric.header]
 
 
 def _parser():
   parser = cli.argument_parser(
       "esrgan_jax.metrics", __doc__.split("\n\n")[0] + "\n\n" + "Metrics: " + ", ".join(
-          m.header for m in METRICS.values()) + " (↑ higher is better, ↓ lower is better).")
+          h for m in METRICS.values() for h in _headers(m))
+      + " (↑ higher is better, ↓ lower is better); fid gives FID, KID and IS of the whole set "
+      "(IS of the SR images alone), on --fid_grid x --fid_grid fixed crops of --fid_crop_size "
+      "pixels per image.")
   parser.add_argument(*cli.flag("sr"), required=True, help="folder of SR (result) images")
   parser.add_argument(*cli.flag("hr"), help="folder of HR (ground-truth) images")
   parser.add_argument(*cli.flag("metrics"), default="psnr,ssim",
@@ -79,6 +120,15 @@ def _parser():
                       help="SR names end in _SUFFIX before the extension (BasicSR's naming)")
   parser.add_argument(*cli.flag("niqe_params"), help=".npz or .mat NIQE pristine model")
   parser.add_argument(*cli.flag("lpips_weights"), help="LPIPS weights directory")
+  parser.add_argument(*cli.flag("inception_weights"),
+                      help="FID Inception directory written by convert --inception (or the .pth)")
+  parser.add_argument(*cli.flag("fid_crop_size"), type=int, default=128,
+                      help="side of the FID crops, each resized to 299 as pytorch-fid does")
+  parser.add_argument(*cli.flag("fid_grid"), type=int, default=3,
+                      help="FID crops per image: a fixed grid of N x N (default 3: 9 crops)")
+  parser.add_argument(*cli.flag("is_splits"), type=int, default=1,
+                      help="IS splits (default 1, as evaluation: a few hundred crops in the usual "
+                      "10 splits would cap IS near their size)")
   parser.add_argument(*cli.flag("json"), help="also write the results to this JSON file")
   return parser
 
@@ -120,12 +170,23 @@ def match_pairs(sr_paths: Sequence[str], hr_paths: Optional[Sequence[str]],
 
 
 def _table(rows, metrics) -> str:
+  if not metrics:
+    return ""
   width = max([len("image"), len("mean")] + [len(r["name"]) for r in rows])
   lines = ["  ".join([f"{'image':<{width}}"] + [f"{m.header:>10}" for m in metrics])]
   for row in rows + [dict(name="mean", **{m.name: float(np.mean([r[m.name] for r in rows]))
                                           for m in metrics})]:
     lines.append("  ".join([f"{row['name']:<{width}}"] + [f"{row[m.name]:>10.4f}"
                                                           for m in metrics]))
+  return "\n".join(lines)
+
+
+def _set_table(values: dict[str, float], set_metrics, count: int) -> str:
+  lines = [f"set of {count} images:"]
+  for metric in set_metrics:
+    for row, higher in metric.rows:
+      spread = f" ± {values[row + '_std']:.4f}" if row + "_std" in values else ""
+      lines.append(f"  {_header(row, higher):<8}{values[row]:>12.4f}{spread}")
   return "\n".join(lines)
 
 
@@ -138,14 +199,17 @@ def run(args) -> int:
                         f"choose from {', '.join(METRICS)}")
   if args.crop_border < 0:
     raise cli.UserError(f"--crop_border must be >= 0, got {args.crop_border}")
-  metrics = [METRICS[n] for n in names]
-  needs_hr = [m.name for m in metrics if m.needs_hr]
+  chosen = [METRICS[n] for n in names]
+  metrics = [m for m in chosen if isinstance(m, Metric)]
+  set_metrics = [m for m in chosen if isinstance(m, SetMetric)]
+  needs_hr = [m.name for m in chosen if m.needs_hr]
   if needs_hr and not args.hr:
     raise cli.UserError(f"--metrics {','.join(needs_hr)} needs --hr HR_DIR")
   sr_paths = _list(args.sr, "sr")
   hr_paths = _list(args.hr, "hr") if needs_hr else None
   pairs = match_pairs(sr_paths, hr_paths, args.suffix)
   scores = [m.build(args) for m in metrics]
+  accumulators = [m.build(args) for m in set_metrics]
 
   rows = []
   for name, sr_path, hr_path in pairs:
@@ -163,16 +227,37 @@ def run(args) -> int:
         row[metric.name] = float(score(sr, hr))
       except ValueError as e:
         raise cli.UserError(f"{sr_path}: {metric.name}: {e}") from None
+    border = args.crop_border
+    inner = (slice(border, -border),) * 2 if border else (slice(None),) * 2
+    for metric, accumulator in zip(set_metrics, accumulators):
+      try:
+        accumulator.add(sr[inner], hr[inner])
+      except ValueError as e:
+        raise cli.UserError(f"{sr_path}: {metric.name}: {e}") from None
     rows.append(row)
 
-  print(_table(rows, metrics))
+  set_values = {}
+  for metric, accumulator in zip(set_metrics, accumulators):
+    try:
+      set_values.update(accumulator.result())
+    except ValueError as e:
+      raise cli.UserError(f"--sr {args.sr}: {metric.name}: {e}") from None
+  print("\n\n".join(t for t in (_table(rows, metrics),
+                                 _set_table(set_values, set_metrics, len(rows)) if set_metrics
+                                 else "") if t))
   if args.json:
     result = {
-        "metrics": {m.name: {"higher_is_better": m.higher_is_better} for m in metrics},
+        "metrics": {**{m.name: {"higher_is_better": m.higher_is_better} for m in metrics},
+                    **{row: {"higher_is_better": higher, "set_level": True}
+                       for m in set_metrics for row, higher in m.rows}},
         "settings": {"crop_border": args.crop_border, "test_y_channel": args.test_y_channel,
-                     "niqe_params": args.niqe_params, "lpips_weights": args.lpips_weights},
+                     "niqe_params": args.niqe_params, "lpips_weights": args.lpips_weights,
+                     "inception_weights": args.inception_weights,
+                     "fid_crop_size": args.fid_crop_size, "fid_grid": args.fid_grid,
+                     "is_splits": args.is_splits},
         "images": rows,
         "mean": {m.name: float(np.mean([r[m.name] for r in rows])) for m in metrics},
+        "set": set_values,
     }
     try:
       with open(args.json, "w") as f:

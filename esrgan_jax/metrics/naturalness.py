@@ -20,8 +20,11 @@ The steps, on an RGB uint8 HxWx3 image:
 
 The block features run jitted (on the accelerator when there is one) on batches of fixed size: each
 block travels with the 3-pixel edge of its neighbourhood the window needs, so one compilation per
-block size serves images of every shape. The host does what is cheap and must be float64 to match
-MATLAB: the luma, the bicubic x0.5 (data/bicubic.py) and the MVG.
+block size serves images of every shape. They run in float64 (jax.enable_x64, scoped to those
+calls), as MATLAB does: in float32 the AGGD shape of near-flat blocks of blurred or JPEG'd images
+can land on the neighbouring grid point, which moved NIQE by up to 1e-2. A TPU has no native
+float64, so there they run on the host CPU. The host does the rest in float64 too: the luma, the
+bicubic x0.5 (data/bicubic.py) and the MVG.
 
 The pristine model is a file: BasicSR's `niqe_pris_params.npz` (mu_pris_param, cov_pris_param,
 gaussian_window) or MATLAB's `modelparameters.mat` (mu_prisparam, cov_prisparam; MATLAB builds the
@@ -152,8 +155,7 @@ def _aggd_tables():
   """Per grid shape a: the moment ratio Gamma(2/a)^2 / (Gamma(1/a) Gamma(3/a)) matched against the
   data, the scale factor sqrt(Gamma(1/a) / Gamma(3/a)) and the mean factor Gamma(2/a) / Gamma(1/a)."""
   g1, g2, g3 = (scipy.special.gamma(k / AGGD_SHAPES) for k in (1, 2, 3))
-  return tuple(jnp.asarray(t, jnp.float32) for t in
-               (AGGD_SHAPES, g2**2 / (g1 * g3), np.sqrt(g1 / g3), g2 / g1))
+  return (AGGD_SHAPES, g2**2 / (g1 * g3), np.sqrt(g1 / g3), g2 / g1)
 
 
 def _aggd_fit(x, tables):
@@ -196,9 +198,14 @@ def _block_features(tiles, window, window_deficit, tables):
   level = tiles[:, centre:centre + block, centre:centre + block]
   # Everything from differences of levels, never from levels near 200: I - mu is exactly 0 where
   # the neighbourhood is flat (the sign of a rounding residue there would decide which side of
-  # the AGGD a pixel counts for), and float32 does not lose digits to cancellation.
+  # the AGGD a pixel counts for), and nothing is lost to cancellation.
   # I - mu = sum_k w_k (I - I_k) + I (1 - sum w).
   deviation = window_sum(lambda shifted: level - shifted) + level * window_deficit
+  # Integer levels under a symmetric window: where the exact deviation is 0 (a flat or linear
+  # neighbourhood), rounding leaves a residue of ~1e-17 whose sign would still pick an AGGD side.
+  # Exact non-zero deviations are far above 1e-9 (the smallest tap is 1.5e-4 of a level).
+  deviation = jnp.where(jnp.abs(deviation) < 1e-9 * jnp.maximum(jnp.abs(level), 1), 0.0,
+                        deviation)
   # E_w[I^2] - mu^2 = sum_k w_k (I_k - mu)^2 + mu^2 (1 - sum w), with I_k - mu = I_k - I + (I - mu).
   variance = window_sum(lambda shifted: jnp.square(shifted - level + deviation))
   mu = level - deviation
@@ -215,24 +222,38 @@ def _block_features(tiles, window, window_deficit, tables):
   return jnp.stack(features, axis=1), jnp.mean(sigma, axis=(1, 2))
 
 
+@functools.cache
+def _float64_device():
+  """The first device, unless it is a TPU, which has no native float64: then the host CPU."""
+  device = jax.local_devices()[0]
+  return jax.local_devices(backend="cpu")[0] if device.platform == "tpu" else device
+
+
 def _features_at_scale(image: np.ndarray, block: int, window: np.ndarray):
   """Features (blocks, 18) and sharpness (blocks,) of an image made of whole blocks, row-major."""
   halo = window.shape[0] // 2
-  padded = np.pad(image, halo, mode="edge").astype(np.float32)
+  padded = np.pad(image, halo, mode="edge").astype(np.float64)
   tile = block + 2 * halo
   tiles = np.lib.stride_tricks.sliding_window_view(padded, (tile, tile))[::block, ::block]
   tiles = tiles.reshape(-1, tile, tile)
   count = len(tiles)
   batches = -(-count // BATCH_BLOCKS)
   tiles = np.concatenate([tiles, np.zeros((batches * BATCH_BLOCKS - count, tile, tile),
-                                          np.float32)])
-  window32 = jnp.asarray(window, jnp.float32)
+                                          np.float64)])
   # A window normalised to float64 precision counts as summing to 1, so flat areas stay exactly 0.
   deficit = 1.0 - window.sum()
-  deficit = np.float32(0.0 if abs(deficit) < 1e-9 else deficit)
-  tables = _aggd_tables()
-  outputs = [_block_features(tiles[k:k + BATCH_BLOCKS], window32, deficit, tables)
-             for k in range(0, len(tiles), BATCH_BLOCKS)]
+  deficit = np.float64(0.0 if abs(deficit) < 1e-9 else deficit)
+  # Float64 on the device, scoped to these calls: blurred or compressed images have near-flat
+  # blocks whose moment ratio lies within float32 rounding of the midpoint of two shape grid
+  # points, and MATLAB (float64) picks one of them.
+  device = _float64_device()
+  with jax.enable_x64(True):
+    put = lambda x: jax.device_put(np.asarray(x, np.float64), device)
+    tables = tuple(put(t) for t in _aggd_tables())
+    window64, deficit = put(window), put(deficit)
+    outputs = [_block_features(put(tiles[k:k + BATCH_BLOCKS]), window64, deficit, tables)
+               for k in range(0, len(tiles), BATCH_BLOCKS)]
+    outputs = [(np.asarray(f), np.asarray(s)) for f, s in outputs]
   features = np.concatenate([np.asarray(f, np.float64) for f, _ in outputs])[:count]
   sharpness = np.concatenate([np.asarray(s, np.float64) for _, s in outputs])[:count]
   return features, sharpness
