@@ -73,7 +73,12 @@ def _validate_eval(config: ml_collections.ConfigDict) -> None:
            f"config.data.eval_max_images must be positive (or unset), got {max_images}")
   for name in ("tile", "tile_pad", "num_comparison_images"):
     _require(evaluation[name] >= 0, f"config.eval.{name} must be >= 0, got {evaluation[name]}")
-  for name in ("checkpoint", "lpips_weights"):
+  for name in ("fid_crop_size", "fid_grid", "kid_subsets", "is_splits"):
+    value = evaluation.get(name, 1)
+    _require(isinstance(value, int) and value >= 1,
+             f"config.eval.{name} must be a positive integer, got {value!r}")
+  # Weight files are read at the first evaluation, after compiling and training: check them now.
+  for name in ("checkpoint", "lpips_weights", "niqe_params", "inception_weights"):
     value = evaluation.get(name)
     _require(not value or epath.Path(value).exists(),
              f"config.eval.{name}: {value} does not exist")

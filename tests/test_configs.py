@@ -55,6 +55,21 @@ def test_data_fields_are_named():
       config_checks.validate(config, 1)
 
 
+@pytest.mark.parametrize("field, value, expected", [
+    ("niqe_params", "missing.npz", "config.eval.niqe_params: missing.npz does not exist"),
+    ("inception_weights", "nowhere", "config.eval.inception_weights: nowhere does not exist"),
+    ("fid_grid", 0, "config.eval.fid_grid must be a positive integer, got 0"),
+    ("kid_subsets", -1, "config.eval.kid_subsets must be a positive integer, got -1"),
+])
+def test_perceptual_metric_fields_fail_before_training(field, value, expected):
+  """Read only at the first evaluation, so they are checked before anything compiles."""
+  for mode in ("train", "eval"):
+    config = esrgan_psnr.get_config("demo")
+    config.eval[field] = value
+    with pytest.raises(config_checks.ConfigError, match=expected.replace(".", r"\.")):
+      config_checks.validate(config, 1, mode)
+
+
 def test_eval_mode_checks_the_eval_sets_not_the_training_data(tmp_path):
   config = esrgan_psnr.get_config()
   config.data.update(dataset="folder", hr_dir=str(tmp_path / "missing"))
