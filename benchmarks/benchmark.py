@@ -98,6 +98,7 @@ OPTIONS = {"jax": ("remat", "concat", "fused"), "torch": ("compile", "channels_l
 PIXEL_WEIGHT, PERCEPTUAL_WEIGHT, GAN_WEIGHT = 1e-2, 1.0, 5e-3
 EMA_DECAY = 0.999
 SCALE = 4
+GAN_PATCHES = (128, 256)  # what BasicSR's VGG-style discriminator takes
 INTERLEAVED = "interleaved"  # the child that runs every group (--interleave)
 
 
@@ -163,6 +164,9 @@ def parse_args(argv=None):
   parser.add_argument("--flops_cache", default="", help="directory keeping FLOP counts per size")
   parser.add_argument("--decide_dense", nargs="*", default=None, metavar="JSON",
                       help="print the dense-block decision from these --json files and exit")
+  parser.add_argument("--report", nargs="*", default=None, metavar="JSON",
+                      help="print one table (and the JAX / PyTorch ratios) of the rows of these "
+                      "--json files, which must share the model's sizes, and exit")
   parser.add_argument("--child", default="", help=argparse.SUPPRESS)
   parser.add_argument("--child_output", default="", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
@@ -179,9 +183,9 @@ def parse_args(argv=None):
     parser.error(f"--sizes: expected BATCHxPATCH pairs, got {args.sizes}")
   args.sizes = args.sizes or [(args.batch, args.patch)]
   args.batch, args.patch = args.sizes[0]
+  if "gan" in args.rows and not any(patch in GAN_PATCHES for _, patch in args.sizes):
+    parser.error(f"patch {args.patch}: the gan row's VGG-style discriminator takes 128 or 256")
   for batch, patch in args.sizes:
-    if "gan" in args.rows and patch not in (128, 256):
-      parser.error(f"patch {patch}: the gan row's VGG-style discriminator takes 128 or 256")
     if patch % SCALE:
       parser.error(f"patch {patch} is not divisible by the scale {SCALE}")
     if batch < 1:
@@ -203,9 +207,11 @@ def sized(args, batch, patch):
 
 
 def size_plan(args):
-  """(args at one size, the rows measured at it): infer rows once, at the first size."""
+  """(args at one size, the rows measured at it): infer rows once, at the first size; gan rows
+  at the sizes whose patch the discriminator takes."""
   rows = [r for r in ROWS if r in args.rows]
-  return [(sized(args, batch, patch), [r for r in rows if i == 0 or r != "infer"])
+  return [(sized(args, batch, patch),
+           [r for r in rows if (i == 0 or r != "infer") and (r != "gan" or patch in GAN_PATCHES)])
           for i, (batch, patch) in enumerate(args.sizes)]
 
 
@@ -893,6 +899,26 @@ def count_flops(args):
   return flops, error
 
 
+def report_runs(paths):
+  """print_table of several runs' --json files together; 0, or 1 if none could be read."""
+  results, flops, sizes, run_args = [], {}, [], None
+  for path in paths:
+    try:
+      with open(path) as f:
+        run = json.load(f)
+    except (OSError, ValueError) as error:
+      print(f"report: cannot read {path}: {error}")
+      continue
+    run_args = run_args or run["args"]
+    results += run["results"]
+    flops.update(run["flops"])
+    sizes += [tuple(size) for size in run["args"]["sizes"] if tuple(size) not in sizes]
+  if not run_args:
+    return 1
+  print_table(results, flops, argparse.Namespace(**dict(run_args, sizes=sizes)))
+  return 0
+
+
 def decide_dense(paths):
   """Per row and size, :concat against :fused of one precision, from benchmark --json files;
   prints the AUTO_DENSE_BLOCK line to change. Returns the train-step winner or None."""
@@ -941,15 +967,24 @@ def decide_dense(paths):
   return winner
 
 
+def write_json(args, flops, results, failures):
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(dict(args={k: v for k, v in vars(args).items() if not k.startswith("child")},
+                     flops=flops, results=results, failures=failures), f, indent=1)
+
+
 def main():
   args = parse_args()
   if args.child:
     child_main(args)
     return
+  sys.path.insert(0, REPO_ROOT)
   if args.decide_dense is not None:
     decide_dense(args.decide_dense)
     return
-  sys.path.insert(0, REPO_ROOT)
+  if args.report is not None:
+    sys.exit(report_runs(args.report))
   from esrgan_jax import xla_flags  # pylint: disable=g-import-not-at-top
   xla_flags.apply_defaults()  # in the environment the children inherit, as main.py does
   try:
@@ -965,9 +1000,11 @@ def main():
         flush=True)
   results, failures = [], []
   deadline = time.monotonic() + args.total_timeout if args.total_timeout else None
-  flops, error = count_flops(args)
-  if error:
-    failures.append(f"FLOP count: {error}")
+  # On a GPU host the CPU-backend count runs beside the groups (it needs one core, which the
+  # GPU's timing does not); on a shared CPU it runs first, not to disturb the timings.
+  counting = concurrent.futures.ThreadPoolExecutor(1).submit(count_flops, args)
+  if not has_gpu():
+    counting.result()
   for child in [INTERLEAVED] if args.interleave else [group.name for group in groups]:
     timeouts = [t for t in (args.group_timeout,
                             deadline and deadline - time.monotonic()) if t]
@@ -978,10 +1015,12 @@ def main():
     results += rows
     if error:
       failures.append(f"{child}: {error}")
-    if args.json:  # after every group, so a run cut short keeps what it measured
-      with open(args.json, "w") as f:
-        json.dump(dict(args={k: v for k, v in vars(args).items() if not k.startswith("child")},
-                       flops=flops, results=results, failures=failures), f, indent=1)
+    # After every group, so a run cut short keeps what it measured.
+    write_json(args, counting.result()[0] if counting.done() else {}, results, failures)
+  flops, error = counting.result()
+  if error:
+    failures.append(f"FLOP count: {error}")
+  write_json(args, flops, results, failures)
   devices = sorted({f"{r['group'].split(':')[0]}: {r['device']} ({r['versions']})"
                     for r in results})
   print("\n" + "\n".join(devices))
@@ -990,6 +1029,8 @@ def main():
   print_table(results, flops, args)
   for failure in failures:
     print(f"FAILED {failure}")
+  if failures:
+    sys.exit(1)
 
 
 if __name__ == "__main__":
