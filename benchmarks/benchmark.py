@@ -714,13 +714,20 @@ def run_interleaved(args, groups, report):
 
   On a shared CPU the load drifts over minutes, which moves figures measured one group after
   another by more than the gaps between frameworks; alternating calls puts every group under the
-  same load. Peak memory is left out: the groups share the process.
+  same load. Peak memory is left out: the groups share the process. With several --sizes, every
+  row of every size is built first and all of them alternate, so that sizes compare as fairly as
+  groups do.
   """
-  for row_of_each_group in zip(*(measurables(args, group) for group in groups)):
-    times, warmup_s = time_interleaved([(m.run_once, m.sync) for m in row_of_each_group],
+  if len(args.sizes) > 1:
+    pairs = [(group, m) for group in groups for m in list(measurables(args, group))]
+    rounds = [pairs]
+  else:
+    rounds = (list(zip(groups, row_of_each_group))
+              for row_of_each_group in zip(*(measurables(args, group) for group in groups)))
+  for pairs in rounds:
+    times, warmup_s = time_interleaved([(m.run_once, m.sync) for _, m in pairs],
                                        args.warmup, args.steps)
-    for group, measurable, its_times, its_warmup_s in zip(groups, row_of_each_group, times,
-                                                          warmup_s):
+    for (group, measurable), its_times, its_warmup_s in zip(pairs, times, warmup_s):
       report(row_result(measurable.row, statistics.median(its_times), its_times, its_warmup_s,
                         args=measurable.args, batch=measurable.batch, group=group.name,
                         **measurable.facts))

@@ -122,27 +122,31 @@ class PipelineRecords:
             "hr": np.stack([hr for _, hr in examples])}
 
 
-def measure_grain(name, data_config, args, threads, processes, reference):
-  """grain's DataLoader on the same examples: `threads` reader threads in this process, or
-  `processes` worker processes (one reader thread each) building whole batches."""
+def grain_loader(data_config, args, num_steps, threads, processes):
+  """grain's DataLoader of the batches of steps 0 .. num_steps - 1, in order."""
   import grain  # pylint: disable=g-import-not-at-top
-  start = time.perf_counter()
-  source = PipelineRecords(data_config, args, args.steps + 1, per_step=bool(processes))
-  loader = grain.DataLoader(
+  source = PipelineRecords(data_config, args, num_steps, per_step=bool(processes))
+  return grain.DataLoader(
       data_source=source,
       sampler=grain.samplers.IndexSampler(len(source), shuffle=False, num_epochs=1),
       operations=[] if processes else [grain.transforms.Batch(args.batch_size)],
       worker_count=processes, worker_buffer_size=2,
       read_options=grain.ReadOptions(num_threads=threads,
                                      prefetch_buffer_size=2 * args.batch_size))
-  iterator = iter(loader)
+
+
+def measure_grain(name, data_config, args, threads, processes, reference):
+  """grain's DataLoader on the same examples: `threads` reader threads in this process, or
+  `processes` worker processes (one reader thread each) building whole batches."""
+  start = time.perf_counter()
+  iterator = iter(grain_loader(data_config, args, args.steps + 1, threads, processes))
   first = next(iterator)
   setup = time.perf_counter() - start
   start = time.perf_counter()
   for _ in range(args.steps):
     batch = next(iterator)
   elapsed = time.perf_counter() - start
-  del iterator, loader
+  del iterator
   same = all(np.array_equal(first[k], reference[k]) for k in ("lr", "hr"))
   report(name, setup, elapsed, processes or threads, args, batch,
          f"   same patches as the thread pool: {same}")
