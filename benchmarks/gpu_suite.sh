@@ -169,16 +169,17 @@ EOF
 }
 
 # benchmark.py with its own limits inside the part's, so that it prints its table before the
-# part's limit would cut it off.
+# part's limit would cut it off; GROUPS groups share that time equally.
 bench_part() {
-  local json=$1
-  shift
+  local json=$1 groups=$2
+  shift 2
   local total=$((PART_LIMIT - 10))
-  "${bench[@]}" --json "$out/$json" --total_timeout "$total" "$@"
+  "${bench[@]}" --json "$out/$json" --total_timeout "$total" \
+    --group_timeout $((total / groups)) "$@"
 }
 
 part_dense() {
-  bench_part dense.json --sizes "$base_size" --rows "$train_rows,infer" --compile_threads 3 \
+  bench_part dense.json 2 --sizes "$base_size" --rows "$train_rows,infer" --compile_threads 3 \
     --groups jax:bfloat16:concat,jax:bfloat16:fused
 }
 
@@ -192,17 +193,17 @@ part_decision() {
 }
 
 part_torch() {
-  bench_part torch.json --sizes "$base_size" --rows "$train_rows,infer" \
+  bench_part torch.json 2 --sizes "$base_size" --rows "$train_rows,infer" \
     --groups torch:fp32,torch:amp_bf16
 }
 
 part_sweep() {
-  bench_part sweep.json --sizes "$sweep_sizes" --rows "$train_rows" --compile_threads 4 \
+  bench_part sweep.json 1 --sizes "$sweep_sizes" --rows "$train_rows" --compile_threads 4 \
     --groups "jax:bfloat16:$winner"
 }
 
 part_compile() {
-  bench_part compile.json --sizes "$base_size" --rows psnr,infer \
+  bench_part compile.json 2 --sizes "$base_size" --rows psnr,infer \
     --groups torch:fp32:compile,torch:amp_bf16:compile
 }
 
@@ -216,7 +217,7 @@ part_degradations() {
     echo "not run: benchmarks/degradations.py does not exist yet"
   fi
   if grep -q '"realesrgan"' "$REPO/benchmarks/benchmark.py"; then
-    bench_part realesrgan.json --sizes "$base_size" --rows realesrgan --groups "jax:bfloat16:$winner"
+    bench_part realesrgan.json 1 --sizes "$base_size" --rows realesrgan --groups "jax:bfloat16:$winner"
     ran=1
   else
     echo "not run: benchmarks/benchmark.py has no realesrgan row yet"
@@ -226,7 +227,7 @@ part_degradations() {
 
 part_float32() {
   # One program at a time, infer first: rows finished before the limit are kept.
-  bench_part float32.json --sizes "$base_size" --rows "$train_rows,infer" --groups jax:float32
+  bench_part float32.json 1 --sizes "$base_size" --rows "$train_rows,infer" --groups jax:float32
 }
 
 part_report() {

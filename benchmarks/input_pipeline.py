@@ -15,6 +15,7 @@ Each line gives the set-up time (listing, decoding for the cache) and the steady
 one warm-up batch, in total and per core (divided by min(workers, CPUs)). A trainer at R steps/s
 with global batch B needs R * B patches/s per host divided by the number of hosts.
 
+`--repeats N` measures every row N times in turn (each loader alone, one after the other).
 `--grain` (needs `pip install grain`, a test-only requirement) measures grain's DataLoader beside
 each row on the same work: its records are the pipeline's own (step, slot) examples, made by
 TrainIterator.make_example (same images, crops and flips per (seed, step, slot)), batched by
@@ -153,15 +154,19 @@ def measure_grain(name, data_config, args, threads, processes, reference):
 
 
 def measure_all(name, data_config, args):
-  reference = measure(name, data_config, args)
-  if not args.grain:
-    return
-  threads = pipeline_workers(data_config)
-  measure_grain(f"  grain DataLoader, {threads} threads", data_config, args, threads, 0,
-                reference)
-  processes = args.grain_workers or os.cpu_count() or 1
-  measure_grain(f"  grain DataLoader, {processes} worker processes", data_config, args, 1,
-                processes, reference)
+  """The row, and with --grain grain's two rows after it; --repeats times, in turn, so that a
+  shared machine's drifting load reaches every loader alike."""
+  for repeat in range(args.repeats):
+    suffix = f" #{repeat + 1}" if args.repeats > 1 else ""
+    reference = measure(name + suffix, data_config, args)
+    if not args.grain:
+      continue
+    threads = pipeline_workers(data_config)
+    measure_grain(f"  grain DataLoader, {threads} threads{suffix}", data_config, args, threads,
+                  0, reference)
+    processes = args.grain_workers or os.cpu_count() or 1
+    measure_grain(f"  grain DataLoader, {processes} worker processes{suffix}", data_config,
+                  args, 1, processes, reference)
 
 
 def main() -> None:
@@ -175,6 +180,8 @@ def main() -> None:
                       help="also measure grain's DataLoader on the same examples")
   parser.add_argument("--grain_workers", type=int, default=0,
                       help="grain's worker processes; 0: one per CPU")
+  parser.add_argument("--repeats", type=int, default=1,
+                      help="measure each row (and its grain rows) this many times, in turn")
   parser.add_argument("--rows", default="bundled,cached,folder,prepared",
                       help="subset of bundled,cached,folder,prepared (2K folder cached, decoded "
                       "per use, prepared sub-images)")
