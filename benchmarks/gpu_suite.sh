@@ -50,7 +50,7 @@ tiny=0
 one_part=""  # internal: run just this part (each part runs as its own `bash gpu_suite.sh`)
 winner=concat
 out=""
-parts="env,dense,decision,torch,sweep,compile,degradations,float32,report,summary"
+parts=""
 budget=""
 
 usage() {
@@ -82,6 +82,15 @@ if ! [[ "$budget" =~ ^[0-9]+$ ]]; then
   echo "gpu_suite.sh: --budget must be a whole number of seconds, got $budget" >&2
   exit 2
 fi
+all_parts="env,dense,decision,torch,sweep,compile,degradations,float32,report,summary"
+parts=${parts:-$all_parts}
+IFS=, read -ra wanted <<<"$parts"
+for name in "${wanted[@]}"; do
+  if [[ ",$all_parts," != *",$name,"* ]]; then
+    echo "gpu_suite.sh: --parts: unknown part $name; the parts are $all_parts" >&2
+    exit 2
+  fi
+done
 if [[ -z "$out" ]]; then
   if [[ -n "${OUT:-}" ]]; then out="$OUT/gpu_suite"; else out="gpu_suite_$(date -u +%Y%m%d_%H%M%S)"; fi
 fi

@@ -79,7 +79,8 @@ def test_tiny_suite_prints_every_part_and_goes_on_after_a_failing_one(tiny_run):
 
 def test_suite_refuses_bad_arguments_in_one_line(tmp_path):
   for args, message in ((["--budget", "soon"], "--budget must be a whole number"),
-                        (["--frobnicate"], "unknown argument --frobnicate")):
+                        (["--frobnicate"], "unknown argument --frobnicate"),
+                        (["--parts", "env,warp"], "--parts: unknown part warp")):
     result = subprocess.run(["bash", str(SUITE), "--out", str(tmp_path), *args],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
