@@ -250,14 +250,17 @@ part_report() {
 
 part_summary() {
   echo "log: $log"
-  local files=("$out"/*.json)
+  local files=()
+  shopt -s nullglob
+  files=("$out"/*.json)
+  shopt -u nullglob
   echo "rows in: ${files[*]##*/}"
   echo "suite time: $((SECONDS - start_time)) s of a ${budget} s budget"
   echo "failed parts: ${failed[*]:-none}"
   echo "skipped parts: ${skipped[*]:-none}"
   local again=() name
   for name in "${failed[@]}" "${skipped[@]}"; do
-    [[ "$name" == env ]] || again+=("$name")
+    [[ "$name" == env || "$name" == report ]] || again+=("$name")
   done
   if ((${#again[@]})); then
     local list
