@@ -51,17 +51,32 @@ MFU is against the dense bf16 peak of the device (H100/H200 SXM: 989 TFLOP/s); f
 also give it against the TF32 peak (494.5), the rate of the tensor cores that cuDNN uses for
 float32 convolutions by default in both frameworks. The conv row uses its own count (all taps).
 
+Sizes: `--sizes 32x128,64x192` measures the train rows (and conv) at each batch x HR patch, one
+child per group still; infer rows run once (they do not depend on it). `--compile_threads N` makes
+each JAX child build and lower its programs one by one, then compile N at a time (XLA compiles
+outside the GIL; on a GPU host with many cores this cuts the wall time of a sweep, whose programs
+take about a minute each), and time them one by one afterwards. Compile seconds are then each
+program's own, overlapped. `--flops_cache DIR` keeps FLOP counts between runs of the same sizes.
+`--decide_dense FILE.json...` reads the --json of earlier runs and prints, per row and size, which
+dense-block arrangement (:concat or :fused of one precision) was faster, and the line of
+esrgan_jax/models/rrdbnet.py's AUTO_DENSE_BLOCK to change for that platform.
+
 Peak memory: on GPU, JAX's `peak_bytes_in_use` (cumulative over a child's rows, which run infer
 first, then psnr, then gan) and torch.cuda.max_memory_allocated (reset before each row); on CPU
-the process's peak resident set size, runtime libraries included.
+the process's peak resident set size, runtime libraries included. JAX rows also give the compiled
+program's own memory (XLA's memory_analysis: arguments + outputs + temporaries - aliased), which
+does not depend on what else the child holds.
 """
 
 import argparse
+import concurrent.futures
+import copy
 import dataclasses
 import faulthandler
 import functools
 import glob
 import json
+import math
 import os
 import platform
 import resource
@@ -83,6 +98,7 @@ OPTIONS = {"jax": ("remat", "concat", "fused"), "torch": ("compile", "channels_l
 PIXEL_WEIGHT, PERCEPTUAL_WEIGHT, GAN_WEIGHT = 1e-2, 1.0, 5e-3
 EMA_DECAY = 0.999
 SCALE = 4
+GAN_PATCHES = (128, 256)  # what BasicSR's VGG-style discriminator takes
 INTERLEAVED = "interleaved"  # the child that runs every group (--interleave)
 
 
@@ -141,6 +157,16 @@ def parse_args(argv=None):
                       help="CPU: run every group in one process, alternating their calls, so "
                       "that a shared machine's changing load hits all groups alike")
   parser.add_argument("--json", default="", help="also write every measurement to this file")
+  parser.add_argument("--sizes", default="", help="train rows at each BATCHxPATCH, comma "
+                      "separated (e.g. 32x128,64x192); default: --batch x --patch")
+  parser.add_argument("--compile_threads", type=int, default=1,
+                      help="JAX: compile this many programs of a child at once, then time them")
+  parser.add_argument("--flops_cache", default="", help="directory keeping FLOP counts per size")
+  parser.add_argument("--decide_dense", nargs="*", default=None, metavar="JSON",
+                      help="print the dense-block decision from these --json files and exit")
+  parser.add_argument("--report", nargs="*", default=None, metavar="JSON",
+                      help="print one table (and the JAX / PyTorch ratios) of the rows of these "
+                      "--json files, which must share the model's sizes, and exit")
   parser.add_argument("--child", default="", help=argparse.SUPPRESS)
   parser.add_argument("--child_output", default="", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
@@ -148,15 +174,49 @@ def parse_args(argv=None):
   bad = [r for r in args.rows if r not in ROWS]
   if bad:
     parser.error(f"--rows: unknown row(s) {bad}; choose from {ROWS}")
-  if "gan" in args.rows and args.patch not in (128, 256):
-    parser.error(f"--patch {args.patch}: the gan row's VGG-style discriminator takes 128 or 256")
-  if args.patch % SCALE:
-    parser.error(f"--patch {args.patch} is not divisible by the scale {SCALE}")
+  try:
+    args.sizes = [tuple(int(n) for n in size.lower().split("x"))
+                  for size in args.sizes.split(",") if size.strip()]
+  except ValueError:
+    parser.error(f"--sizes {args.sizes!r}: expected BATCHxPATCH[,BATCHxPATCH...], e.g. 32x128")
+  if any(len(size) != 2 for size in args.sizes):
+    parser.error(f"--sizes: expected BATCHxPATCH pairs, got {args.sizes}")
+  args.sizes = args.sizes or [(args.batch, args.patch)]
+  args.batch, args.patch = args.sizes[0]
+  if "gan" in args.rows and not any(patch in GAN_PATCHES for _, patch in args.sizes):
+    parser.error(f"patch {args.patch}: the gan row's VGG-style discriminator takes 128 or 256")
+  for batch, patch in args.sizes:
+    if patch % SCALE:
+      parser.error(f"patch {patch} is not divisible by the scale {SCALE}")
+    if batch < 1:
+      parser.error(f"batch {batch} must be positive")
   if args.interleave and args.profile:
     parser.error("--profile traces one group at a time; leave out --interleave")
-  if min(args.steps, args.batch, args.num_block, args.num_feat, args.infer_size) < 1:
-    parser.error("--steps, --batch, --num_block, --num_feat and --infer_size must be positive")
+  if min(args.steps, args.batch, args.num_block, args.num_feat, args.infer_size,
+         args.compile_threads) < 1:
+    parser.error("--steps, --batch, --num_block, --num_feat, --infer_size and --compile_threads "
+                 "must be positive")
   return args
+
+
+def sized(args, batch, patch):
+  """`args` at one train size: what every row builder reads."""
+  one = copy.copy(args)
+  one.batch, one.patch = batch, patch
+  return one
+
+
+def size_plan(args):
+  """(args at one size, the rows measured at it): infer rows once, at the first size; gan rows
+  at the sizes whose patch the discriminator takes."""
+  rows = [r for r in ROWS if r in args.rows]
+  return [(sized(args, batch, patch),
+           [r for r in rows if (i == 0 or r != "infer") and (r != "gan" or patch in GAN_PATCHES)])
+          for i, (batch, patch) in enumerate(args.sizes)]
+
+
+def size_name(row, batch, patch):
+  return row if row == "infer" else f"{row}:{batch}x{patch}"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -200,7 +260,8 @@ def row_result(row, seconds, times, warmup_s, *, args, batch, **extra):
   else:
     amount, unit = batch, "img/s"
   return dict(row=row, seconds=seconds, rate=amount / seconds, unit=unit, warmup_s=warmup_s,
-              times=times, **extra)
+              times=times, batch=args.batch, patch=args.patch,
+              size=size_name(row, args.batch, args.patch), **extra)
 
 
 def conv_probe_shape(args):
@@ -332,6 +393,7 @@ class Measurable:
   facts: dict  # known before timing: device, versions, compile time, ...
   peak_bytes: Any  # () -> bytes, read after timing
   trace: Any = None  # () -> jax_trace_summary of more calls (JAX only)
+  args: Any = None  # the arguments at this row's size
 
 
 def jax_measurables(args, group):
@@ -348,14 +410,28 @@ def jax_measurables(args, group):
     stats = device.memory_stats() if on_gpu else None
     return stats["peak_bytes_in_use"] if stats else peak_rss_bytes()
 
-  for row in [r for r in ROWS if r in args.rows]:
-    progress(f"{group.name} {row}: building")
-    jitted, example, batch = jax_row_program(args, group, row, concrete=True)
-    progress(f"{group.name} {row}: lowering and compiling")
+  def build(sized_args, row):
+    name = f"{group.name} {size_name(row, sized_args.batch, sized_args.patch)}"
+    progress(f"{name}: building and lowering")
     start = time.perf_counter()
-    compiled = jitted.lower(*example).compile()
-    compile_s = time.perf_counter() - start
-    progress(f"{group.name} {row}: compiled in {compile_s:.1f} s")
+    jitted, example, batch = jax_row_program(sized_args, group, row, concrete=True)
+    return name, row, jitted.lower(*example), example, batch, time.perf_counter() - start
+
+  def compile_one(name, lowered):
+    start = time.perf_counter()
+    compiled = lowered.compile()
+    progress(f"{name}: compiled in {time.perf_counter() - start:.1f} s")
+    return compiled, time.perf_counter() - start
+
+  plan = [(sized_args, row) for sized_args, rows in size_plan(args) for row in rows]
+  if args.compile_threads > 1:  # all built first, compiled together, then timed one by one
+    built = [build(*item) for item in plan]
+    with concurrent.futures.ThreadPoolExecutor(args.compile_threads) as pool:
+      futures = [pool.submit(compile_one, b[0], b[2]) for b in built]
+    ready = [(item, b, future.result()) for item, b, future in zip(plan, built, futures)]
+  else:  # one at a time, as they are timed
+    ready = ((item, b, compile_one(b[0], b[2])) for item in plan for b in [build(*item)])
+  for (sized_args, row), (_, _, _, example, batch, lower_s), (compiled, compile_s) in ready:
     if row in ("psnr", "gan"):
       holder = list(example)  # the state is donated: each step feeds the next its output
 
@@ -365,12 +441,19 @@ def jax_measurables(args, group):
     else:
       run_step = functools.partial(compiled, *example)
     memory = compiled.memory_analysis()
+    program_bytes = None
+    if memory is not None:
+      program_bytes = sum(getattr(memory, f"{kind}_size_in_bytes", 0) or 0
+                          for kind in ("argument", "output", "temp"))
+      program_bytes -= getattr(memory, "alias_size_in_bytes", 0) or 0
     yield Measurable(row, run_step, jax.block_until_ready, batch,
-                     dict(facts, compile_s=compile_s,
-                          temp_bytes=getattr(memory, "temp_size_in_bytes", None)),
+                     dict(facts, compile_s=lower_s + compile_s,
+                          compile_threads=args.compile_threads,
+                          temp_bytes=getattr(memory, "temp_size_in_bytes", None),
+                          program_bytes=program_bytes),
                      peak_bytes, functools.partial(jax_trace_summary, run_step,
-                                                   jax.block_until_ready))
-    del example, run_step
+                                                   jax.block_until_ready), args=sized_args)
+    del example, run_step, compiled
 
 
 def jax_row_program(args, group, row, concrete: bool):
@@ -436,13 +519,17 @@ def count_jax_flops(args, report):
   HloCostAnalysis on the HLO as lowered counts every convolution; on GPU the compiled module
   holds them as cuDNN custom calls, which the GPU cost analysis leaves out.
   """
-  for row in [r for r in args.rows if r != "conv"]:
-    jitted, example, _ = jax_row_program(args, Group("jax", "float32", ()), row, concrete=False)
-    start = time.perf_counter()
-    from esrgan_jax import flops as flop_counts  # pylint: disable=g-import-not-at-top
-    flops = flop_counts.flops_of(jitted, *example) or 0.0
-    report(dict(row=row, flops=flops))
-    progress(f"{row}: {flops:.4g} FLOPs per call (lowered in {time.perf_counter() - start:.1f} s)")
+  from esrgan_jax import flops as flop_counts  # pylint: disable=g-import-not-at-top
+  for sized_args, rows in size_plan(args):
+    for row in [r for r in rows if r != "conv"]:
+      jitted, example, _ = jax_row_program(sized_args, Group("jax", "float32", ()), row,
+                                           concrete=False)
+      start = time.perf_counter()
+      flops = flop_counts.flops_of(jitted, *example) or 0.0
+      name = size_name(row, sized_args.batch, sized_args.patch)
+      report(dict(row=row, size=name, flops=flops))
+      progress(f"{name}: {flops:.4g} FLOPs per call (lowered in "
+               f"{time.perf_counter() - start:.1f} s)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -451,6 +538,12 @@ def count_jax_flops(args, report):
 
 def torch_measurables(args, group):
   """Builds the requested rows of a PyTorch group one at a time, as they are timed."""
+  for sized_args, rows in size_plan(args):
+    yield from torch_measurables_at(sized_args, group, rows)
+
+
+def torch_measurables_at(args, group, rows):
+  """torch_measurables at one size."""
   import torch  # pylint: disable=g-import-not-at-top
   from torch.nn import functional as F  # pylint: disable=g-import-not-at-top
   sys.path.insert(0, TESTS_DIR)
@@ -496,13 +589,13 @@ def torch_measurables(args, group):
       torch.cuda.empty_cache()
       torch.cuda.reset_peak_memory_stats()
     return Measurable(row, run_once, sync, batch, facts,
-                      torch.cuda.max_memory_allocated if cuda else peak_rss_bytes)
+                      torch.cuda.max_memory_allocated if cuda else peak_rss_bytes, args=args)
 
   def new_generator():
     return ref.RRDBNet(num_feat=args.num_feat, num_block=args.num_block,
                        num_grow_ch=args.num_grow_ch)
 
-  for row in [r for r in ROWS if r in args.rows]:
+  for row in rows:
     if row == "infer":
       net_g = prepare(new_generator().eval())
       x = images(args.infer_batch, args.infer_size)
@@ -604,7 +697,7 @@ def run_group(args, group, report):
   for measurable in measurables(args, group):
     seconds, times, warmup_s = median_step_seconds(measurable.run_once, measurable.sync,
                                                    args.warmup, args.steps)
-    result = row_result(measurable.row, seconds, times, warmup_s, args=args,
+    result = row_result(measurable.row, seconds, times, warmup_s, args=measurable.args,
                         batch=measurable.batch, peak_bytes=measurable.peak_bytes(),
                         **measurable.facts)
     report(result)
@@ -621,15 +714,22 @@ def run_interleaved(args, groups, report):
 
   On a shared CPU the load drifts over minutes, which moves figures measured one group after
   another by more than the gaps between frameworks; alternating calls puts every group under the
-  same load. Peak memory is left out: the groups share the process.
+  same load. Peak memory is left out: the groups share the process. With several --sizes, every
+  row of every size is built first and all of them alternate, so that sizes compare as fairly as
+  groups do.
   """
-  for row_of_each_group in zip(*(measurables(args, group) for group in groups)):
-    times, warmup_s = time_interleaved([(m.run_once, m.sync) for m in row_of_each_group],
+  if len(args.sizes) > 1:
+    pairs = [(group, m) for group in groups for m in list(measurables(args, group))]
+    rounds = [pairs]
+  else:
+    rounds = (list(zip(groups, row_of_each_group))
+              for row_of_each_group in zip(*(measurables(args, group) for group in groups)))
+  for pairs in rounds:
+    times, warmup_s = time_interleaved([(m.run_once, m.sync) for _, m in pairs],
                                        args.warmup, args.steps)
-    for group, measurable, its_times, its_warmup_s in zip(groups, row_of_each_group, times,
-                                                          warmup_s):
+    for (group, measurable), its_times, its_warmup_s in zip(pairs, times, warmup_s):
       report(row_result(measurable.row, statistics.median(its_times), its_times, its_warmup_s,
-                        args=args, batch=measurable.batch, group=group.name,
+                        args=measurable.args, batch=measurable.batch, group=group.name,
                         **measurable.facts))
 
 
@@ -701,7 +801,7 @@ def child_main(args):
     if update:
       print_profile(result["profile"])
       return
-    print(f"    {result.get('group', args.child)} {result['row']:<6} {result['rate']:10.3f} "
+    print(f"    {result.get('group', args.child)} {result['size']:<14} {result['rate']:10.3f} "
           f"{result['unit']:<8} "
           f"median {result['seconds'] * 1e3:9.2f} ms  (warm-up {result['warmup_s']:.1f} s)",
           flush=True)
@@ -728,17 +828,20 @@ def format_bytes(n):
 
 def print_table(results, flops, args):
   from esrgan_jax import flops as flop_counts  # pylint: disable=g-import-not-at-top
+  sizes = ", ".join(f"{b}x{p}" for b, p in args.sizes)
   print(f"\nx4 RRDBNet {args.num_block} blocks x {args.num_feat} feat (grow {args.num_grow_ch}); "
-        f"train: batch {args.batch}, HR patch {args.patch}, D width {args.d_feat}; infer: "
+        f"train: batch x HR patch {sizes}, D width {args.d_feat}; infer: "
         f"{args.infer_batch} x {args.infer_size}^2 -> {args.infer_size * SCALE}^2; "
         f"median of {args.steps} after {args.warmup} warm-up")
-  header = (f"{'row':<6}{'group':<28}{'rate':>12} {'unit':<8}{'ms/step':>10}{'TFLOP/s':>9}"
-            f"{'MFU':>18}{'peak mem':>12}{'compile s':>10}")
+  header = (f"{'row':<16}{'group':<28}{'rate':>12} {'unit':<8}{'ms/step':>10}{'TFLOP/s':>9}"
+            f"{'MFU':>18}{'peak mem':>12}{'program':>11}{'compile s':>10}")
   print(header)
   print("-" * len(header))
-  for row in [r for r in ROWS if r in args.rows]:
-    for r in [r for r in results if r["row"] == row]:
-      count = conv_probe_flops(args) if row == "conv" else flops.get(row)
+  names = list(dict.fromkeys(r["size"] for r in results))
+  for name in names:
+    for r in [r for r in results if r["size"] == name]:
+      count = (conv_probe_flops(sized(args, r["batch"], r["patch"])) if r["row"] == "conv"
+               else flops.get(name))
       tflops = count / r["seconds"] / 1e12 if count else None
       peaks = flop_counts.peak_tflops(r["device"])
       mfu = "-"
@@ -747,24 +850,135 @@ def print_table(results, flops, args):
         if not parse_group(r["group"]).bf16 and peaks[1]:
           mfu += f" ({tflops / peaks[1]:.1%} tf32)"
       compile_s = f"{r['compile_s']:.1f}" if "compile_s" in r else f"({r['warmup_s']:.1f})"
-      print(f"{row:<6}{r['group']:<28}{r['rate']:12.3f} {r['unit']:<8}"
+      print(f"{name:<16}{r['group']:<28}{r['rate']:12.3f} {r['unit']:<8}"
             f"{r['seconds'] * 1e3:10.2f}{(f'{tflops:.2f}' if tflops else '-'):>9}{mfu:>18}"
-            f"{format_bytes(r.get('peak_bytes')):>12}{compile_s:>10}")
+            f"{format_bytes(r.get('peak_bytes')):>12}{format_bytes(r.get('program_bytes')):>11}"
+            f"{compile_s:>10}")
   jax_groups = sorted({r["group"] for r in results if r["group"].startswith("jax")})
   torch_groups = sorted({r["group"] for r in results if r["group"].startswith("torch")})
   if jax_groups and torch_groups:
     print("\nJAX / PyTorch throughput (> 1: JAX faster)")
-    print(f"{'row':<6}{'jax group':<24}" + "".join(f"{g:>26}" for g in torch_groups))
-    rate = {(r["row"], r["group"]): r["rate"] for r in results}
-    for row in [r for r in ROWS if r in args.rows]:
+    print(f"{'row':<16}{'jax group':<24}" + "".join(f"{g:>26}" for g in torch_groups))
+    rate = {(r["size"], r["group"]): r["rate"] for r in results}
+    for name in names:
       for jg in jax_groups:
-        if (row, jg) in rate:
-          cells = [f"{rate[(row, jg)] / rate[(row, tg)]:.2f}x" if (row, tg) in rate else "-"
+        if (name, jg) in rate:
+          cells = [f"{rate[(name, jg)] / rate[(name, tg)]:.2f}x" if (name, tg) in rate else "-"
                    for tg in torch_groups]
-          print(f"{row:<6}{jg:<24}" + "".join(f"{c:>26}" for c in cells))
+          print(f"{name:<16}{jg:<24}" + "".join(f"{c:>26}" for c in cells))
   print("\nTFLOP/s and MFU use XLA's FLOP count of the JAX step for every group of a row; peak "
         "mem: GPU allocator peak (JAX: cumulative per group) or process peak RSS on CPU; "
+        "program: XLA's memory analysis of the compiled program; "
         "compile s: JAX lower+compile (PyTorch: all warm-up steps, in brackets).")
+
+
+def flops_cache_path(args, name):
+  key = (f"{name.replace(':', '_')}_b{args.num_block}_f{args.num_feat}_g{args.num_grow_ch}"
+         f"_d{args.d_feat}_i{args.infer_batch}x{args.infer_size}")
+  return os.path.join(args.flops_cache, key + ".json")
+
+
+def count_flops(args):
+  """{size name: FLOPs per call} from the cache or a child on the CPU backend; and an error."""
+  needed = [size_name(row, a.batch, a.patch) for a, rows in size_plan(args) for row in rows
+            if row != "conv"]
+  flops = {}
+  if args.flops_cache:
+    for name in needed:
+      path = flops_cache_path(args, name)
+      if os.path.exists(path):
+        with open(path) as f:
+          flops[name] = json.load(f)["flops"]
+  if all(name in flops for name in needed):
+    if needed:
+      progress(f"FLOP counts from {args.flops_cache}")
+    return flops, ""
+  # Counted on the CPU backend, whatever runs the groups: see count_jax_flops.
+  counted, error = run_child(args, "flops", args.group_timeout or None, JAX_PLATFORMS="cpu")
+  for r in counted:
+    flops[r["size"]] = r["flops"]
+    if args.flops_cache:
+      os.makedirs(args.flops_cache, exist_ok=True)
+      path = flops_cache_path(args, r["size"])
+      with open(path + ".tmp", "w") as f:
+        json.dump(dict(flops=r["flops"]), f)
+      os.replace(path + ".tmp", path)  # parallel runs of one size write the same count
+  return flops, error
+
+
+def report_runs(paths):
+  """print_table of several runs' --json files together; 0, or 1 if none could be read."""
+  results, flops, sizes, run_args = [], {}, [], None
+  for path in paths:
+    try:
+      with open(path) as f:
+        run = json.load(f)
+    except (OSError, ValueError) as error:
+      print(f"report: cannot read {path}: {error}")
+      continue
+    run_args = run_args or run["args"]
+    results += run["results"]
+    flops.update(run["flops"])
+    sizes += [tuple(size) for size in run["args"]["sizes"] if tuple(size) not in sizes]
+  if not run_args:
+    return 1
+  print_table(results, flops, argparse.Namespace(**dict(run_args, sizes=sizes)))
+  return 0
+
+
+def decide_dense(paths):
+  """Per row and size, :concat against :fused of one precision, from benchmark --json files;
+  prints the AUTO_DENSE_BLOCK line to change. Returns the train-step winner or None."""
+  results = []
+  for path in paths:
+    try:
+      with open(path) as f:
+        results += json.load(f)["results"]
+    except (OSError, ValueError, KeyError) as error:
+      print(f"dense block decision: cannot read {path}: {error}")
+  rates, platforms, devices = {}, set(), set()
+  for r in results:
+    group = parse_group(r["group"])
+    arrangement = [o for o in group.options if o in ("concat", "fused")]
+    if group.framework != "jax" or len(arrangement) != 1 or "remat" in group.options:
+      continue
+    key = (r["size"], group.precision)
+    rates.setdefault(key, {})[arrangement[0]] = r["rate"]
+    platforms.add(r.get("platform", "?"))
+    devices.add(r.get("device", "?"))
+  ratios = {}
+  for (name, precision), by in sorted(rates.items()):
+    if len(by) < 2:
+      print(f"dense block {name} {precision}: only {list(by)} measured")
+      continue
+    ratio = by["fused"] / by["concat"]
+    ratios.setdefault(name.split(":")[0], []).append(ratio)
+    print(f"dense block {name:<14} {precision:<9} concat {by['concat']:10.3f}  fused "
+          f"{by['fused']:10.3f}  fused/concat {ratio:5.2f}x  -> "
+          f"{'fused' if ratio > 1 else 'concat'}")
+  train = [x for row in ("psnr", "gan") for x in ratios.get(row, [])]
+  if not train:
+    print("dense block decision: no train row measured both arrangements")
+    return None
+  geomean = 2 ** (sum(math.log2(x) for x in train) / len(train))
+  winner = "fused" if geomean > 1 else "concat"
+  summary = ", ".join(f"{row} {min(x):.2f}-{max(x):.2f}x" if len(x) > 1 else f"{row} {x[0]:.2f}x"
+                      for row, x in ratios.items())
+  platform_name = "/".join(sorted(platforms))
+  print(f"dense block winner for the train steps on {platform_name} ({', '.join(sorted(devices))}):"
+        f" {winner} (fused/concat geometric mean {geomean:.2f}x; {summary})")
+  print(f"line to change in esrgan_jax/models/rrdbnet.py AUTO_DENSE_BLOCK:\n"
+        f'    "{platform_name}": "{winner}",  # measured {time.strftime("%Y-%m-%d")}, '
+        f"{', '.join(sorted(devices))}, fused/concat: {summary} (benchmarks/gpu_suite.sh)")
+  print(f"winner: {winner}")
+  return winner
+
+
+def write_json(args, flops, results, failures):
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(dict(args={k: v for k, v in vars(args).items() if not k.startswith("child")},
+                     flops=flops, results=results, failures=failures), f, indent=1)
 
 
 def main():
@@ -773,6 +987,11 @@ def main():
     child_main(args)
     return
   sys.path.insert(0, REPO_ROOT)
+  if args.decide_dense is not None:
+    decide_dense(args.decide_dense)
+    return
+  if args.report is not None:
+    sys.exit(report_runs(args.report))
   from esrgan_jax import xla_flags  # pylint: disable=g-import-not-at-top
   xla_flags.apply_defaults()  # in the environment the children inherit, as main.py does
   try:
@@ -788,13 +1007,11 @@ def main():
         flush=True)
   results, failures = [], []
   deadline = time.monotonic() + args.total_timeout if args.total_timeout else None
-  flops = {}
-  if any(r != "conv" for r in args.rows):
-    # Counted on the CPU backend, whatever runs the groups: see count_jax_flops.
-    counted, error = run_child(args, "flops", args.group_timeout or None, JAX_PLATFORMS="cpu")
-    flops = {r["row"]: r["flops"] for r in counted}
-    if error:
-      failures.append(f"FLOP count: {error}")
+  # On a GPU host the CPU-backend count runs beside the groups (it needs one core, which the
+  # GPU's timing does not); on a shared CPU it runs first, not to disturb the timings.
+  counting = concurrent.futures.ThreadPoolExecutor(1).submit(count_flops, args)
+  if not has_gpu():
+    counting.result()
   for child in [INTERLEAVED] if args.interleave else [group.name for group in groups]:
     timeouts = [t for t in (args.group_timeout,
                             deadline and deadline - time.monotonic()) if t]
@@ -805,10 +1022,12 @@ def main():
     results += rows
     if error:
       failures.append(f"{child}: {error}")
-    if args.json:  # after every group, so a run cut short keeps what it measured
-      with open(args.json, "w") as f:
-        json.dump(dict(args={k: v for k, v in vars(args).items() if not k.startswith("child")},
-                       flops=flops, results=results, failures=failures), f, indent=1)
+    # After every group, so a run cut short keeps what it measured.
+    write_json(args, counting.result()[0] if counting.done() else {}, results, failures)
+  flops, error = counting.result()
+  if error:
+    failures.append(f"FLOP count: {error}")
+  write_json(args, flops, results, failures)
   devices = sorted({f"{r['group'].split(':')[0]}: {r['device']} ({r['versions']})"
                     for r in results})
   print("\n" + "\n".join(devices))
@@ -817,6 +1036,8 @@ def main():
   print_table(results, flops, args)
   for failure in failures:
     print(f"FAILED {failure}")
+  if failures:
+    sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -71,10 +71,22 @@ def same_conv3x3(x, kernel, preferred_element_type=None):
                                       preferred_element_type=preferred_element_type)
 
 
+# What dense_block="auto" picks per platform (jax.default_backend()): the arrangement measured
+# fastest there (benchmarks/RESULTS.md). benchmarks/gpu_suite.sh measures both on a GPU and prints
+# the line to change here; a platform not listed gets "concat", BasicSR's own arrangement.
+AUTO_DENSE_BLOCK = {
+    # 2 CPU cores, 4 RRDBs x 64 features, fused / concat: psnr 1.21-1.27x, infer 1.12-1.47x,
+    # gan 1.05-1.08x (benchmarks/benchmark.py, 2026-11-25).
+    "cpu": "fused",
+    "gpu": "concat",  # unmeasured -> concat
+    "tpu": "concat",  # unmeasured -> concat
+}
+
+
 def resolve_dense_block(dense_block: str) -> str:
-  """Turns "auto" into the arrangement measured fastest on this platform (benchmarks/RESULTS.md)."""
+  """Turns "auto" into the arrangement measured fastest on this platform (AUTO_DENSE_BLOCK)."""
   if dense_block == "auto":
-    return "fused" if jax.default_backend() == "cpu" else "concat"
+    return AUTO_DENSE_BLOCK.get(jax.default_backend(), "concat")
   if dense_block not in DENSE_BLOCKS:
     raise ValueError(f"model.dense_block must be one of {DENSE_BLOCK_CHOICES}, "
                      f"got {dense_block!r}")

@@ -1,0 +1,302 @@
+#!/usr/bin/env bash
+# The one prepared GPU run (issue 17): every figure the MFU work needs, in one go, under 8 minutes.
+#
+#   bash benchmarks/gpu_suite.sh [--out DIR] [--parts a,b,...] [--budget SECONDS] [--tiny]
+#
+# Run from anywhere; everything printed also goes to DIR/gpu_suite.log (DIR: --out, else $OUT/
+# gpu_suite when the device tool's $OUT is set, else gpu_suite_<date>), and each benchmark's rows
+# to DIR/<part>.json. Each part prints a "=== part NAME" header and a "=== end NAME" line, runs
+# under its own time limit, and a part that fails or runs out of time is logged ("!!! part NAME")
+# while the suite goes on. Parts, in the order they run (most needed first):
+#   env       GPU model, driver, jax/jaxlib/flax/torch versions, date
+#   dense     psnr/gan/infer rows, jax:bfloat16:concat against jax:bfloat16:fused, batch 16,
+#             HR patch 128 (infer: one 256^2 -> 1024^2 image)
+#   decision  which dense block won per row, and the AUTO_DENSE_BLOCK line of
+#             esrgan_jax/models/rrdbnet.py to change
+#   torch     PyTorch fp32 and AMP bf16 (eager) at the same sizes: the ratios against PyTorch
+#   sweep     per-device batch 32 and 64 at patch 128, 16/32/64 at patch 192 (psnr step), gan at
+#             32 and 64 (patch 128), with the dense block that won
+#   compile   PyTorch torch.compile baselines (fp32, then AMP bf16; infer and psnr rows)
+#   degradations  PLACEHOLDER: benchmarks/degradations.py (the Real-ESRGAN degradations, written
+#             by another change) if it exists, and a Real-ESRGAN step row if benchmark.py has one
+#   float32   jax:float32 psnr/gan/infer rows (batch 16, patch 128)
+#   report    one table of every row measured above, with MFU and the JAX / PyTorch ratios
+#   summary   what failed or was skipped, and the command that reruns just those parts
+# Every benchmark row prints TFLOP/s and MFU from XLA's FLOP count of the lowered program, the
+# allocator's peak memory and the compiled program's memory (benchmarks/benchmark.py).
+#
+# Time estimate (H100, measured 2026-11-25: full-size RRDBNet train programs compile in 32-47 s,
+# infer in 4 s; 16 host cores). Programs: dense 6 (2 groups x psnr, gan, infer), sweep 7 (5 psnr +
+# 2 gan), float32 3, PyTorch none (compile: Inductor, about a minute per group, a guess). Each JAX
+# child compiles its programs 3-4 at a time (--compile_threads) and the FLOP count runs on the CPU
+# beside the GPU work, so per part: env 10 s, dense 2 x 80 = 160 s, decision 5 s, torch 50 s,
+# sweep 180 s -- about 6.8 minutes for the parts that matter most, then compile (~120 s),
+# degradations (<= 45 s) and float32 (~100 s) in what is left. --budget (default 470 s) is the
+# whole suite's limit: a part that would start with too little time left is skipped and named in
+# the summary with the command that runs it later. The compile times assume XLA compiles in
+# parallel; if it does not, the sweep is cut by its own limit and reports what it finished.
+#
+# --tiny: a 1-block, 8-feature model, 1 timed step, small sizes, no gan rows (the VGG19 loss at
+# 128 px is too slow on a CPU test), for tests/test_gpu_suite.py on a CPU.
+
+# The part_* functions are called by name ("part_$one_part"), which shellcheck cannot follow.
+# shellcheck disable=SC2329
+set -uo pipefail
+
+SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
+REPO="$(dirname "$(dirname "$SELF")")"
+PYTHON="${PYTHON:-python}"
+tiny=0
+one_part=""  # internal: run just this part (each part runs as its own `bash gpu_suite.sh`)
+winner=concat
+out=""
+parts=""
+budget=""
+
+usage() {
+  echo "usage: bash benchmarks/gpu_suite.sh [--out DIR] [--parts LIST] [--budget SECONDS] [--tiny]"
+}
+
+while (($#)); do
+  case "$1" in
+    --tiny) tiny=1 ;;
+    --out) out="${2:?--out needs a directory}"; shift ;;
+    --out=*) out="${1#--out=}" ;;
+    --parts) parts="${2:?--parts needs a list}"; shift ;;
+    --parts=*) parts="${1#--parts=}" ;;
+    --budget) budget="${2:?--budget needs seconds}"; shift ;;
+    --budget=*) budget="${1#--budget=}" ;;
+    --run-part) one_part="$2"; shift ;;
+    --winner) winner="$2"; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "gpu_suite.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
+  esac
+  shift
+done
+# --tiny is for a CPU test on a shared machine: its timings are not the point, so its limits are
+# ten times the GPU's (a loaded 2-core machine takes 30 s just to import jax and torch).
+stretch=1
+((tiny)) && stretch=10
+budget=${budget:-$((470 * stretch))}
+if ! [[ "$budget" =~ ^[0-9]+$ ]]; then
+  echo "gpu_suite.sh: --budget must be a whole number of seconds, got $budget" >&2
+  exit 2
+fi
+all_parts="env,dense,decision,torch,sweep,compile,degradations,float32,report,summary"
+parts=${parts:-$all_parts}
+IFS=, read -ra wanted <<<"$parts"
+for name in "${wanted[@]}"; do
+  if [[ ",$all_parts," != *",$name,"* ]]; then
+    echo "gpu_suite.sh: --parts: unknown part $name; the parts are $all_parts" >&2
+    exit 2
+  fi
+done
+if [[ -z "$out" ]]; then
+  if [[ -n "${OUT:-}" ]]; then out="$OUT/gpu_suite"; else out="gpu_suite_$(date -u +%Y%m%d_%H%M%S)"; fi
+fi
+if ! mkdir -p "$out"; then
+  echo "gpu_suite.sh: cannot create the output directory $out" >&2
+  exit 2
+fi
+out="$(cd "$out" && pwd)"
+log="$out/gpu_suite.log"
+
+if ((tiny)); then
+  # infer rows at 8^2; train rows at batch 1-2 and patch 32/48 (the gan rows' D needs 128).
+  model=(--num_block 1 --num_feat 8 --num_grow_ch 4 --d_feat 8 --infer_size 8 --steps 1 --warmup 1)
+  base_size=2x32
+  sweep_sizes=1x32,1x48
+  train_rows=psnr
+  degradation_args=(--batch 1 --gt_size 64 --device cpu)
+else
+  model=(--steps 10 --warmup 2 --infer_size 256)
+  base_size=16x128
+  sweep_sizes=32x128,64x128,16x192,32x192,64x192
+  train_rows=psnr,gan
+  degradation_args=(--batch 12 --gt_size 400 --device cuda)
+fi
+bench=("$PYTHON" "$REPO/benchmarks/benchmark.py" "${model[@]}" --flops_cache "$out/flops")
+
+start_time=$SECONDS
+failed=()
+skipped=()
+
+# A part: NAME LIMIT_SECONDS; runs part_NAME in its own bash under min(LIMIT, what is left of
+# --budget). timeout signals the part's whole process group, benchmark children included.
+run_part() {
+  local name=$1 limit=$(($2 * stretch))
+  if [[ ",$parts," != *",$name,"* ]]; then
+    return 0
+  fi
+  local left=$((budget - (SECONDS - start_time)))
+  echo
+  echo "=== part $name  (limit ${limit} s, ${left} s of the suite's budget left; $(date -u +%H:%M:%S) UTC)"
+  if ((left < 15)); then
+    echo "!!! part $name: skipped, the suite's budget is spent"
+    skipped+=("$name")
+    return 0
+  fi
+  ((limit > left)) && limit=$left
+  local part_start=$SECONDS status=0
+  local again=(--run-part "$name" --winner "$winner" --out "$out" --budget "$budget")
+  ((tiny)) && again+=(--tiny)
+  PART_LIMIT=$limit timeout --kill-after=10 "$limit" bash "$SELF" "${again[@]}" || status=$?
+  if ((status == 124 || status == 137)); then
+    echo "!!! part $name: timed out after ${limit} s (what it printed above stands)"
+    failed+=("$name")
+  elif ((status)); then
+    echo "!!! part $name: failed with status $status"
+    failed+=("$name")
+  fi
+  echo "=== end $name  ($((SECONDS - part_start)) s)"
+}
+
+part_env() {
+  date -u +"%Y-%m-%d %H:%M:%S UTC"
+  echo "host $(hostname), $(nproc) CPUs"
+  if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=name,driver_version,memory.total,power.limit,clocks.max.sm \
+      --format=csv || echo "nvidia-smi --query-gpu failed"
+    nvidia-smi -L || true
+  else
+    echo "nvidia-smi: not found (no NVIDIA GPU here)"
+  fi
+  "$PYTHON" - <<'EOF'
+import importlib, platform
+print("python", platform.python_version())
+for name in ("jax", "jaxlib", "flax", "optax", "numpy", "torch"):
+  try:
+    print(name, importlib.import_module(name).__version__)
+  except Exception as error:  # pylint: disable=broad-except
+    print(name, "not importable:", error)
+import jax
+print("jax devices:", jax.devices())
+import torch
+print("torch cuda:", torch.cuda.is_available(), torch.version.cuda, torch.backends.cudnn.version())
+EOF
+  echo "XLA_FLAGS=${XLA_FLAGS:-} (benchmark.py adds the trainer's defaults, esrgan_jax/xla_flags.py)"
+}
+
+# benchmark.py with its own limits inside the part's, so that it prints its table before the
+# part's limit would cut it off; GROUPS groups share that time equally.
+bench_part() {
+  local json=$1 groups=$2
+  shift 2
+  local total=$((PART_LIMIT - 10))
+  "${bench[@]}" --json "$out/$json" --total_timeout "$total" \
+    --group_timeout $((total / groups)) "$@"
+}
+
+part_dense() {
+  bench_part dense.json 2 --sizes "$base_size" --rows "$train_rows,infer" --compile_threads 3 \
+    --groups jax:bfloat16:concat,jax:bfloat16:fused
+}
+
+part_decision() {
+  "$PYTHON" "$REPO/benchmarks/benchmark.py" --decide_dense "$out/dense.json" \
+    | tee "$out/decision.txt"
+  local picked
+  picked=$(sed -n 's/^winner: //p' "$out/decision.txt")
+  [[ -n "$picked" ]] || return 1
+  echo "the sweep uses dense_block=$picked"
+}
+
+part_torch() {
+  bench_part torch.json 2 --sizes "$base_size" --rows "$train_rows,infer" \
+    --groups torch:fp32,torch:amp_bf16
+}
+
+part_sweep() {
+  bench_part sweep.json 1 --sizes "$sweep_sizes" --rows "$train_rows" --compile_threads 4 \
+    --groups "jax:bfloat16:$winner"
+}
+
+part_compile() {
+  bench_part compile.json 2 --sizes "$base_size" --rows psnr,infer \
+    --groups torch:fp32:compile,torch:amp_bf16:compile
+}
+
+part_degradations() {
+  echo "PLACEHOLDER part: the Real-ESRGAN degradations and step, measured when they exist"
+  local ran=0
+  if [[ -f "$REPO/benchmarks/degradations.py" ]]; then
+    "$PYTHON" "$REPO/benchmarks/degradations.py" "${degradation_args[@]}" || return
+    ran=1
+  else
+    echo "not run: benchmarks/degradations.py does not exist yet"
+  fi
+  if grep -q '"realesrgan"' "$REPO/benchmarks/benchmark.py"; then
+    bench_part realesrgan.json 1 --sizes "$base_size" --rows realesrgan --groups "jax:bfloat16:$winner"
+    ran=1
+  else
+    echo "not run: benchmarks/benchmark.py has no realesrgan row yet"
+  fi
+  ((ran)) || echo "(nothing to measure in this part yet)"
+}
+
+part_float32() {
+  # One program at a time, infer first: rows finished before the limit are kept.
+  bench_part float32.json 1 --sizes "$base_size" --rows "$train_rows,infer" --groups jax:float32
+}
+
+part_report() {
+  local runs=()
+  for name in dense torch sweep compile float32 realesrgan; do
+    [[ -f "$out/$name.json" ]] && runs+=("$out/$name.json")
+  done
+  ((${#runs[@]})) || { echo "no rows were measured"; return 1; }
+  "$PYTHON" "$REPO/benchmarks/benchmark.py" --report "${runs[@]}"
+}
+
+part_summary() {
+  echo "log: $log"
+  local files=()
+  shopt -s nullglob
+  files=("$out"/*.json)
+  shopt -u nullglob
+  echo "rows in: ${files[*]##*/}"
+  echo "suite time: $((SECONDS - start_time)) s of a ${budget} s budget"
+  echo "failed parts: ${failed[*]:-none}"
+  echo "skipped parts: ${skipped[*]:-none}"
+  local again=() name
+  for name in "${failed[@]}" "${skipped[@]}"; do
+    [[ "$name" == env || "$name" == report ]] || again+=("$name")
+  done
+  if ((${#again[@]})); then
+    local list
+    list=$(IFS=,; echo "${again[*]}")
+    echo "to run them: bash benchmarks/gpu_suite.sh --out $out --parts env,$list,report,summary" \
+      "$( ((tiny)) && echo --tiny)"
+  fi
+}
+
+main() {
+  echo "benchmarks/gpu_suite.sh: parts $parts; budget $budget s; output in $out$( ((tiny)) && echo '; --tiny')"
+  run_part env 30
+  run_part dense 200
+  run_part decision 20
+  if [[ -f "$out/decision.txt" ]]; then
+    picked=$(sed -n 's/^winner: //p' "$out/decision.txt")
+    winner=${picked:-concat}
+  fi
+  run_part torch 80
+  run_part sweep 200
+  run_part compile 150
+  run_part degradations 60
+  run_part float32 120
+  run_part report 30
+  if [[ ",$parts," == *",summary,"* ]]; then
+    echo
+    echo "=== part summary"
+    part_summary
+    echo "=== end summary"
+  fi
+  ((${#failed[@]} == 0))  # the suite's status: 1 if any part failed
+}
+
+if [[ -n "$one_part" ]]; then
+  "part_$one_part"
+  exit
+fi
+main 2>&1 | tee -a "$log"
+exit "${PIPESTATUS[0]}"
