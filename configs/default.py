@@ -81,8 +81,12 @@ def degradation_config(scale: int) -> ml_collections.ConfigDict:
   config = realesrgan_degradation.get_degradation_config(scale)
   # The training-pair pool (Real-ESRGAN's _dequeue_and_enqueue), part of the train state: pairs
   # kept across steps so that a batch mixes the degradations of several batches. A multiple of
-  # config.train.batch_size; 0: no pool (each step trains on its own batch).
+  # pool_batch_size; 0: no pool (each step trains on its own batch).
   config.pool_size = 0
+  # One pool per group of this many consecutive batch slots (a multiple of it is the batch);
+  # 0: one pool for the whole batch. Real-ESRGAN keeps a pool per GPU for its
+  # batch_size_per_gpu, so its 4 GPUs x 12 are 4 pools of 12 slots, whatever runs this.
+  config.pool_batch_size = 0
   return config
 
 
@@ -168,7 +172,8 @@ def apply_realworld(config: ml_collections.ConfigDict, scale: int) -> None:
       use_rot=False,  # yml: use_rot false
   )
   config.degradation = degradation_config(scale)
-  config.degradation.pool_size = 180  # yml: queue_size 180
+  config.degradation.pool_size = 180  # yml: queue_size 180, per GPU
+  config.degradation.pool_batch_size = 12  # yml: batch_size_per_gpu 12 (one pool per GPU)
   config.train.update(
       batch_size=48,  # yml: batch_size_per_gpu 12, on 4 GPUs
       ema_decay=0.999,  # yml: train.ema_decay 0.999
@@ -183,7 +188,7 @@ def apply_realworld_demo(config: ml_collections.ConfigDict, num_steps: int,
   apply_demo(config, num_steps=num_steps, learning_rates=learning_rates)
   scale = config.model.scale
   config.data.update(crop_pad_size=128, patch_size=16 * scale)
-  config.degradation.pool_size = 2 * config.train.batch_size
+  config.degradation.update(pool_batch_size=2, pool_size=4)  # two pools of 4 pairs
   for name in optimizers(config):
     config[name].milestones = (num_steps,)  # a constant step size over so short a run
 

@@ -29,7 +29,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
       l1_gt_usm=True,  # yml: gt_usm true (the GT is USM-sharpened before everything)
   )
   if variant == "demo":
-    default.apply_realworld_demo(config, num_steps=200, learning_rates={"optimizer_g": 1e-3})
+    default.apply_realworld_demo(config, num_steps=100, learning_rates={"optimizer_g": 1e-3})
   elif variant:
     raise ValueError(f"configs/realesrnet_x4plus.py: unknown variant {variant!r} (known: 'demo')")
   return config

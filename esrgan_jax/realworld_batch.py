@@ -46,8 +46,16 @@ def needs_usm_target(config: ml_collections.ConfigDict) -> bool:
   return config.stage == "gan" and (loss.l1_gt_usm or loss.percep_gt_usm or loss.gan_gt_usm)
 
 
+def pool_groups(config: ml_collections.ConfigDict) -> tuple[int, int]:
+  """(groups, slots per group): one pool per group of pool_batch_size consecutive batch slots
+  (0: the whole batch). Real-ESRGAN keeps one pool per GPU for its batch_size_per_gpu slots."""
+  batch = config.train.batch_size
+  per_group = config.degradation.get("pool_batch_size", 0) or batch
+  return batch // per_group, per_group
+
+
 def pool_spec(config: ml_collections.ConfigDict):
-  """Shapes and dtypes of the pool in the train state, or None without one.
+  """Shapes and dtypes of the pool in the train state, (groups, pool_size, ...), or None.
 
   LR and unsharpened GT are on 8-bit levels, so they are kept as their uint8 codes (exact, a
   quarter of the memory and checkpoint); Real-ESRNet's sharpened GT is not, and stays float32.
@@ -55,11 +63,13 @@ def pool_spec(config: ml_collections.ConfigDict):
   size = config.degradation.pool_size
   if not uses_degradations(config) or not size:
     return None
+  groups, _ = pool_groups(config)
   patch, scale = config.data.patch_size, config.model.scale
   channels = config.model.num_out_ch
   hr_dtype = jnp.float32 if sharpens_before_pool(config) else jnp.uint8
-  return {"lr": jax.ShapeDtypeStruct((size, patch // scale, patch // scale, channels), jnp.uint8),
-          "hr": jax.ShapeDtypeStruct((size, patch, patch, channels), hr_dtype)}
+  lr_shape = (groups, size, patch // scale, patch // scale, channels)
+  return {"lr": jax.ShapeDtypeStruct(lr_shape, jnp.uint8),
+          "hr": jax.ShapeDtypeStruct((groups, size, patch, patch, channels), hr_dtype)}
 
 
 def _stream_key(seed: int, stream: int, step):
@@ -95,12 +105,21 @@ def _decode(x):
 
 
 def update_pool(pool, batch, step, key):
-  """Real-ESRGAN's `_dequeue_and_enqueue` on a pool of P pairs and a batch of B (P % B == 0).
+  """Real-ESRGAN's `_dequeue_and_enqueue`, one pool (G, P, ...) per group of B/G batch slots.
 
-  Steps 0 .. P/B - 1 fill the pool in order and train on their own batch. From then on each
-  step shuffles the whole pool with a fresh permutation, takes its first B pairs to train on,
-  and puts the new batch in their place. Returns (pool, batch to train on).
+  Steps 0 .. P/(B/G) - 1 fill each pool in order and train on their own batch. From then on each
+  step shuffles each pool with a fresh permutation (keyed by the group), takes its first B/G
+  pairs to train on, and puts the group's new pairs in their place. Returns (pool, batch).
   """
+  groups = pool["lr"].shape[0]
+  split = lambda x: x.reshape(groups, x.shape[0] // groups, *x.shape[1:])
+  keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(groups, dtype=jnp.uint32))
+  pool, out = jax.vmap(_update_one_pool, (0, 0, None, 0))(
+      pool, {k: split(v) for k, v in batch.items()}, step, keys)
+  return pool, {k: v.reshape(-1, *v.shape[2:]) for k, v in out.items()}
+
+
+def _update_one_pool(pool, batch, step, key):
   size = pool["lr"].shape[0]
   b = batch["lr"].shape[0]
   encoded = {k: _encode(v, pool[k].dtype) for k, v in batch.items()}

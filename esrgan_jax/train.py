@@ -206,8 +206,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     init_rng, step_rng = jax.random.split(seed_key)
     init_fn = functools.partial(init_train_state, networks, config,
                                 pool_spec=realworld_batch.pool_spec(config))
-    state_sharding = parallel.state_shardings(jax.eval_shape(init_fn, init_rng), mesh,
-                                              config.train.fsdp)
+    state_sharding = _pool_by_group(
+        parallel.state_shardings(jax.eval_shape(init_fn, init_rng), mesh, config.train.fsdp),
+        mesh, realworld_batch.pool_groups(config)[0])
     state = jax.jit(init_fn, out_shardings=state_sharding)(init_rng)
     if vgg_params is not None:
       state = state.replace(vgg=_place_like(vgg_params, state.vgg))
@@ -250,6 +251,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if train_iterator is not None:
       train_iterator.close()
     manager.close()
+
+
+def _pool_by_group(state_sharding, mesh, groups: int):
+  """The pair pools split over the 'data' axis by group when the groups divide evenly: then
+  each device keeps the pools of its own batch slots, as each Real-ESRGAN GPU does."""
+  if state_sharding.pool is None or groups % mesh.shape[parallel.DATA_AXIS]:
+    return state_sharding
+  by_group = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(parallel.DATA_AXIS))
+  return state_sharding.replace(pool=jax.tree.map(lambda _: by_group, state_sharding.pool))
 
 
 def make_step_fn(networks, config: ml_collections.ConfigDict):
