@@ -121,7 +121,7 @@ def straight_run(tmp_path_factory, background_runs):
   finally:
     logging.set_verbosity(verbosity)
     absl_logger.removeHandler(handler)
-    jax.monitoring._unregister_event_duration_listener_by_callback(listener)  # pylint: disable=protected-access
+    jax.monitoring.unregister_event_duration_listener(listener)
   losses = [float(m.group(1)) for r in records
             if (m := re.search(r"step \d+/\d+ .*l_pix ([0-9.e-]+)", r.getMessage()))]
   return workdir, state_arrays(state), compiles, losses
@@ -133,6 +133,8 @@ def test_twenty_steps_compile_the_train_step_once_and_the_loss_falls(straight_ru
   step_compiles = [name for name in compiles if "realworld_train_step" in name]
   assert len(step_compiles) == 1, compiles
   assert len(losses) == NUM_STEPS, losses
+  # Each step sees other degradations and crops, so single losses scatter (0.14 to 0.47 here);
+  # their means over five steps fall (measured 0.30 -> 0.20 at this seed).
   assert np.mean(losses[-5:]) < np.mean(losses[:5]), losses
   # Four pools (one per slot) of two uint8 pairs, filled by steps 0-1 and swapped since.
   assert arrays[".pool['lr']"].shape == (4, 2, 8, 8, 3)
