@@ -10,7 +10,7 @@ esrgan_jax/config_checks.py; this module checks only the files it reads):
 GT-only mode (`config.data.lr_source='degradation'`, Real-ESRGAN's dataset): batches are
 {'hr': (B_local, S, S, 3)} uint8 with S = config.data.crop_pad_size, no LR: each image is
 reflect-padded when smaller than S, cropped at a random position and flipped (hflip, and rot90
-only with use_rot, which Real-ESRGAN leaves off); LR files of the source are not read. The train
+only with use_rot, which Real-ESRGAN leaves off); LR images of the source go unused. The train
 step degrades, crops and pools on the device (esrgan_jax/realworld_batch.py). uint8 because the
 device decodes it anyway: a quarter of the host-to-device bytes of float32.
 
