@@ -43,7 +43,7 @@ def realesrgan_config(scale: int, name: str, variant: str) -> ml_collections.Con
   if variant == "demo":
     # Without converted VGG19 weights the perceptual loss runs on a random VGG19 (see
     # configs/esrgan.py); the demo shows the mechanics, not Real-ESRGAN's restorations.
-    default.apply_realworld_demo(config, num_steps=50,
+    default.apply_realworld_demo(config, num_steps=30,
                                  learning_rates={"optimizer_g": 1e-4, "optimizer_d": 1e-4})
     config.discriminator.num_feat = 16
   elif variant:
