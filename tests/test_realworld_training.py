@@ -180,19 +180,6 @@ def test_demo_configs_run_through_main(background_runs):
   assert "l_d_real" in log and "l_g_gan" in log
 
 
-def _pair_batch(config, step, seed_images):
-  state = realworld_batch_state(config)
-  return realworld_batch.make_batch(state, seed_images, jnp.int32(step), config=config)
-
-
-def realworld_batch_state(config):
-  from esrgan_jax.train_state import TrainState  # pylint: disable=g-import-not-at-top
-  spec = realworld_batch.pool_spec(config)
-  pool = None if spec is None else jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), spec)
-  return TrainState(step=jnp.int32(0), generator=None, generator_ema=None,
-                    generator_opt_state=None, pool=pool)
-
-
 def test_pool_follows_dequeue_and_enqueue():
   """update_pool against a numpy model of Real-ESRGAN's queue with the same permutations."""
   groups, size, b = 2, 4, 2
