@@ -7,6 +7,8 @@ leaves unused. configs/esrgan_psnr.py (stage 1) and configs/esrgan.py (stage 2) 
 
 import ml_collections
 
+from configs import realesrgan_degradation
+
 placeholder = ml_collections.config_dict.placeholder
 
 
@@ -60,10 +62,31 @@ def data_config() -> ml_collections.ConfigDict:
   # Shard the data over batch slots only when each slot gets at least this many images (see
   # pipeline.py's docstring); smaller datasets are sampled uniformly by every slot.
   config.min_images_per_slot = 8
+  # Where the LR of a training pair comes from. 'bicubic': the host pairs each HR patch with its
+  # LR file or MATLAB-bicubic LR. 'degradation': the host yields GT images only ({'hr'}, uint8,
+  # crop_pad_size square) and the train step makes LR on the device with config.degradation
+  # (Real-ESRGAN's second-order pipeline), then crops patch_size / patch_size // scale pairs.
+  config.lr_source = "bicubic"
+  # lr_source='degradation': every GT image is cropped at a random position, or reflect-padded,
+  # to this square on the host (Real-ESRGAN dataset's crop_pad_size: 400).
+  config.crop_pad_size = 400
   # Evaluation sets: name -> {hr_dir, lr_dir (optional: bicubic LR from the HR)}, in the
   # Set5/Set14/BSD100/Urban100 layout. Empty: the two bundled held-out photographs.
   config.eval_sets = ml_collections.ConfigDict()
   config.eval_max_images = placeholder(int)  # at most this many images per evaluation set
+  return config
+
+
+def degradation_config(scale: int) -> ml_collections.ConfigDict:
+  config = realesrgan_degradation.get_degradation_config(scale)
+  # The training-pair pool (Real-ESRGAN's _dequeue_and_enqueue), part of the train state: pairs
+  # kept across steps so that a batch mixes the degradations of several batches. A multiple of
+  # pool_batch_size; 0: no pool (each step trains on its own batch).
+  config.pool_size = 0
+  # One pool per group of this many consecutive batch slots (a multiple of it is the batch);
+  # 0: one pool for the whole batch. Real-ESRGAN keeps a pool per GPU for its
+  # batch_size_per_gpu, so its 4 GPUs x 12 are 4 pools of 12 slots, whatever runs this.
+  config.pool_batch_size = 0
   return config
 
 
@@ -83,6 +106,9 @@ def get_config() -> ml_collections.ConfigDict:
   # from stage 1's; empty: a random generator.
   config.generator_init = ""
   config.data = data_config()
+  # Real-ESRGAN's degradation table (configs/realesrgan_degradation.py), read only with
+  # config.data.lr_source='degradation'; its scale must equal config.model.scale.
+  config.degradation = degradation_config(scale=4)
   config.train = ml_collections.ConfigDict(dict(
       batch_size=16,  # global, split over every device of every process
       num_steps=num_steps,
@@ -109,6 +135,15 @@ def get_config() -> ml_collections.ConfigDict:
       perceptual_layers={"conv5_4": 1.0},  # pre-ReLU VGG19 features and their weights
       perceptual_criterion="l1",
       gan_weight=5e-3,
+      # 'ragan' (ESRGAN's relativistic average GAN) or 'vanilla' (Real-ESRGAN's plain GAN loss:
+      # BCE with logits, G labels its output real).
+      gan_type="ragan",
+      # Targets against the USM-sharpened GT (lr_source='degradation' only), Real-ESRGAN's
+      # l1_gt_usm / percep_gt_usm / gan_gt_usm: the L1, perceptual and discriminator's real
+      # input. Stage 1 (psnr) reads l1_gt_usm as Real-ESRNet's gt_usm.
+      l1_gt_usm=False,
+      percep_gt_usm=False,
+      gan_gt_usm=False,
       # torchvision VGG19 ImageNet weights converted by `python -m esrgan_jax.convert --vgg19`
       # (or the .pth itself, which needs torch). Empty: random VGG19 weights, with a warning.
       vgg19_weights="",
@@ -135,6 +170,39 @@ def get_config() -> ml_collections.ConfigDict:
       is_splits=1,
   ))
   return config
+
+
+def apply_realworld(config: ml_collections.ConfigDict, scale: int) -> None:
+  """What Real-ESRNet and Real-ESRGAN share (options/train_realesr*_x{4,2}plus.yml): GT-only
+  data degraded on the device, the pair pool, the batch and the EMA."""
+  config.model.scale = scale  # yml: scale / network_g.scale (x2plus: pixel-unshuffle RRDBNet)
+  config.data.update(
+      lr_source="degradation",  # the model's feed_data: high_order_degradation
+      crop_pad_size=400,  # realesrgan_dataset.py: crop_pad_size = 400
+      patch_size=256,  # yml: gt_size 256 (the paired random crop after the degradations)
+      use_hflip=True,  # yml: use_hflip true
+      use_rot=False,  # yml: use_rot false
+  )
+  config.degradation = degradation_config(scale)
+  config.degradation.pool_size = 180  # yml: queue_size 180, per GPU
+  config.degradation.pool_batch_size = 12  # yml: batch_size_per_gpu 12 (one pool per GPU)
+  config.train.update(
+      batch_size=48,  # yml: batch_size_per_gpu 12, on 4 GPUs
+      ema_decay=0.999,  # yml: train.ema_decay 0.999
+      eval_every_steps=5000,  # yml: val.val_freq 5e3
+      checkpoint_every_steps=5000,  # yml: logger.save_checkpoint_freq 5e3
+  )
+
+
+def apply_realworld_demo(config: ml_collections.ConfigDict, num_steps: int,
+                         learning_rates: dict[str, float]) -> None:
+  """apply_demo for the real-world configs: small GT squares, crops and pool."""
+  apply_demo(config, num_steps=num_steps, learning_rates=learning_rates)
+  scale = config.model.scale
+  config.data.update(crop_pad_size=128, patch_size=16 * scale)
+  config.degradation.update(pool_batch_size=2, pool_size=4)  # two pools of 4 pairs
+  for name in optimizers(config):
+    config[name].milestones = (num_steps,)  # a constant step size over so short a run
 
 
 def optimizers(config: ml_collections.ConfigDict) -> list[str]:

@@ -3,8 +3,8 @@
 import ml_collections
 from etils import epath
 
-from esrgan_jax.data.pipeline import DATASETS
-from esrgan_jax.losses import PIXEL_CRITERIA
+from esrgan_jax.data.pipeline import DATASETS, LR_SOURCES
+from esrgan_jax.losses import GAN_TYPES, PIXEL_CRITERIA
 from esrgan_jax.models import DISCRIMINATORS
 from esrgan_jax.models.discriminators import VGG_INPUT_SIZES
 from esrgan_jax.models.rrdbnet import DENSE_BLOCK_CHOICES, SUPPORTED_SCALES
@@ -109,6 +109,7 @@ def _validate_train(config: ml_collections.ConfigDict, num_devices: int) -> None
   _require(not config.get("generator_init") or epath.Path(config.generator_init).exists(),
            f"config.generator_init: {config.get('generator_init')} does not exist")
   _validate_data(config.data)
+  _validate_realworld(config)
   _validate_optimizer(config, "optimizer_g")
   if config.stage == "gan":
     _validate_optimizer(config, "optimizer_d")
@@ -146,6 +147,42 @@ def _validate_data(data: ml_collections.ConfigDict) -> None:
   _require(data.prefetch_batches > 0, "config.data.prefetch_batches must be positive")
 
 
+def _validate_realworld(config: ml_collections.ConfigDict) -> None:
+  """lr_source, the GT-only crop, the device degradation and the pool, and the USM targets."""
+  data, loss = config.data, config.loss
+  lr_source = data.get("lr_source", "bicubic")
+  _require(lr_source in LR_SOURCES,
+           f"config.data.lr_source must be one of {LR_SOURCES}, got {lr_source!r}")
+  if lr_source != "degradation":
+    for name in ("l1_gt_usm", "percep_gt_usm", "gan_gt_usm"):
+      _require(not loss.get(name), f"config.loss.{name} needs config.data.lr_source="
+               f"'degradation' (the USM-sharpened GT is made on the device with the LR)")
+    return
+  scale, patch, size = config.model.scale, data.patch_size, data.crop_pad_size
+  _require(isinstance(size, int) and size > 0 and size % scale == 0,
+           f"config.data.crop_pad_size={size!r} must be a positive multiple of "
+           f"config.model.scale={scale}")
+  _require(patch <= size, f"config.data.patch_size={patch} must not exceed "
+           f"config.data.crop_pad_size={size}: the training crop is cut from the GT square")
+  _require(not data.lr_dir, f"config.data.lr_dir={data.lr_dir}: lr_source='degradation' makes "
+           "the LR on the device; unset lr_dir (or use lr_source='bicubic')")
+  degradation = config.degradation
+  _require(degradation.scale == scale, f"config.degradation.scale={degradation.scale} must "
+           f"equal config.model.scale={scale}")
+  batch = config.train.batch_size
+  group = degradation.get("pool_batch_size", 0)
+  _require(isinstance(group, int) and group >= 0 and (group == 0 or batch % group == 0),
+           f"config.degradation.pool_batch_size={group!r} must be 0 (the whole batch) or divide "
+           f"config.train.batch_size={batch}")
+  group = group or batch
+  pool = degradation.pool_size
+  _require(isinstance(pool, int) and pool >= 0 and pool % group == 0,
+           f"config.degradation.pool_size={pool!r} must be 0 (no pool) or a positive multiple of "
+           f"the {group} batch slots of each pool (config.degradation.pool_batch_size)")
+  _require(isinstance(degradation.per_sample_choices, bool),
+           "config.degradation.per_sample_choices must be True or False")
+
+
 def _require_dir(path: str, field: str) -> None:
   _require(epath.Path(path).is_dir(), f"{field}: {path} is not a directory")
 
@@ -164,6 +201,9 @@ def _validate_gan(config: ml_collections.ConfigDict) -> None:
   unknown = sorted(set(layers) - set(VGG19_LAYERS))
   _require(layers and not unknown, f"config.loss.perceptual_layers: unknown or no layers "
            f"{unknown or layers}; choose from {list(VGG19_LAYERS)}")
+  gan_type = config.loss.get("gan_type", "ragan")
+  _require(gan_type in GAN_TYPES, f"config.loss.gan_type must be one of {GAN_TYPES}, got "
+           f"{gan_type!r}")
   _require(config.loss.perceptual_criterion in ("l1", "l2", "mse"),
            "config.loss.perceptual_criterion must be 'l1' or 'l2'")
   value = config.loss.vgg19_weights

@@ -1,4 +1,5 @@
-"""ESRGAN losses on arrays: pixel, perceptual (pre-ReLU VGG19 features) and relativistic GAN.
+"""ESRGAN losses on arrays: pixel, perceptual (pre-ReLU VGG19 features), relativistic GAN, and
+Real-ESRGAN's plain (non-relativistic) GAN.
 
 Detach points follow BasicSR's ESRGANModel (docs/design.md); every weight is an argument so
 that configs name each one once.
@@ -93,3 +94,18 @@ def generator_ragan_loss(real_logits, fake_logits):
   loss_real = _bce_with_logits(real_logits - jnp.mean(fake_logits), 0.0)
   loss_fake = _bce_with_logits(fake_logits - jnp.mean(real_logits), 1.0)
   return (loss_real + loss_fake) / 2
+
+
+GAN_TYPES = ("ragan", "vanilla")
+
+
+def generator_gan_loss(fake_logits):
+  """Plain GAN G loss, BasicSR's GANLoss('vanilla')(C(G(x)), True): BCE(C(G(x)), 1), unweighted."""
+  return _bce_with_logits(fake_logits, 1.0)
+
+
+def discriminator_gan_loss(real_logits, fake_logits):
+  """Plain GAN D loss as its (real, fake) terms, BCE(C(xr), 1) and BCE(C(xf), 0); D's loss is
+  their sum (BasicSR's GANLoss weights only the generator's term). `fake_logits` must come from
+  a stopped generator output."""
+  return _bce_with_logits(real_logits, 1.0), _bce_with_logits(fake_logits, 0.0)

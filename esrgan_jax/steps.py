@@ -4,6 +4,14 @@ A step sees arrays only. The GAN step follows BasicSR's ESRGANModel exactly (doc
 generator output per step; G's update sees D's parameters from before D's update; D's loss sees the
 generator output stopped; then the EMA update. It computes each discriminator pass once and reuses
 it for both updates, which is exact because both updates see the same D parameters and inputs.
+
+With config.loss.gan_type='vanilla' the GAN step is Real-ESRGAN's RealESRGANModel instead: the
+plain GAN loss, and its three discriminator passes in its order: G's update first, with D frozen,
+from C(G(x)); then D's real pass, then its fake pass on the stopped output. Each pass advances the
+spectral-norm power iteration (the U-Net D's batch_stats) from the previous one, as each PyTorch
+forward in train mode does, so the step is exact for spectral norm too. Real-ESRGAN's targets:
+L1 / perceptual / D's real input are batch['hr_usm'] where l1_gt_usm / percep_gt_usm /
+gan_gt_usm say so (the USM-sharpened GT of esrgan_jax/realworld_batch.py), else batch['hr'].
 """
 
 import functools
@@ -29,15 +37,39 @@ def _generate(networks: Networks, params, lr_images):
   return networks.generator.apply({"params": params}, lr_images).astype(jnp.float32)
 
 
+def _target(batch, use_usm: bool):
+  return batch["hr_usm"] if use_usm else batch["hr"]
+
+
+def _discriminate(networks: Networks, d_params, d_stats, images):
+  logits, updated = networks.discriminator.apply(
+      {"params": d_params, "batch_stats": d_stats}, images, train=True, mutable=["batch_stats"])
+  return logits, updated["batch_stats"]
+
+
+def _content_losses(networks: Networks, state: TrainState, sr, batch, loss_config):
+  """(weighted L1, weighted perceptual) of sr against their targets; targets' features stopped."""
+  vgg_features = lambda images: networks.vgg.apply({"params": state.vgg}, images)
+  l_pix = loss_config.pixel_weight * losses.pixel_loss(
+      sr, _target(batch, loss_config.l1_gt_usm), loss_config.pixel_criterion)
+  percep_features = jax.lax.stop_gradient(
+      vgg_features(_target(batch, loss_config.percep_gt_usm)))
+  l_percep = loss_config.perceptual_weight * losses.perceptual_loss(
+      vgg_features(sr), percep_features, loss_config.perceptual_layers,
+      loss_config.perceptual_criterion)
+  return l_pix, l_percep
+
+
 def psnr_train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *,
                     networks: Networks, config: ml_collections.ConfigDict):
   """Stage 1: L1 (or the configured pixel criterion) on the generator alone."""
   del rng  # the PSNR stage is deterministic given the batch
 
+  target = _target(batch, config.loss.l1_gt_usm)
+
   def loss_fn(params):
     sr = _generate(networks, params, batch["lr"])
-    return config.loss.pixel_weight * losses.pixel_loss(sr, batch["hr"],
-                                                        config.loss.pixel_criterion)
+    return config.loss.pixel_weight * losses.pixel_loss(sr, target, config.loss.pixel_criterion)
 
   loss, grads = jax.value_and_grad(loss_fn)(state.generator)
   generator, opt_state = _apply_updates(networks.generator_tx, grads, state.generator_opt_state,
@@ -54,14 +86,10 @@ def gan_train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Arra
   """Stage 2: G update (percep + lambda * RaGAN + eta * pixel), then D update, then EMA."""
   del rng  # no stochastic layers in ESRGAN's networks
   loss_config = config.loss
-  lr_images, hr = batch["lr"], batch["hr"]
+  lr_images, hr = batch["lr"], _target(batch, config.loss.gan_gt_usm)
   sr, generator_vjp = jax.vjp(lambda p: _generate(networks, p, lr_images), state.generator)
 
-  def discriminate(d_params, d_stats, images):
-    logits, updated = networks.discriminator.apply(
-        {"params": d_params, "batch_stats": d_stats}, images, train=True,
-        mutable=["batch_stats"])
-    return logits, updated["batch_stats"]
+  discriminate = functools.partial(_discriminate, networks)
 
   # Real and fake go through D in separate calls, as in BasicSR, so BatchNorm sees each batch alone.
   real_logits, real_vjp, stats_after_real = jax.vjp(
@@ -69,16 +97,8 @@ def gan_train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Arra
   fake_logits, fake_vjp, d_stats = jax.vjp(
       lambda d, x: discriminate(d, stats_after_real, x), state.discriminator, sr, has_aux=True)
 
-  def vgg_features(images):
-    return networks.vgg.apply({"params": state.vgg}, images)
-
-  hr_features = jax.lax.stop_gradient(vgg_features(hr))
-
   def generator_loss(sr, fake_logits):
-    l_pix = loss_config.pixel_weight * losses.pixel_loss(sr, hr, loss_config.pixel_criterion)
-    l_percep = loss_config.perceptual_weight * losses.perceptual_loss(
-        vgg_features(sr), hr_features, loss_config.perceptual_layers,
-        loss_config.perceptual_criterion)
+    l_pix, l_percep = _content_losses(networks, state, sr, batch, loss_config)
     l_gan = loss_config.gan_weight * losses.generator_ragan_loss(real_logits, fake_logits)
     return l_pix + l_percep + l_gan, {"l_g_pix": l_pix, "l_g_percep": l_percep, "l_g_gan": l_gan}
 
@@ -117,7 +137,61 @@ def gan_train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Arra
   return new_state, metrics
 
 
+def vanilla_gan_train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *,
+                           networks: Networks, config: ml_collections.ConfigDict):
+  """Stage 2 of Real-ESRGAN: G (L1 + perceptual + weight * BCE(C(G(x)), 1)) with D frozen, then
+  D (BCE(C(xr), 1) + BCE(C(G(x) stopped), 0)), then EMA; see the module docstring."""
+  del rng
+  loss_config = config.loss
+  d_params = state.discriminator
+
+  def generator_loss(g_params):
+    sr = _generate(networks, g_params, batch["lr"])
+    l_pix, l_percep = _content_losses(networks, state, sr, batch, loss_config)
+    fake_logits, stats = _discriminate(networks, d_params, state.discriminator_stats, sr)
+    l_gan = loss_config.gan_weight * losses.generator_gan_loss(fake_logits)
+    metrics = {"l_g_pix": l_pix, "l_g_percep": l_percep, "l_g_gan": l_gan}
+    return l_pix + l_percep + l_gan, (sr, stats, metrics)
+
+  (g_loss, (sr, stats, g_metrics)), g_grads = jax.value_and_grad(
+      generator_loss, has_aux=True)(state.generator)
+  sr = jax.lax.stop_gradient(sr)
+  real = _target(batch, loss_config.gan_gt_usm)
+
+  def discriminator_loss(d_params):
+    real_logits, stats_real = _discriminate(networks, d_params, stats, real)
+    fake_logits, stats_fake = _discriminate(networks, d_params, stats_real, sr)
+    l_real, l_fake = losses.discriminator_gan_loss(real_logits, fake_logits)
+    metrics = {"l_d_real": l_real, "l_d_fake": l_fake,
+               "out_d_real": jnp.mean(real_logits), "out_d_fake": jnp.mean(fake_logits)}
+    return l_real + l_fake, (stats_fake, metrics)
+
+  (d_loss, (d_stats, d_metrics)), d_grads = jax.value_and_grad(
+      discriminator_loss, has_aux=True)(d_params)
+  generator, g_opt_state = _apply_updates(networks.generator_tx, g_grads,
+                                          state.generator_opt_state, state.generator)
+  discriminator, d_opt_state = _apply_updates(networks.discriminator_tx, d_grads,
+                                              state.discriminator_opt_state, d_params)
+  new_state = state.replace(
+      step=state.step + 1,
+      generator=generator, generator_opt_state=g_opt_state,
+      discriminator=discriminator, discriminator_stats=d_stats,
+      discriminator_opt_state=d_opt_state,
+      generator_ema=ema_update(state.generator_ema, generator, config.train.ema_decay))
+  metrics = {
+      **g_metrics, **d_metrics, "l_g_total": g_loss, "l_d_total": d_loss,
+      "lr_g": networks.generator_schedule(state.step),
+      "lr_d": networks.discriminator_schedule(state.step),
+  }
+  return new_state, metrics
+
+
 def make_train_step(networks: Networks, config: ml_collections.ConfigDict):
   """The stage's step with its static half bound: `train_step(state, batch, rng)`."""
-  step_fn = gan_train_step if config.stage == "gan" else psnr_train_step
+  if config.stage != "gan":
+    step_fn = psnr_train_step
+  elif config.loss.get("gan_type", "ragan") == "vanilla":
+    step_fn = vanilla_gan_train_step
+  else:
+    step_fn = gan_train_step
   return functools.partial(step_fn, networks=networks, config=config)

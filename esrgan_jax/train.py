@@ -27,7 +27,7 @@ from clu import metric_writers, periodic_actions
 from etils import epath
 
 from esrgan_jax import checkpoints, cli, config_checks, evaluate, flops, parallel
-from esrgan_jax import steps
+from esrgan_jax import realworld_batch, steps
 from esrgan_jax.weights import generator as generator_weights
 from esrgan_jax.weights import vgg19 as vgg19_weights
 from esrgan_jax.data import pipeline
@@ -204,9 +204,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     # takes minutes on CPU), whatever the process-wide default is.
     seed_key = jax.random.key(config.seed, impl=config.get("prng_impl") or None)
     init_rng, step_rng = jax.random.split(seed_key)
-    init_fn = functools.partial(init_train_state, networks, config)
-    state_sharding = parallel.state_shardings(jax.eval_shape(init_fn, init_rng), mesh,
-                                              config.train.fsdp)
+    init_fn = functools.partial(init_train_state, networks, config,
+                                pool_spec=realworld_batch.pool_spec(config))
+    state_sharding = _pool_by_group(
+        parallel.state_shardings(jax.eval_shape(init_fn, init_rng), mesh, config.train.fsdp),
+        mesh, realworld_batch.pool_groups(config)[0])
     state = jax.jit(init_fn, out_shardings=state_sharding)(init_rng)
     if vgg_params is not None:
       state = state.replace(vgg=_place_like(vgg_params, state.vgg))
@@ -233,7 +235,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       train_iterator, eval_sets = _open_data(config, start_step=start_step)
 
     train_step = jax.jit(
-        steps.make_train_step(networks, config),
+        make_step_fn(networks, config),
         in_shardings=(state_sharding, parallel.batch_sharding(mesh), parallel.replicated(mesh)),
         out_shardings=(state_sharding, parallel.replicated(mesh)),
         donate_argnums=0)
@@ -249,6 +251,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if train_iterator is not None:
       train_iterator.close()
     manager.close()
+
+
+def _pool_by_group(state_sharding, mesh, groups: int):
+  """The pair pools split over the 'data' axis by group when the groups divide evenly: then
+  each device keeps the pools of its own batch slots, as each Real-ESRGAN GPU does."""
+  if state_sharding.pool is None or groups % mesh.shape[parallel.DATA_AXIS]:
+    return state_sharding
+  by_group = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(parallel.DATA_AXIS))
+  return state_sharding.replace(pool=jax.tree.map(lambda _: by_group, state_sharding.pool))
+
+
+def make_step_fn(networks, config: ml_collections.ConfigDict):
+  """The stage's `train_step(state, batch, rng)`; with lr_source='degradation' it starts with
+  realworld_batch.make_batch on the GT batch, in the same jitted program."""
+  train_step = steps.make_train_step(networks, config)
+  if realworld_batch.uses_degradations(config):
+    return realworld_batch.with_degradations(train_step, config)
+  return train_step
 
 
 def _write_config(config: ml_collections.ConfigDict, workdir: str, writer) -> None:

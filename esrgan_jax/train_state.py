@@ -17,7 +17,8 @@ COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 @struct.dataclass
 class TrainState:
-  """Everything a step reads and writes. Stage 1 leaves the discriminator fields as None.
+  """Everything a step reads and writes. Stage 1 leaves the discriminator fields as None, and
+  runs without on-device degradations leave `pool` as None.
 
   `vgg` holds the frozen VGG19 weights of the perceptual loss: part of the state so the step
   receives them as an argument (never as a compiled-in constant), but not checkpointed since they
@@ -31,6 +32,9 @@ class TrainState:
   discriminator_stats: Any = None  # BatchNorm statistics or spectral-norm vectors
   discriminator_opt_state: Any = None
   vgg: Any = None
+  # Real-ESRGAN's training-pair pool {'lr', 'hr'} (esrgan_jax/realworld_batch.py), checkpointed
+  # with the rest so that a resumed run trains on the pairs an uninterrupted one would.
+  pool: Any = None
 
 
 class Networks(NamedTuple):
@@ -68,8 +72,12 @@ def build_networks(config: ml_collections.ConfigDict) -> Networks:
 
 
 def init_train_state(networks: Networks, config: ml_collections.ConfigDict,
-                     rng: jax.Array) -> TrainState:
-  """Fresh parameters for every network; pure, so it can be jitted with output shardings."""
+                     rng: jax.Array, pool_spec: Any = None) -> TrainState:
+  """Fresh parameters for every network; pure, so it can be jitted with output shardings.
+
+  pool_spec: ShapeDtypeStructs of the training-pair pool (realworld_batch.pool_spec), which
+  starts as zeros; None: no pool.
+  """
   patch = config.data.patch_size
   scale = config.model.scale
   lr = jnp.zeros((1, patch // scale, patch // scale, config.model.num_in_ch), jnp.float32)
@@ -79,7 +87,8 @@ def init_train_state(networks: Networks, config: ml_collections.ConfigDict,
   # The EMA starts as a copy (own buffers, so the step can donate both).
   state = TrainState(step=jnp.zeros((), jnp.int32), generator=generator,
                      generator_ema=jax.tree.map(jnp.array, generator),
-                     generator_opt_state=networks.generator_tx.init(generator))
+                     generator_opt_state=networks.generator_tx.init(generator),
+                     pool=jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), pool_spec))
   if networks.discriminator is None:
     return state
   # Two examples so BatchNorm's batch statistics are defined at init.

@@ -5,11 +5,15 @@ import jax.numpy as jnp
 import pytest
 
 from configs import default, esrgan, esrgan_psnr
+from configs import realesrgan_x2plus, realesrgan_x4plus, realesrnet_x4plus
 from esrgan_jax import config_checks, flops
 
 
+STAGE_MODULES = (esrgan_psnr, esrgan, realesrnet_x4plus, realesrgan_x4plus, realesrgan_x2plus)
+
+
 def test_stage_configs_and_demos_pass_for_train_and_eval():
-  for module in (esrgan_psnr, esrgan):
+  for module in STAGE_MODULES:
     for variant in ("", "demo"):
       config = module.get_config(variant)
       config_checks.validate(config, 1, "train")
@@ -18,10 +22,10 @@ def test_stage_configs_and_demos_pass_for_train_and_eval():
 
 def test_stage_files_only_override_the_default_schema():
   schema = default.get_config()
-  for module in (esrgan_psnr, esrgan):
+  for module in STAGE_MODULES:
     config = module.get_config("demo")
     assert set(config.keys()) == set(schema.keys())
-    for section in ("model", "data", "train", "loss", "eval"):
+    for section in ("model", "data", "train", "loss", "eval", "degradation"):
       assert set(config[section].keys()) == set(schema[section].keys()), section
 
 

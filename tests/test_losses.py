@@ -475,3 +475,36 @@ def test_generator_total_loss_gradient_matches_basicsr(torch_vgg, flax_vgg):
 
   assert_matches_torch(value, l_g_total.item())
   assert_matches_torch(grad, from_torch(output.grad))
+
+
+@pytest.mark.parametrize("shape", [(3, 1), (2, 8, 8, 1)])
+def test_vanilla_gan_losses_and_gradients_match_basicsr(shape):
+  """BasicSR's GANLoss('vanilla'): BCEWithLogits against labels 1 / 0; G's term weighted 0.1,
+  the D's two terms unweighted, each backward on its own with the fake detached."""
+  rng = np.random.default_rng(5)
+  real = rng.normal(size=shape).astype(np.float32) * 3
+  fake = rng.normal(size=shape).astype(np.float32) * 3
+  weight = 0.1
+  bce = tnn.BCEWithLogitsLoss()
+  fake_t = torch.tensor(fake, requires_grad=True)
+  g_t = bce(fake_t, torch.ones_like(fake_t)) * weight
+  g_t.backward()
+  g_value, g_grad = jax.value_and_grad(lambda f: weight * losses.generator_gan_loss(f))(fake)
+  assert_matches_torch(g_value, g_t.item())
+  assert_matches_torch(g_grad, fake_t.grad.numpy())
+
+  real_t = torch.tensor(real, requires_grad=True)
+  l_real_t = bce(real_t, torch.ones_like(real_t))
+  l_real_t.backward()
+  fake_leaf = torch.tensor(fake, requires_grad=True)
+  l_fake_t = bce(fake_leaf, torch.zeros_like(fake_leaf))
+  l_fake_t.backward()
+  (l_real, l_fake), vjp = jax.vjp(losses.discriminator_gan_loss, real, fake)
+  assert_matches_torch(l_real, l_real_t.item())
+  assert_matches_torch(l_fake, l_fake_t.item())
+  grad_real, grad_fake = vjp((jnp.float32(1), jnp.float32(1)))
+  assert_matches_torch(grad_real, real_t.grad.numpy())
+  assert_matches_torch(grad_fake, fake_leaf.grad.numpy())
+  # Each D term sees only its own logits.
+  assert np.all(np.asarray(jax.grad(lambda f: losses.discriminator_gan_loss(real, f)[0])(fake))
+                == 0)

@@ -135,3 +135,63 @@ def test_gan_stage_losses_fall_and_stay_finite():
   last = np.mean([r["l_g_pix"] + r["l_g_percep"] for r in history[-3:]])
   assert last < first
   assert history[-1]["lr_d"] == pytest.approx(1e-4)
+
+
+def test_vanilla_gan_step_is_real_esrgans_order_and_targets():
+  """Real-ESRGAN's step written the plain way: G's loss with D frozen (its pass advancing the
+  spectral-norm vectors), L1 and perceptual against hr_usm; then D's real pass on the
+  unsharpened hr and its fake pass on the stopped output, each from the previous vectors."""
+  config = tiny_config("gan", "unet_sn")
+  config.data.patch_size = 32
+  config.loss.update(gan_type="vanilla", gan_weight=0.1, l1_gt_usm=True, percep_gt_usm=True,
+                     gan_gt_usm=False)
+  networks = build_networks(config)._replace(generator_tx=optax.sgd(1.0),
+                                             discriminator_tx=optax.sgd(1.0))
+  state = init_state(networks, config)
+  batch = photo_batch(2, 32)
+  batch["hr_usm"] = jnp.clip(batch["hr"] * 1.3 - 0.1, 0, 1)  # any target other than hr
+  loss = config.loss
+  bce = lambda logits, label: jnp.mean(optax.sigmoid_binary_cross_entropy(
+      logits, jnp.full_like(logits, label)))
+
+  def d_logits(d_params, stats, x):
+    out, updated = networks.discriminator.apply({"params": d_params, "batch_stats": stats}, x,
+                                                train=True, mutable=["batch_stats"])
+    return out, updated["batch_stats"]
+
+  def vgg(x):
+    return networks.vgg.apply({"params": state.vgg}, x)
+
+  def g_loss(g_params):
+    sr = networks.generator.apply({"params": g_params}, batch["lr"])
+    fake, stats = d_logits(state.discriminator, state.discriminator_stats, sr)
+    total = (loss.pixel_weight * jnp.mean(jnp.abs(sr - batch["hr_usm"]))
+             + loss.perceptual_weight * losses.perceptual_loss(vgg(sr), vgg(batch["hr_usm"]),
+                                                               loss.perceptual_layers)
+             + loss.gan_weight * bce(fake, 1.0))
+    return total, (sr, stats)
+
+  g_grads, (sr, stats_g) = jax.jit(jax.grad(g_loss, has_aux=True))(state.generator)
+
+  def d_loss(d_params):
+    real, stats = d_logits(d_params, stats_g, batch["hr"])
+    fake, stats = d_logits(d_params, stats, jax.lax.stop_gradient(sr))
+    return bce(real, 1.0) + bce(fake, 0.0), stats
+
+  d_grads, stats = jax.jit(jax.grad(d_loss, has_aux=True))(state.discriminator)
+  new_state, metrics = jax.jit(steps.make_train_step(networks, config))(
+      state, batch, jax.random.key(1))
+
+  def close(actual, expected):
+    np.testing.assert_allclose(actual, expected, rtol=1e-3,
+                               atol=1e-3 * float(np.max(np.abs(expected))) + 1e-12)
+  jax.tree.map(lambda new, old, grad: close(old - new, grad), new_state.generator,
+               state.generator, g_grads)
+  jax.tree.map(lambda new, old, grad: close(old - new, grad), new_state.discriminator,
+               state.discriminator, d_grads)
+  jax.tree.map(close, new_state.discriminator_stats, stats)
+  l1 = lambda target: loss.pixel_weight * jnp.mean(jnp.abs(sr - target))
+  close(metrics["l_g_pix"], l1(batch["hr_usm"]))
+  assert abs(float(metrics["l_g_pix"]) - float(l1(batch["hr"]))) > 1e-2 * float(l1(batch["hr"]))
+  real_logits, _ = d_logits(state.discriminator, stats_g, batch["hr"])
+  close(metrics["out_d_real"], jnp.mean(real_logits))

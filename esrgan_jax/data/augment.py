@@ -1,4 +1,5 @@
-"""Training transforms of BasicSR's paired pipeline: aligned random crop, flips and rot90.
+"""Training transforms of BasicSR's paired pipeline: aligned random crop, flips and rot90; and
+the GT-only crop-or-pad of Real-ESRGAN's dataset.
 
 Mirrors `basicsr.data.transforms.paired_random_crop` and `augment`:
 - the crop position is drawn on the LR grid, so the HR patch starts at exactly `scale` times the LR
@@ -45,6 +46,14 @@ def random_crop_position(lr_height: int, lr_width: int, lr_patch_size: int,
   top = int(rng.integers(0, lr_height - lr_patch_size + 1))
   left = int(rng.integers(0, lr_width - lr_patch_size + 1))
   return top, left
+
+
+def crop_or_pad(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+  """A size x size square of `image`: reflect-padded first when smaller, then cropped at a
+  uniformly drawn position (Real-ESRGAN's dataset with crop_pad_size)."""
+  image = pad_to_size(image, size, size)
+  top, left = random_crop_position(image.shape[0], image.shape[1], size, rng)
+  return image[top:top + size, left:left + size]
 
 
 def paired_random_crop(hr: np.ndarray, lr: np.ndarray, hr_patch_size: int, scale: int,

@@ -7,6 +7,13 @@ esrgan_jax/config_checks.py; this module checks only the files it reads):
 - `prefetch_to_mesh(...)`: those batches as global jax.Arrays sharded over the mesh's 'data' axis.
 - `create_eval_sets(...)`: whole evaluation images as uint8 LR/HR pairs.
 
+GT-only mode (`config.data.lr_source='degradation'`, Real-ESRGAN's dataset): batches are
+{'hr': (B_local, S, S, 3)} uint8 with S = config.data.crop_pad_size, no LR: each image is
+reflect-padded when smaller than S, cropped at a random position and flipped (hflip, and rot90
+only with use_rot, which Real-ESRGAN leaves off); LR images of the source go unused. The train
+step degrades, crops and pools on the device (esrgan_jax/realworld_batch.py). uint8 because the
+device decodes it anyway: a quarter of the host-to-device bytes of float32.
+
 How a batch is drawn (deterministic, resumable, independent of the number of processes):
 the global batch has B slots. Slot g owns a *stratum* of the dataset, a contiguous block of about
 N / B images (images sorted by file name, or in TFDS record order), and walks through it in a
@@ -49,12 +56,13 @@ import numpy as np
 
 from esrgan_jax.data import datasets
 from esrgan_jax.data import prepared
-from esrgan_jax.data.augment import augment_pair, mod_crop, pad_to_size, paired_random_crop
-from esrgan_jax.data.augment import random_crop_position
+from esrgan_jax.data.augment import apply_flips, augment_pair, crop_or_pad, draw_flips, mod_crop
+from esrgan_jax.data.augment import pad_to_size, paired_random_crop, random_crop_position
 from esrgan_jax.data.bicubic import bicubic_downsample_uint8
 from esrgan_jax.data.images import ImageReadError
 
 DATASETS = ("bundled", "folder", "div2k", "prepared")
+LR_SOURCES = ("bicubic", "degradation")
 # Distinct SeedSequence streams for the two uses of randomness.
 _CROP_STREAM = 0
 _ORDER_STREAM = 1
@@ -120,8 +128,9 @@ class ImageStore:
 
   def __init__(self, source, start: int, stop: int, *, scale: int, patch_size: int,
                on_bad_image: str, on_small_image: str, cache_decoded: bool,
-               executor: concurrent.futures.Executor):
+               executor: concurrent.futures.Executor, gt_only: bool = False):
     self.source = source
+    self._gt_only = gt_only
     self.start, self.stop = start, stop
     self._scale = scale
     self._patch_size = patch_size
@@ -161,6 +170,9 @@ class ImageStore:
         raise
       self._skip(index, f"skipping unreadable training image: {e}")
       return None
+    if self._gt_only:
+      # Whole images; make_example crops or pads each use, as Real-ESRGAN's dataset does.
+      return hr, None
     scale, patch = self._scale, self._patch_size
     if lr is not None:
       hr = datasets.pair_images(hr, lr, scale, self.source.name(index),
@@ -225,8 +237,10 @@ class TrainIterator:
 
   def __init__(self, store: ImageStore, sampler: SlotSampler, slots: Sequence[int], *, scale: int,
                patch_size: int, use_hflip: bool, use_rot: bool, start_step: int,
-               prefetch_batches: int, executor: concurrent.futures.ThreadPoolExecutor):
+               prefetch_batches: int, executor: concurrent.futures.ThreadPoolExecutor,
+               gt_only: bool = False):
     self._store = store
+    self._gt_only = gt_only
     self._sampler = sampler
     self._slots = list(slots)
     self._scale = scale
@@ -256,6 +270,8 @@ class TrainIterator:
       self._next_to_submit += 1
     examples = [future.result() for future in self._pending.popleft()]
     self.step += 1
+    if self._gt_only:
+      return {"hr": np.stack(examples)}
     return {"lr": np.stack([lr for lr, _ in examples]),
             "hr": np.stack([hr for _, hr in examples])}
 
@@ -276,10 +292,13 @@ class TrainIterator:
     raise ValueError(f"every training image batch slot {slot} draws from was skipped: "
                      f"{self._store.source.name(start)} ... {self._store.source.name(stop - 1)}")
 
-  def make_example(self, step: int, slot: int) -> Tuple[np.ndarray, np.ndarray]:
-    """(lr, hr) float32 patches of global batch slot `slot` at `step`."""
+  def make_example(self, step: int, slot: int):
+    """(lr, hr) float32 patches of global batch slot `slot` at `step`; GT-only: the uint8 GT."""
     hr, lr = self._image_for(step, slot)
     rng = np.random.default_rng([self._sampler.seed, _CROP_STREAM, step, slot])
+    if self._gt_only:
+      flips = draw_flips(self._use_hflip, self._use_rot, rng)
+      return np.ascontiguousarray(apply_flips(crop_or_pad(hr, self._patch_size, rng), *flips))
     scale, patch = self._scale, self._patch_size
     if lr is None:
       lr_patch_size = patch // scale
@@ -335,17 +354,20 @@ def create_train_iterator(data_config, *, scale: int, global_batch_size: int, se
   start, stop = sampler.image_range(slots)
   executor = concurrent.futures.ThreadPoolExecutor(_num_workers(data_config),
                                                    thread_name_prefix="esrgan_input")
-  store = ImageStore(source, start, stop, scale=scale, patch_size=data_config.patch_size,
+  gt_only = data_config.get("lr_source", "bicubic") == "degradation"
+  # GT-only batches hold whole crop_pad_size GT squares; the device crops patch_size from them.
+  patch_size = data_config.crop_pad_size if gt_only else data_config.patch_size
+  store = ImageStore(source, start, stop, scale=scale, patch_size=patch_size,
                      on_bad_image=data_config.on_bad_image,
                      on_small_image=data_config.on_small_image,
-                     cache_decoded=data_config.cache_decoded, executor=executor)
+                     cache_decoded=data_config.cache_decoded, executor=executor, gt_only=gt_only)
   logging.info("training data: %s, %d images; process %d/%d reads images [%d, %d) for batch "
                "slots [%d, %d); starting at step %d", source.description, source.num_images,
                process_index, process_count, start, stop, slots[0], slots[-1] + 1, start_step)
-  return TrainIterator(store, sampler, slots, scale=scale, patch_size=data_config.patch_size,
+  return TrainIterator(store, sampler, slots, scale=scale, patch_size=patch_size,
                        use_hflip=data_config.use_hflip, use_rot=data_config.use_rot,
                        start_step=start_step, prefetch_batches=data_config.prefetch_batches,
-                       executor=executor)
+                       executor=executor, gt_only=gt_only)
 
 
 def create_eval_sets(data_config, *, scale: int) -> Dict[str, List[datasets.EvalImage]]:
