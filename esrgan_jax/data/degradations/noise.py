@@ -11,11 +11,20 @@ L of each sample (gray image for gray noise, all channels for colour) is rounded
 two, vals = 2^ceil(log2 L), and noise = (Poisson(img vals) / vals - img) * scale.
 """
 
+import math
+
 import jax
 import jax.numpy as jnp
 
 # torchvision's rgb_to_grayscale weights, used by BasicSR's gray Poisson noise.
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
+
+
+def _flat_draw(sampler, key, shape):
+  """sampler(key, shape) drawn flat and reshaped: the same values (threefry counts elements in
+  row-major order either way), but XLA's CPU compiler takes seconds over the counters of a rank-4
+  draw and a fraction of that over a flat one (4.2 s -> 0.9 s for 4 x 256 x 256 x 4 here)."""
+  return sampler(key, (math.prod(shape),), jnp.float32).reshape(shape)
 
 
 def _per_sample(x, n):
@@ -27,10 +36,121 @@ def gaussian_noise(key, images, sigma, gray):
   n, h, w, c = images.shape
   k_colour, k_gray = jax.random.split(key)
   sigma = _per_sample(sigma, n) / 255.0
-  colour = jax.random.normal(k_colour, images.shape, jnp.float32) * sigma
-  gray_field = jax.random.normal(k_gray, (n, h, w, 1), jnp.float32) * sigma
+  colour = _flat_draw(jax.random.normal, k_colour, images.shape) * sigma
+  gray_field = _flat_draw(jax.random.normal, k_gray, (n, h, w, 1)) * sigma
   gray = _per_sample(gray, n)
   return colour * (1 - gray) + gray_field * gray
+
+
+# Below this mean the sampler inverts the CDF; at and above it, PTRS (whose constants Hormann fits
+# for means >= 10).
+PTRS_MIN_LAM = 10.0
+# Cap on the rounds of either loop; neither comes near it (see sample_poisson).
+_MAX_ROUNDS = 64
+
+
+def _inversion(key, lam):
+  """Poisson(lam) for lam < PTRS_MIN_LAM (elsewhere 0) by sequential search of the CDF from 0.
+
+  The search of one draw stops at the first k with u <= CDF(k), or once k > lam and P(k) has
+  fallen below 2^-26: the float32 CDF stops growing near 1 - 1e-7, and a uniform above it would
+  otherwise run to the round cap. What that moves is under 1e-7 of probability.
+  """
+  small = lam < PTRS_MIN_LAM
+  lam = jnp.where(small, lam, 0.0)
+  u = jax.random.uniform(key, lam.shape, jnp.float32)
+  p = jnp.exp(-lam)
+
+  def searching(k, p, cdf):
+    return small & (u > cdf) & ((k <= lam) | (p > 2.0 ** -26))
+
+  def cond(state):
+    k, p, cdf = state
+    return jnp.any(searching(k, p, cdf)) & (jnp.max(k) < _MAX_ROUNDS)
+
+  def body(state):
+    k, p, cdf = state
+    step = searching(k, p, cdf)
+    k = jnp.where(step, k + 1, k)
+    p = jnp.where(step, p * lam / k, p)
+    return k, p, jnp.where(step, cdf + p, cdf)
+
+  return jax.lax.while_loop(cond, body, (jnp.zeros_like(lam), p, p))[0]
+
+
+def _stirling_remainder(k):
+  """log(k!) - (k log k - k) for integers k >= 0, small in magnitude at every k: lgamma below 10,
+  Stirling's series from 10 (truncation error under 1e-10 there), so that no large terms cancel."""
+  safe = jnp.maximum(k, 1.0)
+  small = jax.lax.lgamma(k + 1.0) - jnp.where(k > 0, safe * jnp.log(safe) - safe, 0.0)
+  big = jnp.maximum(k, 10.0)
+  series = (0.5 * jnp.log(2 * math.pi * big) + 1 / (12 * big) - 1 / (360 * big**3) +
+            1 / (1260 * big**5))
+  return jnp.where(k < 10, small, series)
+
+
+def _log_pmf(k, lam):
+  """log P(K = k) of Poisson(lam) for k >= 0: k log(lam / k) + k - lam - remainder, the first part
+  as k log1p(d / k) - d with d = lam - k, whose terms are O(|d|), not O(lam) as in
+  k log lam - lam - lgamma(k + 1) (float32 would lose 1e-4 of it at lam = 256)."""
+  safe_k = jnp.maximum(k, 1.0)
+  d = lam - k
+  core = jnp.where(k > 0, safe_k * jnp.log1p(d / safe_k) - d, -lam)
+  return core - _stirling_remainder(k)
+
+
+def _ptrs(key, lam):
+  """Poisson(lam) for lam >= PTRS_MIN_LAM (elsewhere 0): Hormann's transformed rejection with
+  squeeze (PTRS, 1993). Each round draws (U, V) for every element; an element keeps the first k
+  it accepts. A round accepts with probability over 0.88 for lam >= 10 (Hormann's table), so
+  after r rounds a draw is still open with probability under 0.12^r: a batch of 10^6 draws needs
+  about 8 rounds.
+  """
+  large = lam >= PTRS_MIN_LAM
+  lam = jnp.where(large, lam, PTRS_MIN_LAM)
+  slam = jnp.sqrt(lam)
+  b = 0.931 + 2.53 * slam
+  a = -0.059 + 0.02483 * b
+  log_inv_alpha = jnp.log(1.1239 + 1.1328 / (b - 3.4))
+  v_r = 0.9277 - 3.6224 / (b - 2)
+
+  def cond(state):
+    r, _, done = state
+    return jnp.any(~done) & (r < _MAX_ROUNDS)
+
+  def body(state):
+    r, out, done = state
+    k_u, k_v = jax.random.split(jax.random.fold_in(key, r))
+    u = jax.random.uniform(k_u, lam.shape, jnp.float32) - 0.5
+    v = jax.random.uniform(k_v, lam.shape, jnp.float32)
+    us = 0.5 - jnp.abs(u)
+    k = jnp.floor((2 * a / us + b) * u + lam + 0.43)
+    squeeze = (us >= 0.07) & (v <= v_r)
+    possible = jnp.isfinite(k) & (k >= 0) & ~((us < 0.013) & (v > us))
+    safe_k = jnp.where(possible, k, 0.0)
+    bound = jnp.log(v) + log_inv_alpha - jnp.log(a / (us * us) + b)
+    accept = ~done & (squeeze | (possible & (bound <= _log_pmf(safe_k, lam))))
+    return r + 1, jnp.where(accept, safe_k, out), done | accept
+
+  init = (jnp.int32(0), jnp.zeros_like(lam), ~large)
+  return jax.lax.while_loop(cond, body, init)[1]
+
+
+def sample_poisson(key, lam):
+  """Poisson(lam) counts as float32, lam >= 0 (float array): one draw per element.
+
+  Replaces jax.random.poisson, whose per-element loops took most of the pipeline's compile time.
+  Two samplers, each a single loop over whole arrays whose rounds all draws share, are both exact
+  samplers (not approximations) up to float32 arithmetic: inversion below PTRS_MIN_LAM, Hormann's
+  PTRS from there (BasicSR's lam = level * vals reaches 256). A draw depends on its key, its
+  position and its lam only, never on how many rounds its neighbours needed.
+  """
+  lam = jnp.asarray(lam, jnp.float32)
+  shape = lam.shape
+  lam = lam.reshape(-1)  # see _flat_draw
+  k_small, k_large = jax.random.split(key)
+  out = jnp.where(lam < PTRS_MIN_LAM, _inversion(k_small, lam), _ptrs(k_large, lam))
+  return out.reshape(shape)
 
 
 def _round8(x):
@@ -58,8 +178,8 @@ def poisson_noise(key, images, scale, gray, mask=None):
   levels = jnp.concatenate([img, luma], axis=-1)
   vals = jnp.concatenate([jnp.broadcast_to(_levels(img, mask), img.shape),
                           jnp.broadcast_to(_levels(luma, mask), luma.shape)], axis=-1)
-  # One sampler for colour and gray: jax.random.poisson compiles to a large loop.
-  counts = jax.random.poisson(key, levels * vals, levels.shape).astype(jnp.float32)
+  # One sampler call for colour and gray.
+  counts = sample_poisson(key, levels * vals)
   field = counts / vals - levels
   colour, gray_field = field[..., :3], field[..., 3:]
   gray = _per_sample(gray, n)

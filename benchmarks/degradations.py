@@ -1,0 +1,132 @@
+"""Real-ESRGAN's second-order degradation: compile time, and ms per batch in JAX against PyTorch.
+
+  python benchmarks/degradations.py compile [--batch 4] [--size 256] [--before]
+  python benchmarks/degradations.py speed [--batch 12] [--sizes 256 400] [--steps 5] \
+      [--device cpu|cuda]
+
+compile: trace, lower and compile times of jit(degrade) for a GT batch, as wall time and as this
+process's CPU time (steadier on a shared machine; XLA's CPU compiler is mostly one thread).
+--before puts back what the pipeline drew its noise with before the compile-time fix:
+jax.random.poisson and rank-4 jax.random.normal draws (same statistics, other values).
+speed: the jitted pipeline (one warm-up call, then --steps timed calls with new draws each,
+block_until_ready) and benchmarks/torch_degradations.py (Real-ESRGAN's feed_data as torch ops,
+one warm-up call) on the same GT batch, GT sizes --sizes (Real-ESRGAN crops GT to 400 and its
+paired crop is 256). JAX runs on its default backend; torch on --device.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from configs.realesrgan_degradation import get_degradation_config  # pylint: disable=g-import-not-at-top,wrong-import-position
+from esrgan_jax.data import degradations  # pylint: disable=g-import-not-at-top,wrong-import-position
+from esrgan_jax.data.degradations import noise  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def ground_truth(batch, size, seed=0):
+  """Photo-like GT: smooth random colour fields with some texture, in [0, 1]."""
+  rng = np.random.default_rng(seed)
+  coarse = rng.random((batch, size // 16 + 1, size // 16 + 1, 3))
+  smooth = np.kron(coarse, np.ones((1, 16, 16, 1)))[:, :size, :size]
+  return np.clip(smooth + rng.normal(0, 0.03, smooth.shape), 0, 1).astype(np.float32)
+
+
+def use_previous_noise_draws():
+  """What noise.py drew with before the fix (see the module docstring)."""
+  noise.sample_poisson = lambda key, lam: jax.random.poisson(key, lam, lam.shape).astype(
+      jnp.float32)
+  noise._flat_draw = lambda sampler, key, shape: sampler(key, shape, jnp.float32)  # pylint: disable=protected-access
+
+
+def measure_compile(batch, size, config):
+  gt = jnp.asarray(ground_truth(batch, size))
+  fn = jax.jit(lambda key, images: degradations.degrade(key, images, config))
+  key = jax.random.key(0, impl="threefry2x32")
+  clocks = (time.perf_counter, time.process_time)
+  t0 = [c() for c in clocks]
+  lowered = fn.lower(key, gt)
+  t1 = [c() for c in clocks]
+  compiled = lowered.compile()
+  t2 = [c() for c in clocks]
+  compiled(key, gt).block_until_ready()
+  t3 = [c() for c in clocks]
+  return dict(trace_lower=(t1[0] - t0[0], t1[1] - t0[1]), compile=(t2[0] - t1[0], t2[1] - t1[1]),
+              first_run=(t3[0] - t2[0], t3[1] - t2[1]))
+
+
+def jax_ms_per_batch(gt, steps, config):
+  fn = jax.jit(lambda step, images: degradations.degrade_batch(
+      0, step, images, jnp.arange(images.shape[0]), config))
+  gt = jnp.asarray(gt)
+  fn(0, gt).block_until_ready()
+  start = time.perf_counter()
+  for step in range(1, steps + 1):
+    out = fn(step, gt)
+  out.block_until_ready()
+  return (time.perf_counter() - start) / steps * 1000, np.asarray(out)
+
+
+def torch_ms_per_batch(gt, steps, device, scale):
+  import torch  # pylint: disable=g-import-not-at-top
+  import torch_degradations  # pylint: disable=g-import-not-at-top
+  torch.manual_seed(0)
+  sync = torch.cuda.synchronize if device.startswith("cuda") else lambda: None
+  images = torch.from_numpy(gt).permute(0, 3, 1, 2).contiguous().to(device)
+  with torch.no_grad():
+    torch_degradations.degrade(images, scale)
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+      out = torch_degradations.degrade(images, scale)
+    sync()
+  return (time.perf_counter() - start) / steps * 1000, out.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("mode", choices=("compile", "speed"))
+  parser.add_argument("--batch", type=int, default=None, help="compile: 4, speed: 12")
+  parser.add_argument("--size", type=int, default=256, help="compile: the GT size")
+  parser.add_argument("--sizes", type=int, nargs="+", default=[256, 400], help="speed: GT sizes")
+  parser.add_argument("--steps", type=int, default=5)
+  parser.add_argument("--scale", type=int, default=4)
+  parser.add_argument("--device", default="cpu", help="torch's device: cpu or cuda")
+  parser.add_argument("--before", action="store_true", help="compile: the previous noise draws")
+  args = parser.parse_args(argv)
+  config = get_degradation_config(args.scale)
+  load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+  print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; {os.cpu_count()} CPUs, "
+        f"load {load:.2f}", flush=True)
+  if args.mode == "compile":
+    if args.before:
+      use_previous_noise_draws()
+    batch = args.batch or 4
+    times = measure_compile(batch, args.size, config)
+    label = "before (jax.random.poisson, rank-4 draws)" if args.before else "now"
+    print(f"degrade() at {batch} x {args.size} x {args.size}, {label}: " + ", ".join(
+        f"{name} {wall:.2f} s wall / {cpu:.2f} s CPU" for name, (wall, cpu) in times.items()),
+          flush=True)
+    return
+  batch = args.batch or 12
+  for size in args.sizes:
+    gt = ground_truth(batch, size)
+    jax_ms, jax_lr = jax_ms_per_batch(gt, args.steps, config)
+    torch_ms, torch_lr = torch_ms_per_batch(gt, args.steps, args.device, args.scale)
+    print(f"GT {batch} x {size} x {size} x 3 -> LR {jax_lr.shape[1]}x{jax_lr.shape[2]}: "
+          f"jax {jax_ms:.1f} ms/batch, torch ({args.device}) {torch_ms:.1f} ms/batch, "
+          f"jax is {torch_ms / jax_ms:.2f}x torch; {batch * 1000 / jax_ms:.1f} vs "
+          f"{batch * 1000 / torch_ms:.1f} patches/s", flush=True)
+    assert torch_lr.shape == jax_lr.shape, (torch_lr.shape, jax_lr.shape)
+
+
+if __name__ == "__main__":
+  main()
