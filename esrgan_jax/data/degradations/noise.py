@@ -16,15 +16,28 @@ import math
 import jax
 import jax.numpy as jnp
 
+
 # torchvision's rgb_to_grayscale weights, used by BasicSR's gray Poisson noise.
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
 
 
-def _flat_draw(sampler, key, shape):
-  """sampler(key, shape) drawn flat and reshaped: the same values (threefry counts elements in
-  row-major order either way), but XLA's CPU compiler takes seconds over the counters of a rank-4
-  draw and a fraction of that over a flat one (4.2 s -> 0.9 s for 4 x 256 x 256 x 4 here)."""
-  return sampler(key, (math.prod(shape),), jnp.float32).reshape(shape)
+def _draw(sampler, key, shape):
+  """sampler's float32 values of `shape` from one key, or from one key per sample (key of shape
+  (N,), shape[0] == N: row i then depends on key i alone, as under vmap).
+
+  Each draw is taken flat and reshaped: the same values (threefry counts elements in row-major
+  order either way), but XLA's CPU compiler takes seconds over the counters of a rank-4 draw and a
+  fraction of that over a flat one (4.2 s -> 0.9 s for 4 x 256 x 256 x 4 here).
+  """
+  if jnp.ndim(key) == 0:
+    return sampler(key, (math.prod(shape),), jnp.float32).reshape(shape)
+  size = math.prod(shape[1:])
+  return jax.vmap(lambda k: sampler(k, (size,), jnp.float32))(key).reshape(shape)
+
+
+def _fold_in(key, data):
+  return jax.random.fold_in(key, data) if jnp.ndim(key) == 0 else jax.vmap(
+      jax.random.fold_in, (0, None))(key, data)
 
 
 def _per_sample(x, n):
@@ -32,12 +45,14 @@ def _per_sample(x, n):
 
 
 def gaussian_noise(key, images, sigma, gray):
-  """The noise field: N(0, sigma / 255) per pixel, the same for all channels where gray."""
+  """The noise field: N(0, sigma / 255) per pixel, the same for all channels where gray.
+
+  key: one key, or one per sample (N,)."""
   n, h, w, c = images.shape
-  k_colour, k_gray = jax.random.split(key)
   sigma = _per_sample(sigma, n) / 255.0
-  colour = _flat_draw(jax.random.normal, k_colour, images.shape) * sigma
-  gray_field = _flat_draw(jax.random.normal, k_gray, (n, h, w, 1)) * sigma
+  # One draw for both fields: each threefry call is compile time.
+  both = _draw(jax.random.normal, key, (n, h, w, c + 1)) * sigma
+  colour, gray_field = both[..., :c], both[..., c:]
   gray = _per_sample(gray, n)
   return colour * (1 - gray) + gray_field * gray
 
@@ -58,7 +73,7 @@ def _inversion(key, lam):
   """
   small = lam < PTRS_MIN_LAM
   lam = jnp.where(small, lam, 0.0)
-  u = jax.random.uniform(key, lam.shape, jnp.float32)
+  u = _draw(jax.random.uniform, key, lam.shape)
   p = jnp.exp(-lam)
 
   def searching(k, p, cdf):
@@ -120,9 +135,8 @@ def _ptrs(key, lam):
 
   def body(state):
     r, out, done = state
-    k_u, k_v = jax.random.split(jax.random.fold_in(key, r))
-    u = jax.random.uniform(k_u, lam.shape, jnp.float32) - 0.5
-    v = jax.random.uniform(k_v, lam.shape, jnp.float32)
+    uv = _draw(jax.random.uniform, _fold_in(key, r), lam.shape[:1] + (2,) + lam.shape[1:])
+    u, v = uv[:, 0] - 0.5, uv[:, 1]
     us = 0.5 - jnp.abs(u)
     k = jnp.floor((2 * a / us + b) * u + lam + 0.43)
     squeeze = (us >= 0.07) & (v <= v_r)
@@ -137,20 +151,25 @@ def _ptrs(key, lam):
 
 
 def sample_poisson(key, lam):
-  """Poisson(lam) counts as float32, lam >= 0 (float array): one draw per element.
+  """Poisson(lam) counts as float32, lam >= 0 (float array of rank >= 1): one draw per element.
 
-  Replaces jax.random.poisson, whose per-element loops took most of the pipeline's compile time.
-  Two samplers, each a single loop over whole arrays whose rounds all draws share, are both exact
+  key: one key, or one per sample (N,) for lam (N, ...): sample i's counts then depend on key i
+  and its own lam alone.
+
+  Replaces jax.random.poisson, whose loops took most of the pipeline's compile time. Two
+  samplers, each a single loop over whole arrays whose rounds all draws share, are both exact
   samplers (not approximations) up to float32 arithmetic: inversion below PTRS_MIN_LAM, Hormann's
   PTRS from there (BasicSR's lam = level * vals reaches 256). A draw depends on its key, its
   position and its lam only, never on how many rounds its neighbours needed.
   """
   lam = jnp.asarray(lam, jnp.float32)
-  shape = lam.shape
-  lam = lam.reshape(-1)  # see _flat_draw
-  k_small, k_large = jax.random.split(key)
-  out = jnp.where(lam < PTRS_MIN_LAM, _inversion(k_small, lam), _ptrs(k_large, lam))
-  return out.reshape(shape)
+  flat = lam.reshape(lam.shape[0], -1)
+  if jnp.ndim(key) == 0:
+    k_small, k_large = jax.random.split(key)
+  else:
+    k_small, k_large = jnp.moveaxis(jax.vmap(jax.random.split)(key), 1, 0)
+  out = jnp.where(flat < PTRS_MIN_LAM, _inversion(k_small, flat), _ptrs(k_large, flat))
+  return out.reshape(lam.shape)
 
 
 def _round8(x):
@@ -169,7 +188,7 @@ def _levels(images, mask):
 
 def poisson_noise(key, images, scale, gray, mask=None):
   """The noise field of BasicSR's generate_poisson_noise_pt; mask limits the level count to each
-  sample's valid region (a canvas)."""
+  sample's valid region (a canvas). key: one key, or one per sample (N,)."""
   n = images.shape[0]
   if mask is None:
     mask = jnp.ones(images.shape[:3] + (1,), jnp.float32)
@@ -196,16 +215,21 @@ def add_poisson_noise(key, images, scale, gray=False, clip=True):
   return jnp.clip(out, 0, 1) if clip else out
 
 
+NOISE_UNIFORMS = 3
+
+
+def noise_params_from_uniforms(u, noise_cfg):
+  """random_noise_params from u (n, NOISE_UNIFORMS) of U[0, 1)."""
+  between = lambda v, bounds: bounds[0] + (bounds[1] - bounds[0]) * v
+  return dict(sigma=between(u[:, 0], noise_cfg.gaussian_sigma),
+              poisson_scale=between(u[:, 1], noise_cfg.poisson_scale),
+              gray=u[:, 2] < noise_cfg.gray_prob)
+
+
 def random_noise_params(key, n, noise_cfg):
   """Per-sample draws: sigma U[noise_cfg.gaussian_sigma], Poisson scale U[noise_cfg.poisson_scale],
   gray with p = noise_cfg.gray_prob."""
-  k_sigma, k_scale, k_gray = jax.random.split(key, 3)
-  lo, hi = noise_cfg.gaussian_sigma
-  sigma = jax.random.uniform(k_sigma, (n,), minval=lo, maxval=hi)
-  lo, hi = noise_cfg.poisson_scale
-  scale = jax.random.uniform(k_scale, (n,), minval=lo, maxval=hi)
-  gray = jax.random.uniform(k_gray, (n,)) < noise_cfg.gray_prob
-  return dict(sigma=sigma, poisson_scale=scale, gray=gray)
+  return noise_params_from_uniforms(jax.random.uniform(key, (n, NOISE_UNIFORMS)), noise_cfg)
 
 
 def random_add_gaussian_noise(key, images, sigma_range, gray_prob):
