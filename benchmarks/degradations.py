@@ -115,8 +115,9 @@ def main(argv=None):
     print(f"degrade() at {batch} x {args.size} x {args.size}, {label}: " + ", ".join(
         f"{name} {wall:.2f} s wall / {cpu:.2f} s CPU" for name, (wall, cpu) in times.items()),
           flush=True)
-    return
+    return times
   batch = args.batch or 12
+  results = {}
   for size in args.sizes:
     gt = ground_truth(batch, size)
     jax_ms, jax_lr = jax_ms_per_batch(gt, args.steps, config)
@@ -126,6 +127,9 @@ def main(argv=None):
           f"jax is {torch_ms / jax_ms:.2f}x torch; {batch * 1000 / jax_ms:.1f} vs "
           f"{batch * 1000 / torch_ms:.1f} patches/s", flush=True)
     assert torch_lr.shape == jax_lr.shape, (torch_lr.shape, jax_lr.shape)
+    results[size] = dict(gt=gt, jax_lr=jax_lr, torch_lr=torch_lr, jax_ms=jax_ms,
+                         torch_ms=torch_ms)
+  return results
 
 
 if __name__ == "__main__":

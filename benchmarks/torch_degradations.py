@@ -143,13 +143,14 @@ _LUMA = [[16, 11, 10, 16, 24, 40, 51, 61], [12, 12, 14, 19, 26, 58, 60, 55],
          [49, 64, 78, 87, 103, 121, 120, 101], [72, 92, 95, 98, 112, 100, 103, 99]]
 
 
-def _code(plane, table, factor, dct):
+def _code(plane, table, factor, dct2):
+  """One channel through DCT, quantisation and inverse DCT; dct2 (64, 64) is DiffJPEG's 4-D
+  cosine tensor with its scale, applied like its tensordot over a block's 64 pixels."""
   n, h, w = plane.shape
-  blocks = (plane - 128).view(n, h // 8, 8, w // 8, 8).transpose(2, 3)
-  coefficients = dct @ blocks @ dct.T
-  divisor = table * factor.view(n, 1, 1, 1, 1)
-  blocks = dct.T @ (torch.round(coefficients / divisor) * divisor) @ dct
-  return blocks.transpose(2, 3).reshape(n, h, w) + 128
+  blocks = (plane - 128).view(n, h // 8, 8, w // 8, 8).transpose(2, 3).reshape(n, -1, 64)
+  divisor = table.reshape(64) * factor.view(n, 1, 1)
+  restored = torch.round(blocks @ dct2.T / divisor) * divisor @ dct2
+  return restored.view(n, h // 8, w // 8, 8, 8).transpose(2, 3).reshape(n, h, w) + 128
 
 
 def diff_jpeg(img, quality):
@@ -158,6 +159,7 @@ def diff_jpeg(img, quality):
   n, _, h, w = img.shape
   device = img.device
   dct = _dct_matrix(device)
+  dct2 = torch.kron(dct, dct)  # [(u, v), (x, y)] = D[u, x] D[v, y]
   factor = torch.where(quality < 50, 5000 / quality, 200 - 2 * quality) / 100
   x = F.pad(img, (0, (16 - w % 16) % 16, 0, (16 - h % 16) % 16)) * 255
   r, g, b = x[:, 0], x[:, 1], x[:, 2]
@@ -168,10 +170,10 @@ def diff_jpeg(img, quality):
   chroma_table = torch.full((8, 8), 99.0, device=device)
   chroma_table[:4, :4] = torch.tensor([[17, 18, 24, 47], [18, 21, 26, 66], [24, 26, 56, 99],
                                        [47, 66, 99, 99]], dtype=torch.float32, device=device)
-  y = _code(y, luma_table, factor, dct)
+  y = _code(y, luma_table, factor, dct2)
   up = lambda p: p.repeat_interleave(2, 1).repeat_interleave(2, 2)
-  cb = up(_code(cb, chroma_table, factor, dct)) - 128
-  cr = up(_code(cr, chroma_table, factor, dct)) - 128
+  cb = up(_code(cb, chroma_table, factor, dct2)) - 128
+  cr = up(_code(cr, chroma_table, factor, dct2)) - 128
   rgb = torch.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], 1)
   return (torch.clamp(rgb, 0, 255) / 255)[:, :, :h, :w]
 
