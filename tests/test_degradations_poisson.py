@@ -80,3 +80,13 @@ def test_log_pmf_keeps_float32_accuracy_at_large_means():
     near = want > -40  # every k a rejection test can meet with any chance
     got = np.asarray(noise._log_pmf(jnp.asarray(k), jnp.float32(lam)))  # pylint: disable=protected-access
     np.testing.assert_allclose(got[near], want[near], atol=5e-5)
+
+
+def test_buffer_passes_do_not_change_the_draws(monkeypatch):
+  """However many passes PTRS's later rounds take through its buffer, every draw stays the same:
+  they are hashed from (key, round, position)."""
+  keys = _keys(2, seed=3)
+  lam = jnp.asarray(np.random.default_rng(1).uniform(0, 300, (2, 4000)).astype(np.float32))
+  default = np.asarray(sample(keys, lam))
+  monkeypatch.setattr(noise, "_PTRS_BUFFER_FRACTION", 10**6)  # a buffer of 16: many passes
+  np.testing.assert_array_equal(np.asarray(jax.jit(noise.sample_poisson)(keys, lam)), default)
