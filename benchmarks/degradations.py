@@ -1,6 +1,7 @@
 """Real-ESRGAN's second-order degradation: compile time, and ms per batch in JAX against PyTorch.
 
   python benchmarks/degradations.py compile [--batch 4] [--size 256] [--before]
+  python benchmarks/degradations.py poisson [--batch 4] [--size 384]
   python benchmarks/degradations.py speed [--batch 12] [--sizes 256 400] [--steps 5] \
       [--device cpu|cuda]
 
@@ -8,6 +9,9 @@ compile: trace, lower and compile times of jit(degrade) for a GT batch, as wall 
 process's CPU time (steadier on a shared machine; XLA's CPU compiler is mostly one thread).
 --before puts back what the pipeline drew its noise with before the compile-time fix:
 jax.random.poisson and rank-4 jax.random.normal draws (same statistics, other values).
+poisson: compile and run CPU time of noise.sample_poisson against jax.random.poisson on the
+means of one noise step (batch x size x size x 4, lam uniform in [0, 256]), and of a rank-4
+against a flat jax.random.uniform draw of that shape.
 speed: the jitted pipeline (one warm-up call, then --steps timed calls with new draws each,
 block_until_ready) and benchmarks/torch_degradations.py (Real-ESRGAN's feed_data as torch ops,
 one warm-up call) on the same GT batch, GT sizes --sizes (Real-ESRGAN crops GT to 400 and its
@@ -63,6 +67,36 @@ def measure_compile(batch, size, config):
               first_run=(t3[0] - t2[0], t3[1] - t2[1]))
 
 
+def _cpu_seconds(fn, *args):
+  """(compile, run) process CPU seconds of jit(fn) on args; the run after one warm-up call."""
+  start = time.process_time()
+  compiled = jax.jit(fn).lower(*args).compile()
+  compiled_at = time.process_time()
+  jax.block_until_ready(compiled(*args))
+  run_start = time.process_time()
+  jax.block_until_ready(compiled(*args))
+  return compiled_at - start, time.process_time() - run_start
+
+
+def measure_poisson(batch, size):
+  shape = (batch, size, size, 4)
+  lam = jnp.asarray(np.random.default_rng(0).uniform(0, 256, shape).astype(np.float32))
+  keys = jax.random.split(jax.random.key(0, impl="threefry2x32"), batch)
+  rows = {
+      "noise.sample_poisson, a key per sample": (noise.sample_poisson, keys, lam),
+      "jax.random.poisson, rank 4": (lambda k, x: jax.random.poisson(k, x, x.shape), keys[0], lam),
+      "jax.random.poisson, flat": (
+          lambda k, x: jax.random.poisson(k, x.ravel(), (x.size,)), keys[0], lam),
+      "jax.random.uniform, rank 4": (lambda k: jax.random.uniform(k, shape), keys[0]),
+      "jax.random.uniform, flat": (
+          lambda k: jax.random.uniform(k, (int(np.prod(shape)),)), keys[0]),
+  }
+  for name, (fn, *args) in rows.items():
+    compile_s, run_s = _cpu_seconds(fn, *args)
+    print(f"{name:<40} {shape}: compile {compile_s:.2f} s CPU, run {run_s:.3f} s CPU",
+          flush=True)
+
+
 def jax_ms_per_batch(gt, steps, config):
   fn = jax.jit(lambda step, images: degradations.degrade_batch(
       0, step, images, jnp.arange(images.shape[0]), config))
@@ -93,9 +127,10 @@ def torch_ms_per_batch(gt, steps, device, scale):
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("mode", choices=("compile", "speed"))
+  parser.add_argument("mode", choices=("compile", "poisson", "speed"))
   parser.add_argument("--batch", type=int, default=None, help="compile: 4, speed: 12")
-  parser.add_argument("--size", type=int, default=256, help="compile: the GT size")
+  parser.add_argument("--size", type=int, default=None, help="compile: the GT size (256); "
+                      "poisson: the image size (384, the first resize's canvas of a 256 GT)")
   parser.add_argument("--sizes", type=int, nargs="+", default=[256, 400], help="speed: GT sizes")
   parser.add_argument("--steps", type=int, default=5)
   parser.add_argument("--scale", type=int, default=4)
@@ -106,13 +141,16 @@ def main(argv=None):
   load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
   print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; {os.cpu_count()} CPUs, "
         f"load {load:.2f}", flush=True)
+  if args.mode == "poisson":
+    measure_poisson(args.batch or 4, args.size or 384)
+    return None
   if args.mode == "compile":
     if args.before:
       use_previous_noise_draws()
-    batch = args.batch or 4
-    times = measure_compile(batch, args.size, config)
+    batch, size = args.batch or 4, args.size or 256
+    times = measure_compile(batch, size, config)
     label = "before (jax.random.poisson, rank-4 draws)" if args.before else "now"
-    print(f"degrade() at {batch} x {args.size} x {args.size}, {label}: " + ", ".join(
+    print(f"degrade() at {batch} x {size} x {size}, {label}: " + ", ".join(
         f"{name} {wall:.2f} s wall / {cpu:.2f} s CPU" for name, (wall, cpu) in times.items()),
           flush=True)
     return times

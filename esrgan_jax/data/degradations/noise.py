@@ -64,7 +64,7 @@ PTRS_MIN_LAM = 10.0
 _MAX_ROUNDS = 64
 
 
-def _inversion(key, lam):
+def _inversion(u, lam):
   """Poisson(lam) for lam < PTRS_MIN_LAM (elsewhere 0) by sequential search of the CDF from 0.
 
   The search of one draw stops at the first k with u <= CDF(k), or once k > lam and P(k) has
@@ -73,7 +73,6 @@ def _inversion(key, lam):
   """
   small = lam < PTRS_MIN_LAM
   lam = jnp.where(small, lam, 0.0)
-  u = _draw(jax.random.uniform, key, lam.shape)
   p = jnp.exp(-lam)
 
   def searching(k, p, cdf):
@@ -137,11 +136,17 @@ def _ptrs_round(u, v, lam):
 _PTRS_BUFFER_FRACTION = 8
 
 
-def _ptrs(key, lam):
+def _uniform_pair(key):
+  """Two U[0, 1) from a key's own two threefry words: one hash where uniform(key, (2,)) is two."""
+  bits = jax.random.key_data(key).reshape(2)
+  return jax.lax.bitcast_convert_type((bits >> 9) | jnp.uint32(0x3F800000), jnp.float32) - 1.0
+
+
+def _ptrs(key, u, v, lam):
   """Poisson(lam) for lam >= PTRS_MIN_LAM (elsewhere 0), lam (N, M): Hormann's transformed
   rejection with squeeze (PTRS, 1993); key: one, or one per row.
 
-  Round 0 draws (U, V) for every element at once. A round accepts with probability over 0.88 for
+  u ~ U[-0.5, 0.5), v ~ U[0, 1) (N, M): round 0's draws, for every element at once. A round accepts with probability over 0.88 for
   lam >= 10 (Hormann's table), so the rest are few: they are gathered (up to a fixed buffer) and
   go on with draws hashed from (row key, round, column), which keeps each element's draws its own
   whichever other elements are open beside it.
@@ -149,8 +154,7 @@ def _ptrs(key, lam):
   n, m = lam.shape
   large = lam >= PTRS_MIN_LAM
   lam = jnp.where(large, lam, PTRS_MIN_LAM)
-  uv = _draw(jax.random.uniform, _fold_in(key, 0), (n, 2, m))
-  out, accepted = _ptrs_round(uv[:, 0] - 0.5, uv[:, 1], lam)
+  out, accepted = _ptrs_round(u, v, lam)
   out = jnp.where(large & accepted, out, 0.0).reshape(-1)
   open_ = (large & ~accepted).reshape(-1)
   lam = lam.reshape(-1)
@@ -170,9 +174,9 @@ def _ptrs(key, lam):
     lam_b = lam[safe]
 
     def draws(r):
-      def one(k, c):
-        return jax.random.uniform(jax.random.fold_in(jax.random.fold_in(k, r), c), (2,))
-      return jax.vmap(one)(keys, column)
+      # Rounds r >= 1 of column c: the hash of (row key, r m + c), r < _MAX_ROUNDS.
+      data = r.astype(jnp.uint32) * jnp.uint32(m) + column
+      return jax.vmap(lambda k, d: _uniform_pair(jax.random.fold_in(k, d)))(keys, data)
 
     def cond(inner):
       r, _, done = inner
@@ -209,11 +213,10 @@ def sample_poisson(key, lam):
   """
   lam = jnp.asarray(lam, jnp.float32)
   flat = lam.reshape(lam.shape[0], -1)
-  if jnp.ndim(key) == 0:
-    k_small, k_large = jax.random.split(key)
-  else:
-    k_small, k_large = jnp.moveaxis(jax.vmap(jax.random.split)(key), 1, 0)
-  out = jnp.where(flat < PTRS_MIN_LAM, _inversion(k_small, flat), _ptrs(k_large, flat))
+  # One whole-array draw serves both samplers (each threefry call costs compile time).
+  u = _draw(jax.random.uniform, _fold_in(key, 0), (flat.shape[0], 3, flat.shape[1]))
+  out = jnp.where(flat < PTRS_MIN_LAM, _inversion(u[:, 0], flat),
+                  _ptrs(_fold_in(key, 1), u[:, 1] - 0.5, u[:, 2], flat))
   return out.reshape(lam.shape)
 
 
