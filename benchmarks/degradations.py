@@ -1,14 +1,14 @@
 """Real-ESRGAN's second-order degradation: compile time, and ms per batch in JAX against PyTorch.
 
-  python benchmarks/degradations.py compile [--batch 4] [--size 256] [--before]
+  python benchmarks/degradations.py compile [--batch 4] [--size 256] [--commit REV]
   python benchmarks/degradations.py poisson [--batch 4] [--size 384]
   python benchmarks/degradations.py speed [--batch 12] [--sizes 256 400] [--steps 5] \
       [--device cpu|cuda]
 
 compile: trace, lower and compile times of jit(degrade) for a GT batch, as wall time and as this
 process's CPU time (steadier on a shared machine; XLA's CPU compiler is mostly one thread).
---before puts back what the pipeline drew its noise with before the compile-time fix:
-jax.random.poisson and rank-4 jax.random.normal draws (same statistics, other values).
+--commit REV measures esrgan_jax and configs as they were at git revision REV (extracted to a
+temporary folder; e.g. 197f6ac, before the compile-time fixes of the degradations).
 poisson: compile and run CPU time of noise.sample_poisson against jax.random.poisson on the
 means of one noise step (batch x size x size x 4, lam uniform in [0, 256]), and of a rank-4
 against a flat jax.random.uniform draw of that shape.
@@ -19,8 +19,13 @@ paired crop is 256). JAX runs on its default backend; torch on --device.
 """
 
 import argparse
+import importlib
+import io
 import os
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 
 import numpy as np
@@ -31,9 +36,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from configs.realesrgan_degradation import get_degradation_config  # pylint: disable=g-import-not-at-top,wrong-import-position
-from esrgan_jax.data import degradations  # pylint: disable=g-import-not-at-top,wrong-import-position
-from esrgan_jax.data.degradations import noise  # pylint: disable=g-import-not-at-top,wrong-import-position
+# Imported in main, after --commit has chosen which code: configs.realesrgan_degradation,
+# esrgan_jax.data.degradations and its noise module.
+degradations = noise = None
 
 
 def ground_truth(batch, size, seed=0):
@@ -44,11 +49,14 @@ def ground_truth(batch, size, seed=0):
   return np.clip(smooth + rng.normal(0, 0.03, smooth.shape), 0, 1).astype(np.float32)
 
 
-def use_previous_noise_draws():
-  """What noise.py drew with before the fix (see the module docstring)."""
-  noise.sample_poisson = lambda key, lam: jax.random.poisson(key, lam, lam.shape).astype(
-      jnp.float32)
-  noise._flat_draw = lambda sampler, key, shape: sampler(key, shape, jnp.float32)  # pylint: disable=protected-access
+def use_code_at(revision):
+  """Puts esrgan_jax and configs of git revision `revision` first on the import path."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  folder = tempfile.mkdtemp(prefix="degradations_at_")
+  archive = subprocess.run(["git", "-C", root, "archive", revision, "esrgan_jax", "configs"],
+                           check=True, capture_output=True).stdout
+  tarfile.open(fileobj=io.BytesIO(archive)).extractall(folder)
+  sys.path.insert(0, folder)
 
 
 def measure_compile(batch, size, config):
@@ -135,9 +143,16 @@ def main(argv=None):
   parser.add_argument("--steps", type=int, default=5)
   parser.add_argument("--scale", type=int, default=4)
   parser.add_argument("--device", default="cpu", help="torch's device: cpu or cuda")
-  parser.add_argument("--before", action="store_true", help="compile: the previous noise draws")
+  parser.add_argument("--commit", default=None, help="compile: the code of this git revision")
   args = parser.parse_args(argv)
-  config = get_degradation_config(args.scale)
+  if args.commit:
+    use_code_at(args.commit)
+  global degradations, noise  # pylint: disable=global-statement
+  degradations = importlib.import_module("esrgan_jax.data.degradations")
+  noise = importlib.import_module("esrgan_jax.data.degradations.noise")
+  config = importlib.import_module("configs.realesrgan_degradation").get_degradation_config(
+      args.scale)
+  print("esrgan_jax from " + os.path.abspath(os.path.join(os.path.dirname(degradations.__file__), "..", "..", "..")))
   load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
   print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; {os.cpu_count()} CPUs, "
         f"load {load:.2f}", flush=True)
@@ -145,11 +160,9 @@ def main(argv=None):
     measure_poisson(args.batch or 4, args.size or 384)
     return None
   if args.mode == "compile":
-    if args.before:
-      use_previous_noise_draws()
     batch, size = args.batch or 4, args.size or 256
     times = measure_compile(batch, size, config)
-    label = "before (jax.random.poisson, rank-4 draws)" if args.before else "now"
+    label = f"at {args.commit}" if args.commit else "now"
     print(f"degrade() at {batch} x {size} x {size}, {label}: " + ", ".join(
         f"{name} {wall:.2f} s wall / {cpu:.2f} s CPU" for name, (wall, cpu) in times.items()),
           flush=True)
