@@ -2,6 +2,7 @@
 
   python benchmarks/degradations.py compile [--batch 4] [--size 256] [--commit REV]
   python benchmarks/degradations.py poisson [--batch 4] [--size 384]
+  python benchmarks/degradations.py stages [--batch 12] [--size 256]
   python benchmarks/degradations.py speed [--batch 12] [--sizes 256 400] [--steps 5] \
       [--device cpu|cuda]
 
@@ -12,6 +13,8 @@ temporary folder; e.g. 197f6ac, before the compile-time fixes of the degradation
 poisson: compile and run CPU time of noise.sample_poisson against jax.random.poisson on the
 means of one noise step (batch x size x size x 4, lam uniform in [0, 256]), and of a rank-4
 against a flat jax.random.uniform draw of that shape.
+stages: run CPU time of each stage of the pipeline, jitted alone, on the shapes it meets for a
+GT batch (the first resize's canvas is 1.5 x the GT size): where the time of a batch goes.
 speed: the jitted pipeline (one warm-up call, then --steps timed calls with new draws each,
 block_until_ready) and benchmarks/torch_degradations.py (Real-ESRGAN's feed_data as torch ops,
 one warm-up call) on the same GT batch, GT sizes --sizes (Real-ESRGAN crops GT to 400 and its
@@ -105,6 +108,36 @@ def measure_poisson(batch, size):
           flush=True)
 
 
+def measure_stages(batch, size, config):
+  from esrgan_jax.data.degradations import filters, jpeg, pipeline  # pylint: disable=g-import-not-at-top
+  (ch, cw), _ = pipeline.canvas_sizes(size, size, config)
+  rng = np.random.default_rng(0)
+  gt = jnp.asarray(rng.random((batch, size, size, 3), np.float32))
+  canvas = jnp.asarray(rng.random((batch, ch, cw, 3), np.float32))
+  key = jax.random.key(0, impl="threefry2x32")
+  keys = pipeline.sample_keys_for(key, jnp.arange(batch))
+  params = jax.jit(lambda k, s: pipeline.sample_params(k, s, config))(key, keys)
+  kernel = params["kernel1"]
+  valid = (jnp.full((batch,), ch - 7), jnp.full((batch,), cw - 7))
+  mask = jnp.ones((batch, ch, cw, 1))
+  stages = {
+      "usm_sharp (GT)": (filters.usm_sharp, gt),
+      "filter2d 21x21 (GT)": (filters.filter2d, gt, kernel),
+      "filter2d 21x21 on the canvas": (filters.filter2d, canvas, kernel, valid),
+      "jpeg_compress (canvas)": (jpeg.jpeg_compress, canvas, params["jpeg1_quality"]),
+      "gaussian_noise (canvas)": (noise.gaussian_noise, keys, canvas, params["noise1"]["sigma"],
+                                  params["noise1"]["gray"]),
+      "poisson_noise (canvas)": (noise.poisson_noise, keys, canvas,
+                                 params["noise1"]["poisson_scale"], params["noise1"]["gray"],
+                                 mask),
+      "sample_params": (lambda k, s: pipeline.sample_params(k, s, config), key, keys),
+      "whole pipeline": (lambda k, g: degradations.degrade(k, g, config), key, gt),
+  }
+  for name, (fn, *args) in stages.items():
+    _, run_s = _cpu_seconds(fn, *args)
+    print(f"{name:<32} batch {batch}, GT {size}: {run_s * 1000:9.1f} ms CPU", flush=True)
+
+
 def jax_ms_per_batch(gt, steps, config):
   fn = jax.jit(lambda step, images: degradations.degrade_batch(
       0, step, images, jnp.arange(images.shape[0]), config))
@@ -135,7 +168,7 @@ def torch_ms_per_batch(gt, steps, device, scale):
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("mode", choices=("compile", "poisson", "speed"))
+  parser.add_argument("mode", choices=("compile", "poisson", "stages", "speed"))
   parser.add_argument("--batch", type=int, default=None, help="compile: 4, speed: 12")
   parser.add_argument("--size", type=int, default=None, help="compile: the GT size (256); "
                       "poisson: the image size (384, the first resize's canvas of a 256 GT)")
@@ -152,12 +185,16 @@ def main(argv=None):
   noise = importlib.import_module("esrgan_jax.data.degradations.noise")
   config = importlib.import_module("configs.realesrgan_degradation").get_degradation_config(
       args.scale)
-  print("esrgan_jax from " + os.path.abspath(os.path.join(os.path.dirname(degradations.__file__), "..", "..", "..")))
+  package = os.path.dirname(degradations.__file__)
+  print("esrgan_jax from " + os.path.abspath(os.path.join(package, "..", "..", "..")))
   load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
   print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; {os.cpu_count()} CPUs, "
         f"load {load:.2f}", flush=True)
   if args.mode == "poisson":
     measure_poisson(args.batch or 4, args.size or 384)
+    return None
+  if args.mode == "stages":
+    measure_stages(args.batch or 12, args.size or 256, config)
     return None
   if args.mode == "compile":
     batch, size = args.batch or 4, args.size or 256

@@ -9,6 +9,11 @@ the distribution of every single image is unchanged.
 Poisson noise follows BasicSR: the image is rounded to 8-bit levels, the number of distinct levels
 L of each sample (gray image for gray noise, all channels for colour) is rounded up to a power of
 two, vals = 2^ceil(log2 L), and noise = (Poisson(img vals) / vals - img) * scale.
+
+The Poisson counts come from sample_poisson (exact: CDF inversion below a mean of 10, Hormann's
+PTRS from there), not jax.random.poisson, and every random field is drawn flat: both for compile
+time (see sample_poisson and _draw). Keys may be one per batch or one per sample (N,); the
+pipeline passes one per sample into the batched functions rather than vmapping them.
 """
 
 import math
