@@ -109,7 +109,8 @@ def measure_poisson(batch, size):
 
 
 def measure_stages(batch, size, config):
-  from esrgan_jax.data.degradations import filters, jpeg, pipeline  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from esrgan_jax.data.degradations import filters, jpeg, pipeline
   (ch, cw), _ = pipeline.canvas_sizes(size, size, config)
   rng = np.random.default_rng(0)
   gt = jnp.asarray(rng.random((batch, size, size, 3), np.float32))

@@ -63,7 +63,8 @@ def random_kernels(n, sigma_range, device, sinc_prob=0.1):
   xx, yy = _grid(device)
   c, s = torch.cos(theta)[:, None, None], torch.sin(theta)[:, None, None]
   a, d = 1 / sx[:, None, None]**2, 1 / sy[:, None, None]**2
-  q = (c * c * a + s * s * d) * xx**2 + 2 * c * s * (a - d) * xx * yy + (s * s * a + c * c * d) * yy**2
+  q = ((c * c * a + s * s * d) * xx**2 + 2 * c * s * (a - d) * xx * yy +
+       (s * s * a + c * c * d) * yy**2)
   qb = q.clamp_min(1e-30) ** beta[:, None, None] * (q > 0)
   kernels = torch.where((kind >= 4)[:, None, None], 1 / (qb + 1), torch.exp(-0.5 * qb))
   cutoff = torch.where(size < 13, u(math.pi / 3, math.pi), u(math.pi / 5, math.pi))

@@ -49,8 +49,9 @@ def test_speed_mode_runs_both_pipelines_to_lr_of_the_same_law(benchmark, capsys)
   # first resize's smallest scale (0.15 x 80 = 12).
   results = benchmark.main(["speed", "--batch", "8", "--sizes", "80", "--steps", "1"])
   line = capsys.readouterr().out.strip().splitlines()[-1]
-  jax_ms, torch_ms, ratio = map(float, re.search(
-      r"jax ([0-9.]+) ms/batch, torch \(cpu\) ([0-9.]+) ms/batch, jax is ([0-9.]+)x", line).groups())
+  figures = re.search(
+      r"jax ([0-9.]+) ms/batch, torch \(cpu\) ([0-9.]+) ms/batch, jax is ([0-9.]+)x", line)
+  jax_ms, torch_ms, ratio = map(float, figures.groups())
   assert jax_ms > 0 and torch_ms > 0 and abs(ratio - torch_ms / jax_ms) < 0.01 * ratio + 0.01
   r = results[80]
   for lr in (r["jax_lr"], r["torch_lr"]):

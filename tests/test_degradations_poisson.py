@@ -78,7 +78,8 @@ def test_log_pmf_keeps_float32_accuracy_at_large_means():
   for lam in (10.0, 37.3, 256.0, 1000.0):
     want = stats.poisson.logpmf(k, lam)
     near = want > -40  # every k a rejection test can meet with any chance
-    got = np.asarray(noise._log_pmf(jnp.asarray(k), jnp.float32(lam)))  # pylint: disable=protected-access
+    # pylint: disable-next=protected-access
+    got = np.asarray(noise._log_pmf(jnp.asarray(k), jnp.float32(lam)))
     np.testing.assert_allclose(got[near], want[near], atol=5e-5)
 
 

@@ -151,10 +151,10 @@ def _ptrs(key, u, v, lam):
   """Poisson(lam) for lam >= PTRS_MIN_LAM (elsewhere 0), lam (N, M): Hormann's transformed
   rejection with squeeze (PTRS, 1993); key: one, or one per row.
 
-  u ~ U[-0.5, 0.5), v ~ U[0, 1) (N, M): round 0's draws, for every element at once. A round accepts with probability over 0.88 for
-  lam >= 10 (Hormann's table), so the rest are few: they are gathered (up to a fixed buffer) and
-  go on with draws hashed from (row key, round, column), which keeps each element's draws its own
-  whichever other elements are open beside it.
+  u ~ U[-0.5, 0.5), v ~ U[0, 1) (N, M): round 0's draws, for every element at once. A round
+  accepts with probability over 0.88 for lam >= 10 (Hormann's table), so the rest are few: they
+  are gathered (up to a fixed buffer) and go on with draws hashed from (row key, round, column),
+  which keeps each element's draws its own whichever other elements are open beside it.
   """
   n, m = lam.shape
   large = lam >= PTRS_MIN_LAM

@@ -81,8 +81,8 @@ def _sample_draws(key, config):
                                         config.final_sinc_cutoff)
   use_sinc = parts[7][0] < config.final_sinc_prob
   sinc = jnp.where(use_sinc, sinc, kernels.pulse_kernel())
-  n1 = {k: v[0] for k, v in noise.noise_params_from_uniforms(parts[3][None], config.noise1).items()}
-  n2 = {k: v[0] for k, v in noise.noise_params_from_uniforms(parts[4][None], config.noise2).items()}
+  n1, n2 = ({k: v[0] for k, v in noise.noise_params_from_uniforms(u_noise[None], cfg).items()}
+            for u_noise, cfg in ((parts[3], config.noise1), (parts[4], config.noise2)))
   q1 = kernels.between(parts[5][0], config.jpeg1)
   q2 = kernels.between(parts[6][0], config.jpeg2)
   return dict(
