@@ -123,7 +123,7 @@ def _beta(u_side, u_value, beta_range):
 
 
 # Every random draw of a kernel is one of these uniforms: one threefry call for all of them, where
-# a call per draw cost XLA's CPU compiler about 0.1 s each (a whole batch's draws took 7.7 s).
+# a call per draw costs XLA's CPU compiler time for each call.
 KERNEL_UNIFORMS = 9
 
 

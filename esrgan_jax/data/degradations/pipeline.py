@@ -56,7 +56,7 @@ def _resize_from_uniforms(u, cfg):
 
 
 # Each draw below is one entry of a single uniform vector per batch or sample: one threefry call
-# instead of one per draw, which cost XLA's CPU compiler about 0.1 s each (kernels.py).
+# instead of one per draw, each of which costs XLA's CPU compiler time (kernels.py).
 def _batch_choices(key, config):
   u = jax.random.uniform(key, (11,))
   return dict(
