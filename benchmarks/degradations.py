@@ -4,7 +4,7 @@
   python benchmarks/degradations.py poisson [--batch 4] [--size 384]
   python benchmarks/degradations.py stages [--batch 12] [--size 256]
   python benchmarks/degradations.py speed [--batch 12] [--sizes 256 400] [--steps 5] \
-      [--device cpu|cuda]
+      [--device cpu|cuda] [--step_ms MS]
 
 compile: trace, lower and compile times of jit(degrade) for a GT batch, as wall time and as this
 process's CPU time (steadier on a shared machine; XLA's CPU compiler is mostly one thread).
@@ -18,7 +18,9 @@ GT batch (the first resize's canvas is 1.5 x the GT size): where the time of a b
 speed: the jitted pipeline (one warm-up call, then --steps timed calls with new draws each,
 block_until_ready) and benchmarks/torch_degradations.py (Real-ESRGAN's feed_data as torch ops,
 one warm-up call) on the same GT batch, GT sizes --sizes (Real-ESRGAN crops GT to 400 and its
-paired crop is 256). JAX runs on its default backend; torch on --device.
+paired crop is 256). JAX runs on its default backend; torch on --device. --step_ms: the time of
+one Real-ESRGAN train step on the same device (benchmarks/benchmark.py's gan row at the batch),
+to print the degradations' share of it against the issue's targets (< 10%, >= 5x torch).
 """
 
 import argparse
@@ -177,6 +179,7 @@ def main(argv=None):
   parser.add_argument("--steps", type=int, default=5)
   parser.add_argument("--scale", type=int, default=4)
   parser.add_argument("--device", default="cpu", help="torch's device: cpu or cuda")
+  parser.add_argument("--step_ms", type=float, default=None, help="speed: a train step's ms")
   parser.add_argument("--commit", default=None, help="compile: the code of this git revision")
   args = parser.parse_args(argv)
   if args.commit:
@@ -216,6 +219,10 @@ def main(argv=None):
           f"jax is {torch_ms / jax_ms:.2f}x torch; {batch * 1000 / jax_ms:.1f} vs "
           f"{batch * 1000 / torch_ms:.1f} patches/s", flush=True)
     assert torch_lr.shape == jax_lr.shape, (torch_lr.shape, jax_lr.shape)
+    if args.step_ms:
+      share = jax_ms / (args.step_ms + jax_ms)
+      print(f"  degradations {100 * share:.1f}% of a {args.step_ms:.1f} ms train step plus "
+            f"them (target < 10%); {torch_ms / jax_ms:.2f}x torch (target >= 5x)", flush=True)
     results[size] = dict(gt=gt, jax_lr=jax_lr, torch_lr=torch_lr, jax_ms=jax_ms,
                          torch_ms=torch_ms)
   return results
