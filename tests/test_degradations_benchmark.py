@@ -47,12 +47,15 @@ def _mean_abs_to_area_gt(gt, lr):
 def test_speed_mode_runs_both_pipelines_to_lr_of_the_same_law(benchmark, capsys):
   # GT 80: torch's reflect padding needs images wider than half a 21-tap kernel, also after the
   # first resize's smallest scale (0.15 x 80 = 12).
-  results = benchmark.main(["speed", "--batch", "8", "--sizes", "80", "--steps", "1"])
-  line = capsys.readouterr().out.strip().splitlines()[-1]
+  results = benchmark.main(["speed", "--batch", "8", "--sizes", "80", "--steps", "1",
+                            "--step_ms", "50"])
+  out = capsys.readouterr().out
   figures = re.search(
-      r"jax ([0-9.]+) ms/batch, torch \(cpu\) ([0-9.]+) ms/batch, jax is ([0-9.]+)x", line)
+      r"jax ([0-9.]+) ms/batch, torch \(cpu\) ([0-9.]+) ms/batch, jax is ([0-9.]+)x", out)
   jax_ms, torch_ms, ratio = map(float, figures.groups())
   assert jax_ms > 0 and torch_ms > 0 and abs(ratio - torch_ms / jax_ms) < 0.01 * ratio + 0.01
+  share = float(re.search(r"degradations ([0-9.]+)% of a 50.0 ms train step", out).group(1))
+  assert abs(share - 100 * jax_ms / (50 + jax_ms)) < 0.1
   r = results[80]
   for lr in (r["jax_lr"], r["torch_lr"]):
     assert lr.shape == (8, 20, 20, 3) and lr.dtype == np.float32
