@@ -149,6 +149,16 @@ def _uniform_pair(key):
   return jax.lax.bitcast_convert_type((bits >> 9) | jnp.uint32(0x3F800000), jnp.float32) - 1.0
 
 
+def _first_true(mask, size):
+  """The first `size` positions where the 1-D mask is True, ascending, padded with len(mask):
+  jnp.nonzero(mask, size=size), written with a cumulative sum, which XLA's CPU compiler takes
+  less time over."""
+  total = mask.shape[0]
+  slot = jnp.where(mask, jnp.cumsum(mask.astype(jnp.int32)) - 1, size)
+  return jnp.full((size,), total, jnp.int32).at[slot].set(
+      jnp.arange(total, dtype=jnp.int32), mode="drop")
+
+
 def _ptrs(key, u, v, lam):
   """Poisson(lam) for lam >= PTRS_MIN_LAM (elsewhere 0), lam (N, M): Hormann's transformed
   rejection with squeeze (PTRS, 1993); key: one, or one per row.
@@ -168,39 +178,26 @@ def _ptrs(key, u, v, lam):
   cap = n * m // _PTRS_BUFFER_FRACTION + 16
   row_keys = key if jnp.ndim(key) else jnp.broadcast_to(key, (n,))
 
-  def pass_cond(state):
+  def cond(state):
     return jnp.any(state[1])
 
-  def one_pass(state):
-    out, open_ = state
-    (index,) = jnp.nonzero(open_, size=cap, fill_value=n * m)
+  def body(state):
+    # One trial for up to `cap` open draws; draw j's t-th trial (t >= 1) hashes (row key,
+    # t m + column), so what it draws does not depend on when it gets into the buffer.
+    out, open_, trials = state
+    index = _first_true(open_, cap)
     valid = index < n * m
     safe = jnp.where(valid, index, 0)
-    keys = row_keys[safe // m]
-    column = (safe % m).astype(jnp.uint32)
-    lam_b = lam[safe]
+    data = trials[safe].astype(jnp.uint32) * jnp.uint32(m) + (safe % m).astype(jnp.uint32)
+    uv = jax.vmap(lambda k, d: _uniform_pair(jax.random.fold_in(k, d)))(row_keys[safe // m], data)
+    k, accepted = _ptrs_round(uv[:, 0] - 0.5, uv[:, 1], lam[safe])
+    out = out.at[index].set(jnp.where(accepted, k, out[safe]), mode="drop")
+    trials = trials.at[index].add(1, mode="drop")
+    still = ~accepted & (trials[safe] < _MAX_ROUNDS)
+    return out, open_.at[index].set(still, mode="drop"), trials
 
-    def draws(r):
-      # Rounds r >= 1 of column c: the hash of (row key, r m + c), r < _MAX_ROUNDS.
-      data = r.astype(jnp.uint32) * jnp.uint32(m) + column
-      return jax.vmap(lambda k, d: _uniform_pair(jax.random.fold_in(k, d)))(keys, data)
-
-    def cond(inner):
-      r, _, done = inner
-      return jnp.any(~done) & (r < _MAX_ROUNDS)
-
-    def body(inner):
-      r, k_b, done = inner
-      uv = draws(r)
-      k, accepted = _ptrs_round(uv[:, 0] - 0.5, uv[:, 1], lam_b)
-      take = ~done & accepted
-      return r + 1, jnp.where(take, k, k_b), done | take
-
-    _, k_b, _ = jax.lax.while_loop(cond, body, (jnp.int32(1), jnp.zeros_like(lam_b), ~valid))
-    out = out.at[index].set(k_b, mode="drop")
-    return out, open_.at[index].set(False, mode="drop")
-
-  out, _ = jax.lax.while_loop(pass_cond, one_pass, (out, open_))
+  trials = jnp.ones((n * m,), jnp.int32)
+  out, _, _ = jax.lax.while_loop(cond, body, (out, open_, trials))
   return out.reshape(n, m)
 
 
