@@ -7,7 +7,7 @@
       [--device cpu|cuda] [--step_ms MS]
 
 compile: trace, lower and compile times of jit(degrade) for a GT batch, as wall time and as this
-process's CPU time (steadier on a shared machine; XLA's CPU compiler is mostly one thread).
+process's CPU time over all its threads (steadier than wall time on a shared machine).
 --commit REV measures esrgan_jax and configs as they were at git revision REV (extracted to a
 temporary folder; e.g. 197f6ac, before the compile-time fixes of the degradations).
 poisson: compile and run CPU time of noise.sample_poisson against jax.random.poisson on the
