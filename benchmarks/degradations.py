@@ -17,7 +17,7 @@ stages: run CPU time of each stage of the pipeline, jitted alone, on the shapes 
 GT batch (the first resize's canvas is 1.5 x the GT size): where the time of a batch goes.
 speed: the jitted pipeline (one warm-up call, then --steps timed calls with new draws each,
 block_until_ready) and benchmarks/torch_degradations.py (Real-ESRGAN's feed_data as torch ops,
-one warm-up call) on the same GT batch, GT sizes --sizes (Real-ESRGAN crops GT to 400 and its
+one warm-up call, seeded) on the same GT batch, GT sizes --sizes (Real-ESRGAN crops GT to 400 and its
 paired crop is 256). JAX runs on its default backend; torch on --device. --step_ms: the time of
 one Real-ESRGAN train step on the same device (benchmarks/benchmark.py's gan row at the batch),
 to print the degradations' share of it against the issue's targets (< 10%, >= 5x torch).
@@ -27,6 +27,7 @@ import argparse
 import importlib
 import io
 import os
+import random
 import subprocess
 import sys
 import tarfile
@@ -156,7 +157,10 @@ def jax_ms_per_batch(gt, steps, config):
 def torch_ms_per_batch(gt, steps, device, scale):
   import torch  # pylint: disable=g-import-not-at-top
   import torch_degradations  # pylint: disable=g-import-not-at-top
+  # Seeded: torch's time depends on its draws (scale and mode, noise type, order).
   torch.manual_seed(0)
+  random.seed(0)
+  np.random.seed(0)
   sync = torch.cuda.synchronize if device.startswith("cuda") else lambda: None
   images = torch.from_numpy(gt).permute(0, 3, 1, 2).contiguous().to(device)
   with torch.no_grad():
