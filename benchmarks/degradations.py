@@ -17,8 +17,8 @@ stages: run CPU time of each stage of the pipeline, jitted alone, on the shapes 
 GT batch (the first resize's canvas is 1.5 x the GT size): where the time of a batch goes.
 speed: the jitted pipeline (one warm-up call, then --steps timed calls with new draws each,
 block_until_ready) and benchmarks/torch_degradations.py (Real-ESRGAN's feed_data as torch ops,
-one warm-up call, seeded) on the same GT batch, GT sizes --sizes (Real-ESRGAN crops GT to 400 and its
-paired crop is 256). JAX runs on its default backend; torch on --device. --step_ms: the time of
+one warm-up call, seeded) on the same GT batch, GT sizes --sizes (Real-ESRGAN crops GT to 400
+and its paired crop is 256). JAX runs on its default backend; torch on --device. --step_ms: the time of
 one Real-ESRGAN train step on the same device (benchmarks/benchmark.py's gan row at the batch),
 to print the degradations' share of it against the issue's targets (< 10%, >= 5x torch).
 """
