@@ -83,7 +83,8 @@ def test_sinc_matches_reference(k, cutoff):
 def test_random_kernels_equal_their_type_padded_to_21():
   cfg = get_degradation_config().kernel1
   keys = jax.random.split(jax.random.key(3, impl="threefry2x32"), 60)
-  kerns, params = jax.vmap(lambda k: kernels.random_kernel(k, cfg))(keys)
+  kerns, params = jax.tree.map(np.asarray, jax.jit(jax.vmap(
+      lambda k: kernels.random_kernel(k, cfg)))(keys))
   seen = set()
   for i in range(60):
     p = {name: float(v[i]) for name, v in params.items()}

@@ -1,5 +1,7 @@
 """filter2d, resize, USM and noise against PyTorch references written from BasicSR's formulas."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +11,21 @@ import torch.nn.functional as F
 
 from esrgan_jax.data import degradations as deg
 from esrgan_jax.data.degradations import noise, resampling
+
+
+# Jitted once per module: eager calls dispatch (and compile) every primitive per new shape.
+FILTER2D = jax.jit(deg.filter2d)
+RESIZE = jax.jit(deg.resize, static_argnums=(1, 2))
+RESIZE_SCALE_FACTOR = jax.jit(deg.resize_scale_factor, static_argnums=(1, 2))
+POISSON_NOISE = jax.jit(noise.poisson_noise)
+
+
+@functools.partial(jax.jit, static_argnums=(5,))
+def _canvas_resize(x, h, oh, w, ow, canvas_out, mode):
+  """Sizes and mode traced, as in the pipeline: one program for every call below."""
+  rows = resampling.resize_matrix(h, oh, x.shape[1], canvas_out, mode)
+  cols = resampling.resize_matrix(w, ow, x.shape[2], canvas_out, mode)
+  return resampling.apply_resize(x, rows[None], cols[None])
 
 
 def _nchw(x):
@@ -52,7 +69,7 @@ def test_filter2d_matches_torch():
   k = rng.random((3, 21, 21), dtype=np.float32)
   k /= k.sum(axis=(1, 2), keepdims=True)
   ref = _nhwc(torch_filter2d(_nchw(x), torch.from_numpy(k)))
-  np.testing.assert_allclose(deg.filter2d(jnp.asarray(x), jnp.asarray(k)), ref, atol=1e-5)
+  np.testing.assert_allclose(FILTER2D(jnp.asarray(x), jnp.asarray(k)), ref, atol=1e-5)
 
 
 def test_filter2d_on_a_canvas_equals_filtering_the_crop():
@@ -60,8 +77,8 @@ def test_filter2d_on_a_canvas_equals_filtering_the_crop():
   x = rng.random((2, 40, 40, 3), dtype=np.float32)
   k = rng.random((2, 7, 7), dtype=np.float32)
   valid = (np.array([23, 40]), np.array([31, 12]))
-  out = np.asarray(deg.filter2d(jnp.asarray(x), jnp.asarray(k), (jnp.asarray(valid[0]),
-                                                                 jnp.asarray(valid[1]))))
+  out = np.asarray(FILTER2D(jnp.asarray(x), jnp.asarray(k), (jnp.asarray(valid[0]),
+                                                               jnp.asarray(valid[1]))))
   for i in range(2):
     h, w = valid[0][i], valid[1][i]
     ref = _nhwc(torch_filter2d(_nchw(x[i:i + 1, :h, :w]), torch.from_numpy(k[i:i + 1])))
@@ -82,11 +99,11 @@ def test_resize_matches_torch(mode):
   x = rng.random((2, 19, 24, 3), dtype=np.float32)
   t = _nchw(x)
   for size in ((7, 31), (19, 24), (45, 10)):
-    np.testing.assert_allclose(deg.resize(jnp.asarray(x), size, mode),
+    np.testing.assert_allclose(RESIZE(jnp.asarray(x), size, mode),
                                _nhwc(F.interpolate(t, size=size, mode=mode)), atol=1e-5)
   for s in (0.15, 0.61, 1.0, 1.37):
     ref = _nhwc(F.interpolate(t, scale_factor=s, mode=mode))
-    out = deg.resize_scale_factor(jnp.asarray(x), s, mode)
+    out = RESIZE_SCALE_FACTOR(jnp.asarray(x), s, mode)
     assert out.shape == ref.shape
     np.testing.assert_allclose(out, ref, atol=1e-5)
 
@@ -98,9 +115,7 @@ def test_canvas_resize_matches_torch_on_the_valid_part(mode):
   canvas_in, canvas_out = 40, 30
   x = rng.random((1, canvas_in, canvas_in, 3), dtype=np.float32)
   for (h, w), (oh, ow) in (((33, 21), (12, 29)), ((40, 17), (30, 5))):
-    rows = resampling.resize_matrix(h, oh, canvas_in, canvas_out, mode)
-    cols = resampling.resize_matrix(w, ow, canvas_in, canvas_out, mode)
-    out = np.asarray(resampling.apply_resize(jnp.asarray(x), rows[None], cols[None]))
+    out = np.asarray(_canvas_resize(jnp.asarray(x), h, oh, w, ow, canvas_out, mode))
     ref = _nhwc(F.interpolate(_nchw(x[:, :h, :w]), size=(oh, ow), mode=resampling.MODES[mode]))
     np.testing.assert_allclose(out[:, :oh, :ow], ref, atol=1e-5)
     assert np.all(out[:, oh:] == 0) and np.all(out[:, :, ow:] == 0)
@@ -124,10 +139,10 @@ def test_poisson_noise_follows_basicsr():
   img = jnp.asarray(levels / 255.0, jnp.float32)
   key = jax.random.key(1, impl="threefry2x32")
   assert float(noise._levels(img, jnp.ones((1, 64, 64, 1)))[0, 0, 0, 0]) == 128
-  field = np.asarray(noise.poisson_noise(key, img, 2.0, False))
+  field = np.asarray(POISSON_NOISE(key, img, 2.0, False))
   x = np.asarray(img)
   # noise = (Poisson(x v) / v - x) * scale: mean 0, variance x scale^2 / v.
   assert abs(field.mean()) < 3e-3
   np.testing.assert_allclose(field.var(), (x * 4 / 128).mean(), rtol=0.05)
-  gray = np.asarray(noise.poisson_noise(key, img, 1.0, True))
+  gray = np.asarray(POISSON_NOISE(key, img, 1.0, True))
   assert np.all(gray[..., 0] == gray[..., 1])

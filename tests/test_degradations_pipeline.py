@@ -20,6 +20,8 @@ def _degrade(seed, step, gt, slots):
 
 
 DEGRADE = jax.jit(_degrade)
+SAMPLE_PARAMS = jax.jit(lambda key, slots: pipeline.sample_params(
+    key, pipeline.sample_keys_for(key, slots), CONFIG))
 
 
 def _within(count, n, p, se=4.0):
@@ -39,9 +41,8 @@ def test_one_compilation_same_lr_on_any_split_and_after_resume():
   assert not np.array_equal(first[0], first[1])
   # What two devices do, slots 0-1 and 2-3 apart: their draws equal the whole batch's ...
   key = pipeline.batch_key(7, 5)
-  whole = pipeline.sample_params(key, pipeline.sample_keys_for(key, slots), CONFIG)
-  halves = [pipeline.sample_params(key, pipeline.sample_keys_for(key, jnp.arange(a, a + 2)),
-                                   CONFIG) for a in (0, 2)]
+  whole = SAMPLE_PARAMS(key, slots)
+  halves = [SAMPLE_PARAMS(key, jnp.arange(a, a + 2)) for a in (0, 2)]
   jax.tree.map(lambda w, a, b: np.testing.assert_array_equal(
       jax.random.key_data(w) if jax.dtypes.issubdtype(w.dtype, jax.dtypes.prng_key) else w,
       np.concatenate([jax.random.key_data(x) if jax.dtypes.issubdtype(

@@ -103,13 +103,51 @@ def _size_mask(size):
   return (jnp.abs(grid[..., 0]) <= half) & (jnp.abs(grid[..., 1]) <= half)
 
 
-def _draw_beta(key, beta_range):
+def between(u, bounds):
+  """U[bounds] from u ~ U[0, 1)."""
+  return bounds[0] + (bounds[1] - bounds[0]) * u
+
+
+def categorical(u, probs):
+  """An index drawn with probabilities probs (static) from u ~ U[0, 1): inverse CDF."""
+  cumulative = jnp.cumsum(jnp.asarray(probs, jnp.float32))
+  index = jnp.searchsorted(cumulative, u * cumulative[-1], side="right")
+  return jnp.minimum(index, len(probs) - 1).astype(jnp.int32)
+
+
+def _beta(u_side, u_value, beta_range):
   # Real-ESRGAN draws below 1 or above 1 with equal odds (so a range starting at 1 gives beta = 1
   # half the time).
-  k_side, k_value = jax.random.split(key)
-  low = jax.random.uniform(k_value, (), minval=beta_range[0], maxval=1.0)
-  high = jax.random.uniform(k_value, (), minval=1.0, maxval=beta_range[1])
-  return jnp.where(jax.random.uniform(k_side) < 0.5, low, high)
+  return jnp.where(u_side < 0.5, between(u_value, (beta_range[0], 1.0)),
+                   between(u_value, (1.0, beta_range[1])))
+
+
+# Every random draw of a kernel is one of these uniforms: one threefry call for all of them, where
+# a call per draw costs XLA's CPU compiler time for each call.
+KERNEL_UNIFORMS = 9
+
+
+def kernel_from_uniforms(u, kernel_cfg):
+  """random_kernel's kernel and parameters from u, KERNEL_UNIFORMS draws of U[0, 1)."""
+  sizes = jnp.asarray(kernel_cfg.sizes, jnp.int32)
+  size = sizes[categorical(u[0], (1.0,) * len(kernel_cfg.sizes))]
+  is_sinc = u[1] < kernel_cfg.sinc_prob
+  kind = jnp.where(is_sinc, SINC, categorical(u[2], kernel_cfg.kernel_prob))
+  sig_x = between(u[3], kernel_cfg.sigma)
+  sig_y = between(u[4], kernel_cfg.sigma)
+  theta = between(u[5], kernel_cfg.rotation)
+  isotropic = (kind % 2 == 0)
+  sig_y = jnp.where(isotropic, sig_x, sig_y)
+  theta = jnp.where(isotropic, 0.0, theta)
+  beta = jnp.where(kind >= 4, _beta(u[6], u[7], kernel_cfg.betap),
+                   _beta(u[6], u[7], kernel_cfg.betag))
+  beta = jnp.where(kind < 2, 1.0, beta)  # Gaussian: exponent 1.
+  cutoff = jnp.where(size < 13, between(u[8], kernel_cfg.sinc_cutoff_small),
+                     between(u[8], kernel_cfg.sinc_cutoff_large))
+  kernel = _kernel_from_params(size, kind, sig_x, sig_y, theta, beta, cutoff)
+  params = dict(size=size, kind=kind, sigma_x=sig_x, sigma_y=sig_y, theta=theta, beta=beta,
+                cutoff=cutoff)
+  return kernel, params
 
 
 def random_kernel(key, kernel_cfg):
@@ -119,32 +157,7 @@ def random_kernel(key, kernel_cfg):
   rotation, betag, betap, sinc_cutoff_small / sinc_cutoff_large (cutoff ranges for sizes < 13 and
   >= 13). Returns (kernel (21, 21), params dict of scalars).
   """
-  keys = jax.random.split(key, 9)
-  sizes = jnp.asarray(kernel_cfg.sizes, jnp.int32)
-  size = sizes[jax.random.randint(keys[0], (), 0, len(kernel_cfg.sizes))]
-  is_sinc = jax.random.uniform(keys[1]) < kernel_cfg.sinc_prob
-  kind = jax.random.choice(keys[2], len(KERNEL_TYPES),
-                           p=jnp.asarray(kernel_cfg.kernel_prob, jnp.float32))
-  kind = jnp.where(is_sinc, SINC, kind)
-  lo, hi = kernel_cfg.sigma
-  sig_x = jax.random.uniform(keys[3], (), minval=lo, maxval=hi)
-  sig_y = jax.random.uniform(keys[4], (), minval=lo, maxval=hi)
-  theta = jax.random.uniform(keys[5], (), minval=kernel_cfg.rotation[0],
-                             maxval=kernel_cfg.rotation[1])
-  isotropic = (kind % 2 == 0)
-  sig_y = jnp.where(isotropic, sig_x, sig_y)
-  theta = jnp.where(isotropic, 0.0, theta)
-  beta = jnp.where(kind >= 4, _draw_beta(keys[6], kernel_cfg.betap),
-                   _draw_beta(keys[6], kernel_cfg.betag))
-  beta = jnp.where(kind < 2, 1.0, beta)  # Gaussian: exponent 1.
-  small, large = kernel_cfg.sinc_cutoff_small, kernel_cfg.sinc_cutoff_large
-  cutoff = jnp.where(
-      size < 13, jax.random.uniform(keys[7], (), minval=small[0], maxval=small[1]),
-      jax.random.uniform(keys[7], (), minval=large[0], maxval=large[1]))
-  kernel = _kernel_from_params(size, kind, sig_x, sig_y, theta, beta, cutoff)
-  params = dict(size=size, kind=kind, sigma_x=sig_x, sigma_y=sig_y, theta=theta, beta=beta,
-                cutoff=cutoff)
-  return kernel, params
+  return kernel_from_uniforms(jax.random.uniform(key, (KERNEL_UNIFORMS,)), kernel_cfg)
 
 
 def _kernel_from_params(size, kind, sig_x, sig_y, theta, beta, cutoff):
@@ -159,13 +172,19 @@ def _kernel_from_params(size, kind, sig_x, sig_y, theta, beta, cutoff):
   return _normalise(kernel, _size_mask(size))
 
 
-def random_sinc_kernel(key, sizes, cutoff_range):
-  """Real-ESRGAN's final sinc: size from `sizes`, cutoff U[cutoff_range], padded to 21x21."""
-  k_size, k_cut = jax.random.split(key)
-  size = jnp.asarray(sizes, jnp.int32)[jax.random.randint(k_size, (), 0, len(sizes))]
-  cutoff = jax.random.uniform(k_cut, (), minval=cutoff_range[0], maxval=cutoff_range[1])
+SINC_UNIFORMS = 2
+
+
+def sinc_from_uniforms(u, sizes, cutoff_range):
+  size = jnp.asarray(sizes, jnp.int32)[categorical(u[0], (1.0,) * len(sizes))]
+  cutoff = between(u[1], cutoff_range)
   kernel = _normalise(_sinc_on_grid(_offsets(PADDED_SIZE), cutoff), _size_mask(size))
   return kernel, dict(size=size, cutoff=cutoff)
+
+
+def random_sinc_kernel(key, sizes, cutoff_range):
+  """Real-ESRGAN's final sinc: size from `sizes`, cutoff U[cutoff_range], padded to 21x21."""
+  return sinc_from_uniforms(jax.random.uniform(key, (SINC_UNIFORMS,)), sizes, cutoff_range)
 
 
 def pulse_kernel():

@@ -30,6 +30,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from esrgan_jax.data.degradations import filters, kernels, noise, resampling
 from esrgan_jax.data.degradations.jpeg import jpeg_compress
@@ -45,45 +46,49 @@ def _threefry(key):
   return jax.random.wrap_key_data(jnp.asarray(key, jnp.uint32).ravel()[:2], impl="threefry2x32")
 
 
-def _draw_resize(key, cfg):
-  k_kind, k_scale, k_mode = jax.random.split(key, 3)
-  kind = jax.random.choice(k_kind, 3, p=jnp.asarray(cfg.prob, jnp.float32))
-  up = jax.random.uniform(k_scale, (), minval=cfg.up[0], maxval=cfg.up[1])
-  down = jax.random.uniform(k_scale, (), minval=cfg.down[0], maxval=cfg.down[1])
+def _resize_from_uniforms(u, cfg):
+  kind = kernels.categorical(u[0], cfg.prob)
+  up = kernels.between(u[1], cfg.up)
+  down = kernels.between(u[1], cfg.down)
   scale = jnp.where(kind == UP, up, jnp.where(kind == DOWN, down, 1.0))
-  mode = jax.random.choice(k_mode, 3, p=jnp.asarray(cfg.mode_prob, jnp.float32))
+  mode = kernels.categorical(u[2], cfg.mode_prob)
   return dict(kind=kind, scale=scale, mode=mode)
 
 
+# Each draw below is one entry of a single uniform vector per batch or sample: one threefry call
+# instead of one per draw, each of which costs XLA's CPU compiler time (kernels.py).
 def _batch_choices(key, config):
-  keys = jax.random.split(key, 7)
+  u = jax.random.uniform(key, (11,))
   return dict(
-      resize1=_draw_resize(keys[0], config.resize1),
-      gaussian1=jax.random.uniform(keys[1]) < config.noise1.gaussian_prob,
-      blur2=jax.random.uniform(keys[2]) < config.second_blur_prob,
-      resize2=_draw_resize(keys[3], config.resize2),
-      gaussian2=jax.random.uniform(keys[4]) < config.noise2.gaussian_prob,
-      resize_first=jax.random.uniform(keys[5]) < config.final_resize_first_prob,
-      final_mode=jax.random.choice(keys[6], 3, p=jnp.asarray(config.final_mode_prob,
-                                                             jnp.float32)),
+      resize1=_resize_from_uniforms(u[0:3], config.resize1),
+      gaussian1=u[3] < config.noise1.gaussian_prob,
+      blur2=u[4] < config.second_blur_prob,
+      resize2=_resize_from_uniforms(u[5:8], config.resize2),
+      gaussian2=u[8] < config.noise2.gaussian_prob,
+      resize_first=u[9] < config.final_resize_first_prob,
+      final_mode=kernels.categorical(u[10], config.final_mode_prob),
   )
 
 
 def _sample_draws(key, config):
-  keys = jax.random.split(key, 10)
-  k1, p1 = kernels.random_kernel(keys[0], config.kernel1)
-  k2, p2 = kernels.random_kernel(keys[1], config.kernel2)
-  sinc, ps = kernels.random_sinc_kernel(keys[2], config.final_sinc_sizes, config.final_sinc_cutoff)
-  use_sinc = jax.random.uniform(keys[3]) < config.final_sinc_prob
+  k_u, k_noise1, k_noise2 = jax.random.split(key, 3)
+  nk, ns, nn = kernels.KERNEL_UNIFORMS, kernels.SINC_UNIFORMS, noise.NOISE_UNIFORMS
+  u = jax.random.uniform(k_u, (2 * nk + ns + 2 * nn + 3,))
+  parts = jnp.split(u, np.cumsum([nk, nk, ns, nn, nn, 1, 1]))
+  k1, p1 = kernels.kernel_from_uniforms(parts[0], config.kernel1)
+  k2, p2 = kernels.kernel_from_uniforms(parts[1], config.kernel2)
+  sinc, ps = kernels.sinc_from_uniforms(parts[2], config.final_sinc_sizes,
+                                        config.final_sinc_cutoff)
+  use_sinc = parts[7][0] < config.final_sinc_prob
   sinc = jnp.where(use_sinc, sinc, kernels.pulse_kernel())
-  n1 = {k: v[0] for k, v in noise.random_noise_params(keys[4], 1, config.noise1).items()}
-  n2 = {k: v[0] for k, v in noise.random_noise_params(keys[5], 1, config.noise2).items()}
-  q1 = jax.random.uniform(keys[6], (), minval=config.jpeg1[0], maxval=config.jpeg1[1])
-  q2 = jax.random.uniform(keys[7], (), minval=config.jpeg2[0], maxval=config.jpeg2[1])
+  n1, n2 = ({k: v[0] for k, v in noise.noise_params_from_uniforms(u_noise[None], cfg).items()}
+            for u_noise, cfg in ((parts[3], config.noise1), (parts[4], config.noise2)))
+  q1 = kernels.between(parts[5][0], config.jpeg1)
+  q2 = kernels.between(parts[6][0], config.jpeg2)
   return dict(
       kernel1=k1, kernel1_params=p1, kernel2=k2, kernel2_params=p2,
       sinc=sinc, sinc_params=dict(ps, applied=use_sinc), noise1=n1, noise2=n2,
-      jpeg1_quality=q1, jpeg2_quality=q2, noise1_key=keys[8], noise2_key=keys[9])
+      jpeg1_quality=q1, jpeg2_quality=q2, noise1_key=k_noise1, noise2_key=k_noise2)
 
 
 def sample_params(batch_key, sample_keys, config):
@@ -106,14 +111,12 @@ def _resize_matrices(in_size, out_size, in_canvas, out_canvas, mode, ratio):
 
 
 def _add_noise(images, params, gaussian, keys, mask):
-  def one(key, img, m, sigma, scale, gray, is_gaussian):
-    k_g, k_p = jax.random.split(key)
-    img, m = img[None], m[None]
-    g = noise.gaussian_noise(k_g, img, sigma, gray)
-    p = noise.poisson_noise(k_p, img, scale, gray, m)
-    return jnp.where(is_gaussian, g, p)[0]
-  field = jax.vmap(one)(keys, images, mask, params["sigma"], params["poisson_scale"],
-                        params["gray"], gaussian)
+  # Per-sample keys into batched noise functions (not a vmap over samples of them: a vmapped
+  # while loop compiles to a larger program than one over the batch).
+  k_g, k_p = jnp.moveaxis(jax.vmap(jax.random.split)(keys), 1, 0)
+  g = noise.gaussian_noise(k_g, images, params["sigma"], params["gray"])
+  p = noise.poisson_noise(k_p, images, params["poisson_scale"], params["gray"], mask)
+  field = jnp.where(gaussian[:, None, None, None], g, p)
   return jnp.clip(images + field, 0, 1) * mask
 
 
