@@ -17,8 +17,11 @@
 #   sweep     per-device batch 32 and 64 at patch 128, 16/32/64 at patch 192 (psnr step), gan at
 #             32 and 64 (patch 128), with the dense block that won
 #   compile   PyTorch torch.compile baselines (fp32, then AMP bf16; infer and psnr rows)
-#   degradations  PLACEHOLDER: benchmarks/degradations.py (the Real-ESRGAN degradations, written
-#             by another change) if it exists, and a Real-ESRGAN step row if benchmark.py has one
+#   degradations  Real-ESRGAN's degradation pipeline, JAX against PyTorch on the GPU, GT 12 x 256
+#             and 12 x 400 (benchmarks/degradations.py speed), and a Real-ESRGAN step row once
+#             benchmark.py has one
+#   metrics   PSNR/SSIM/NIQE/FID/KID/IS of a Set14-size set (benchmarks/metrics_speed.py; not
+#             under --tiny, where the Inception pass alone takes minutes on a CPU)
 #   float32   jax:float32 psnr/gan/infer rows (batch 16, patch 128)
 #   report    one table of every row measured above, with MFU and the JAX / PyTorch ratios
 #   summary   what failed or was skipped, and the command that reruns just those parts
@@ -31,8 +34,8 @@
 # child compiles its programs 3-4 at a time (--compile_threads) and the FLOP count runs on the CPU
 # beside the GPU work, so per part: env 10 s, dense 2 x 80 = 160 s, decision 5 s, torch 50 s,
 # sweep 180 s -- about 6.8 minutes for the parts that matter most, then compile (~120 s),
-# degradations (<= 45 s) and float32 (~100 s) in what is left. --budget (default 470 s) is the
-# whole suite's limit: a part that would start with too little time left is skipped and named in
+# degradations (<= 45 s), metrics (<= 60 s) and float32 (~100 s) in what is left. --budget
+# (default 470 s) is the whole suite's limit: a part that would start with too little time left is skipped and named in
 # the summary with the command that runs it later. The compile times assume XLA compiles in
 # parallel; if it does not, the sweep is cut by its own limit and reports what it finished.
 #
@@ -82,7 +85,7 @@ if ! [[ "$budget" =~ ^[0-9]+$ ]]; then
   echo "gpu_suite.sh: --budget must be a whole number of seconds, got $budget" >&2
   exit 2
 fi
-all_parts="env,dense,decision,torch,sweep,compile,degradations,float32,report,summary"
+all_parts="env,dense,decision,torch,sweep,compile,degradations,metrics,float32,report,summary"
 parts=${parts:-$all_parts}
 IFS=, read -ra wanted <<<"$parts"
 for name in "${wanted[@]}"; do
@@ -107,13 +110,14 @@ if ((tiny)); then
   base_size=2x32
   sweep_sizes=1x32,1x48
   train_rows=psnr
-  degradation_args=(--batch 1 --gt_size 64 --device cpu)
+  # GT 80: torch's reflect padding of the 21-tap kernels needs at least about 72 pixels.
+  degradation_args=(speed --batch 2 --sizes 80 --steps 1 --device cpu)
 else
   model=(--steps 10 --warmup 2 --infer_size 256)
   base_size=16x128
   sweep_sizes=32x128,64x128,16x192,32x192,64x192
   train_rows=psnr,gan
-  degradation_args=(--batch 12 --gt_size 400 --device cuda)
+  degradation_args=(speed --batch 12 --sizes 256 400 --steps 5 --device cuda)
 fi
 bench=("$PYTHON" "$REPO/benchmarks/benchmark.py" "${model[@]}" --flops_cache "$out/flops")
 
@@ -217,21 +221,21 @@ part_compile() {
 }
 
 part_degradations() {
-  echo "PLACEHOLDER part: the Real-ESRGAN degradations and step, measured when they exist"
-  local ran=0
-  if [[ -f "$REPO/benchmarks/degradations.py" ]]; then
-    "$PYTHON" "$REPO/benchmarks/degradations.py" "${degradation_args[@]}" || return
-    ran=1
-  else
-    echo "not run: benchmarks/degradations.py does not exist yet"
-  fi
+  echo "Real-ESRGAN's degradations: JAX on its default backend, torch on ${degradation_args[-1]}"
+  "$PYTHON" "$REPO/benchmarks/degradations.py" "${degradation_args[@]}" || return
   if grep -q '"realesrgan"' "$REPO/benchmarks/benchmark.py"; then
     bench_part realesrgan.json 1 --sizes "$base_size" --rows realesrgan --groups "jax:bfloat16:$winner"
-    ran=1
   else
     echo "not run: benchmarks/benchmark.py has no realesrgan row yet"
   fi
-  ((ran)) || echo "(nothing to measure in this part yet)"
+}
+
+part_metrics() {
+  if ((tiny)); then
+    echo "not run under --tiny: the Inception pass of a Set14-size set takes minutes on a CPU"
+    return 0
+  fi
+  "$PYTHON" "$REPO/benchmarks/metrics_speed.py"
 }
 
 part_float32() {
@@ -283,6 +287,7 @@ main() {
   run_part sweep 200
   run_part compile 150
   run_part degradations 60
+  run_part metrics 60
   run_part float32 120
   run_part report 30
   if [[ ",$parts," == *",summary,"* ]]; then

@@ -22,8 +22,8 @@ from esrgan_jax.models import rrdbnet
 
 REPO = Path(__file__).resolve().parents[1]
 SUITE = REPO / "benchmarks" / "gpu_suite.sh"
-PARTS = ("env", "dense", "decision", "torch", "sweep", "compile", "degradations", "float32",
-         "report", "summary")
+PARTS = ("env", "dense", "decision", "torch", "sweep", "compile", "degradations", "metrics",
+         "float32", "report", "summary")
 
 FAILING_PYTHON = f"""#!{sys.executable}
 import os, sys
@@ -44,7 +44,7 @@ def tiny_run(tmp_path_factory):
   env = dict(os.environ, PYTHON=str(python))
   env.pop("OUT", None)
   result = subprocess.run(["bash", str(SUITE), "--tiny", "--out", str(out)], cwd=tmp, env=env,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=1800)
   return result, out
 
 
@@ -64,7 +64,9 @@ def test_tiny_suite_prints_every_part_and_goes_on_after_a_failing_one(tiny_run):
   assert "!!! part float32: failed with status 3" in output
   assert "failed parts: compile float32" in output and "skipped parts: none" in output
   assert "--parts env,compile,float32,report,summary" in output
-  assert "PLACEHOLDER" in output
+  degradations = output.split("=== part degradations")[1].split("=== end degradations")[0]
+  assert "GT 2 x 80 x 80 x 3 -> LR 20x20" in degradations, degradations
+  assert "not run under --tiny" in output.split("=== part metrics")[1]
   for name, groups in (("dense", {"jax:bfloat16:concat", "jax:bfloat16:fused"}),
                        ("torch", {"torch:fp32", "torch:amp_bf16"})):
     run = json.loads((out / f"{name}.json").read_text())
@@ -75,8 +77,8 @@ def test_tiny_suite_prints_every_part_and_goes_on_after_a_failing_one(tiny_run):
   assert {r["group"] for r in sweep["results"]} == {f"jax:bfloat16:{winner}"}
   assert {r["size"] for r in sweep["results"]} == {"psnr:1x32", "psnr:1x48"}
   assert set(sweep["flops"]) == {"psnr:1x32", "psnr:1x48"}
-  # The parts after the failing ones ran: the degradations placeholder and the report of all rows.
-  assert output.index("PLACEHOLDER") > output.index("!!! part compile")
+  # The parts after the failing ones ran: the degradations and the report of all rows.
+  assert output.index("=== end degradations") > output.index("!!! part compile")
   report = output.split("=== part report")[1]
   assert "JAX / PyTorch throughput" in report and "psnr:1x48" in report
 
