@@ -26,11 +26,12 @@ import jax
 import numpy as np
 import skimage.data
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [REPO_ROOT, os.path.join(REPO_ROOT, "tests")]
 
 from esrgan_jax import metrics  # pylint: disable=g-import-not-at-top
 from esrgan_jax.metrics import fid  # pylint: disable=g-import-not-at-top
-from esrgan_jax.weights import inception as inception_weights  # pylint: disable=g-import-not-at-top
+from random_inception import random_inception_variables  # pylint: disable=g-import-not-at-top
 
 SIZES = ((480, 500), (400, 520), (512, 512), (360, 480), (420, 500), (500, 380), (400, 400),
          (480, 360), (512, 480), (384, 512), (450, 450), (400, 500), (480, 400), (360, 500))
@@ -47,21 +48,6 @@ def evaluation_set():
     hr.append(tiled)
     sr.append(np.clip(tiled + rng.normal(0, 5, tiled.shape), 0, 255).astype(np.uint8))
   return sr, hr
-
-
-def random_inception_variables(seed: int = 0) -> dict:
-  rng = np.random.default_rng(seed)
-  variables = {}
-  for key, shape in inception_weights.inception_variable_shapes().items():
-    if key[-1] == "kernel":
-      value = rng.normal(0, np.sqrt(2 / np.prod(shape[:-1])), shape)
-    else:
-      value = np.ones(shape) if key[-1] in ("scale", "var") else np.zeros(shape)
-    node = variables
-    for name in key[:-1]:
-      node = node.setdefault(name, {})
-    node[key[-1]] = value.astype(np.float32)
-  return variables
 
 
 def time_fid(sr, hr):

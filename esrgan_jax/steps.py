@@ -60,6 +60,23 @@ def _content_losses(networks: Networks, state: TrainState, sr, batch, loss_confi
   return l_pix, l_percep
 
 
+def _gan_updates(state: TrainState, networks: Networks, config, g_grads, d_grads, d_stats,
+                 metrics):
+  """Both GAN steps end alike: G's and D's updates from the step's start, then the EMA."""
+  generator, g_opt_state = _apply_updates(networks.generator_tx, g_grads,
+                                          state.generator_opt_state, state.generator)
+  discriminator, d_opt_state = _apply_updates(networks.discriminator_tx, d_grads,
+                                              state.discriminator_opt_state, state.discriminator)
+  new_state = state.replace(
+      step=state.step + 1,
+      generator=generator, generator_opt_state=g_opt_state,
+      discriminator=discriminator, discriminator_stats=d_stats,
+      discriminator_opt_state=d_opt_state,
+      generator_ema=ema_update(state.generator_ema, generator, config.train.ema_decay))
+  return new_state, {**metrics, "lr_g": networks.generator_schedule(state.step),
+                     "lr_d": networks.discriminator_schedule(state.step)}
+
+
 def psnr_train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *,
                     networks: Networks, config: ml_collections.ConfigDict):
   """Stage 1: L1 (or the configured pixel criterion) on the generator alone."""
@@ -117,24 +134,9 @@ def gan_train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Arra
   d_grads_fake, _ = fake_vjp(d_grad_fake_logits)
   d_grads = jax.tree.map(jnp.add, d_grads_real, d_grads_fake)
 
-  generator, g_opt_state = _apply_updates(networks.generator_tx, g_grads,
-                                          state.generator_opt_state, state.generator)
-  discriminator, d_opt_state = _apply_updates(networks.discriminator_tx, d_grads,
-                                              state.discriminator_opt_state, state.discriminator)
-  new_state = state.replace(
-      step=state.step + 1,
-      generator=generator, generator_opt_state=g_opt_state,
-      discriminator=discriminator, discriminator_stats=d_stats,
-      discriminator_opt_state=d_opt_state,
-      generator_ema=ema_update(state.generator_ema, generator, config.train.ema_decay))
-  metrics = {
-      **g_metrics, **d_metrics,
-      "l_g_total": g_loss, "l_d_total": d_loss,
-      "out_d_real": jnp.mean(real_logits), "out_d_fake": jnp.mean(fake_logits),
-      "lr_g": networks.generator_schedule(state.step),
-      "lr_d": networks.discriminator_schedule(state.step),
-  }
-  return new_state, metrics
+  metrics = {**g_metrics, **d_metrics, "l_g_total": g_loss, "l_d_total": d_loss,
+             "out_d_real": jnp.mean(real_logits), "out_d_fake": jnp.mean(fake_logits)}
+  return _gan_updates(state, networks, config, g_grads, d_grads, d_stats, metrics)
 
 
 def vanilla_gan_train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *,
@@ -168,22 +170,8 @@ def vanilla_gan_train_step(state: TrainState, batch: dict[str, jax.Array], rng: 
 
   (d_loss, (d_stats, d_metrics)), d_grads = jax.value_and_grad(
       discriminator_loss, has_aux=True)(d_params)
-  generator, g_opt_state = _apply_updates(networks.generator_tx, g_grads,
-                                          state.generator_opt_state, state.generator)
-  discriminator, d_opt_state = _apply_updates(networks.discriminator_tx, d_grads,
-                                              state.discriminator_opt_state, d_params)
-  new_state = state.replace(
-      step=state.step + 1,
-      generator=generator, generator_opt_state=g_opt_state,
-      discriminator=discriminator, discriminator_stats=d_stats,
-      discriminator_opt_state=d_opt_state,
-      generator_ema=ema_update(state.generator_ema, generator, config.train.ema_decay))
-  metrics = {
-      **g_metrics, **d_metrics, "l_g_total": g_loss, "l_d_total": d_loss,
-      "lr_g": networks.generator_schedule(state.step),
-      "lr_d": networks.discriminator_schedule(state.step),
-  }
-  return new_state, metrics
+  metrics = {**g_metrics, **d_metrics, "l_g_total": g_loss, "l_d_total": d_loss}
+  return _gan_updates(state, networks, config, g_grads, d_grads, d_stats, metrics)
 
 
 def make_train_step(networks: Networks, config: ml_collections.ConfigDict):

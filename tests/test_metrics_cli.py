@@ -10,6 +10,7 @@ from PIL import Image
 
 from esrgan_jax import metrics
 from esrgan_jax.metrics import cli
+from random_inception import random_inception_variables
 
 
 def photo(k):
@@ -124,17 +125,7 @@ def test_lpips_from_a_converted_directory(folders, tmp_path, capsys):
 def random_inception_dir(path):
   """Random FID Inception weights (He-normal convs, identity BatchNorm), saved as convert does."""
   from esrgan_jax.weights import inception as inception_weights  # pylint: disable=import-outside-toplevel
-  rng = np.random.default_rng(0)
-  variables = {}
-  for key, shape in inception_weights.inception_variable_shapes().items():
-    if key[-1] == "kernel":
-      value = rng.normal(0, np.sqrt(2 / np.prod(shape[:-1])), shape)
-    else:
-      value = np.ones(shape) if key[-1] in ("scale", "var") else np.zeros(shape)
-    node = variables
-    for name in key[:-1]:
-      node = node.setdefault(name, {})
-    node[key[-1]] = value.astype(np.float32)
+  variables = random_inception_variables(0)
   inception_weights.save_inception_variables(path, variables)
   return variables
 
