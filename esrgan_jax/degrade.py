@@ -62,7 +62,8 @@ def _check_out_dir(out_dir):
     raise cli.UserError(f"{out_dir}: output folder is not writable")
 
 
-def degrade_folder(args: argparse.Namespace) -> int:
+def degrade_folder(args: argparse.Namespace):
+  """Writes every image's LR; a line saying so (exit 0), or EXIT_ERROR after naming each failure."""
   try:
     paths = list_images(args.in_dir)
   except (OSError, ValueError) as e:
@@ -81,7 +82,10 @@ def degrade_folder(args: argparse.Namespace) -> int:
     except (ImageReadError, ImageWriteError) as e:
       cli.error(str(e))  # Reported; the other images are still written.
       failures += 1
-  return cli.EXIT_ERROR if failures else cli.EXIT_OK
+  if failures:
+    return cli.EXIT_ERROR
+  return (f"wrote {len(paths)} degraded image(s) to {args.out_dir} (x{args.scale}, "
+          f"seed {args.seed})")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -32,6 +32,7 @@ def test_writes_reproducible_lr_images_and_reports_a_bad_file(tmp_path, capsys):
   assert sorted(os.listdir(tmp_path / "a")) == ["img0_lr.png", "img1_lr.png"]
   os.remove(src / "zz_broken.png")
   assert degrade.main([str(src), str(tmp_path / "b"), "--seed", "3", "--suffix", "lr"]) == 0
+  assert capsys.readouterr().out == f"wrote 2 degraded image(s) to {tmp_path / 'b'} (x4, seed 3)\n"
   np.testing.assert_array_equal(read_image(tmp_path / "b" / "img0_lr.png"), first)
   # Slots differ per image: the two images get different degradations.
   assert not np.array_equal(read_image(tmp_path / "b" / "img1_lr.png"), first)
