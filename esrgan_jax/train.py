@@ -510,12 +510,10 @@ class _Trainer:
                                      self.config.eval)
     self.writer.write_scalars(step, evaluate.scalar_summaries(results))
     evaluate.write_comparison_images(self.writer, step, results)
+    logging.info("step %d evaluation:\n%s", step, evaluate.format_table(results))
     if write_files and self.is_chief:
-      # write_results prints the final table itself.
       evaluate.write_results(results, self.workdir, source=f"training step {step} (EMA)",
                              step=step)
-    else:
-      logging.info("step %d evaluation:\n%s", step, evaluate.format_table(results))
     return {checkpoints.BEST_METRIC: evaluate.headline_psnr(results)}
 
 
