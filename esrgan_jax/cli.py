@@ -82,21 +82,22 @@ def flag(name: str, *short: str) -> Sequence[str]:
 
 
 def run(action: Callable[[], Union[str, int]],
-        errors: tuple[type[BaseException], ...] = (UserError,)) -> int:
+        errors: tuple[type[BaseException], ...] = (UserError,), stopped: str = "") -> int:
   """A command's work under the convention. `action` returns a line to print (then 0) or its own
   exit status; any of `errors` becomes one error line (1); Ctrl-C one line and 130; SIGTERM one
-  line and 143. Files the action writes whole (data/images.local_file_written_whole) are either
-  complete or absent after a stop."""
+  line and 143, each line ending with `stopped` (what a stop leaves behind). Files the action
+  writes whole (data/images.local_file_written_whole) are either complete or absent after a
+  stop."""
   try:
     with sigterm_raises():
       result = action()
   except errors as caught:
     return error(" ".join(str(caught).split()))  # one line, whatever the cause said
   except KeyboardInterrupt:
-    print("esrgan_jax: stopped by Ctrl-C", file=sys.stderr)
+    print(f"esrgan_jax: stopped by Ctrl-C{stopped}", file=sys.stderr)
     return EXIT_INTERRUPTED
   except Terminated:
-    print("esrgan_jax: stopped by SIGTERM", file=sys.stderr)
+    print(f"esrgan_jax: stopped by SIGTERM{stopped}", file=sys.stderr)
     return EXIT_TERMINATED
   if isinstance(result, int):
     return result

@@ -327,44 +327,31 @@ def run(args, upscaler: Upscaler, paths, outputs, images_bar) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
   xla_flags.apply_defaults()
   args = parse_args(argv)
-  try:
-    with cli.sigterm_raises():
-      return _upscale_all(args)
-  except KeyboardInterrupt:
-    print("esrgan_jax: stopped by Ctrl-C; the images written before it are complete",
-          file=sys.stderr)
-    return cli.EXIT_INTERRUPTED
-  except cli.Terminated:
-    print("esrgan_jax: stopped by SIGTERM; the images written before it are complete",
-          file=sys.stderr)
-    return cli.EXIT_TERMINATED
+  return cli.run(lambda: _upscale_all(args), (cli.UserError, generator_weights.CheckpointError),
+                 stopped="; the images written before it are complete")
 
 
 def _upscale_all(args) -> int:
-  written = 0
-  try:
-    check_values(args)
-    paths = collect_inputs(args.inputs)
-    outputs = plan_outputs(paths, args.output, args.suffix, args.ext)
-    prepare_output_dir(args.output)
-    model, params = load_model(args.checkpoint, args.model_scale, args.half)
-    tile_pad = args.tile_pad
-    if tile_pad == "exact":
-      tile_pad = tiling.receptive_radius(model.scale, model.num_block)
-    # disable=None: bars on a terminal, nothing in logs and pipes.
-    with tqdm(total=len(paths), unit="image", disable=None, file=sys.stderr) as images_bar, \
-        tqdm(unit="window", leave=False, disable=None, file=sys.stderr) as windows_bar:
+  check_values(args)
+  paths = collect_inputs(args.inputs)
+  outputs = plan_outputs(paths, args.output, args.suffix, args.ext)
+  prepare_output_dir(args.output)
+  model, params = load_model(args.checkpoint, args.model_scale, args.half)
+  tile_pad = args.tile_pad
+  if tile_pad == "exact":
+    tile_pad = tiling.receptive_radius(model.scale, model.num_block)
+  # disable=None: bars on a terminal, nothing in logs and pipes.
+  with tqdm(total=len(paths), unit="image", disable=None, file=sys.stderr) as images_bar, \
+      tqdm(unit="window", leave=False, disable=None, file=sys.stderr) as windows_bar:
 
-      def progress(done, total):
-        windows_bar.total = total
-        windows_bar.update(done - windows_bar.n)
+    def progress(done, total):
+      windows_bar.total = total
+      windows_bar.update(done - windows_bar.n)
 
-      upscaler = Upscaler(make_apply_fn(model, params), model.scale, args.outscale, args.tile,
-                          tile_pad, args.batch_size, args.alpha_upsampler, progress)
-      failures = run(args, upscaler, paths, outputs, images_bar)
-      written = images_bar.n - failures
-  except (cli.UserError, generator_weights.CheckpointError) as error:
-    return cli.error(str(error))
+    upscaler = Upscaler(make_apply_fn(model, params), model.scale, args.outscale, args.tile,
+                        tile_pad, args.batch_size, args.alpha_upsampler, progress)
+    failures = run(args, upscaler, paths, outputs, images_bar)
+    written = images_bar.n - failures
   if failures:
     return cli.error(f"{failures} of {len(paths)} image(s) failed; the other {written} are in "
                      f"{args.output}")
