@@ -182,7 +182,7 @@ def write_image(path, image: np.ndarray, quality: int = 95) -> None:
   if _is_remote(path):
     buffer = io.BytesIO()
     _encode(image, image_format, quality, buffer)
-    _write_bytes_atomically(path, buffer.getvalue())
+    _write_remote(path, buffer.getvalue())
     return
   # Encoded straight into the file: no second copy of a large output in memory.
   with local_file_written_whole(path) as f:
@@ -254,17 +254,13 @@ def _is_remote(path: str) -> bool:
   return "://" in path
 
 
-def _write_bytes_atomically(path: str, data: bytes) -> None:
-  if _is_remote(path):
-    # Object stores publish an object whole when its upload completes.
-    try:
-      epath.Path(path).parent.mkdir(parents=True, exist_ok=True)
-      epath.Path(path).write_bytes(data)
-    except Exception as e:  # gfile raises its own error types
-      raise ImageWriteError(f"{path}: cannot write image: {e}") from None
-    return
-  with local_file_written_whole(path) as f:
-    f.write(data)
+def _write_remote(path: str, data: bytes) -> None:
+  """Object stores publish an object whole when its upload completes: no temporary name."""
+  try:
+    epath.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    epath.Path(path).write_bytes(data)
+  except Exception as e:  # gfile raises its own error types
+    raise ImageWriteError(f"{path}: cannot write image: {e}") from None
 
 
 @contextlib.contextmanager
