@@ -10,8 +10,9 @@ import pytest
 
 from esrgan_jax import checkpoints, train
 from esrgan_jax.weights import generator as generator_weights
-from test_train import persistent_compilation_cache  # pylint: disable=unused-import
 from test_train import psnr_config, saved_steps, state_arrays
+
+pytestmark = pytest.mark.usefixtures("persistent_compilation_cache")
 
 
 def _largest_array_file(step_dir: str) -> str:

@@ -2,11 +2,13 @@
 
 import time
 
-import jax
+import pytest
 
 from esrgan_jax import evaluate, inference, train
-from test_train import persistent_compilation_cache  # pylint: disable=unused-import
+from compile_events import recorded_compiles
 from test_train import psnr_config
+
+pytestmark = pytest.mark.usefixtures("persistent_compilation_cache")
 
 
 def test_two_evaluations_compile_once_per_image_shape(tmp_path, monkeypatch, capsys):
@@ -25,18 +27,8 @@ def test_two_evaluations_compile_once_per_image_shape(tmp_path, monkeypatch, cap
 
   monkeypatch.setattr(evaluate, "evaluate_sets", timed_evaluate_sets)
   inference.apply_generator.clear_cache()
-  compiles = []
-
-  def on_event(event, duration, **kwargs):
-    del duration
-    if event == "/jax/core/compile/backend_compile_duration":
-      compiles.append(kwargs.get("fun_name", ""))
-
-  jax.monitoring.register_event_duration_secs_listener(on_event)
-  try:
+  with recorded_compiles() as compiles:
     train.train_and_evaluate(config, str(tmp_path))
-  finally:
-    jax.monitoring.unregister_event_duration_listener(on_event)
 
   assert len(durations) == 2 and len(shapes) == 2
   # One cache entry per eval image shape, whatever the number of evaluations.

@@ -17,11 +17,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from absl import logging
-from jax.experimental.compilation_cache import compilation_cache
 
 from configs import realesrgan_x2plus, realesrgan_x4plus, realesrnet_x4plus
 from esrgan_jax import config_checks, realworld_batch, train
 from esrgan_jax.data import pipeline
+from compile_events import recorded_compiles
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_STEPS = 20
@@ -46,22 +46,7 @@ def state_arrays(state):
   return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def persistent_compilation_cache(tmp_path_factory):
-  previous = {name: getattr(jax.config, name) for name in (
-      "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-      "jax_persistent_cache_min_entry_size_bytes")}
-  jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-  compilation_cache.reset_cache()
-  verbosity = logging.get_verbosity()
-  logging.set_verbosity(logging.WARNING)
-  yield
-  logging.set_verbosity(verbosity)
-  for name, value in previous.items():
-    jax.config.update(name, value)
-  compilation_cache.reset_cache()
+pytestmark = pytest.mark.usefixtures("persistent_compilation_cache")
 
 
 def _start(args, directory, name, env=None):
@@ -101,13 +86,6 @@ def background_runs(tmp_path_factory):
 def straight_run(tmp_path_factory, background_runs):
   """Twenty uninterrupted steps, counting the compilations of the train step."""
   del background_runs  # started first
-  compiles = []
-
-  def listener(event, duration, **kwargs):
-    del duration
-    if event == "/jax/core/compile/backend_compile_duration":
-      compiles.append(kwargs.get("fun_name", ""))
-  jax.monitoring.register_event_duration_secs_listener(listener)
   records = []
   handler = std_logging.Handler()
   handler.emit = records.append
@@ -117,11 +95,11 @@ def straight_run(tmp_path_factory, background_runs):
   logging.set_verbosity(logging.INFO)
   try:
     workdir = str(tmp_path_factory.mktemp("straight"))
-    state = train.train_and_evaluate(realworld_config(), workdir)
+    with recorded_compiles() as compiles:
+      state = train.train_and_evaluate(realworld_config(), workdir)
   finally:
     logging.set_verbosity(verbosity)
     absl_logger.removeHandler(handler)
-    jax.monitoring.unregister_event_duration_listener(listener)
   losses = [float(m.group(1)) for r in records
             if (m := re.search(r"step \d+/\d+ .*l_pix ([0-9.e-]+)", r.getMessage()))]
   return workdir, state_arrays(state), compiles, losses

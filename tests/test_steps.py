@@ -1,5 +1,6 @@
 """The train steps: exact BasicSR semantics of the GAN step, and both stages learning."""
 
+import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,17 +38,23 @@ def photo_batch(batch_size: int, patch: int = 128, scale: int = 4, offset: int =
   return {"lr": jnp.asarray(lr), "hr": jnp.asarray(hr)}
 
 
+def plain_d_logits(networks, d_params, stats, x):
+  """D's logits and its updated BatchNorm / spectral-norm state, applied the plain way."""
+  out, updated = networks.discriminator.apply({"params": d_params, "batch_stats": stats}, x,
+                                              train=True, mutable=["batch_stats"])
+  return out, updated["batch_stats"]
+
+
+def plain_vgg(networks, state, x):
+  return networks.vgg.apply({"params": state.vgg}, x)
+
+
 def naive_gan_step(state, batch, networks, config):
   """The GAN step written the plain way: separate D passes for each loss, grads by jax.grad."""
   loss = config.loss
 
-  def d_logits(d_params, stats, x):
-    out, updated = networks.discriminator.apply({"params": d_params, "batch_stats": stats}, x,
-                                                train=True, mutable=["batch_stats"])
-    return out, updated["batch_stats"]
-
-  def vgg(x):
-    return networks.vgg.apply({"params": state.vgg}, x)
+  d_logits = functools.partial(plain_d_logits, networks)
+  vgg = functools.partial(plain_vgg, networks, state)
 
   def g_loss(g_params):
     sr = networks.generator.apply({"params": g_params}, batch["lr"])
@@ -154,13 +161,8 @@ def test_vanilla_gan_step_is_real_esrgans_order_and_targets():
   bce = lambda logits, label: jnp.mean(optax.sigmoid_binary_cross_entropy(
       logits, jnp.full_like(logits, label)))
 
-  def d_logits(d_params, stats, x):
-    out, updated = networks.discriminator.apply({"params": d_params, "batch_stats": stats}, x,
-                                                train=True, mutable=["batch_stats"])
-    return out, updated["batch_stats"]
-
-  def vgg(x):
-    return networks.vgg.apply({"params": state.vgg}, x)
+  d_logits = functools.partial(plain_d_logits, networks)
+  vgg = functools.partial(plain_vgg, networks, state)
 
   def g_loss(g_params):
     sr = networks.generator.apply({"params": g_params}, batch["lr"])

@@ -19,7 +19,6 @@ import jax
 import numpy as np
 import pytest
 from absl import logging
-from jax.experimental.compilation_cache import compilation_cache
 
 from configs import esrgan, esrgan_psnr
 from esrgan_jax import checkpoints, parallel, train
@@ -81,23 +80,7 @@ def fresh_state(config):
   return jax.jit(functools.partial(init_train_state, networks, config))(jax.random.key(0))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def persistent_compilation_cache(tmp_path_factory):
-  """Repeated runs of one config load their executables instead of compiling them again."""
-  previous = {name: getattr(jax.config, name) for name in (
-      "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-      "jax_persistent_cache_min_entry_size_bytes")}
-  jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-  compilation_cache.reset_cache()
-  verbosity = logging.get_verbosity()
-  logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
-  yield
-  logging.set_verbosity(verbosity)
-  for name, value in previous.items():
-    jax.config.update(name, value)
-  compilation_cache.reset_cache()
+pytestmark = pytest.mark.usefixtures("persistent_compilation_cache")
 
 
 @pytest.fixture(scope="module")
