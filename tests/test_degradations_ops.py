@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from esrgan_jax.data import degradations as deg
-from esrgan_jax.data.degradations import noise, resampling
+from esrgan_jax.data.degradations import filters, noise, resampling
 
 
 # Jitted once per module: eager calls dispatch (and compile) every primitive per new shape.
@@ -146,3 +146,16 @@ def test_poisson_noise_follows_basicsr():
   np.testing.assert_allclose(field.var(), (x * 4 / 128).mean(), rtol=0.05)
   gray = np.asarray(POISSON_NOISE(key, img, 1.0, True))
   assert np.all(gray[..., 0] == gray[..., 1])
+
+
+def test_blur_matrix_is_reflect_padded_correlation_even_when_the_pad_folds_twice():
+  kernel = filters.gaussian_kernel_1d(51).astype(np.float64)
+  for size in (7, 30, 64):  # a pad of 25 folds several times over 7 pixels
+    x = np.random.default_rng(size).random(size)
+    padded = np.pad(x, 25, mode="reflect")
+    ref = np.array([padded[i:i + 51] @ kernel for i in range(size)])
+    np.testing.assert_allclose(filters.blur_matrix(size, 51) @ x, ref, atol=1e-6)
+
+
+def test_fft_lengths_are_the_next_5_smooth_number():
+  assert [filters.fft_length(n) for n in (1, 7, 31, 49, 276, 620)] == [1, 8, 32, 50, 288, 625]

@@ -6,8 +6,10 @@ Per-sample draws come from the sample's key; batch-level choices (resize up/down
 mode of both resizes, Gaussian-or-Poisson of both noise steps, whether the second blur runs, the
 order of the final step and its resize mode) come from the batch key and are broadcast, as in the
 recipe, or from the sample key with config.per_sample_choices. Both are the same program: every
-choice is a `where` between computed branches (both noise types and both final orders are
-computed; they are small next to the blurs and resizes), so no draw can change what is compiled.
+choice is a `where` between branches, and a branch that no sample of the batch takes is skipped
+at run time by a `lax.cond` on its predicate's any() (`_if_any`), so no draw can change what is
+compiled, and a batch-level choice runs one branch only. With per-sample choices a branch runs
+whenever one sample needs it; each sample still reads only its own branch.
 
 `degrade_batch(seed, step, gt, slots, config)` makes the batch key fold_in(key(seed), step) and
 sample keys fold_in(batch key, slot) for each global batch slot, so the LR of a sample depends only
@@ -110,14 +112,26 @@ def _resize_matrices(in_size, out_size, in_canvas, out_canvas, mode, ratio):
   return jax.vmap(fn)(in_size, out_size, mode, ratio)
 
 
+def _if_any(taken, branch, like):
+  """branch() where some sample takes it (taken: (N,) bool), else zeros like `like`; the
+  caller selects per sample, so the zeros are never read. Skips a Poisson field, a blur or a
+  final order that a batch-level choice left out: one compiled program, half the work."""
+  return jax.lax.cond(jnp.any(taken), lambda: branch(), lambda: jnp.zeros_like(like))
+
+
+def _select(taken, if_taken, otherwise):
+  return jnp.where(taken[:, None, None, None], if_taken, otherwise)
+
+
 def _add_noise(images, params, gaussian, keys, mask):
   # Per-sample keys into batched noise functions (not a vmap over samples of them: a vmapped
   # while loop compiles to a larger program than one over the batch).
   k_g, k_p = jnp.moveaxis(jax.vmap(jax.random.split)(keys), 1, 0)
-  g = noise.gaussian_noise(k_g, images, params["sigma"], params["gray"])
-  p = noise.poisson_noise(k_p, images, params["poisson_scale"], params["gray"], mask)
-  field = jnp.where(gaussian[:, None, None, None], g, p)
-  return jnp.clip(images + field, 0, 1) * mask
+  g = _if_any(gaussian, lambda: noise.gaussian_noise(k_g, images, params["sigma"],
+                                                     params["gray"]), images)
+  p = _if_any(~gaussian, lambda: noise.poisson_noise(
+      k_p, images, params["poisson_scale"], params["gray"], mask), images)
+  return jnp.clip(images + _select(gaussian, g, p), 0, 1) * mask
 
 
 def canvas_sizes(h, w, config):
@@ -155,8 +169,8 @@ def apply_degradations(gt, params, config):
   x = _add_noise(x, params["noise1"], params["gaussian1"], params["noise1_key"], mask1)
   x = jpeg_compress(jnp.clip(x, 0, 1), params["jpeg1_quality"]) * mask1
 
-  blurred = filters.filter2d(x, params["kernel2"], (h1, w1))
-  x = jnp.where(params["blur2"][:, None, None, None], blurred, x)
+  blurred = _if_any(params["blur2"], lambda: filters.filter2d(x, params["kernel2"], (h1, w1)), x)
+  x = _select(params["blur2"], blurred, x)
 
   # Second resize: F.interpolate(size=int(H / scale * s2)), coordinates mapped by the sizes.
   r2 = params["resize2"]
@@ -176,9 +190,13 @@ def apply_degradations(gt, params, config):
     return filters.filter2d(images, params["sinc"])
 
   q2 = params["jpeg2_quality"]
-  resize_first = jpeg_compress(jnp.clip(final_resize(x), 0, 1), q2)
-  jpeg_first = final_resize(jpeg_compress(jnp.clip(x, 0, 1), q2) * mask2)
-  x = jnp.where(params["resize_first"][:, None, None, None], resize_first, jpeg_first)
+  first = params["resize_first"]
+  lr_like = jnp.zeros((n, lh, lw, x.shape[-1]), x.dtype)
+  resize_first = _if_any(first, lambda: jpeg_compress(jnp.clip(final_resize(x), 0, 1), q2),
+                         lr_like)
+  jpeg_first = _if_any(~first, lambda: final_resize(jpeg_compress(jnp.clip(x, 0, 1), q2) * mask2),
+                       lr_like)
+  x = _select(first, resize_first, jpeg_first)
   return jnp.clip(jnp.round(x * 255.0), 0, 255) / 255.0
 
 
