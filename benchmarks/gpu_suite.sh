@@ -224,7 +224,7 @@ part_degradations() {
   echo "Real-ESRGAN's degradations: JAX on its default backend, torch on ${degradation_args[-1]}"
   "$PYTHON" "$REPO/benchmarks/degradations.py" "${degradation_args[@]}" || return
   if grep -q '"realesrgan"' "$REPO/benchmarks/benchmark.py"; then
-    bench_part realesrgan.json 1 --sizes "$base_size" --rows realesrgan --groups "jax:bfloat16:$winner"
+    bench_part realesrgan.json 1 --sizes "$base_size" --rows realesrgan,realesrgan_nodeg --groups "jax:bfloat16:$winner"
   else
     echo "not run: benchmarks/benchmark.py has no realesrgan row yet"
   fi
