@@ -12,6 +12,14 @@ Rows (each measured for every group):
   gan    full ESRGAN step, G update (VGG19 conv5_4 L1 + RaGAN + L1 pixel) then D update then EMA,
          with BasicSR's VGG-style discriminator: images/s at the same sizes;
   infer  x4 upscale of --infer_size squares: megapixels of output per second, and peak memory;
+  realesrgan  Real-ESRGAN's stage-2 step as esrgan_jax trains it (configs/realesrgan_x4plus.py:
+         U-Net D with spectral norm, vanilla GAN, multi-layer perceptual, USM targets) with the
+         device-side degradations composed in (realworld_batch.with_degradations, as
+         train.make_step_fn does), fed uint8 GT squares of --crop_pad_size: images/s at --batch
+         HR crops of --patch. JAX only (tests/torch_reference.py has no U-Net D);
+  realesrgan_nodeg  the same step without the degradations, fed a ready LR / HR / USM-HR batch
+         of the same sizes; with both rows the table ends with the degradations' share of the
+         step, (with - without) / with (issue #15's target: under 10% on a GPU);
   conv   one 3x3 conv of the dense block's widest shape, forward + both gradients: TFLOP/s
          (a kernel-level probe: says whether a gap between frameworks is in the convolutions).
 Groups (--groups, comma separated): jax:float32, jax:bfloat16 (config.compute_dtype; params and
@@ -90,7 +98,9 @@ from typing import Any
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS_DIR = os.path.join(REPO_ROOT, "tests")
 
-ROWS = ("infer", "grad", "psnr", "gan", "conv")  # run in this order inside a child
+ROWS = ("infer", "grad", "psnr", "gan", "realesrgan", "realesrgan_nodeg", "conv")  # run in this order inside a child
+REALESRGAN_ROWS = ("realesrgan", "realesrgan_nodeg")  # JAX only
+TRAIN_ROWS = ("psnr", "gan") + REALESRGAN_ROWS  # the state is donated from step to step
 JAX_PRECISIONS = ("float32", "bfloat16")
 TORCH_PRECISIONS = ("fp32", "amp_bf16")
 OPTIONS = {"jax": ("remat", "concat", "fused"), "torch": ("compile", "channels_last")}
@@ -141,6 +151,8 @@ def parse_args(argv=None):
   parser.add_argument("--batch", type=int, default=16)
   parser.add_argument("--patch", type=int, default=128, help="HR patch; the VGG-style D takes "
                       "128 or 256 (the gan row needs one of them)")
+  parser.add_argument("--crop_pad_size", type=int, default=400, help="side of the GT squares "
+                      "the realesrgan row degrades (config.data.crop_pad_size; >= every patch)")
   parser.add_argument("--infer_size", type=int, default=256, help="LR side of the infer row")
   parser.add_argument("--infer_batch", type=int, default=1)
   parser.add_argument("--steps", type=int, default=20, help="timed steps (median reported)")
@@ -190,6 +202,9 @@ def parse_args(argv=None):
       parser.error(f"patch {patch} is not divisible by the scale {SCALE}")
     if batch < 1:
       parser.error(f"batch {batch} must be positive")
+  if any(r in REALESRGAN_ROWS for r in args.rows) and any(
+      patch > args.crop_pad_size for _, patch in args.sizes):
+    parser.error(f"--crop_pad_size {args.crop_pad_size} is smaller than a patch of {args.sizes}")
   if args.interleave and args.profile:
     parser.error("--profile traces one group at a time; leave out --interleave")
   if min(args.steps, args.batch, args.num_block, args.num_feat, args.infer_size,
@@ -301,8 +316,9 @@ def op_category(name: str) -> str:
 
 
 def jax_config(args, group, stage):
-  from configs import esrgan, esrgan_psnr  # pylint: disable=g-import-not-at-top
-  config = (esrgan if stage == "gan" else esrgan_psnr).get_config()
+  from configs import esrgan, esrgan_psnr, realesrgan_x4plus  # pylint: disable=g-import-not-at-top
+  modules = {"gan": esrgan, "psnr": esrgan_psnr, "realesrgan": realesrgan_x4plus}
+  config = modules[stage].get_config()
   config.model.update(num_feat=args.num_feat, num_block=args.num_block,
                       num_grow_ch=args.num_grow_ch, remat_blocks="remat" in group.options)
   for dense_block in ("concat", "fused"):
@@ -311,8 +327,10 @@ def jax_config(args, group, stage):
   config.compute_dtype = group.precision
   config.data.patch_size = args.patch
   config.train.batch_size = args.batch
-  if stage == "gan":
+  if stage != "psnr":
     config.discriminator.num_feat = args.d_feat
+  if stage == "realesrgan":
+    config.data.crop_pad_size = args.crop_pad_size
   return config
 
 
@@ -377,6 +395,8 @@ def filled_on_host(abstract, seed=0):
       value = rng.standard_normal(x.shape, np.float32) / np.sqrt(fan_in)
     elif names[-1] in ("scale", "var") and not in_moments:
       value = np.ones(x.shape, np.float32)
+    elif names[-1] == "u":  # spectral norm's power-iteration vector: a zero one divides by 0
+      value = np.full(x.shape, 1 / np.sqrt(max(x.size, 1)), np.float32)
     else:
       value = np.zeros(x.shape, x.dtype)
     return jax.device_put(value.astype(x.dtype))
@@ -432,7 +452,7 @@ def jax_measurables(args, group):
   else:  # one at a time, as they are timed
     ready = ((item, b, compile_one(b[0], b[2])) for item in plan for b in [build(*item)])
   for (sized_args, row), (_, _, _, example, batch, lower_s), (compiled, compile_s) in ready:
-    if row in ("psnr", "gan"):
+    if row in TRAIN_ROWS:
       holder = list(example)  # the state is donated: each step feeds the next its output
 
       def run_step(compiled=compiled, holder=holder):
@@ -464,8 +484,8 @@ def jax_row_program(args, group, row, concrete: bool):
   """
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from esrgan_jax import losses, steps, train_state  # pylint: disable=g-import-not-at-top
-  keys = jax.random.split(jax.random.key(0), 4)
+  from esrgan_jax import losses, realworld_batch, steps, train_state  # pylint: disable=g-import-not-at-top
+  keys = jax.random.split(jax.random.key(0), 5)
   realise = filled_on_host if concrete else (lambda tree: tree)
 
   def random_array(key, shape, dtype=jnp.float32, scale=1.0):
@@ -503,14 +523,21 @@ def jax_row_program(args, group, row, concrete: bool):
       output = generator.apply({"params": params}, lr_images).astype(jnp.float32)
       return losses.l1_loss(output, hr_images)
     return jax.jit(jax.grad(l1_loss)), (params, lr_images, hr_images), args.batch
-  config = jax_config(args, group, row)
+  config = jax_config(args, group, "realesrgan" if row in REALESRGAN_ROWS else row)
   networks = train_state.build_networks(config)
   state = realise(jax.eval_shape(
       lambda key: train_state.init_train_state(networks, config, key), keys[2]))
   batch = {"hr": random_array(keys[0], (args.batch, patch, patch, 3)),
            "lr": random_array(keys[1], (args.batch, lr_patch, lr_patch, 3))}
-  train_step = jax.jit(steps.make_train_step(networks, config), donate_argnums=0)
-  return train_step, (state, batch, keys[3]), args.batch
+  train_step = steps.make_train_step(networks, config)
+  if row == "realesrgan":
+    # GT squares on 8-bit levels, as the host pipeline hands them over.
+    side = args.crop_pad_size
+    batch = {"hr": random_array(keys[0], (args.batch, side, side, 3), jnp.uint8, scale=255.0)}
+    train_step = realworld_batch.with_degradations(train_step, config)
+  elif row == "realesrgan_nodeg":
+    batch["hr_usm"] = random_array(keys[4], (args.batch, patch, patch, 3))
+  return jax.jit(train_step, donate_argnums=0), (state, batch, keys[3]), args.batch
 
 
 def count_jax_flops(args, report):
@@ -539,7 +566,8 @@ def count_jax_flops(args, report):
 def torch_measurables(args, group):
   """Builds the requested rows of a PyTorch group one at a time, as they are timed."""
   for sized_args, rows in size_plan(args):
-    yield from torch_measurables_at(sized_args, group, rows)
+    yield from torch_measurables_at(sized_args, group,
+                                    [r for r in rows if r not in REALESRGAN_ROWS])
 
 
 def torch_measurables_at(args, group, rows):
@@ -833,7 +861,7 @@ def print_table(results, flops, args):
         f"train: batch x HR patch {sizes}, D width {args.d_feat}; infer: "
         f"{args.infer_batch} x {args.infer_size}^2 -> {args.infer_size * SCALE}^2; "
         f"median of {args.steps} after {args.warmup} warm-up")
-  header = (f"{'row':<16}{'group':<28}{'rate':>12} {'unit':<8}{'ms/step':>10}{'TFLOP/s':>9}"
+  header = (f"{'row':<24}{'group':<28}{'rate':>12} {'unit':<8}{'ms/step':>10}{'TFLOP/s':>9}"
             f"{'MFU':>18}{'peak mem':>12}{'program':>11}{'compile s':>10}")
   print(header)
   print("-" * len(header))
@@ -850,7 +878,7 @@ def print_table(results, flops, args):
         if not parse_group(r["group"]).bf16 and peaks[1]:
           mfu += f" ({tflops / peaks[1]:.1%} tf32)"
       compile_s = f"{r['compile_s']:.1f}" if "compile_s" in r else f"({r['warmup_s']:.1f})"
-      print(f"{name:<16}{r['group']:<28}{r['rate']:12.3f} {r['unit']:<8}"
+      print(f"{name:<24}{r['group']:<28}{r['rate']:12.3f} {r['unit']:<8}"
             f"{r['seconds'] * 1e3:10.2f}{(f'{tflops:.2f}' if tflops else '-'):>9}{mfu:>18}"
             f"{format_bytes(r.get('peak_bytes')):>12}{format_bytes(r.get('program_bytes')):>11}"
             f"{compile_s:>10}")
@@ -866,15 +894,38 @@ def print_table(results, flops, args):
           cells = [f"{rate[(name, jg)] / rate[(name, tg)]:.2f}x" if (name, tg) in rate else "-"
                    for tg in torch_groups]
           print(f"{name:<16}{jg:<24}" + "".join(f"{c:>26}" for c in cells))
+  print_degradation_share(results)
   print("\nTFLOP/s and MFU use XLA's FLOP count of the JAX step for every group of a row; peak "
         "mem: GPU allocator peak (JAX: cumulative per group) or process peak RSS on CPU; "
         "program: XLA's memory analysis of the compiled program; "
         "compile s: JAX lower+compile (PyTorch: all warm-up steps, in brackets).")
 
 
+def degradation_shares(results):
+  """[(size, group, with s, without s, share)] of every realesrgan row with its _nodeg twin."""
+  seconds = {(r["row"], r["batch"], r["patch"], r["group"]): r["seconds"] for r in results}
+  shares = []
+  for (row, batch, patch, group), with_s in seconds.items():
+    without_s = seconds.get(("realesrgan_nodeg", batch, patch, group))
+    if row == "realesrgan" and without_s:
+      shares.append((f"{batch}x{patch}", group, with_s, without_s, (with_s - without_s) / with_s))
+  return shares
+
+
+def print_degradation_share(results):
+  shares = degradation_shares(results)
+  if shares:
+    print("\nReal-ESRGAN step with and without the device-side degradations")
+    for size, group, with_s, without_s, share in shares:
+      print(f"degradations {size:<10}{group:<28}with {with_s * 1e3:10.2f} ms  without "
+            f"{without_s * 1e3:10.2f} ms  share {share:.1%}")
+
+
 def flops_cache_path(args, name):
   key = (f"{name.replace(':', '_')}_b{args.num_block}_f{args.num_feat}_g{args.num_grow_ch}"
          f"_d{args.d_feat}_i{args.infer_batch}x{args.infer_size}")
+  if name.startswith("realesrgan"):
+    key += f"_c{args.crop_pad_size}"
   return os.path.join(args.flops_cache, key + ".json")
 
 
@@ -978,7 +1029,8 @@ def write_json(args, flops, results, failures):
   if args.json:
     with open(args.json, "w") as f:
       json.dump(dict(args={k: v for k, v in vars(args).items() if not k.startswith("child")},
-                     flops=flops, results=results, failures=failures), f, indent=1)
+                     flops=flops, results=results, failures=failures,
+                     degradation_shares=degradation_shares(results)), f, indent=1)
 
 
 def main():

@@ -112,12 +112,14 @@ if ((tiny)); then
   train_rows=psnr
   # GT 80: torch's reflect padding of the 21-tap kernels needs at least about 72 pixels.
   degradation_args=(speed --batch 2 --sizes 80 --steps 1 --device cpu)
+  realesrgan_args=(--crop_pad_size 80)  # the GT squares the realesrgan row degrades
 else
   model=(--steps 10 --warmup 2 --infer_size 256)
   base_size=16x128
   sweep_sizes=32x128,64x128,16x192,32x192,64x192
   train_rows=psnr,gan
   degradation_args=(speed --batch 12 --sizes 256 400 --steps 5 --device cuda)
+  realesrgan_args=(--crop_pad_size 400)  # configs/realesrgan_x4plus.py's
 fi
 bench=("$PYTHON" "$REPO/benchmarks/benchmark.py" "${model[@]}" --flops_cache "$out/flops")
 
@@ -224,7 +226,8 @@ part_degradations() {
   echo "Real-ESRGAN's degradations: JAX on its default backend, torch on ${degradation_args[-1]}"
   "$PYTHON" "$REPO/benchmarks/degradations.py" "${degradation_args[@]}" || return
   if grep -q '"realesrgan"' "$REPO/benchmarks/benchmark.py"; then
-    bench_part realesrgan.json 1 --sizes "$base_size" --rows realesrgan --groups "jax:bfloat16:$winner"
+    bench_part realesrgan.json 1 --sizes "$base_size" --rows realesrgan,realesrgan_nodeg \
+      "${realesrgan_args[@]}" --groups "jax:bfloat16:$winner"
   else
     echo "not run: benchmarks/benchmark.py has no realesrgan row yet"
   fi
