@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import types
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +20,7 @@ import pytest
 from absl import logging
 
 from configs import realesrgan_x2plus, realesrgan_x4plus, realesrnet_x4plus
-from esrgan_jax import config_checks, realworld_batch, train
+from esrgan_jax import config_checks, parallel, realworld_batch, train
 from esrgan_jax.data import pipeline
 from compile_events import recorded_compiles
 
@@ -140,6 +141,9 @@ def test_four_devices_give_the_same_pairs(straight_run, background_runs):
   process, log_path, out_path = background_runs["sharded"]
   assert process.wait(timeout=900) == 0, log_path.read_text()[-3000:]
   sharded = dict(np.load(out_path))
+  # Step by step: each step's LR and HR crop, made from the batch split over 4 devices.
+  for key, pairs in pairs_of_steps().items():
+    np.testing.assert_array_equal(sharded[f"pairs_{key}"], pairs, err_msg=key)
   expected = straight_run[1]
   for key in (".pool['lr']", ".pool['hr']", ".step"):
     np.testing.assert_array_equal(sharded[key], expected[key], err_msg=key)
@@ -300,14 +304,34 @@ def test_host_pipeline_yields_gt_squares_only(tmp_path):
   np.testing.assert_array_equal(batches(start_step=4, count=1)[0]["hr"], whole[4]["hr"])
 
 
+PAIR_STEPS = 6
+
+
+def pairs_of_steps(gt_sharding=None):
+  """make_batch's pre-pool pair (LR and HR crop) at steps 0 .. PAIR_STEPS - 1 of one GT batch,
+  from one compiled program (the step is traced); with gt_sharding, the batch is split over the
+  devices as train.py splits it."""
+  config = realworld_config()
+  config.degradation.pool_size = 0
+  gt = np.random.default_rng(5).integers(0, 256, (4, 48, 48, 3), np.uint8)
+  gt = jax.device_put(gt, gt_sharding) if gt_sharding is not None else jnp.asarray(gt)
+  no_pool = types.SimpleNamespace(pool=None)  # make_batch reads only the state's pool
+  make = jax.jit(lambda images, step: realworld_batch.make_batch(
+      no_pool, images, step, config=config)[1])
+  pairs = [make(gt, jnp.int32(step)) for step in range(PAIR_STEPS)]
+  return {key: np.stack([np.asarray(p[key]) for p in pairs]) for key in ("lr", "hr")}
+
+
 def _sharded_run(out_path: str) -> None:
-  """Subprocess body: the straight run's config on 4 CPU devices; final state to out_path."""
+  """Subprocess body: the straight run's config on 4 CPU devices; final state and the pairs of
+  pairs_of_steps to out_path."""
   assert jax.device_count() == 4, jax.devices()
   with tempfile.TemporaryDirectory() as workdir:
     state = train.train_and_evaluate(realworld_config(), workdir)
     shardings = {leaf.sharding.spec for leaf in jax.tree.leaves(state.pool)}
     assert shardings == {jax.sharding.PartitionSpec("data")}, shardings
-    np.savez(out_path, **state_arrays(state))
+    pairs = pairs_of_steps(parallel.batch_sharding(parallel.create_mesh()))
+    np.savez(out_path, **state_arrays(state), **{f"pairs_{k}": v for k, v in pairs.items()})
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--sharded-run"]:

@@ -73,16 +73,21 @@ def filter2d(images, kernels, valid_hw=None):
   if k % 2 != 1 or kernels.shape[-2] != k:
     raise ValueError(f"filter2d needs square kernels of odd size, got {kernels.shape}")
   n, h, w, c = images.shape
-  # Channels first: XLA's FFT transforms the innermost dimensions.
-  padded = jnp.moveaxis(_reflect_pad(images, k // 2, valid_hw), 3, 1)
+  if kernels.shape[0] == 1:
+    kernels = jnp.broadcast_to(kernels, (n, k, k))
+  # Planes (sample x channel) first, one batch dimension: XLA's FFT transforms the innermost
+  # dimensions, and XLA:CPU's FFT refuses some layouts that a rank-4 operand with a local batch
+  # of one gets under a sharded jit (a RET_CHECK in fft_thunk.cc), which rank 3 avoids.
+  padded = _reflect_pad(images, k // 2, valid_hw)
+  planes = jnp.moveaxis(padded, 3, 1).reshape(n * c, h + k - 1, w + k - 1)
   # Circular correlation of the padded image: outputs 0 .. H-1 read inputs up to H + k - 2 only,
   # so no wrapped sample reaches them, at any FFT length >= H + k - 1.
   size = (fft_length(h + k - 1), fft_length(w + k - 1))
-  spectrum = jnp.fft.rfft2(padded, s=size)
-  kernel_spectrum = jnp.fft.rfft2(kernels, s=size)
+  spectrum = jnp.fft.rfft2(planes, s=size)
+  kernel_spectrum = jnp.repeat(jnp.fft.rfft2(kernels, s=size), c, axis=0)
   # Correlation, not convolution: the kernel's spectrum conjugated.
-  out = jnp.fft.irfft2(spectrum * jnp.conj(kernel_spectrum)[:, None], s=size)
-  out = jnp.moveaxis(out[:, :, :h, :w], 1, 3)
+  out = jnp.fft.irfft2(spectrum * jnp.conj(kernel_spectrum), s=size)
+  out = jnp.moveaxis(out[:, :h, :w].reshape(n, c, h, w), 1, 3)
   if valid_hw is not None:
     out = out * valid_mask((h, w), valid_hw)
   return out
