@@ -98,7 +98,8 @@ from typing import Any
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS_DIR = os.path.join(REPO_ROOT, "tests")
 
-ROWS = ("infer", "grad", "psnr", "gan", "realesrgan", "realesrgan_nodeg", "conv")  # run in this order inside a child
+# Run in this order inside a child.
+ROWS = ("infer", "grad", "psnr", "gan", "realesrgan", "realesrgan_nodeg", "conv")
 REALESRGAN_ROWS = ("realesrgan", "realesrgan_nodeg")  # JAX only
 TRAIN_ROWS = ("psnr", "gan") + REALESRGAN_ROWS  # the state is donated from step to step
 JAX_PRECISIONS = ("float32", "bfloat16")
