@@ -91,3 +91,38 @@ def test_buffer_passes_do_not_change_the_draws(monkeypatch):
   default = np.asarray(sample(keys, lam))
   monkeypatch.setattr(noise, "_PTRS_BUFFER_FRACTION", 10**6)  # a buffer of 16: many passes
   np.testing.assert_array_equal(np.asarray(jax.jit(noise.sample_poisson)(keys, lam)), default)
+
+
+# (code, vals) pairs poisson_noise meets: means code / 255 * vals from 0 to 256, both sides of
+# the seam of sample_poisson's two samplers.
+CODE_CASES = ((0, 256), (1, 2), (40, 16), (128, 16), (250, 8), (9, 256), (200, 64), (255, 256))
+
+
+def test_table_sampler_follows_the_poisson_law_of_each_code():
+  codes = np.stack([np.full((DRAWS // 2, 1), c, np.int32) for c, _ in CODE_CASES])
+  vals = np.array([[v] for _, v in CODE_CASES], np.float32)
+  counts = np.asarray(jax.jit(noise.sample_poisson_codes)(_keys(len(CODE_CASES)),
+                                                          jnp.asarray(codes), jnp.asarray(vals)))
+  assert counts.dtype == np.float32 and np.all(counts == np.round(counts))
+  assert np.all(counts[0] == 0)  # mean 0
+  for row, (code, v) in zip(counts[1:], CODE_CASES[1:]):
+    mean = code / 255 * v
+    n = row.size
+    assert abs(row.mean() - mean) < 4.5 * np.sqrt(mean / n), (code, v, row.mean())
+    assert abs(row.var() - mean) < 4.5 * np.sqrt((2 * mean**2 + mean) / n), (code, v)
+    assert _chi_square_pvalue(row.ravel(), mean) > 1e-4, (code, v)
+
+
+def test_table_sampler_reads_each_planes_own_levels_and_its_samples_own_key():
+  rng = np.random.default_rng(7)
+  codes = jnp.asarray(rng.integers(0, 256, (3, 20, 30, 4)), jnp.int32)
+  vals = jnp.asarray([[256, 256, 256, 2], [16, 16, 16, 64], [128, 128, 128, 128]], jnp.float32)
+  keys = _keys(3, seed=5)
+  counts = np.asarray(noise.sample_poisson_codes(keys, codes, vals))
+  # Plane means: code / 255 * vals of its sample and plane.
+  means = np.asarray(codes) / 255 * np.asarray(vals)[:, None, None, :]
+  z = (counts - means).sum() / np.sqrt(means.sum())
+  assert abs(z) < 4.5, z
+  # Sample 1 alone, with its own key, draws what it drew in the batch.
+  alone = np.asarray(noise.sample_poisson_codes(keys[1:2], codes[1:2], vals[1:2]))
+  np.testing.assert_array_equal(alone[0], counts[1])
