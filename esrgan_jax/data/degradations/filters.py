@@ -107,10 +107,9 @@ def blur_matrix(size: int, kernel_size: int) -> np.ndarray:
   """(size, size) matrix M with M @ x = correlation of x (length size) with gaussian_kernel_1d
   after numpy-'reflect' padding by kernel_size // 2: each tap added at its reflected column."""
   kernel = gaussian_kernel_1d(kernel_size).astype(np.float64)
-  pad = kernel_size // 2
-  period = max(2 * (size - 1), 1)
-  source = np.mod(np.arange(size)[:, None] + np.arange(kernel_size)[None] - pad, period)
-  source = np.where(source < size, source, period - source) if size > 1 else 0 * source
+  # The column each padded position reads: numpy's own 'reflect', folding as often as needed.
+  reflected = np.pad(np.arange(size), kernel_size // 2, mode="reflect")
+  source = reflected[np.arange(size)[:, None] + np.arange(kernel_size)[None]]
   matrix = np.zeros((size, size))
   np.add.at(matrix, (np.repeat(np.arange(size), kernel_size), source.ravel()),
             np.tile(kernel, size))

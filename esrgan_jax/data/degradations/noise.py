@@ -286,9 +286,9 @@ def poisson_noise(key, images, scale, gray, mask=None):
     mask = jnp.ones(images.shape[:3] + (1,), jnp.float32)
   luma = sum(w * images[..., i:i + 1] for i, w in enumerate(GRAY_WEIGHTS))
   codes = _codes(jnp.concatenate([images, luma], axis=-1))
-  vals = jnp.stack([_levels(codes[..., :3], mask), _levels(codes[..., 3:], mask)], axis=-1)
+  colour_vals, gray_vals = _levels(codes[..., :3], mask), _levels(codes[..., 3:], mask)
   # One sampler call for colour and gray.
-  plane_vals = jnp.concatenate([jnp.repeat(vals[:, :1], 3, axis=1), vals[:, 1:]], axis=1)
+  plane_vals = jnp.stack([colour_vals] * 3 + [gray_vals], axis=-1)
   counts = sample_poisson_codes(key, codes, plane_vals)
   levels = codes.astype(jnp.float32) / 255.0
   field = counts / plane_vals[:, None, None, :] - levels

@@ -116,7 +116,7 @@ def _if_any(taken, branch, like):
   """branch() where some sample takes it (taken: (N,) bool), else zeros like `like`; the
   caller selects per sample, so the zeros are never read. Skips a Poisson field, a blur or a
   final order that a batch-level choice left out: one compiled program, half the work."""
-  return jax.lax.cond(jnp.any(taken), lambda: branch(), lambda: jnp.zeros_like(like))
+  return jax.lax.cond(jnp.any(taken), branch, lambda: jnp.zeros_like(like))
 
 
 def _select(taken, if_taken, otherwise):
