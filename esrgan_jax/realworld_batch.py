@@ -146,9 +146,10 @@ def make_batch(state, gt, step, *, config: ml_collections.ConfigDict):
   n, height, width, _ = gt.shape
   scale, patch = config.model.scale, config.data.patch_size
   slots = jnp.arange(n, dtype=jnp.int32)
-  lr = degrade_batch(config.seed, step, gt, slots, config.degradation)
   usm = config.degradation.usm
   target = usm_sharp(gt, **usm) if sharpens_before_pool(config) else gt
+  lr = degrade_batch(config.seed, step, gt, slots, config.degradation,
+                     sharpened=target if sharpens_before_pool(config) else None)
   offsets = crop_offsets(config.seed, step, slots, (height // scale, width // scale),
                          patch // scale, config.degradation.per_sample_choices)
   pair = {"lr": crop(lr, offsets, patch // scale), "hr": crop(target, offsets, patch, scale)}

@@ -112,3 +112,13 @@ def test_per_sample_choices_differ_within_a_batch():
   p = _draws(100, 2, config)
   assert np.any(p["resize1"]["scale"][:, 0] != p["resize1"]["scale"][:, 1])
   _within(np.sum(p["gaussian1"]), 200, 0.5)
+
+
+def test_a_callers_sharpened_gt_replaces_the_pipelines_own():
+  sharpen = jax.jit(lambda gt: deg.usm_sharp(gt, **CONFIG.usm))
+  given = jax.jit(lambda gt, sharpened: deg.degrade_batch(7, 3, gt, jnp.arange(4), CONFIG,
+                                                          sharpened=sharpened))
+  own = np.asarray(DEGRADE(7, 3, GT, jnp.arange(4)))
+  np.testing.assert_array_equal(np.asarray(given(GT, sharpen(GT))), own)
+  # It is what the pipeline blurs first: an unsharpened one gives another LR.
+  assert not np.array_equal(np.asarray(given(GT, GT)), own)

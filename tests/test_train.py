@@ -357,7 +357,9 @@ def test_four_devices_match_one_device(straight_runs, sharded_run):
   The VGG-style discriminator's BatchNorm must use the statistics of the whole global batch, as
   jit of the global computation does: with 4 devices each would otherwise see one image of the
   real and one of the fake batch, and its running variance would be far off. Those statistics
-  are checked at float32 rounding level; the rest within the reduction-order noise of two steps.
+  are checked at 1e-5 of their largest value (the step-2 statistics come from a D whose step-1
+  parameters already differ by reduction order, which moves with the CPU's vector width: 2.4e-6
+  on one CI machine); the rest within the reduction-order noise of two steps.
   """
   process, out_path, log_path = sharded_run
   assert process.wait(timeout=600) == 0, log_path.read_text()[-3000:]
@@ -365,7 +367,7 @@ def test_four_devices_match_one_device(straight_runs, sharded_run):
   psnr, gan = straight_runs["psnr"][1], straight_runs["gan"][1]
   assert_leaves_close(sharded, psnr, "psnr", rel=1e-5, atol=1e-8)
   for key in [k for k in gan if k.startswith(".discriminator_stats")]:
-    assert_leaves_close(sharded, {key: gan[key]}, "gan", rel=1e-6, atol=1e-7)
+    assert_leaves_close(sharded, {key: gan[key]}, "gan", rel=1e-5, atol=1e-7)
   assert_leaves_close(sharded, gan, "gan", rel=5e-3, atol=1e-7)
 
 

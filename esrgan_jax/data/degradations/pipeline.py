@@ -141,8 +141,12 @@ def canvas_sizes(h, w, config):
           (int(h / config.scale * up2), int(w / config.scale * up2)))
 
 
-def apply_degradations(gt, params, config):
-  """The deterministic part: GT (N, H, W, 3) in [0, 1] and `sample_params` -> LR."""
+def apply_degradations(gt, params, config, sharpened=None):
+  """The deterministic part: GT (N, H, W, 3) in [0, 1] and `sample_params` -> LR.
+
+  `sharpened`, if given, is usm_sharp(gt) already made by a caller that needs it too (Real-ESRNet
+  pools the sharpened GT), so the program sharpens once.
+  """
   n, h, w, _ = gt.shape
   s = config.scale
   if h % s or w % s:
@@ -150,7 +154,7 @@ def apply_degradations(gt, params, config):
   (c1h, c1w), (c2h, c2w) = canvas_sizes(h, w, config)
   lh, lw = h // s, w // s
 
-  x = filters.usm_sharp(gt, **config.usm)
+  x = filters.usm_sharp(gt, **config.usm) if sharpened is None else sharpened
   x = filters.filter2d(x, params["kernel1"])
 
   # First resize: F.interpolate(scale_factor=s1), size floor(H s1), coordinates mapped by 1/s1.
@@ -216,11 +220,12 @@ def batch_key(seed, step):
   return jax.random.fold_in(jax.random.key(seed, impl="threefry2x32"), step)
 
 
-def degrade_batch(seed, step, gt, slots, config):
+def degrade_batch(seed, step, gt, slots, config, sharpened=None):
   """LR of the GT samples at global batch positions `slots` (N,) of step `step`.
 
   A device holding slots [4, 8) of a batch of 8 gets exactly what one device degrading all 8
-  gets for those slots. seed, step and slots may be traced.
+  gets for those slots. seed, step and slots may be traced. `sharpened`: as apply_degradations.
   """
   key = batch_key(seed, step)
-  return apply_degradations(gt, sample_params(key, sample_keys_for(key, slots), config), config)
+  params = sample_params(key, sample_keys_for(key, slots), config)
+  return apply_degradations(gt, params, config, sharpened)
