@@ -140,14 +140,14 @@ def main(argv):
   _check_workdir(FLAGS.workdir)
 
   try:
-    from esrgan_jax import evaluate, train  # pylint: disable=g-import-not-at-top
+    from esrgan_jax import evaluate, stop_request, train, train_failures  # pylint: disable=g-import-not-at-top
     from esrgan_jax.weights import generator as generator_weights  # pylint: disable=g-import-not-at-top
     from esrgan_jax import checkpoints  # pylint: disable=g-import-not-at-top
     if FLAGS.verbose:
       checkpoints.show_orbax_logs(logging.get_absl_handler())
     # Errors whose message names the field or file at fault: one line, no traceback.
     user_errors = (cli.UserError, config_checks.ConfigError, generator_weights.CheckpointError,
-                   train.NonFiniteLossError)
+                   train_failures.NonFiniteLossError)
     try:
       if mode == "eval":
         evaluate.run(config, FLAGS.workdir)
@@ -155,7 +155,7 @@ def main(argv):
       state = train.train_and_evaluate(config, FLAGS.workdir)
     except user_errors as error:
       fail(str(error))
-    except train.Interrupted as stopped:
+    except stop_request.Interrupted as stopped:
       print(f"esrgan_jax: {stopped}", file=sys.stderr)
       sys.exit(cli.EXIT_INTERRUPTED)
   except KeyboardInterrupt:  # before the loop took over Ctrl-C: nothing to save yet

@@ -11,23 +11,19 @@ checkpoint and ends with exactly the parameters of an uninterrupted run: the bat
 depends only on (seed, s), the step's RNG is folded from s, and the whole state is checkpointed.
 """
 
-import errno
 import functools
 import signal
-import threading
-import time
 from typing import Any, Optional
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
 from clu import metric_writers, periodic_actions
 from etils import epath
 
-from esrgan_jax import checkpoints, cli, config_checks, evaluate, flops, parallel
-from esrgan_jax import realworld_batch, steps
+from esrgan_jax import checkpoints, config_checks, evaluate, flops, parallel
+from esrgan_jax import realworld_batch, steps, stop_request, throughput, train_failures
 from esrgan_jax.weights import generator as generator_weights
 from esrgan_jax.weights import vgg19 as vgg19_weights
 from esrgan_jax.data import pipeline
@@ -35,62 +31,6 @@ from esrgan_jax.train_state import TrainState, build_networks, init_train_state
 
 # Steps run before a profile starts, so the trace shows steady-state steps.
 PROFILE_WARMUP_STEPS = 3
-
-
-class NonFiniteLossError(RuntimeError):
-  """Training produced NaN/Inf; the message names the step and the last good checkpoint."""
-
-
-class DiskFullError(cli.UserError):
-  """A checkpoint could not be written for lack of space; the last good one is kept."""
-
-
-class InputError(cli.UserError):
-  """The training input failed mid-run (every image of a slot unreadable, ...); one line."""
-
-
-class Interrupted(Exception):
-  """Ctrl-C stopped training after saving `step`; the same command resumes."""
-
-  def __init__(self, step: int):
-    super().__init__(f"stopped by Ctrl-C at step {step}; the same command resumes")
-    self.step = step
-
-
-class _StopRequest:
-  """Turns SIGTERM (preemption) and Ctrl-C into a flag the loop checks between steps.
-
-  SIGTERM: single-process runs only: with several processes JAX's preemption service owns it and
-  the loop asks `manager.reached_preemption`, which makes every process stop at the same step.
-  A second Ctrl-C raises KeyboardInterrupt at once (the loop still saves the last step). Restores
-  the previous handlers on exit, so in-process callers (tests) get theirs back.
-  """
-
-  def __init__(self):
-    self.signal = None  # the signal that asked to stop
-    self._previous = {}
-
-  @property
-  def requested(self) -> bool:
-    return self.signal is not None
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      signals = [signal.SIGINT] + ([signal.SIGTERM] if jax.process_count() == 1 else [])
-      self._previous = {s: signal.signal(s, self._handle) for s in signals}
-    return self
-
-  def __exit__(self, *exc_info):
-    for signum, handler in self._previous.items():
-      signal.signal(signum, handler)
-
-  def _handle(self, signum, frame):
-    del frame
-    if signum == signal.SIGINT and self.signal == signal.SIGINT:
-      raise KeyboardInterrupt
-    name = "Ctrl-C" if signum == signal.SIGINT else f"signal {signum}"
-    logging.warning("%s: saving a checkpoint and stopping (Ctrl-C again: stop at once).", name)
-    self.signal = signum
 
 
 def generator_meta(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -139,26 +79,6 @@ def load_vgg_params(config: ml_collections.ConfigDict) -> Optional[Any]:
 def _place_like(tree, like):
   """Host arrays onto the devices and shardings of `like` (same tree structure)."""
   return jax.tree.map(lambda x, y: jax.device_put(np.asarray(x), y.sharding), tree, like)
-
-
-def _last_good_checkpoint(manager) -> str:
-  last = manager.latest_step()
-  return (f"the last good checkpoint is step {last} in {manager.directory}" if last is not None
-          else "no checkpoint was written yet")
-
-
-def check_finite(step: int, metrics: dict[str, float], manager) -> None:
-  bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
-  if bad:
-    raise NonFiniteLossError(f"non-finite loss at step {step}: {bad}; stopping, "
-                             f"{_last_good_checkpoint(manager)}")
-
-
-@jax.jit
-def _all_finite(tree) -> jax.Array:
-  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
-            if jnp.issubdtype(x.dtype, jnp.inexact)]
-  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
 def _open_data(config: ml_collections.ConfigDict, start_step: int):
@@ -301,18 +221,6 @@ def _flat_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return flat
 
 
-def _is_disk_full(error: BaseException) -> bool:
-  seen = set()
-  while error is not None and id(error) not in seen:
-    seen.add(id(error))
-    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-      return True
-    if "No space left on device" in str(error):
-      return True
-    error = error.__cause__ or error.__context__
-  return False
-
-
 class _Trainer:
   """The step loop and its periodic actions; owns the one-step-late NaN check.
 
@@ -344,8 +252,8 @@ class _Trainer:
     self.pending = None  # (step, device metrics) of the last step, checked one step late
     self.interval_metrics: list[dict[str, float]] = []
     self.compiled = None
-    self.timer = _Throughput(config.train.batch_size, None, start_step)
-    self.stop = _StopRequest()
+    self.timer = throughput.Throughput(config.train.batch_size, None, start_step)
+    self.stop = stop_request.StopRequest()
 
   def run(self, batches, step_rng) -> TrainState:
     """Trains to num_steps; any crash but a non-finite loss first saves the last good state."""
@@ -355,32 +263,32 @@ class _Trainer:
           try:
             batch = next(batches)
           except (ValueError, OSError) as error:
-            raise InputError(str(error).splitlines()[0]) from error
+            raise train_failures.InputError(str(error).splitlines()[0]) from error
           if not self._step(step, batch, jax.random.fold_in(step_rng, step)):
             break
         self.manager.wait_until_finished()  # the last save's errors surface here
         self._report_finished_save()
-    except NonFiniteLossError:
+    except train_failures.NonFiniteLossError:
       self._wait_for_saves()
       raise
     except Exception as error:  # pylint: disable=broad-except
-      if _is_disk_full(error):
+      if train_failures.is_disk_full(error):
         self._wait_for_saves()
         removed = checkpoints.remove_unfinished_saves(self.manager)
-        raise DiskFullError(
+        raise train_failures.DiskFullError(
             f"no space left on device writing {self.manager.directory}; "
-            f"{_last_good_checkpoint(self.manager)}"
+            f"{train_failures.last_good_checkpoint(self.manager)}"
             + (f" (removed {len(removed)} unfinished save directories)" if removed else "")
         ) from None
       self._save_after_crash()
       raise
     except KeyboardInterrupt:  # a second Ctrl-C, inside a step
       self._save_after_crash()
-      raise Interrupted(self.saved_step) from None
+      raise stop_request.Interrupted(self.saved_step) from None
     finally:
       self.writer.flush()
     if self.stop.signal == signal.SIGINT:
-      raise Interrupted(self.saved_step)
+      raise stop_request.Interrupted(self.saved_step)
     return self.state
 
   def _step(self, step: int, batch, rng) -> bool:
@@ -393,7 +301,7 @@ class _Trainer:
       self.compiled = lowered.compile()
       logging.info("Compiled the %s step: %s FLOPs per step per device.", self.config.stage,
                    f"{flops_per_step:.3e}" if flops_per_step else "unknown")
-      self.timer = _Throughput(train_config.batch_size, flops_per_step, step)
+      self.timer = throughput.Throughput(train_config.batch_size, flops_per_step, step)
     self.state, metrics = self.compiled(self.state, batch, rng)
     self.last_metrics = metrics
     done = step + 1
@@ -437,9 +345,10 @@ class _Trainer:
     A finite loss can still give non-finite parameters (an overflowing gradient), which the
     next loss would show only after this checkpoint had become the latest.
     """
-    if not bool(_all_finite(self.state.replace(vgg=None))):
-      raise NonFiniteLossError(f"non-finite parameters after step {step}; stopping, "
-                               f"{_last_good_checkpoint(self.manager)}")
+    if not bool(train_failures.all_finite(self.state.replace(vgg=None))):
+      raise train_failures.NonFiniteLossError(
+          f"non-finite parameters after step {step}; stopping, "
+          f"{train_failures.last_good_checkpoint(self.manager)}")
     self._report_finished_save()
     checkpoints.save(self.manager, self.state, self.meta, eval_metrics)
     self.saved_step = step
@@ -469,7 +378,7 @@ class _Trainer:
     try:
       step = int(jax.device_get(self.state.step))
       if step > self.saved_step and self.last_metrics is not None:
-        check_finite(step, {k: float(v) for k, v in
+        train_failures.check_finite(step, {k: float(v) for k, v in
                             jax.device_get(self.last_metrics).items()}, self.manager)
         self._save(step)
         # The save runs in a background thread: only its end says whether the step was written.
@@ -482,7 +391,7 @@ class _Trainer:
 
   def _checked(self, step: int, device_metrics) -> dict[str, float]:
     values = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
-    check_finite(step, values, self.manager)
+    train_failures.check_finite(step, values, self.manager)
     return values
 
   def _log_progress(self, step: int) -> None:
@@ -500,7 +409,7 @@ class _Trainer:
       parts.append(f"MFU {perf['perf/mfu']:.1%}")
     steps_per_s = perf.get("perf/images_per_s", 0.0) / self.config.train.batch_size
     if steps_per_s > 0 and step < num_steps:
-      parts.append(f"ETA {_duration((num_steps - step) / steps_per_s)}")
+      parts.append(f"ETA {throughput.duration((num_steps - step) / steps_per_s)}")
     logging.info("%s", "  ".join(parts))
 
   def _evaluate(self, step: int, write_files: bool) -> dict[str, float]:
@@ -515,41 +424,3 @@ class _Trainer:
       evaluate.write_results(results, self.workdir, source=f"training step {step} (EMA)",
                              step=step)
     return {checkpoints.BEST_METRIC: evaluate.headline_psnr(results)}
-
-
-def _duration(seconds: float) -> str:
-  seconds = int(round(seconds))
-  hours, rest = divmod(seconds, 3600)
-  minutes, seconds = divmod(rest, 60)
-  if hours:
-    return f"{hours}h{minutes:02d}m"
-  return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
-
-
-class _Throughput:
-  """images/s, achieved FLOP/s and MFU over each logging interval (from the compiled step on)."""
-
-  def __init__(self, global_batch_size: int, flops_per_step: Optional[float], start_step: int):
-    self._clock = time.perf_counter
-    self._batch = global_batch_size
-    self._flops = flops_per_step
-    self._peak = flops.peak_flops_per_device()
-    self.restart(start_step)
-
-  def restart(self, step: int) -> None:
-    """Starts the next interval at `step`, now."""
-    self._last_step, self._last_time = step, self._clock()
-
-  def update(self, step: int) -> dict[str, float]:
-    now = self._clock()
-    out = {}
-    if step > self._last_step and now > self._last_time:
-      steps_per_s = (step - self._last_step) / (now - self._last_time)
-      out["perf/images_per_s"] = steps_per_s * self._batch
-      if self._flops:
-        out["perf/tflops_per_s_per_device"] = self._flops * steps_per_s / 1e12
-        utilisation = flops.mfu(self._flops, steps_per_s, self._peak)
-        if utilisation is not None:
-          out["perf/mfu"] = utilisation
-    self._last_step, self._last_time = step, now
-    return out

@@ -21,7 +21,7 @@ import pytest
 from absl import logging
 
 from configs import esrgan, esrgan_psnr
-from esrgan_jax import checkpoints, parallel, train
+from esrgan_jax import checkpoints, parallel, train, train_failures
 from esrgan_jax.weights import generator as generator_weights
 from esrgan_jax.data import pipeline
 from esrgan_jax.train_state import TrainState, build_networks, init_train_state
@@ -223,7 +223,7 @@ def test_non_finite_loss_stops_after_last_good_checkpoint(tmp_path, monkeypatch)
   config.train.checkpoint_every_steps = 1
   workdir = str(tmp_path)
   patch_train_iterator(monkeypatch, nan_images_at_step_3)
-  with pytest.raises(train.NonFiniteLossError, match=r"at step 3\b.*last good checkpoint is "
+  with pytest.raises(train_failures.NonFiniteLossError, match=r"at step 3\b.*last good checkpoint is "
                      r"step 2"):
     train.train_and_evaluate(config, workdir)
   monkeypatch.undo()
@@ -252,7 +252,7 @@ def test_non_finite_parameters_are_never_checkpointed(tmp_path, monkeypatch):
   config = psnr_config(num_steps=5)
   config.train.checkpoint_every_steps = 1
   monkeypatch.setattr(train.steps, "make_train_step", poisoned_make_train_step)
-  with pytest.raises(train.NonFiniteLossError, match=r"parameters after step 3\b"):
+  with pytest.raises(train_failures.NonFiniteLossError, match=r"parameters after step 3\b"):
     train.train_and_evaluate(config, str(tmp_path))
   assert saved_steps(str(tmp_path)) == [1, 2]
 
