@@ -83,6 +83,26 @@ def test_tiny_suite_prints_every_part_and_goes_on_after_a_failing_one(tiny_run):
   assert "JAX / PyTorch throughput" in report and "psnr:1x48" in report
 
 
+def test_tiny_suite_times_the_realesrgan_step_with_and_without_its_degradations(tiny_run):
+  result, out = tiny_run
+  (winner,) = [line.split(": ")[1] for line in result.stdout.splitlines()
+               if line.startswith("winner: ")]
+  run = json.loads((out / "realesrgan.json").read_text())
+  seconds = {r["row"]: r["seconds"] for r in run["results"]}
+  assert sorted(seconds) == ["realesrgan", "realesrgan_nodeg"]
+  assert all(s > 0 for s in seconds.values())
+  # The degraded step's FLOPs include the degradations of its 80^2 GT squares.
+  assert run["flops"]["realesrgan:2x32"] > run["flops"]["realesrgan_nodeg:2x32"] > 0
+  [(size, group, with_s, without_s, share)] = run["degradation_shares"]
+  assert (size, group) == ("2x32", f"jax:bfloat16:{winner}")
+  assert (with_s, without_s) == (seconds["realesrgan"], seconds["realesrgan_nodeg"])
+  assert share == pytest.approx((with_s - without_s) / with_s)
+  # Timing is the benchmark's job, not the test's: on a shared CPU two one-step medians can
+  # come out either way round, so only the bound the formula guarantees is checked.
+  assert share < 1
+  assert f"share {share:.1%}" in result.stdout
+
+
 def test_suite_refuses_bad_arguments_in_one_line(tmp_path):
   for args, message in ((["--budget", "soon"], "--budget must be a whole number"),
                         (["--frobnicate"], "unknown argument --frobnicate"),
