@@ -74,6 +74,13 @@ def data_config() -> ml_collections.ConfigDict:
   # Set5/Set14/BSD100/Urban100 layout. Empty: the two bundled held-out photographs.
   config.eval_sets = ml_collections.ConfigDict()
   config.eval_max_images = placeholder(int)  # at most this many images per evaluation set
+  # The LR of an evaluation image without an lr_dir (the bundled photos included). 'bicubic':
+  # MATLAB-bicubic from the HR, the field's convention for ESRGAN. 'degradation': the
+  # config.degradation pipeline of image i with seed eval_lr_seed, slot i, exactly what
+  # `python -m esrgan_jax.degrade HR_DIR OUT --seed eval_lr_seed` writes: the inputs a real-world
+  # model is made for (bicubic LR would test it on a distribution it never trained on).
+  config.eval_lr = "bicubic"
+  config.eval_lr_seed = 0
   return config
 
 
@@ -178,6 +185,7 @@ def apply_realworld(config: ml_collections.ConfigDict, scale: int) -> None:
   config.model.scale = scale  # yml: scale / network_g.scale (x2plus: pixel-unshuffle RRDBNet)
   config.data.update(
       lr_source="degradation",  # the model's feed_data: high_order_degradation
+      eval_lr="degradation",  # yml's validation pairs are a degraded folder (see eval_lr)
       crop_pad_size=400,  # realesrgan_dataset.py: crop_pad_size = 400
       patch_size=256,  # yml: gt_size 256 (the paired random crop after the degradations)
       use_hflip=True,  # yml: use_hflip true

@@ -3,7 +3,7 @@
 import ml_collections
 from etils import epath
 
-from esrgan_jax.data.pipeline import DATASETS, LR_SOURCES
+from esrgan_jax.data.pipeline import DATASETS, EVAL_LR_SOURCES, LR_SOURCES
 from esrgan_jax.losses import GAN_TYPES, PIXEL_CRITERIA
 from esrgan_jax.models import DISCRIMINATORS
 from esrgan_jax.models.discriminators import VGG_INPUT_SIZES
@@ -71,6 +71,15 @@ def _validate_eval(config: ml_collections.ConfigDict) -> None:
   max_images = data.eval_max_images
   _require(max_images is None or max_images > 0,
            f"config.data.eval_max_images must be positive (or unset), got {max_images}")
+  eval_lr = data.get("eval_lr", "bicubic")
+  _require(eval_lr in EVAL_LR_SOURCES,
+           f"config.data.eval_lr must be one of {EVAL_LR_SOURCES}, got {eval_lr!r}")
+  if eval_lr == "degradation":
+    degradation = config.get("degradation")
+    _require(degradation is not None, "config.data.eval_lr='degradation' needs a "
+             "config.degradation section (configs/realesr*.py have one)")
+    _require(degradation.scale == config.model.scale, f"config.degradation.scale="
+             f"{degradation.scale} must equal config.model.scale={config.model.scale}")
   for name in ("tile", "tile_pad", "num_comparison_images"):
     _require(evaluation[name] >= 0, f"config.eval.{name} must be >= 0, got {evaluation[name]}")
   for name in ("fid_crop_size", "fid_grid", "kid_subsets", "is_splits"):

@@ -15,13 +15,11 @@ import os
 import sys
 from typing import Optional, Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from configs.realesrgan_degradation import get_degradation_config
 from esrgan_jax import cli
-from esrgan_jax.data.degradations import degrade_batch
+from esrgan_jax.data.degradations import image_degrader
 from esrgan_jax.data.images import ImageReadError, ImageWriteError, list_images, read_image, \
     write_image
 
@@ -39,18 +37,13 @@ def parse_args(argv):
 
 
 @functools.cache
-def _degrade_fn(scale: int):
-  config = get_degradation_config(scale)
-  return jax.jit(lambda seed, image, slot: degrade_batch(seed, 0, image[None], slot[None],
-                                                         config)[0])
+def _degrader(scale: int):
+  return image_degrader(get_degradation_config(scale))
 
 
 def degrade_image(image: np.ndarray, seed: int, slot: int, scale: int) -> np.ndarray:
   """uint8 HxWx3 GT -> uint8 (H // scale) x (W // scale) x 3 LR."""
-  h, w = image.shape[0] // scale * scale, image.shape[1] // scale * scale
-  gt = jnp.asarray(image[:h, :w], jnp.float32) / 255.0
-  lr = _degrade_fn(scale)(jnp.int32(seed), gt, jnp.int32(slot))
-  return np.asarray(jnp.round(lr * 255.0)).astype(np.uint8)
+  return _degrader(scale)(image, seed, slot)
 
 
 def _check_out_dir(out_dir):

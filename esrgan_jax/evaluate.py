@@ -378,7 +378,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, SetResult]
         f"{config.model.scale}")
   generator = generator_weights.generator_from_arch(
       arch, dtype=COMPUTE_DTYPES[config.compute_dtype])
-  eval_sets = pipeline.create_eval_sets(config.data, scale=arch["scale"])
+  eval_sets = pipeline.create_eval_sets(config.data, scale=arch["scale"],
+                                         degradation=config.get("degradation"))
   results = evaluate_sets(make_generate_fn(generator, params), eval_sets, arch["scale"],
                           config.eval)
   if jax.process_index() == 0:

@@ -88,7 +88,8 @@ def _open_data(config: ml_collections.ConfigDict, start_step: int):
   name the file or field.
   """
   try:
-    eval_sets = pipeline.create_eval_sets(config.data, scale=config.model.scale)
+    eval_sets = pipeline.create_eval_sets(config.data, scale=config.model.scale,
+                                           degradation=config.get("degradation"))
     train_iterator = _open_train_iterator(config, start_step)
   except (ValueError, OSError) as error:
     raise config_checks.ConfigError(str(error).splitlines()[0]) from error

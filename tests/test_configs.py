@@ -104,3 +104,20 @@ def test_peak_table_and_mfu():
   assert flops.peak_tflops("cpu") is None
   assert flops.mfu(1e12, 2.0, 4e12) == pytest.approx(0.5)
   assert flops.mfu(None, 2.0, 4e12) is None
+
+
+def test_eval_lr_is_checked_in_both_modes():
+  assert realesrnet_x4plus.get_config().data.eval_lr == "degradation"
+  assert esrgan_psnr.get_config().data.eval_lr == "bicubic"
+  for mode in ("train", "eval"):
+    config = realesrnet_x4plus.get_config("demo")
+    config.data.eval_lr = "jpeg"
+    with pytest.raises(config_checks.ConfigError, match=r"config\.data\.eval_lr must be one of "
+                       r"\('bicubic', 'degradation'\), got 'jpeg'"):
+      config_checks.validate(config, 1, mode)
+    config = esrgan_psnr.get_config("demo")
+    config.model.scale = 2
+    config.data.eval_lr = "degradation"  # the default degradation section is x4's
+    with pytest.raises(config_checks.ConfigError, match=r"config\.degradation\.scale=4 must equal "
+                       r"config\.model\.scale=2"):
+      config_checks.validate(config, 1, mode)

@@ -57,3 +57,29 @@ def test_malformed_command_line_exits_2(tmp_path):
   with pytest.raises(SystemExit) as e:
     degrade.main([str(tmp_path), str(tmp_path), "--scale", "3"])
   assert e.value.code == 2
+
+
+def test_real_world_eval_sets_are_what_the_command_writes(tmp_path):
+  """config.data.eval_lr='degradation': a set without lr_dir gets the LR that
+  `python -m esrgan_jax.degrade HR OUT --seed eval_lr_seed` writes; a set with one keeps its files."""
+  from configs import realesrnet_x4plus  # pylint: disable=g-import-not-at-top
+  from esrgan_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  hr_dir, lr_dir = tmp_path / "hr", tmp_path / "lr"
+  hr_dir.mkdir()
+  _photos(str(hr_dir), size=(38, 33))  # not multiples of 4: mod-cropped to 36 x 32
+  assert degrade.main([str(hr_dir), str(lr_dir), "--seed", "5"]) == 0
+  config = realesrnet_x4plus.get_config("demo")
+  config.data.update(eval_lr_seed=5, eval_sets={"plain": {"hr_dir": str(hr_dir)},
+                                                "paired": {"hr_dir": str(hr_dir),
+                                                           "lr_dir": str(tmp_path / "given")}})
+  (tmp_path / "given").mkdir()
+  for name in ("img0", "img1"):
+    write_image(tmp_path / "given" / f"{name}.png", np.full((9, 8, 3), 7, np.uint8))
+  sets = pipeline.create_eval_sets(config.data, scale=4, degradation=config.degradation)
+  for slot, image in enumerate(sets["plain"]):
+    assert image.hr.shape == (36, 32, 3)
+    np.testing.assert_array_equal(image.lr, read_image(lr_dir / f"img{slot}.png"))
+  assert all(np.all(image.lr == 7) for image in sets["paired"])
+  config.data.eval_lr = "bicubic"
+  bicubic = pipeline.create_eval_sets(config.data, scale=4)["plain"]
+  assert not np.array_equal(bicubic[0].lr, sets["plain"][0].lr)

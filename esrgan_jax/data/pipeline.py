@@ -45,6 +45,7 @@ the HR patch plus `_LR_CONTEXT` LR pixels of surrounding image, which gives the 
 
 import collections
 import concurrent.futures
+import dataclasses
 import os
 import queue
 import threading
@@ -54,7 +55,7 @@ from absl import logging
 import jax
 import numpy as np
 
-from esrgan_jax.data import datasets
+from esrgan_jax.data import datasets, degradations
 from esrgan_jax.data import prepared
 from esrgan_jax.data.augment import apply_flips, augment_pair, crop_or_pad, draw_flips, mod_crop
 from esrgan_jax.data.augment import pad_to_size, paired_random_crop, random_crop_position
@@ -63,6 +64,7 @@ from esrgan_jax.data.images import ImageReadError
 
 DATASETS = ("bundled", "folder", "div2k", "prepared")
 LR_SOURCES = ("bicubic", "degradation")
+EVAL_LR_SOURCES = ("bicubic", "degradation")  # config.data.eval_lr
 # Distinct SeedSequence streams for the two uses of randomness.
 _CROP_STREAM = 0
 _ORDER_STREAM = 1
@@ -370,27 +372,37 @@ def create_train_iterator(data_config, *, scale: int, global_batch_size: int, se
                        executor=executor, gt_only=gt_only)
 
 
-def create_eval_sets(data_config, *, scale: int) -> Dict[str, List[datasets.EvalImage]]:
+def create_eval_sets(data_config, *, scale: int,
+                     degradation=None) -> Dict[str, List[datasets.EvalImage]]:
   """name -> whole images (uint8 LR and mod-cropped HR) of each evaluation set.
 
   `config.data.eval_sets` maps names to {hr_dir, lr_dir}; without an lr_dir the LR images are
-  MATLAB-bicubic downscalings of the HR. Empty: the bundled held-out photographs.
+  MATLAB-bicubic downscalings of the HR, or with data.eval_lr='degradation' the `degradation`
+  config's LR of image i (seed data.eval_lr_seed, slot i). Empty: the bundled held-out photos.
   """
   max_images = data_config.eval_max_images
   warn = lambda message: logging.warning("%s", message)
   eval_sets = data_config.eval_sets
   if not eval_sets:
     hr_paths = datasets.bundled_photo_paths(datasets.BUNDLED_EVAL_PHOTOS)[:max_images or None]
-    return {"bundled": datasets.load_eval_images(hr_paths, None, scale)}
-  result = {}
-  for name, spec in eval_sets.items():
-    hr_dir = spec.hr_dir
-    hr_paths, lr_paths = datasets.eval_set_paths(hr_dir, spec.get("lr_dir"), scale, max_images)
-    images = datasets.load_eval_images(hr_paths, lr_paths, scale, data_config.on_bad_image, warn)
-    if not images:
-      raise ValueError(f"config.data.eval_sets.{name}: no readable images in {hr_dir}")
-    result[name] = images
-  return result
+    result = {"bundled": (datasets.load_eval_images(hr_paths, None, scale), False)}
+  else:
+    result = {}
+    for name, spec in eval_sets.items():
+      hr_dir = spec.hr_dir
+      hr_paths, lr_paths = datasets.eval_set_paths(hr_dir, spec.get("lr_dir"), scale, max_images)
+      images = datasets.load_eval_images(hr_paths, lr_paths, scale, data_config.on_bad_image,
+                                         warn)
+      if not images:
+        raise ValueError(f"config.data.eval_sets.{name}: no readable images in {hr_dir}")
+      result[name] = (images, bool(spec.get("lr_dir")))
+  if data_config.get("eval_lr", "bicubic") != "degradation":
+    return {name: images for name, (images, _) in result.items()}
+  degrade_image = degradations.image_degrader(degradation)
+  seed = data_config.get("eval_lr_seed", 0)
+  return {name: images if has_lr else [
+      dataclasses.replace(image, lr=degrade_image(image.hr, seed, slot))
+      for slot, image in enumerate(images)] for name, (images, has_lr) in result.items()}
 
 
 def prefetch_to_mesh(iterator: Iterator[Dict[str, np.ndarray]],

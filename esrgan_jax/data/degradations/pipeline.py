@@ -229,3 +229,21 @@ def degrade_batch(seed, step, gt, slots, config, sharpened=None):
   key = batch_key(seed, step)
   params = sample_params(key, sample_keys_for(key, slots), config)
   return apply_degradations(gt, params, config, sharpened)
+
+
+def image_degrader(config):
+  """`degrade_image(image, seed, slot)`: the LR of one whole uint8 HxWx3 image, cropped at the
+  bottom/right to a multiple of config.scale, as degrade_batch makes it for batch slot `slot` of
+  step 0: the same (seed, slot) gives the same LR, so it can serve as a paired validation image.
+  One jitted program, compiled once per image size.
+  """
+  degrade_one = jax.jit(
+      lambda seed, gt, slot: degrade_batch(seed, 0, gt[None], slot[None], config)[0])
+
+  def degrade_image(image: np.ndarray, seed: int, slot: int) -> np.ndarray:
+    s = config.scale
+    h, w = image.shape[0] // s * s, image.shape[1] // s * s
+    gt = jnp.asarray(image[:h, :w], jnp.float32) / 255.0
+    lr = degrade_one(jnp.int32(seed), gt, jnp.int32(slot))
+    return np.asarray(jnp.round(lr * 255.0)).astype(np.uint8)
+  return degrade_image
