@@ -140,7 +140,8 @@ def main(argv):
   _check_workdir(FLAGS.workdir)
 
   try:
-    from esrgan_jax import evaluate, stop_request, train, train_failures  # pylint: disable=g-import-not-at-top
+    from esrgan_jax import evaluate, train  # pylint: disable=g-import-not-at-top
+    from esrgan_jax import stop_request, train_failures  # pylint: disable=g-import-not-at-top
     from esrgan_jax.weights import generator as generator_weights  # pylint: disable=g-import-not-at-top
     from esrgan_jax import checkpoints  # pylint: disable=g-import-not-at-top
     if FLAGS.verbose:

@@ -62,8 +62,8 @@ def test_malformed_command_line_exits_2(tmp_path):
 
 
 def test_real_world_eval_sets_are_what_the_command_writes(tmp_path):
-  """config.data.eval_lr='degradation': a set without lr_dir gets the LR that
-  `python -m esrgan_jax.degrade HR OUT --seed eval_lr_seed` writes; a set with one keeps its files."""
+  """config.data.eval_lr='degradation': a set without lr_dir gets the LR that `python -m
+  esrgan_jax.degrade HR OUT --seed eval_lr_seed` writes; a set with one keeps its files."""
   hr_dir, lr_dir = tmp_path / "hr", tmp_path / "lr"
   hr_dir.mkdir()
   _photos(str(hr_dir), size=(38, 33))  # not multiples of 4: mod-cropped to 36 x 32
