@@ -78,7 +78,8 @@ def data_config() -> ml_collections.ConfigDict:
   # MATLAB-bicubic from the HR, the field's convention for ESRGAN. 'degradation': the
   # config.degradation pipeline of image i with seed eval_lr_seed, slot i, exactly what
   # `python -m esrgan_jax.degrade HR_DIR OUT --seed eval_lr_seed` writes: the inputs a real-world
-  # model is made for (bicubic LR would test it on a distribution it never trained on).
+  # model is made for (bicubic LR would test it on a distribution it never trained on). Made
+  # once per run (and again on resume), one compilation per distinct image size.
   config.eval_lr = "bicubic"
   config.eval_lr_seed = 0
   return config
