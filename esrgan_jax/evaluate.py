@@ -384,26 +384,32 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, SetResult]
                           config.eval)
   if jax.process_index() == 0:
     out_dir = eval_mode_dir(workdir, source, step)
-    _write(results, out_dir, out_dir.parent, source=str(source), step=step)
+    _write(results, out_dir, out_dir.parent, source=str(source), step=step,
+           lr_sources=pipeline.eval_lr_sources(config.data))
     at_step = f" (step {step})" if step is not None else ""
     print(f"Evaluated {source}{at_step}; results in {out_dir}\n{format_table(results)}")
   return results
 
 
-def write_results(results: dict[str, SetResult], workdir: str, source: str, step: int = 0) -> None:
+def write_results(results: dict[str, SetResult], workdir: str, source: str, step: int = 0,
+                  lr_sources: Optional[dict[str, str]] = None) -> None:
   """The training run's eval_results.json, TensorBoard scalars and images, and comparison PNGs,
-  all under WORKDIR/eval. The caller shows the table (it is not printed here)."""
+  all under WORKDIR/eval. The caller shows the table (it is not printed here). `lr_sources`:
+  pipeline.eval_lr_sources, written as each set's "lr"."""
   out_dir = epath.Path(workdir) / "eval"
-  _write(results, out_dir, out_dir, source, step)
+  _write(results, out_dir, out_dir, source, step, lr_sources)
 
 
 def _write(results: dict[str, SetResult], out_dir: epath.Path, events_dir: epath.Path,
-           source: str, step: Optional[int]) -> None:
+           source: str, step: Optional[int],
+           lr_sources: Optional[dict[str, str]] = None) -> None:
   out_dir.mkdir(parents=True, exist_ok=True)
+  lr_sources = lr_sources or {}
   summary = {"checkpoint": source, "step": step,
              "directions": {m: _direction(m) for r in results.values()
                             for m in [*r.means, *r.set_metrics] if _direction(m)},
-             "sets": {name: {"mean": r.means, "images": r.per_image, "set": r.set_metrics,
+             "sets": {name: {**({"lr": lr_sources[name]} if name in lr_sources else {}),
+                             "mean": r.means, "images": r.per_image, "set": r.set_metrics,
                              "bicubic": {"mean": r.bicubic_means, "images": r.bicubic_per_image,
                                          "set": r.bicubic_set_metrics}}
                       for name, r in results.items()}}

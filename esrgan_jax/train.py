@@ -423,5 +423,5 @@ class _Trainer:
     logging.info("step %d evaluation:\n%s", step, evaluate.format_table(results))
     if write_files and self.is_chief:
       evaluate.write_results(results, self.workdir, source=f"training step {step} (EMA)",
-                             step=step)
+                             step=step, lr_sources=pipeline.eval_lr_sources(self.config.data))
     return {checkpoints.BEST_METRIC: evaluate.headline_psnr(results)}

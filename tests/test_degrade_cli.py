@@ -80,6 +80,9 @@ def test_real_world_eval_sets_are_what_the_command_writes(tmp_path):
     assert image.hr.shape == (36, 32, 3)
     np.testing.assert_array_equal(image.lr, read_image(lr_dir / f"img{slot}.png"))
   assert all(np.all(image.lr == 7) for image in sets["paired"])
+  assert pipeline.eval_lr_sources(config.data) == {"plain": "degradation, seed 5",
+                                                   "paired": f"files in {tmp_path / 'given'}"}
   config.data.eval_lr = "bicubic"
   bicubic = pipeline.create_eval_sets(config.data, scale=4)["plain"]
+  assert pipeline.eval_lr_sources(config.data)["plain"] == "bicubic"
   assert not np.array_equal(bicubic[0].lr, sets["plain"][0].lr)

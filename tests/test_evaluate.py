@@ -109,6 +109,7 @@ def test_eval_mode_writes_table_json_and_pictures(generator_dir, tmp_path, capsy
   assert not os.path.exists(os.path.join(workdir, "eval"))
   summary = json.loads(open(os.path.join(out_dir, "eval_results.json")).read())
   assert summary["checkpoint"] == generator_dir and summary["step"] is None
+  assert summary["sets"]["bundled"]["lr"] == "bicubic"
   assert summary["sets"]["bundled"]["mean"] == pytest.approx(results["bundled"].means)
   assert summary["sets"]["bundled"]["bicubic"]["mean"] == pytest.approx(
       results["bundled"].bicubic_means)

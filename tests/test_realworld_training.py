@@ -5,6 +5,7 @@ real-world stage-1 step once (a persistent compilation cache shared by its runs:
 loads it) and the 4-device run and the demo commands run in their own processes beside it.
 """
 
+import json
 import logging as std_logging
 import os
 import re
@@ -158,7 +159,11 @@ def test_demo_configs_run_through_main(background_runs):
   assert process.wait(timeout=900) == 0, log_path.read_text()[-3000:]
   log = log_path.read_text()
   for workdir in (stage1, stage2):
-    assert os.path.exists(os.path.join(workdir, "eval", "eval_results.json")), log[-2000:]
+    results = os.path.join(workdir, "eval", "eval_results.json")
+    assert os.path.exists(results), log[-2000:]
+    # Evaluated on the degraded LR the model is trained for, and the JSON says so.
+    with open(results, encoding="utf-8") as f:
+      assert json.load(f)["sets"]["bundled"]["lr"] == "degradation, seed 0"
   assert "l_d_real" in log and "l_g_gan" in log
 
 

@@ -405,6 +405,15 @@ def create_eval_sets(data_config, *, scale: int,
       for slot, image in enumerate(images)] for name, (images, has_lr) in result.items()}
 
 
+def eval_lr_sources(data_config) -> Dict[str, str]:
+  """name -> how create_eval_sets made the LR of that set, for the results' provenance."""
+  specs = data_config.eval_sets or {"bundled": {}}
+  made = ("bicubic" if data_config.get("eval_lr", "bicubic") != "degradation" else
+          f"degradation, seed {data_config.get('eval_lr_seed', 0)}")
+  return {name: f"files in {spec['lr_dir']}" if spec.get("lr_dir") else made
+          for name, spec in specs.items()}
+
+
 def prefetch_to_mesh(iterator: Iterator[Dict[str, np.ndarray]],
                      sharding: jax.sharding.NamedSharding,
                      buffer_size: int = 2) -> Iterator[Dict[str, jax.Array]]:
