@@ -242,6 +242,8 @@ def _levels(codes, mask):
 # Counts the table sampler can return: the largest mean poisson_noise meets is 256 (code 255 at
 # 256 levels), and Poisson(256) exceeds 511 with a probability of about 1e-40.
 TABLE_COUNTS = 512
+# poisson_noise's levels are 2^0 .. 2^8 (1 to 256 distinct codes).
+LEVEL_EXPONENTS = 9
 
 
 def _cdf_tables(vals):
@@ -254,19 +256,20 @@ def _cdf_tables(vals):
 def sample_poisson_codes(key, codes, vals):
   """Poisson(codes / 255 * vals) counts as float32: the means poisson_noise draws from.
 
-  codes: (N, ..., P) int 8-bit codes; vals: (N, P) the levels of each sample and plane. These
-  means take at most 256 values per sample and plane, so the count is an exact inverse CDF by
-  table (float32 CDFs from the accurate log-pmf of sample_poisson's PTRS): one uniform and a
-  9-step binary search per pixel, where sample_poisson's inversion passes over the whole image
-  once per round while any dark pixel still searches (poisson_noise on a 12 x 384 x 384 canvas:
-  7.0 s CPU with sample_poisson, 2.2 s with this; `python benchmarks/degradations.py stages`).
-  key: one, or one per sample (N,).
+  codes: (N, ..., P) int 8-bit codes; vals: (N, P) the levels of each sample and plane, powers
+  of two from 1 to 256 (_levels). These means take 9 x 256 values in all, so the count is an
+  exact inverse CDF by table (float32 CDFs from the accurate log-pmf of sample_poisson's PTRS):
+  one uniform and a 9-step binary search per pixel, where sample_poisson's inversion passes over
+  the whole image once per round while any dark pixel still searches (poisson_noise on a
+  12 x 384 x 384 canvas: 7.0 s CPU with sample_poisson, 2.2 s with a table per sample and plane;
+  `python benchmarks/degradations.py stages`). One table for every sample keeps the searched
+  memory at 4.7 MB, whatever the batch. key: one, or one per sample (N,).
   """
   n, planes = codes.shape[0], codes.shape[-1]
-  tables = _cdf_tables(vals.reshape(n * planes)).reshape(-1)
+  tables = _cdf_tables(2.0 ** jnp.arange(LEVEL_EXPONENTS, dtype=jnp.float32)).reshape(-1)
   u = _draw(jax.random.uniform, key, codes.shape)
-  row = (jnp.arange(n)[:, None] * planes + jnp.arange(planes)[None]).reshape(
-      (n,) + (1,) * (codes.ndim - 2) + (planes,))
+  exponent = jnp.round(jnp.log2(vals)).astype(jnp.int32)
+  row = exponent.reshape((n,) + (1,) * (codes.ndim - 2) + (planes,))
   base = (row * 256 + codes) * TABLE_COUNTS
   # The first count whose CDF reaches u; the last one where rounding keeps the CDF below it.
   low = jnp.zeros(codes.shape, jnp.int32)
