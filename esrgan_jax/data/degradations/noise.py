@@ -11,7 +11,7 @@ L of each sample (gray image for gray noise, all channels for colour) is rounded
 two, vals = 2^ceil(log2 L), and noise = (Poisson(img vals) / vals - img) * scale.
 
 The Poisson counts of poisson_noise come from sample_poisson_codes (an exact inverse CDF by
-table: its means take at most 256 values per sample and plane); sample_poisson (exact: CDF
+table: its means take 9 x 256 values, 8-bit codes at 2^0 .. 2^8 levels); sample_poisson (exact: CDF
 inversion below a mean of 10, Hormann's PTRS from there) serves any mean. Neither is
 jax.random.poisson, and every random field is drawn flat: both for compile time (see
 sample_poisson and _draw). Keys may be one per batch or one per sample (N,); the
