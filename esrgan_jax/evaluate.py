@@ -391,8 +391,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, SetResult]
   return results
 
 
-def write_results(results: dict[str, SetResult], workdir: str, source: str, step: int = 0,
-                  lr_sources: Optional[dict[str, str]] = None) -> None:
+def write_results(results: dict[str, SetResult], workdir: str, source: str, step: int,
+                  lr_sources: dict[str, str]) -> None:
   """The training run's eval_results.json, TensorBoard scalars and images, and comparison PNGs,
   all under WORKDIR/eval. The caller shows the table (it is not printed here). `lr_sources`:
   pipeline.eval_lr_sources, written as each set's "lr"."""
@@ -401,15 +401,12 @@ def write_results(results: dict[str, SetResult], workdir: str, source: str, step
 
 
 def _write(results: dict[str, SetResult], out_dir: epath.Path, events_dir: epath.Path,
-           source: str, step: Optional[int],
-           lr_sources: Optional[dict[str, str]] = None) -> None:
+           source: str, step: Optional[int], lr_sources: dict[str, str]) -> None:
   out_dir.mkdir(parents=True, exist_ok=True)
-  lr_sources = lr_sources or {}
   summary = {"checkpoint": source, "step": step,
              "directions": {m: _direction(m) for r in results.values()
                             for m in [*r.means, *r.set_metrics] if _direction(m)},
-             "sets": {name: {**({"lr": lr_sources[name]} if name in lr_sources else {}),
-                             "mean": r.means, "images": r.per_image, "set": r.set_metrics,
+             "sets": {name: {"lr": lr_sources[name], "mean": r.means, "images": r.per_image, "set": r.set_metrics,
                              "bicubic": {"mean": r.bicubic_means, "images": r.bicubic_per_image,
                                          "set": r.bicubic_set_metrics}}
                       for name, r in results.items()}}

@@ -67,18 +67,22 @@ def test_real_world_eval_sets_are_what_the_command_writes(tmp_path):
   hr_dir, lr_dir = tmp_path / "hr", tmp_path / "lr"
   hr_dir.mkdir()
   _photos(str(hr_dir), size=(38, 33))  # not multiples of 4: mod-cropped to 36 x 32
-  assert degrade.main([str(hr_dir), str(lr_dir), "--seed", "5"]) == 0
+  # Listed first: the command gives it slot 0 and img0, img1 slots 1, 2; so must the eval set.
+  (hr_dir / "aa_broken.png").write_bytes(b"not a png")
+  assert degrade.main([str(hr_dir), str(lr_dir), "--seed", "5"]) == 1
   config = realesrnet_x4plus.get_config("demo")
-  config.data.update(eval_lr_seed=5, eval_sets={"plain": {"hr_dir": str(hr_dir)},
-                                                "paired": {"hr_dir": str(hr_dir),
-                                                           "lr_dir": str(tmp_path / "given")}})
+  config.data.update(eval_lr_seed=5, on_bad_image="skip",
+                     eval_sets={"plain": {"hr_dir": str(hr_dir)},
+                                "paired": {"hr_dir": str(hr_dir),
+                                           "lr_dir": str(tmp_path / "given")}})
   (tmp_path / "given").mkdir()
-  for name in ("img0", "img1"):
+  for name in ("aa_broken", "img0", "img1"):
     write_image(tmp_path / "given" / f"{name}.png", np.full((9, 8, 3), 7, np.uint8))
   sets = pipeline.create_eval_sets(config.data, scale=4, degradation=config.degradation)
-  for slot, image in enumerate(sets["plain"]):
+  assert [image.name for image in sets["plain"]] == ["img0", "img1"]
+  for i, image in enumerate(sets["plain"]):
     assert image.hr.shape == (36, 32, 3)
-    np.testing.assert_array_equal(image.lr, read_image(lr_dir / f"img{slot}.png"))
+    np.testing.assert_array_equal(image.lr, read_image(lr_dir / f"img{i}.png"))
   assert all(np.all(image.lr == 7) for image in sets["paired"])
   assert pipeline.eval_lr_sources(config.data) == {"plain": "degradation, seed 5",
                                                    "paired": f"files in {tmp_path / 'given'}"}

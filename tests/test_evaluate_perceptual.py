@@ -69,7 +69,8 @@ def test_niqe_and_fid_of_the_model_and_of_bicubic(tmp_path, monkeypatch):
       result.per_image["cat"], result.bicubic_per_image["cat"], list(result.means))
   assert labels[2].startswith("SR ") and f"NIQE↓ {result.means['niqe']:.3f}" in labels[2]
 
-  evaluate.write_results(results, str(tmp_path / "work"), source="test", step=3)
+  evaluate.write_results(results, str(tmp_path / "work"), source="test", step=3,
+                         lr_sources={"one": "bicubic"})
   summary = json.loads((tmp_path / "work" / "eval" / "eval_results.json").read_text())
   assert summary["sets"]["one"]["set"] == pytest.approx(result.set_metrics)
   assert summary["sets"]["one"]["bicubic"]["set"] == pytest.approx(result.bicubic_set_metrics)

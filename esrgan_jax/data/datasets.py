@@ -275,8 +275,9 @@ def open_tfds_builder(tfds_name: str, scale: int, data_dir: Optional[str] = None
 
 
 def load_eval_images(hr_paths: Sequence[str], lr_paths: Optional[Sequence[str]], scale: int,
-                     on_bad_image: str = "error", warn=None) -> List[EvalImage]:
-  """EvalImages of HR files and their LR files, or bicubic LR made from the mod-cropped HR.
+                     on_bad_image: str = "error", warn=None, make_lr=None) -> List[EvalImage]:
+  """EvalImages of HR files and their LR files, or LR made from the mod-cropped HR: MATLAB
+  bicubic, or `make_lr(hr, i)` for hr_paths[i] (i counts skipped files too, as a listing does).
 
   `warn(message)` reports a skipped unreadable file when on_bad_image == 'skip'.
   """
@@ -296,7 +297,7 @@ def load_eval_images(hr_paths: Sequence[str], lr_paths: Optional[Sequence[str]],
       hr = mod_crop(hr, scale)
       if min(hr.shape[:2]) < scale:
         raise PairSizeError(f"{hr_path}: {hr.shape[0]}x{hr.shape[1]} is too small for x{scale}")
-      lr = bicubic_downsample_uint8(hr, scale)
+      lr = make_lr(hr, i) if make_lr is not None else bicubic_downsample_uint8(hr, scale)
     else:
       hr = pair_images(hr, lr, scale, hr_path, lr_paths[i])
     images.append(EvalImage(name=name, lr=lr, hr=hr))

@@ -45,7 +45,6 @@ the HR patch plus `_LR_CONTEXT` LR pixels of surrounding image, which gives the 
 
 import collections
 import concurrent.futures
-import dataclasses
 import os
 import queue
 import threading
@@ -382,27 +381,25 @@ def create_eval_sets(data_config, *, scale: int,
   """
   max_images = data_config.eval_max_images
   warn = lambda message: logging.warning("%s", message)
+  make_lr = None
+  if data_config.get("eval_lr", "bicubic") == "degradation":
+    degrade_image = degradations.image_degrader(degradation)
+    seed = data_config.get("eval_lr_seed", 0)
+    make_lr = lambda hr, slot: degrade_image(hr, seed, slot)
   eval_sets = data_config.eval_sets
   if not eval_sets:
     hr_paths = datasets.bundled_photo_paths(datasets.BUNDLED_EVAL_PHOTOS)[:max_images or None]
-    result = {"bundled": (datasets.load_eval_images(hr_paths, None, scale), False)}
-  else:
-    result = {}
-    for name, spec in eval_sets.items():
-      hr_dir = spec.hr_dir
-      hr_paths, lr_paths = datasets.eval_set_paths(hr_dir, spec.get("lr_dir"), scale, max_images)
-      images = datasets.load_eval_images(hr_paths, lr_paths, scale, data_config.on_bad_image,
-                                         warn)
-      if not images:
-        raise ValueError(f"config.data.eval_sets.{name}: no readable images in {hr_dir}")
-      result[name] = (images, bool(spec.get("lr_dir")))
-  if data_config.get("eval_lr", "bicubic") != "degradation":
-    return {name: images for name, (images, _) in result.items()}
-  degrade_image = degradations.image_degrader(degradation)
-  seed = data_config.get("eval_lr_seed", 0)
-  return {name: images if has_lr else [
-      dataclasses.replace(image, lr=degrade_image(image.hr, seed, slot))
-      for slot, image in enumerate(images)] for name, (images, has_lr) in result.items()}
+    return {"bundled": datasets.load_eval_images(hr_paths, None, scale, make_lr=make_lr)}
+  result = {}
+  for name, spec in eval_sets.items():
+    hr_dir = spec.hr_dir
+    hr_paths, lr_paths = datasets.eval_set_paths(hr_dir, spec.get("lr_dir"), scale, max_images)
+    images = datasets.load_eval_images(hr_paths, lr_paths, scale, data_config.on_bad_image, warn,
+                                       make_lr)
+    if not images:
+      raise ValueError(f"config.data.eval_sets.{name}: no readable images in {hr_dir}")
+    result[name] = images
+  return result
 
 
 def eval_lr_sources(data_config) -> Dict[str, str]:
