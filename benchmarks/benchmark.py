@@ -16,7 +16,7 @@ Rows (each measured for every group):
          U-Net D with spectral norm, vanilla GAN, multi-layer perceptual, USM targets) with the
          device-side degradations composed in (realworld_batch.with_degradations, as
          train.make_step_fn does), fed uint8 GT squares of --crop_pad_size: images/s at --batch
-         HR crops of --patch. JAX only (tests/torch_reference.py has no U-Net D);
+         HR crops of --patch. JAX only (reference/torch_models.py has no U-Net D);
   realesrgan_nodeg  the same step without the degradations, fed a ready LR / HR / USM-HR batch
          of the same sizes; with both rows the table ends with the degradations' share of the
          step, (with - without) / with (issue #15's target: under 10% on a GPU);
@@ -32,11 +32,11 @@ memory belongs to one group. On a shared CPU, `--interleave` runs every group in
 alternating their calls, so that a load that changes over minutes hits all groups alike (see
 run_interleaved). JAX children run esrgan_jax's own steps (steps.make_train_step,
 jitted with the state donated, as train.py does) with the XLA flags the trainer adds
-(esrgan_jax/xla_flags.py; ESRGAN_NO_DEFAULT_XLA_FLAGS=1 leaves XLA's own defaults): set
+(esrgan_jax/runtime/xla_flags.py; ESRGAN_NO_DEFAULT_XLA_FLAGS=1 leaves XLA's own defaults): set
 XLA_FLAGS in the environment to try others. Their state has the shapes of
-train_state.init_train_state but values drawn by NumPy (see filled_on_host: XLA takes minutes to
+init_train_state's but values drawn by NumPy (see filled_on_host: XLA takes minutes to
 compile the real init at full size).
-The PyTorch side uses tests/torch_reference.py (BasicSR's layouts), torch.optim.Adam,
+The PyTorch side uses reference/torch_models.py (BasicSR's layouts), torch.optim.Adam,
 cudnn.benchmark as BasicSR's train.py sets it, and BasicSR's ESRGANModel order for the GAN step
 (D frozen for G's update; D's real and fake terms back-propagated separately, so D runs four
 forward passes where the JAX step runs two).
@@ -54,7 +54,7 @@ multiply-add of every convolution and dot, over the taps that touch the image (z
 counted), plus one per element of elementwise and reduction ops; for a train step that is the
 forward pass, both backward gradients (input and weight), Adam and the EMA. PyTorch rows are
 credited with the same count (the useful work of the step), so TFLOP/s and MFU compare like with
-like (both the count and the peak table are esrgan_jax/flops.py's, as the trainer's logged MFU).
+like (both the count and the peak table are esrgan_jax/runtime/flops.py's, as the trainer's logged MFU).
 MFU is against the dense bf16 peak of the device (H100/H200 SXM: 989 TFLOP/s); float32 rows
 also give it against the TF32 peak (494.5), the rate of the tensor cores that cuDNN uses for
 float32 convolutions by default in both frameworks. The conv row uses its own count (all taps).
@@ -485,7 +485,9 @@ def jax_row_program(args, group, row, concrete: bool):
   """
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from esrgan_jax import losses, realworld_batch, steps, train_state  # pylint: disable=g-import-not-at-top
+  from esrgan_jax.training import losses, realworld_batch  # pylint: disable=g-import-not-at-top
+  from esrgan_jax.training import steps
+  from esrgan_jax.training.state import build_generator, build_networks, init_train_state
   keys = jax.random.split(jax.random.key(0), 5)
   realise = filled_on_host if concrete else (lambda tree: tree)
 
@@ -495,7 +497,7 @@ def jax_row_program(args, group, row, concrete: bool):
     return (jax.random.uniform(key, shape, jnp.float32) * scale).astype(dtype)
 
   if row == "infer":
-    generator = train_state.build_generator(jax_config(args, group, "psnr"))
+    generator = build_generator(jax_config(args, group, "psnr"))
     side = args.infer_size
     images = random_array(keys[0], (args.infer_batch, side, side, 3))
     params = realise(jax.eval_shape(generator.init, keys[1], images))["params"]
@@ -515,7 +517,7 @@ def jax_row_program(args, group, row, concrete: bool):
              random_array(keys[1], (3, 3, c_in, c_out), dtype, scale=0.05)), args.batch)
   patch, lr_patch = args.patch, args.patch // SCALE
   if row == "grad":
-    generator = train_state.build_generator(jax_config(args, group, "psnr"))
+    generator = build_generator(jax_config(args, group, "psnr"))
     lr_images = random_array(keys[1], (args.batch, lr_patch, lr_patch, 3))
     hr_images = random_array(keys[0], (args.batch, patch, patch, 3))
     params = realise(jax.eval_shape(generator.init, keys[2], lr_images))["params"]
@@ -525,9 +527,9 @@ def jax_row_program(args, group, row, concrete: bool):
       return losses.l1_loss(output, hr_images)
     return jax.jit(jax.grad(l1_loss)), (params, lr_images, hr_images), args.batch
   config = jax_config(args, group, "realesrgan" if row in REALESRGAN_ROWS else row)
-  networks = train_state.build_networks(config)
+  networks = build_networks(config)
   state = realise(jax.eval_shape(
-      lambda key: train_state.init_train_state(networks, config, key), keys[2]))
+      lambda key: init_train_state(networks, config, key), keys[2]))
   batch = {"hr": random_array(keys[0], (args.batch, patch, patch, 3)),
            "lr": random_array(keys[1], (args.batch, lr_patch, lr_patch, 3))}
   train_step = steps.make_train_step(networks, config)
@@ -547,7 +549,7 @@ def count_jax_flops(args, report):
   HloCostAnalysis on the HLO as lowered counts every convolution; on GPU the compiled module
   holds them as cuDNN custom calls, which the GPU cost analysis leaves out.
   """
-  from esrgan_jax import flops as flop_counts  # pylint: disable=g-import-not-at-top
+  from esrgan_jax.runtime import flops as flop_counts  # pylint: disable=g-import-not-at-top
   for sized_args, rows in size_plan(args):
     for row in [r for r in rows if r != "conv"]:
       jitted, example, _ = jax_row_program(sized_args, Group("jax", "float32", ()), row,
@@ -576,7 +578,7 @@ def torch_measurables_at(args, group, rows):
   import torch  # pylint: disable=g-import-not-at-top
   from torch.nn import functional as F  # pylint: disable=g-import-not-at-top
   sys.path.insert(0, TESTS_DIR)
-  import torch_reference as ref  # pylint: disable=g-import-not-at-top
+  from reference import torch_models as ref  # pylint: disable=g-import-not-at-top
 
   cuda = torch.cuda.is_available()
   device = torch.device("cuda" if cuda else "cpu")
@@ -856,7 +858,7 @@ def format_bytes(n):
 
 
 def print_table(results, flops, args):
-  from esrgan_jax import flops as flop_counts  # pylint: disable=g-import-not-at-top
+  from esrgan_jax.runtime import flops as flop_counts  # pylint: disable=g-import-not-at-top
   sizes = ", ".join(f"{b}x{p}" for b, p in args.sizes)
   print(f"\nx4 RRDBNet {args.num_block} blocks x {args.num_feat} feat (grow {args.num_grow_ch}); "
         f"train: batch x HR patch {sizes}, D width {args.d_feat}; infer: "
@@ -1045,7 +1047,7 @@ def main():
     return
   if args.report is not None:
     sys.exit(report_runs(args.report))
-  from esrgan_jax import xla_flags  # pylint: disable=g-import-not-at-top
+  from esrgan_jax.runtime import xla_flags  # pylint: disable=g-import-not-at-top
   xla_flags.apply_defaults()  # in the environment the children inherit, as main.py does
   try:
     groups = parse_groups(args)

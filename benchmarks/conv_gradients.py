@@ -148,7 +148,7 @@ def main():
   if "winograd" in formulations and any(side % 2 for _, side, _, _ in shapes):
     sys.exit("benchmarks/conv_gradients.py: --formulations winograd needs even sides")
   sys.path.insert(0, REPO_ROOT)
-  from esrgan_jax import xla_flags  # pylint: disable=g-import-not-at-top
+  from esrgan_jax.runtime import xla_flags  # pylint: disable=g-import-not-at-top
   xla_flags.apply_defaults()
   print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; load {os.getloadavg()[0]:.2f}")
   titles = [f"jax {f} fwd / dx / dw (ms)" if f != "xla" else "jax fwd / dx / dw (ms)"

@@ -16,7 +16,7 @@ against a flat jax.random.uniform draw of that shape.
 stages: run CPU time of each stage of the pipeline, jitted alone, on the shapes it meets for a
 GT batch (the first resize's canvas is 1.5 x the GT size): where the time of a batch goes.
 speed: the jitted pipeline (one warm-up call, then --steps timed calls with new draws each,
-block_until_ready) and benchmarks/torch_degradations.py (Real-ESRGAN's feed_data as torch ops,
+block_until_ready) and reference/torch_degradations.py (Real-ESRGAN's feed_data as torch ops,
 one warm-up call, seeded) on the same GT batch, GT sizes --sizes (Real-ESRGAN crops GT to 400
 and its paired crop is 256). JAX runs on its default backend; torch on --device. --step_ms: the time of
 one Real-ESRGAN train step on the same device (benchmarks/benchmark.py's gan row at the batch),
@@ -113,14 +113,14 @@ def measure_poisson(batch, size):
 
 def measure_stages(batch, size, config):
   # pylint: disable-next=g-import-not-at-top
-  from esrgan_jax.data.degradations import filters, jpeg, pipeline
-  (ch, cw), _ = pipeline.canvas_sizes(size, size, config)
+  from esrgan_jax.data.degradations import filters, jpeg, second_order
+  (ch, cw), _ = second_order.canvas_sizes(size, size, config)
   rng = np.random.default_rng(0)
   gt = jnp.asarray(rng.random((batch, size, size, 3), np.float32))
   canvas = jnp.asarray(rng.random((batch, ch, cw, 3), np.float32))
   key = jax.random.key(0, impl="threefry2x32")
-  keys = pipeline.sample_keys_for(key, jnp.arange(batch))
-  params = jax.jit(lambda k, s: pipeline.sample_params(k, s, config))(key, keys)
+  keys = second_order.sample_keys_for(key, jnp.arange(batch))
+  params = jax.jit(lambda k, s: second_order.sample_params(k, s, config))(key, keys)
   kernel = params["kernel1"]
   valid = (jnp.full((batch,), ch - 7), jnp.full((batch,), cw - 7))
   mask = jnp.ones((batch, ch, cw, 1))
@@ -134,7 +134,7 @@ def measure_stages(batch, size, config):
       "poisson_noise (canvas)": (noise.poisson_noise, keys, canvas,
                                  params["noise1"]["poisson_scale"], params["noise1"]["gray"],
                                  mask),
-      "sample_params": (lambda k, s: pipeline.sample_params(k, s, config), key, keys),
+      "sample_params": (lambda k, s: second_order.sample_params(k, s, config), key, keys),
       "whole pipeline": (lambda k, g: degradations.degrade(k, g, config), key, gt),
   }
   for name, (fn, *args) in stages.items():
@@ -156,7 +156,7 @@ def jax_ms_per_batch(gt, steps, config):
 
 def torch_ms_per_batch(gt, steps, device, scale):
   import torch  # pylint: disable=g-import-not-at-top
-  import torch_degradations  # pylint: disable=g-import-not-at-top
+  from reference import torch_degradations  # pylint: disable=g-import-not-at-top
   # Seeded: torch's time depends on its draws (scale and mode, noise type, order).
   torch.manual_seed(0)
   random.seed(0)

@@ -21,7 +21,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
-from esrgan_jax import inference, metrics  # pylint: disable=wrong-import-position
+from esrgan_jax import metrics  # pylint: disable=wrong-import-position
+from esrgan_jax.inference.apply import apply_generator
 from esrgan_jax.data import bicubic, datasets  # pylint: disable=wrong-import-position
 from esrgan_jax.weights import generator as generator_weights  # pylint: disable=wrong-import-position
 
@@ -39,7 +40,7 @@ def run_stage(config: str, workdir: str, extra: list[str]) -> float:
 def super_resolve(workdir: str, lr: np.ndarray) -> np.ndarray:
   params, arch = generator_weights.load_generator(workdir)
   model = generator_weights.generator_from_arch(arch)
-  sr = np.asarray(inference.apply_generator(model, params, lr[None].astype(np.float32) / 255.0))
+  sr = np.asarray(apply_generator(model, params, lr[None].astype(np.float32) / 255.0))
   return np.clip(np.round(sr[0] * 255.0), 0, 255).astype(np.uint8)
 
 

@@ -40,7 +40,7 @@
 # parallel; if it does not, the sweep is cut by its own limit and reports what it finished.
 #
 # --tiny: a 1-block, 8-feature model, 1 timed step, small sizes, no gan rows (the VGG19 loss at
-# 128 px is too slow on a CPU test), for tests/test_gpu_suite.py on a CPU.
+# 128 px is too slow on a CPU test), for tests/benchmarks/test_gpu_suite.py on a CPU.
 
 # The part_* functions are called by name ("part_$one_part"), which shellcheck cannot follow.
 # shellcheck disable=SC2329
@@ -180,7 +180,7 @@ print("jax devices:", jax.devices())
 import torch
 print("torch cuda:", torch.cuda.is_available(), torch.version.cuda, torch.backends.cudnn.version())
 EOF
-  echo "XLA_FLAGS=${XLA_FLAGS:-} (benchmark.py adds the trainer's defaults, esrgan_jax/xla_flags.py)"
+  echo "XLA_FLAGS=${XLA_FLAGS:-} (benchmark.py adds the trainer's defaults, esrgan_jax/runtime/xla_flags.py)"
 }
 
 # benchmark.py with its own limits inside the part's, so that it prints its table before the

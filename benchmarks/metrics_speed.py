@@ -31,7 +31,7 @@ sys.path[:0] = [REPO_ROOT, os.path.join(REPO_ROOT, "tests")]
 
 from esrgan_jax import metrics  # pylint: disable=g-import-not-at-top
 from esrgan_jax.metrics import fid  # pylint: disable=g-import-not-at-top
-from random_inception import random_inception_variables  # pylint: disable=g-import-not-at-top
+from tests.random_inception import random_inception_variables  # pylint: disable=g-import-not-at-top
 
 SIZES = ((480, 500), (400, 520), (512, 512), (360, 480), (420, 500), (500, 380), (400, 400),
          (480, 360), (512, 480), (384, 512), (450, 450), (400, 500), (480, 400), (360, 500))

@@ -124,7 +124,7 @@ def main():
   args = benchmark.parse_args(sys.argv[1:] + ["--rows", "psnr"])
   sys.path.insert(0, benchmark.REPO_ROOT)
   sys.path.insert(0, benchmark.TESTS_DIR)
-  from esrgan_jax import xla_flags  # pylint: disable=g-import-not-at-top
+  from esrgan_jax.runtime import xla_flags  # pylint: disable=g-import-not-at-top
   xla_flags.apply_defaults()
   if benchmark.has_gpu():
     sys.exit("benchmarks/step_convolutions.py: for the CPU (it runs both frameworks in one "

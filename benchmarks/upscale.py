@@ -24,7 +24,7 @@ sys.path[:0] = [REPO_ROOT, os.path.join(REPO_ROOT, "tests")]
 from esrgan_jax import upscale  # pylint: disable=wrong-import-position
 from esrgan_jax.data.images import write_image  # pylint: disable=wrong-import-position
 from esrgan_jax.weights.generator import arch_of, save_generator  # pylint: disable=wrong-import-position
-from tiny_generator import tiny_generator  # pylint: disable=wrong-import-position
+from tests.tiny_generator import tiny_generator  # pylint: disable=wrong-import-position
 
 
 def peak_rss_bytes() -> int:

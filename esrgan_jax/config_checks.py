@@ -4,12 +4,11 @@ import ml_collections
 from etils import epath
 
 from esrgan_jax.data.pipeline import DATASETS, EVAL_LR_SOURCES, LR_SOURCES
-from esrgan_jax.losses import GAN_TYPES, PIXEL_CRITERIA
-from esrgan_jax.models import DISCRIMINATORS
+from esrgan_jax.training.losses import GAN_TYPES, PIXEL_CRITERIA
+from esrgan_jax.models import COMPUTE_DTYPES, DISCRIMINATORS
 from esrgan_jax.models.discriminators import VGG_INPUT_SIZES
 from esrgan_jax.models.rrdbnet import DENSE_BLOCK_CHOICES, SUPPORTED_SCALES
 from esrgan_jax.models.vgg19 import VGG19_LAYERS
-from esrgan_jax.train_state import COMPUTE_DTYPES
 
 
 PRNG_IMPLS = ("rbg", "unsafe_rbg", "threefry2x32")

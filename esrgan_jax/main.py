@@ -25,7 +25,8 @@ from ml_collections import config_flags
 
 # Only light modules here: the trainer and evaluator are imported once the config has passed its
 # checks, since they pull in TensorFlow (clu's summary writers), seconds a typo should not cost.
-from esrgan_jax import cli, config_checks, parallel, xla_flags
+from esrgan_jax import cli, config_checks
+from esrgan_jax.runtime import parallel, xla_flags
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -140,15 +141,16 @@ def main(argv):
   _check_workdir(FLAGS.workdir)
 
   try:
-    from esrgan_jax import evaluate, train  # pylint: disable=g-import-not-at-top
-    from esrgan_jax import stop_request, train_failures  # pylint: disable=g-import-not-at-top
+    from esrgan_jax.evaluation import evaluate  # pylint: disable=g-import-not-at-top
+    from esrgan_jax.training import stop_request, train  # pylint: disable=g-import-not-at-top
+    from esrgan_jax.training import failures
     from esrgan_jax.weights import generator as generator_weights  # pylint: disable=g-import-not-at-top
-    from esrgan_jax import checkpoints  # pylint: disable=g-import-not-at-top
+    from esrgan_jax.weights import checkpoints  # pylint: disable=g-import-not-at-top
     if FLAGS.verbose:
       checkpoints.show_orbax_logs(logging.get_absl_handler())
     # Errors whose message names the field or file at fault: one line, no traceback.
     user_errors = (cli.UserError, config_checks.ConfigError, generator_weights.CheckpointError,
-                   train_failures.NonFiniteLossError)
+                   failures.NonFiniteLossError)
     try:
       if mode == "eval":
         evaluate.run(config, FLAGS.workdir)

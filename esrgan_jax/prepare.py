@@ -45,9 +45,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from esrgan_jax import cli
-from esrgan_jax.data import datasets
-from esrgan_jax.data import pipeline
-from esrgan_jax.data import prepared
+from esrgan_jax.data import datasets, pipeline, prepared
 from esrgan_jax.data.augment import mod_crop
 from esrgan_jax.data.images import ImageReadError, ImageWriteError, list_images, read_image
 from esrgan_jax.data.images import write_image

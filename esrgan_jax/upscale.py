@@ -5,13 +5,13 @@
 
 Flags use Real-ESRGAN's names (`--tile_pad`, `--outscale`, `--alpha_upsampler`, ...); the hyphen
 spellings (`--tile-pad`) work too. Every output keeps its input's pixel format (8/16-bit, gray,
-RGB, RGBA; see esrgan_jax/upscaler.py). `--outscale` resizes the network's output to
+RGB, RGBA; see esrgan_jax/inference/upscaler.py). `--outscale` resizes the network's output to
 ceil(input size * outscale) with MATLAB's bicubic imresize, the resize the benchmarks' LR images
 were made with.
 
 Exactness: an image (or an axis) no larger than one window (tile + 2 * tile_pad) runs whole, as
 `--tile 0` does. Larger images are tiled; with Real-ESRGAN's default `--tile_pad 10` tiles can
-differ from whole-image inference by a few 8-bit levels near their borders (tests/test_tiling.py
+differ from whole-image inference by a few 8-bit levels near their borders (tests/inference/test_tiling.py
 measures it), and `--tile_pad exact` (the network's receptive field, 349 px for 23 RRDBs at x4)
 makes the result equal whole-image inference.
 
@@ -45,12 +45,16 @@ import numpy as np
 from PIL import Image, ImageSequence
 from tqdm import tqdm
 
-from esrgan_jax import cli, inference, png_stream, tiling, xla_flags
+from esrgan_jax import cli
+from esrgan_jax.inference.apply import apply_generator
+from esrgan_jax.data import png
+from esrgan_jax.inference import tiling
+from esrgan_jax.runtime import xla_flags
 from esrgan_jax.weights import generator as generator_weights
 from esrgan_jax.data import images as images_io
 from esrgan_jax.data.images import (IMAGE_EXTENSIONS, ImageReadError, ImageWriteError,
                                     read_image_any, write_image)
-from esrgan_jax.upscaler import Upscaler
+from esrgan_jax.inference.upscaler import Upscaler
 
 # Extensions that can hold 16-bit pixels and an alpha channel; others fall back to PNG for them.
 HIGH_DEPTH_EXTENSIONS = (".png", ".tif", ".tiff")
@@ -220,7 +224,7 @@ def load_model(checkpoint: str, model_scale: Optional[int], half: bool):
 def make_apply_fn(model, params):
   """float32 NHWC -> float32 NHWC through the process-wide cached jitted apply."""
   params = jax.device_put(params)
-  return lambda batch: inference.apply_generator(model, params, batch)
+  return lambda batch: apply_generator(model, params, batch)
 
 
 class Animation(NamedTuple):
@@ -265,7 +269,7 @@ def write_animation(path: str, animation: Animation) -> None:
 def write_output(path: str, image: np.ndarray) -> None:
   path = writable_path(path, image)
   if path.endswith(".png") and "://" not in path:
-    png_stream.write_png(path, image)
+    png.write_png(path, image)
   else:
     write_image(path, image)
 

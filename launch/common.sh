@@ -11,8 +11,8 @@ LAUNCH_SCRIPT_NAME="$(basename "${0:-launch}")"
 # XLA flags that help ESRGAN's data-parallel training on NVIDIA GPUs: the latency-hiding scheduler
 # overlaps the gradient all-reduce with the backward convolutions, and the high-priority stream keeps
 # those collectives from queueing behind compute. (The flags that help on one device too, such as
-# CUDA graphs for the convolutions, are added by the trainer itself: esrgan_jax/xla_flags.py.)
-# tests/test_launch_scripts.py checks that the pinned jaxlib knows them, since XLA aborts on a flag
+# CUDA graphs for the convolutions, are added by the trainer itself: esrgan_jax/runtime/xla_flags.py.)
+# tests/project/test_launch_scripts.py checks that the pinned jaxlib knows them, since XLA aborts on a flag
 # it does not know.
 DEFAULT_XLA_GPU_FLAGS="--xla_gpu_enable_latency_hiding_scheduler=true --xla_gpu_enable_highest_priority_async_stream=true"
 

@@ -1,4 +1,4 @@
-"""One process of a multi-process CPU training run, started by tests/test_multiprocess.py.
+"""One process of a multi-process CPU training run, started by tests/runtime/test_multiprocess.py.
 
 argv: COORDINATOR NUM_PROCESSES PROCESS_ID WORKDIR NUM_STEPS [GENERATOR_INIT]. Trains the tiny
 PSNR config, or with GENERATOR_INIT (a stage-1 workdir) the tiny GAN config initialised from it,
@@ -13,7 +13,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from esrgan_jax import parallel
+from esrgan_jax.runtime import parallel
 
 
 def tiny_config(num_steps: int):
@@ -44,7 +44,7 @@ def main(coordinator, num_processes, process_id, workdir, num_steps, generator_i
   logging.set_verbosity(logging.INFO)
   if int(num_processes) > 1:
     parallel.initialize_distributed(coordinator, int(num_processes), int(process_id))
-  from esrgan_jax import train
+  from esrgan_jax.training import train
   config = (tiny_gan_config(int(num_steps), generator_init) if generator_init
             else tiny_config(int(num_steps)))
   state = train.train_and_evaluate(config, workdir)

@@ -11,7 +11,7 @@ GT-only mode (`config.data.lr_source='degradation'`, Real-ESRGAN's dataset): bat
 {'hr': (B_local, S, S, 3)} uint8 with S = config.data.crop_pad_size, no LR: each image is
 reflect-padded when smaller than S, cropped at a random position and flipped (hflip, and rot90
 only with use_rot, which Real-ESRGAN leaves off); LR images of the source go unused. The train
-step degrades, crops and pools on the device (esrgan_jax/realworld_batch.py). uint8 because the
+step degrades, crops and pools on the device (esrgan_jax/training/realworld_batch.py). uint8 because the
 device decodes it anyway: a quarter of the host-to-device bytes of float32.
 
 How a batch is drawn (deterministic, resumable, independent of the number of processes):
@@ -54,8 +54,7 @@ from absl import logging
 import jax
 import numpy as np
 
-from esrgan_jax.data import datasets, degradations
-from esrgan_jax.data import prepared
+from esrgan_jax.data import datasets, degradations, prepared
 from esrgan_jax.data.augment import apply_flips, augment_pair, crop_or_pad, draw_flips, mod_crop
 from esrgan_jax.data.augment import pad_to_size, paired_random_crop, random_crop_position
 from esrgan_jax.data.bicubic import bicubic_downsample_uint8

@@ -15,7 +15,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-from esrgan_jax import checkpoints
+from esrgan_jax.weights import checkpoints
 
 _MESSAGE_CHARS = 200
 

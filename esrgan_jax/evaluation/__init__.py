@@ -1,0 +1,1 @@
+"""Evaluation: per-set metrics beside bicubic, eval mode, and the pictures and reports it writes."""

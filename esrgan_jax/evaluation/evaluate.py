@@ -1,0 +1,431 @@
+"""Evaluation: PSNR/SSIM on the Y channel (and RGB PSNR) of every configured set, and eval mode.
+
+Used by the trainer's periodic evaluation and by `main.py` in eval mode, which restores a
+checkpoint and writes a table (console, JSON, TensorBoard) plus LR | bicubic | SR | HR pictures.
+Every result carries the bicubic baseline (MATLAB bicubic upscaling of the same LR, measured on the
+same crop), so a number can always be read against "doing nothing".
+
+Perceptual metrics join when config.eval names their files: LPIPS (`lpips_weights`) and NIQE
+(`niqe_params`) per image, FID / KID / IS (`inception_weights`) over the set, on
+`fid_grid` x `fid_grid` crops of `fid_crop_size` pixels per image (metrics/fid.py). All are
+measured on the image without its `scale`-pixel border, like PSNR; every header says which way is
+better. The metric objects are loaded once per file and run on the same cached jitted programs at
+every evaluation; bicubic's values (and its and the HR images' Inception features) are computed
+once per run.
+"""
+
+import functools
+import json
+import os
+import weakref
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import ml_collections
+import numpy as np
+from clu import metric_writers
+from etils import epath
+from jax.experimental import multihost_utils
+
+from esrgan_jax import config_checks, metrics
+from esrgan_jax.weights import checkpoints
+from esrgan_jax.evaluation import comparison
+from esrgan_jax.inference.apply import apply_generator
+from esrgan_jax.inference import tiling
+from esrgan_jax.metrics import fid, lpips, naturalness
+from esrgan_jax.weights import generator as generator_weights
+from esrgan_jax.data import bicubic, images, pipeline
+from esrgan_jax.models import COMPUTE_DTYPES
+
+METRIC_NAMES = ("psnr_y", "ssim_y", "psnr_rgb")
+# Which way is better, for the table headers.
+METRIC_DIRECTIONS = {"psnr_y": "\u2191", "ssim_y": "\u2191", "psnr_rgb": "\u2191",
+                     "niqe": "\u2193", "fid": "\u2193", "kid": "\u2193", "is": "\u2191"}
+LOWER_IS_BETTER_PREFIXES = ("lpips",)
+EVAL_MODE_SUBDIR = "eval_mode"  # eval mode's outputs, apart from the training run's WORKDIR/eval
+
+
+class SetResult(NamedTuple):
+  means: dict[str, float]  # metric name -> mean over the set's images
+  per_image: dict[str, dict[str, float]]  # image name -> metric name -> value
+  comparisons: dict[str, np.ndarray]  # image name -> labelled LR | bicubic | SR | HR picture
+  bicubic_means: dict[str, float]  # the same metrics of bicubic upscaling
+  bicubic_per_image: dict[str, dict[str, float]]
+  # Set-level metrics (fid, kid, kid_std, is, is_std) of the model and of bicubic; empty without
+  # config.eval.inception_weights.
+  set_metrics: dict[str, float] = {}
+  bicubic_set_metrics: dict[str, float] = {}
+
+
+class Extras(NamedTuple):
+  """The configured perceptual metrics: each None when its file is not configured."""
+  lpips: Any = None  # lpips.LpipsMetric
+  niqe: Any = None  # naturalness.NiqeParams
+  fid: Any = None  # fid.FidMetric
+
+  def key(self) -> tuple:
+    return tuple(id(m) if m is not None else None for m in self)
+
+
+def make_generate_fn(generator, params) -> Callable[[np.ndarray], np.ndarray]:
+  """An NHWC float [0, 1] -> NHWC float apply on this process's first local device.
+
+  It runs `apply_generator`, whose compiled programs are keyed on (architecture, input
+  shape): the evaluations of a run after the first, and every checkpoint of one architecture,
+  reuse them. Evaluation runs process by process on different images, so it must not use the
+  global mesh.
+  """
+  device = jax.local_devices()[0]
+  params = jax.device_put(_gather_to_host(params), device)
+  return lambda batch: np.asarray(
+      apply_generator(generator, params, jax.device_put(batch, device)))
+
+
+def _gather_to_host(tree):
+  """A host copy of possibly sharded (FSDP) or multi-process arrays."""
+  def fetch(x):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      return multihost_utils.process_allgather(x, tiled=True)
+    return np.asarray(jax.device_get(x))
+  return jax.tree.map(fetch, tree)
+
+
+def super_resolve(generate_fn, lr: np.ndarray, scale: int, tile: int, tile_pad: int) -> np.ndarray:
+  """uint8 LR HxWx3 -> uint8 SR, rounded as the field's evaluation scripts do."""
+  sr = tiling.upscale_tiled(generate_fn, lr.astype(np.float32) / 255.0, scale, tile, tile_pad)
+  return np.clip(np.round(sr * 255.0), 0, 255).astype(np.uint8)
+
+
+def image_metrics(sr: np.ndarray, hr: np.ndarray, scale: int) -> dict[str, float]:
+  return {
+      "psnr_y": float(metrics.psnr(sr, hr, crop_border=scale, test_y_channel=True)),
+      "ssim_y": float(metrics.ssim(sr, hr, crop_border=scale, test_y_channel=True)),
+      "psnr_rgb": float(metrics.psnr(sr, hr, crop_border=scale, test_y_channel=False)),
+  }
+
+
+def _inner(image: np.ndarray, scale: int) -> np.ndarray:
+  return image[scale:-scale, scale:-scale] if scale else image
+
+
+def _niqe(image: np.ndarray, params, scale: int) -> float:
+  try:
+    return naturalness.niqe(image, params, crop_border=scale)
+  except ValueError:
+    return float("nan")  # an image under two 96x96 blocks has no NIQE; the mean skips it
+
+
+def _measure(sr: np.ndarray, hr: np.ndarray, scale: int, extras: Extras) -> dict[str, float]:
+  row = image_metrics(sr, hr, scale)
+  if extras.lpips:
+    row[extras.lpips.name] = extras.lpips(_inner(sr, scale), _inner(hr, scale))
+  if extras.niqe:
+    row["niqe"] = _niqe(sr, extras.niqe, scale)
+  return row
+
+
+def _metric_names(extras: Extras) -> tuple[str, ...]:
+  return (METRIC_NAMES + ((extras.lpips.name,) if extras.lpips else ())
+          + (("niqe",) if extras.niqe else ()))
+
+
+# id(EvalImage) -> (weak reference to it, what was measured, metric row, bicubic picture or None,
+# Inception (features, logits) of the bicubic image and features of the HR image, or None).
+# Bicubic upscaling of a fixed image never changes, so a run measures it once, at its first
+# evaluation; the weak reference drops the entry with the image and guards against reused ids.
+_BICUBIC_CACHE: dict[int, tuple] = {}
+
+
+def _inception_features(fid_metric, image: np.ndarray, scale: int, name: str) -> np.ndarray:
+  """(crops, 2048 + 1008): pool features then unbiased logits, one array to gather."""
+  try:
+    return np.concatenate(fid_metric.features(_inner(image, scale)), axis=1)
+  except ValueError as e:  # an evaluation image smaller than the crops
+    raise config_checks.ConfigError(
+        f"config.eval.fid_crop_size: evaluation image {name}: {e}") from None
+
+
+def _bicubic_baseline(item, scale: int, extras: Extras, keep_picture: bool):
+  """(metric row, bicubic picture if keep_picture, Inception outputs of bicubic and HR or None)
+  of MATLAB-bicubic upscaling of item.lr."""
+  key = (scale, extras.key())
+  entry = _BICUBIC_CACHE.get(id(item))
+  if (entry is not None and entry[0]() is item and entry[1] == key
+      and (entry[3] is not None or not keep_picture)):
+    return entry[2], entry[3], entry[4]
+  upscaled = bicubic.imresize(item.lr, output_shape=item.hr.shape[:2])
+  row = _measure(upscaled, item.hr, scale, extras)
+  inception = None
+  if extras.fid:
+    inception = (_inception_features(extras.fid, upscaled, scale, item.name),
+                 _inception_features(extras.fid, item.hr, scale, item.name))
+  image_id = id(item)
+  reference = weakref.ref(item, lambda _: _BICUBIC_CACHE.pop(image_id, None))
+  _BICUBIC_CACHE[image_id] = (reference, key, row, upscaled if keep_picture else None, inception)
+  return row, (upscaled if keep_picture else None), inception
+
+
+def _labels(row: dict[str, float], baseline: dict[str, float], names) -> tuple[str, ...]:
+  """Captions: PSNR-Y, and each perceptual metric with its direction, of bicubic and SR."""
+  def caption(method, values):
+    extra = [f"{m.split('_')[0].upper()}{_direction(m)} {values[m]:.3f}" for m in names
+             if m not in METRIC_NAMES]
+    return ", ".join([f"{method} {values['psnr_y']:.2f} dB"] + extra)
+  return ("LR", caption("bicubic", baseline), caption("SR", row), "HR")
+
+
+def _gather(values: np.ndarray) -> np.ndarray:
+  """Rows filled by each process (NaN elsewhere), complete on every process."""
+  if jax.process_count() == 1:
+    return values
+  # NaN marks another process's images; fmax keeps the one real value of each row.
+  return np.fmax.reduce(multihost_utils.process_allgather(values), axis=0)
+
+
+def evaluate_set(generate_fn, eval_images, scale: int, tile: int, tile_pad: int,
+                 num_comparisons: int, lpips_metric=None, niqe_params=None,
+                 fid_metric=None) -> SetResult:
+  """Each process evaluates images i::process_count; the values are gathered on every process.
+
+  With `lpips_metric` (an `lpips.LpipsMetric`) and `niqe_params` (`naturalness.NiqeParams`),
+  LPIPS and NIQE join the per-image metrics; with `fid_metric` (`fid.FidMetric`), FID, KID and IS
+  of the set; all on the crop PSNR sees. The bicubic baseline is measured the same way (and
+  cached: see `_bicubic_baseline`).
+  """
+  extras = Extras(lpips_metric, niqe_params, fid_metric)
+  count = len(eval_images)
+  names = _metric_names(extras)
+  # Columns: the model's metrics, then bicubic's, so one gather brings both.
+  values = np.full((count, 2 * len(names)), np.nan, np.float64)
+  inception = None
+  if fid_metric:
+    crops = fid_metric.grid**2
+    # Per image and crop: SR, bicubic and HR outputs of the Inception.
+    inception = np.full((count, 3, crops, fid.NUM_FEATURES + fid.NUM_CLASSES), np.nan)
+  comparisons = {}
+  for i in range(jax.process_index(), count, jax.process_count()):
+    item = eval_images[i]
+    sr = super_resolve(generate_fn, item.lr, scale, tile, tile_pad)
+    row = _measure(sr, item.hr, scale, extras)
+    baseline, upscaled, outputs = _bicubic_baseline(item, scale, extras, i < num_comparisons)
+    values[i] = [row[m] for m in names] + [baseline[m] for m in names]
+    if fid_metric:
+      inception[i] = (_inception_features(fid_metric, sr, scale, item.name), *outputs)
+    if i < num_comparisons:
+      comparisons[item.name] = comparison.comparison_strip(
+          item.lr, upscaled, sr, item.hr, labels=_labels(row, baseline, names))
+  values = _gather(values)
+  model, baseline = values[:, :len(names)], values[:, len(names):]
+  per_image = {item.name: dict(zip(names, map(float, row)))
+               for item, row in zip(eval_images, model)}
+  bicubic_per_image = {item.name: dict(zip(names, map(float, row)))
+                       for item, row in zip(eval_images, baseline)}
+  set_metrics, bicubic_set_metrics = {}, {}
+  if fid_metric:
+    outputs = _gather(inception).reshape(count, 3, -1, inception.shape[-1]).transpose(1, 0, 2, 3)
+    sr_out, bicubic_out, hr_out = (o.reshape(-1, o.shape[-1]) for o in outputs)
+    split = fid.NUM_FEATURES
+    hr_features = hr_out[:, :split]
+    try:
+      set_metrics = fid_metric.measure(sr_out[:, :split], sr_out[:, split:], hr_features)
+      bicubic_set_metrics = fid_metric.measure(bicubic_out[:, :split], bicubic_out[:, split:],
+                                               hr_features)
+    except ValueError as e:  # one image of one crop: no covariance
+      raise config_checks.ConfigError(f"config.eval.fid_grid: {e}") from None
+  return SetResult(means=_column_means(model, names), per_image=per_image,
+                   comparisons=comparisons, bicubic_means=_column_means(baseline, names),
+                   bicubic_per_image=bicubic_per_image, set_metrics=set_metrics,
+                   bicubic_set_metrics=bicubic_set_metrics)
+
+
+def _column_means(values: np.ndarray, names) -> dict[str, float]:
+  # NIQE is NaN on images too small for it; the others are always finite.
+  means = {}
+  for j, m in enumerate(names):
+    finite = values[:, j][~np.isnan(values[:, j])]
+    means[m] = float(np.mean(finite)) if len(finite) else float("nan")
+  return means
+
+
+@functools.cache
+def _lpips_metric(path: str):
+  """One LpipsMetric per weights directory: loaded once per run, not at every evaluation."""
+  return lpips.LpipsMetric.from_dir(path)
+
+
+@functools.cache
+def _niqe_params(path: str):
+  try:
+    return naturalness.load_niqe_params(path)
+  except ValueError as e:  # the message names the file
+    raise generator_weights.CheckpointError(f"config.eval.niqe_params: {e}") from None
+
+
+@functools.cache
+def _fid_metric(path: str, crop_size: int, grid: int, kid_subsets: int, is_splits: int):
+  """One FidMetric per weights and settings: loaded and compiled once per run."""
+  if min(crop_size, grid, kid_subsets, is_splits) < 1:
+    raise config_checks.ConfigError(
+        f"config.eval: fid_crop_size, fid_grid, kid_subsets and is_splits must be >= 1, got "
+        f"{crop_size}, {grid}, {kid_subsets} and {is_splits}")
+  return fid.FidMetric.from_dir(path, crop_size=crop_size, grid=grid, kid_subsets=kid_subsets,
+                                is_splits=is_splits)
+
+
+def configured_metrics(eval_config: ml_collections.ConfigDict) -> Extras:
+  """The perceptual metrics config.eval asks for (lpips_weights, niqe_params,
+  inception_weights), each loaded once per process."""
+  lpips_weights = eval_config.get("lpips_weights")
+  niqe_params = eval_config.get("niqe_params")
+  inception_weights = eval_config.get("inception_weights")
+  return Extras(
+      _lpips_metric(os.fspath(lpips_weights)) if lpips_weights else None,
+      _niqe_params(os.fspath(niqe_params)) if niqe_params else None,
+      _fid_metric(os.fspath(inception_weights), eval_config.get("fid_crop_size", fid.CROP_SIZE),
+                  eval_config.get("fid_grid", fid.GRID),
+                  eval_config.get("kid_subsets", fid.KID_SUBSETS),
+                  eval_config.get("is_splits", 1)) if inception_weights else None)
+
+
+def evaluate_sets(generate_fn, eval_sets: dict[str, Any], scale: int,
+                  eval_config: ml_collections.ConfigDict) -> dict[str, SetResult]:
+  extras = configured_metrics(eval_config)
+  return {name: evaluate_set(generate_fn, items, scale, eval_config.tile, eval_config.tile_pad,
+                             eval_config.num_comparison_images, *extras)
+          for name, items in eval_sets.items()}
+
+
+def scalar_summaries(results: dict[str, SetResult]) -> dict[str, float]:
+  """eval/{set}/{metric} of the model and eval/{set}/bicubic_{metric} of the baseline.
+
+  The baseline is written at every evaluation (from the cache), so TensorBoard draws it as a
+  flat reference line beside the model's curve.
+  """
+  scalars = {}
+  for set_name, result in results.items():
+    scalars.update({f"eval/{set_name}/{m}": v for m, v in result.means.items()})
+    scalars.update({f"eval/{set_name}/bicubic_{m}": v for m, v in result.bicubic_means.items()})
+    scalars.update({f"eval/{set_name}/{m}": v for m, v in result.set_metrics.items()})
+    scalars.update({f"eval/{set_name}/bicubic_{m}": v
+                    for m, v in result.bicubic_set_metrics.items()})
+  return scalars
+
+
+def headline_psnr(results: dict[str, SetResult]) -> float:
+  """The value that ranks checkpoints: Y-channel PSNR on the first evaluation set."""
+  return next(iter(results.values())).means["psnr_y"]
+
+
+def _direction(metric: str) -> str:
+  if metric in METRIC_DIRECTIONS:
+    return METRIC_DIRECTIONS[metric]
+  return "\u2193" if metric.startswith(LOWER_IS_BETTER_PREFIXES) else ""
+
+
+def format_table(results: dict[str, SetResult]) -> str:
+  """One row per (set, method): the model and its bicubic baseline; arrows say which way wins.
+
+  Per-image means come first, then the set-level FID, KID and IS (their spreads are in the JSON).
+  """
+  first = next(iter(results.values()))
+  names = list(first.means) + [m for m in first.set_metrics if not m.endswith("_std")]
+  headers = [f"{m} {_direction(m)}".rstrip() for m in names]
+  width = max(12, *(len(h) + 2 for h in headers))
+  rows = [f"{'set':<16}{'images':>8}  {'method':<9}" + "".join(f"{h:>{width}}" for h in headers)]
+  for name, result in results.items():
+    for method, means in (("model", {**result.means, **result.set_metrics}),
+                          ("bicubic", {**result.bicubic_means, **result.bicubic_set_metrics})):
+      rows.append(f"{name:<16}{len(result.per_image):>8}  {method:<9}"
+                  + "".join(f"{means[m]:>{width}.4f}" for m in names))
+  return "\n".join(rows)
+
+
+def _checkpoint_to_evaluate(config: ml_collections.ConfigDict, workdir: str) -> epath.Path:
+  """The directory to load: a generator checkpoint, one step's directory, or a training workdir
+  (whose newest readable step is then used, past a damaged latest one).
+
+  config.eval.checkpoint may be a generator checkpoint or a training workdir; without it the
+  workdir's own checkpoints are used. config.eval.checkpoint_step (-1: the latest) picks the step
+  of a training workdir.
+  """
+  path = epath.Path(config.eval.checkpoint or workdir)
+  if config.eval.checkpoint and (not path.is_dir()
+                                 or generator_weights.is_generator_checkpoint(path)):
+    return path  # load_generator names what is wrong with a bad path
+  try:
+    if config.eval.checkpoint_step < 0:
+      checkpoints.step_directories(path)  # names a workdir without checkpoints
+      return path
+    return checkpoints.find_step_directory(path, config.eval.checkpoint_step)
+  except FileNotFoundError as error:
+    raise generator_weights.CheckpointError(str(error)) from error
+
+
+def eval_mode_dir(workdir: str, source: epath.Path, step: Optional[int]) -> epath.Path:
+  """WORKDIR/eval_mode/step_N (or /<generator checkpoint name>): apart from WORKDIR/eval."""
+  name = f"step_{step}" if step is not None else source.name
+  return epath.Path(workdir) / EVAL_MODE_SUBDIR / name
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, SetResult]:
+  """Eval mode: restore a generator, evaluate every set, write the table and pictures.
+
+  Results go to `eval_mode_dir` (JSON and pictures) and to TensorBoard under WORKDIR/eval_mode at
+  the checkpoint's own step, so the training run's WORKDIR/eval is never written over.
+  """
+  params, arch, source = generator_weights.load_generator_and_source(
+      _checkpoint_to_evaluate(config, workdir))
+  step = int(source.name) if source.name.isdigit() else None
+  if arch["scale"] != config.model.scale:
+    raise generator_weights.CheckpointError(
+        f"{source}: checkpoint is a x{arch['scale']} model but config.model.scale is "
+        f"{config.model.scale}")
+  generator = generator_weights.generator_from_arch(
+      arch, dtype=COMPUTE_DTYPES[config.compute_dtype])
+  eval_sets = pipeline.create_eval_sets(config.data, scale=arch["scale"],
+                                         degradation=config.get("degradation"))
+  results = evaluate_sets(make_generate_fn(generator, params), eval_sets, arch["scale"],
+                          config.eval)
+  if jax.process_index() == 0:
+    out_dir = eval_mode_dir(workdir, source, step)
+    _write(results, out_dir, out_dir.parent, source=str(source), step=step,
+           lr_sources=pipeline.eval_lr_sources(config.data))
+    at_step = f" (step {step})" if step is not None else ""
+    print(f"Evaluated {source}{at_step}; results in {out_dir}\n{format_table(results)}")
+  return results
+
+
+def write_results(results: dict[str, SetResult], workdir: str, source: str, step: int,
+                  lr_sources: dict[str, str]) -> None:
+  """The training run's eval_results.json, TensorBoard scalars and images, and comparison PNGs,
+  all under WORKDIR/eval. The caller shows the table (it is not printed here). `lr_sources`:
+  pipeline.eval_lr_sources, written as each set's "lr"."""
+  out_dir = epath.Path(workdir) / "eval"
+  _write(results, out_dir, out_dir, source, step, lr_sources)
+
+
+def _write(results: dict[str, SetResult], out_dir: epath.Path, events_dir: epath.Path,
+           source: str, step: Optional[int], lr_sources: dict[str, str]) -> None:
+  out_dir.mkdir(parents=True, exist_ok=True)
+  summary = {"checkpoint": source, "step": step,
+             "directions": {m: _direction(m) for r in results.values()
+                            for m in [*r.means, *r.set_metrics] if _direction(m)},
+             "sets": {name: {"lr": lr_sources[name], "mean": r.means, "images": r.per_image, "set": r.set_metrics,
+                             "bicubic": {"mean": r.bicubic_means, "images": r.bicubic_per_image,
+                                         "set": r.bicubic_set_metrics}}
+                      for name, r in results.items()}}
+  (out_dir / "eval_results.json").write_text(json.dumps(summary, indent=2))
+  for set_name, result in results.items():
+    for image_name, picture in result.comparisons.items():
+      images.write_image(os.fspath(out_dir / f"{set_name}_{image_name}_comparison.png"), picture)
+  # An exported generator has no training step; its one point is drawn at 0.
+  writer = metric_writers.create_default_writer(os.fspath(events_dir))
+  writer.write_scalars(step or 0, scalar_summaries(results))
+  write_comparison_images(writer, step or 0, results)
+  writer.close()
+
+
+def write_comparison_images(writer, step: int, results: dict[str, SetResult]) -> None:
+  writer.write_images(step, {f"compare/{set_name}/{image_name}": picture[None]
+                             for set_name, r in results.items()
+                             for image_name, picture in r.comparisons.items()})

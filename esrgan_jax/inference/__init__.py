@@ -1,0 +1,1 @@
+"""Inference: the jitted generator apply, tiling, and the array upscaler."""

@@ -1,0 +1,242 @@
+"""One image array in, its upscaled twin out, in host memory of about the output's own size.
+
+The output is one preallocated uint8/uint16 array. Each tile's float output is rounded and
+written into it as soon as it comes back, so there is never a float copy of the whole output;
+`--outscale` resizes row strips on the way (`StripResize`), so the model-scale output is never
+held whole either. Peak host memory for one image is therefore about the input plus the output
+plus a constant (windows in flight, one row band of tiles when resizing, RESIZE_STRIP_BYTES of
+resize scratch). `--tile 0` is the exception: the network returns the whole float output at once.
+
+Pixel formats: 8-bit stays 8-bit, 16-bit stays 16-bit, grayscale is fed to the RGB network three
+times and turned back into gray with BT.601 luma weights (as Real-ESRGAN does), and RGBA keeps its
+alpha, upscaled by the network on alpha copied to three channels (Real-ESRGAN's default, sharp
+mask edges) or by MATLAB bicubic; an alpha of one value is copied, so that it stays exactly that.
+"""
+
+import collections
+import math
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from esrgan_jax.inference import tiling
+from esrgan_jax.data import bicubic
+
+# ITU-R BT.601 luma, the weights of cv2's RGB2GRAY that Real-ESRGAN uses to return to gray.
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
+# Bytes of float64 scratch memory one strip of the `--outscale` resize may use.
+RESIZE_STRIP_BYTES = 1 << 27
+# Outputs of different images held at once so that their windows can share network calls; a
+# larger image runs alone.
+BATCH_OUTPUT_BYTES = 1 << 28
+
+
+def to_pixels(block: np.ndarray, dtype) -> np.ndarray:
+  """Float [0, 1] -> uint8/uint16, rounding half up (the values are >= 0) as MATLAB and BasicSR
+  do."""
+  peak = float(np.iinfo(dtype).max)
+  return np.floor(np.clip(block, 0.0, 1.0) * peak + 0.5).astype(dtype)
+
+
+class StripResize:
+  """MATLAB bicubic `imresize` of an image that arrives as consecutive row strips.
+
+  `add(rows)` takes the next input rows; `write(first_row, rows)` receives output rows as soon as
+  every input row they depend on has arrived. Only the few input rows that later output rows
+  still need are kept, and each step's scratch stays under RESIZE_STRIP_BYTES, where
+  `bicubic.imresize` gathers every tap of a whole dimension at once (tens of GB for a
+  16000x12000 output). Columns are resized first; MATLAB's order differs only in float rounding.
+  """
+
+  def __init__(self, in_shape: tuple[int, int], out_shape: tuple[int, int],
+               write: Callable[[int, np.ndarray], None]):
+    scales, out_shape, _ = bicubic.resize_plan(in_shape, output_shape=out_shape)
+    self.col_weights, self.col_index = bicubic.contributions(in_shape[1], out_shape[1], scales[1])
+    self.row_weights, self.row_index = bicubic.contributions(in_shape[0], out_shape[0], scales[0])
+    self.needs = self.row_index.max(axis=1)
+    # The lowest input row any output row from here on reads.
+    self.keep_from = np.minimum.accumulate(self.row_index.min(axis=1)[::-1])[::-1]
+    self.write, self.out_width = write, out_shape[1]
+    self.rows, self.base, self.next_out = None, 0, 0
+
+  def _strip(self, bytes_per_line: int) -> int:
+    return max(1, RESIZE_STRIP_BYTES // bytes_per_line)
+
+  def _resize_columns(self, rows: np.ndarray) -> np.ndarray:
+    out = np.empty((rows.shape[0], self.out_width, rows.shape[2]), np.float32)
+    step = self._strip(self.col_index.size * rows.shape[2] * 8)
+    for first in range(0, rows.shape[0], step):
+      gathered = rows[first:first + step][:, self.col_index].astype(np.float64)
+      out[first:first + step] = np.einsum("wt,nwtc->nwc", self.col_weights, gathered)
+    return out
+
+  def add(self, rows: np.ndarray) -> None:
+    resized = self._resize_columns(rows)
+    self.rows = resized if self.rows is None else np.concatenate([self.rows, resized])
+    available = self.base + len(self.rows)
+    waiting = np.nonzero(self.needs[self.next_out:] >= available)[0]
+    end = self.next_out + int(waiting[0]) if waiting.size else len(self.needs)
+    step = self._strip(self.row_index.shape[1] * self.out_width * rows.shape[2] * 8)
+    for first in range(self.next_out, end, step):
+      last = min(first + step, end)
+      gathered = self.rows[self.row_index[first:last] - self.base].astype(np.float64)
+      self.write(first, np.einsum("ot,otwc->owc", self.row_weights[first:last], gathered)
+                 .astype(np.float32))
+    self.next_out = end
+    low = int(self.keep_from[end]) if end < len(self.needs) else available
+    self.rows, self.base = self.rows[low - self.base:], low
+
+
+def imresize_in_strips(image: np.ndarray, output_shape: tuple[int, int]) -> np.ndarray:
+  """MATLAB bicubic `imresize` of a float32 HxWxC image, in strips of bounded memory."""
+  result = np.empty(tuple(output_shape) + image.shape[2:], np.float32)
+
+  def write(first, rows):
+    result[first:first + len(rows)] = rows
+
+  resize = StripResize(image.shape[:2], output_shape, write)
+  step = max(1, RESIZE_STRIP_BYTES // (image.shape[1] * image.shape[2] * 32))
+  for first in range(0, image.shape[0], step):
+    resize.add(np.asarray(image[first:first + step], np.float32))
+  return result
+
+
+class _RegionWriter:
+  """Rounds the network's output blocks into channels `channels` of the output array, through
+  an optional strip-wise resize (row bands of tiles are assembled for it)."""
+
+  def __init__(self, out: np.ndarray, channels: slice, net_shape: tuple[int, int]):
+    self.out, self.channels = out, channels
+    self.resize = None
+    if out.shape[:2] != net_shape:
+      self.resize = StripResize(net_shape, out.shape[:2], self._write_rows)
+      self.band, self.band_top, self.band_filled = None, -1, 0
+    self.net_width = net_shape[1]
+
+  def _write_rows(self, first: int, rows: np.ndarray) -> None:
+    self.out[first:first + len(rows), :, self.channels] = to_pixels(rows, self.out.dtype)
+
+  def paste(self, top: int, left: int, block: np.ndarray) -> None:
+    if self.resize is None:
+      self.out[top:top + block.shape[0], left:left + block.shape[1], self.channels] = (
+          to_pixels(block, self.out.dtype))
+      return
+    # Jobs come row-major: a band is complete when its blocks span the width.
+    if top != self.band_top:
+      self.band = np.empty((block.shape[0], self.net_width, block.shape[2]), np.float32)
+      self.band_top, self.band_filled = top, 0
+    self.band[:, left:left + block.shape[1]] = block
+    self.band_filled += block.shape[1]
+    if self.band_filled == self.net_width:
+      self.resize.add(self.band)
+      self.band = None
+
+
+class Upscaler:
+  """Upscales uint8/uint16 HxWxC images (C in 1, 3, 4), several at once when they are small.
+
+  `submit(image, tag)` queues an image; finished ones are collected with `finished()` as
+  (tag, output) pairs, and `flush()` finishes everything queued. `__call__` does one image.
+  """
+
+  def __init__(self, apply_fn, scale: int, outscale: Optional[float], tile: int, tile_pad: int,
+               batch_size: int, alpha_upsampler: str = "model",
+               progress: Optional[Callable[[int, int], None]] = None):
+    self.scale, self.progress = scale, progress
+    self.outscale = scale if outscale is None else outscale
+    self.tile, self.tile_pad = tile, tile_pad
+    self.alpha_upsampler = alpha_upsampler
+    self.batcher = tiling.Batcher(apply_fn, batch_size)
+    self._done = collections.deque()
+    self._held_bytes = 0
+    self.windows_total = self.windows_done = 0
+
+  def output_size(self, height: int, width: int) -> tuple[int, int]:
+    if self.outscale == self.scale:
+      return height * self.scale, width * self.scale
+    # MATLAB's ceil(in * scale), with the same tolerance for float fuzz as bicubic.imresize.
+    return (math.ceil(height * self.outscale - 1e-9), math.ceil(width * self.outscale - 1e-9))
+
+  def submit(self, image: np.ndarray, tag: Any = None) -> None:
+    if (image.dtype not in (np.uint8, np.uint16) or image.ndim != 3
+        or image.shape[-1] not in (1, 3, 4)):
+      raise ValueError(f"expected uint8/uint16 HxWxC pixels with C in 1, 3, 4, got "
+                       f"{image.dtype} {image.shape}")
+    height, width, channels = image.shape
+    out_shape = self.output_size(height, width) + (channels,)
+    if self._held_bytes and (self._held_bytes + math.prod(out_shape) * image.itemsize
+                             > BATCH_OUTPUT_BYTES):
+      self.flush()
+    out = np.empty(out_shape, image.dtype)
+    self._held_bytes += out.nbytes
+    state = {"pending": 0, "submitting": True}
+
+    def finish_one():
+      state["pending"] -= 1
+      self.windows_done += 1
+      if self.progress is not None:
+        self.progress(self.windows_done, self.windows_total)
+      if not state["pending"] and not state["submitting"]:
+        self._finish(tag, out)
+
+    if channels == 4:
+      self._alpha(image, out, finish_one, state)
+    gray = channels == 1
+    self._network_pass(image[..., :1] if gray else image[..., :3], gray, out,
+                       slice(0, 1) if gray else slice(0, 3), finish_one, state)
+    state["submitting"] = False
+    if not state["pending"]:
+      self._finish(tag, out)
+
+  def _finish(self, tag, out) -> None:
+    self._held_bytes -= out.nbytes
+    self._done.append((tag, out))
+
+  def _network_pass(self, source, gray, out, channels, finish_one, state) -> None:
+    """Queues the windows of `source` (1 channel: copied to 3, output turned back to gray)."""
+    height, width = source.shape[:2]
+    scale, inverse_peak = self.scale, 1.0 / float(np.iinfo(source.dtype).max)
+    source = tiling.pad_to_multiple(source, tiling.input_multiple(scale))
+    writer = _RegionWriter(out, channels, (height * scale, width * scale))
+
+    def window_of(y, x, h, w):
+      window = source[y:y + h, x:x + w].astype(np.float32) * inverse_peak
+      return np.repeat(window, 3, axis=-1) if gray else window
+
+    def paste(job, block):
+      if gray:
+        block = (block @ LUMA_WEIGHTS)[..., None]
+      writer.paste(job.y0 * scale, job.x0 * scale, block)
+      finish_one()
+
+    count = len(tiling.plan_tiles(height, width, scale, self.tile, self.tile_pad)[1])
+    state["pending"] += count
+    self.windows_total += count
+    tiling.submit_image(self.batcher, window_of, height, width, scale, self.tile, self.tile_pad,
+                        paste)
+
+  def _alpha(self, image, out, finish_one, state) -> None:
+    alpha = image[..., 3:]
+    if alpha.min() == alpha.max():  # Opaque (or uniformly transparent): keep it exact.
+      out[..., 3] = alpha.flat[0]
+    elif self.alpha_upsampler == "model":
+      self._network_pass(alpha, True, out, slice(3, 4), finish_one, state)
+    else:
+      writer = _RegionWriter(out, slice(3, 4), alpha.shape[:2])
+      inverse_peak = 1.0 / float(np.iinfo(alpha.dtype).max)
+      for top in range(0, alpha.shape[0], 256):
+        writer.paste(top, 0, alpha[top:top + 256].astype(np.float32) * inverse_peak)
+
+  def flush(self) -> None:
+    self.batcher.flush()
+
+  def finished(self) -> list[tuple[Any, np.ndarray]]:
+    """The (tag, output) pairs finished since the last call, in the order they finished."""
+    done = list(self._done)
+    self._done.clear()
+    return done
+
+  def __call__(self, image: np.ndarray) -> np.ndarray:
+    self.submit(image)
+    self.flush()
+    return self.finished()[-1][1]

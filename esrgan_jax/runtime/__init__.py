@@ -1,0 +1,1 @@
+"""The runtime: device mesh and multi-process start, XLA flags, FLOP counting."""

@@ -1,0 +1,1 @@
+"""Training: the loop, its state and pure steps, losses, optimisers, the Real-ESRGAN device batch, stopping and progress."""

@@ -1,0 +1,185 @@
+"""Pure train steps, `train_step(state, batch, rng) -> (state, metrics)`, one per ESRGAN stage.
+
+A step sees arrays only. The GAN step follows BasicSR's ESRGANModel exactly (docs/design.md): one
+generator output per step; G's update sees D's parameters from before D's update; D's loss sees the
+generator output stopped; then the EMA update. It computes each discriminator pass once and reuses
+it for both updates, which is exact because both updates see the same D parameters and inputs.
+
+With config.loss.gan_type='vanilla' the GAN step is Real-ESRGAN's RealESRGANModel instead: the
+plain GAN loss, and its three discriminator passes in its order: G's update first, with D frozen,
+from C(G(x)); then D's real pass, then its fake pass on the stopped output. Each pass advances the
+spectral-norm power iteration (the U-Net D's batch_stats) from the previous one, as each PyTorch
+forward in train mode does, so the step is exact for spectral norm too. Real-ESRGAN's targets:
+L1 / perceptual / D's real input are batch['hr_usm'] where l1_gt_usm / percep_gt_usm /
+gan_gt_usm say so (the USM-sharpened GT of esrgan_jax/training/realworld_batch.py), else batch['hr'].
+"""
+
+import functools
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from esrgan_jax.training import losses
+from esrgan_jax.training.state import Networks, TrainState
+
+
+def ema_update(ema_params, params, decay: float):
+  return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema_params, params)
+
+
+def _apply_updates(tx, grads, opt_state, params):
+  updates, opt_state = tx.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), opt_state
+
+
+def _generate(networks: Networks, params, lr_images):
+  return networks.generator.apply({"params": params}, lr_images).astype(jnp.float32)
+
+
+def _target(batch, use_usm: bool):
+  return batch["hr_usm"] if use_usm else batch["hr"]
+
+
+def _discriminate(networks: Networks, d_params, d_stats, images):
+  logits, updated = networks.discriminator.apply(
+      {"params": d_params, "batch_stats": d_stats}, images, train=True, mutable=["batch_stats"])
+  return logits, updated["batch_stats"]
+
+
+def _content_losses(networks: Networks, state: TrainState, sr, batch, loss_config):
+  """(weighted L1, weighted perceptual) of sr against their targets; targets' features stopped."""
+  vgg_features = lambda images: networks.vgg.apply({"params": state.vgg}, images)
+  l_pix = loss_config.pixel_weight * losses.pixel_loss(
+      sr, _target(batch, loss_config.l1_gt_usm), loss_config.pixel_criterion)
+  percep_features = jax.lax.stop_gradient(
+      vgg_features(_target(batch, loss_config.percep_gt_usm)))
+  l_percep = loss_config.perceptual_weight * losses.perceptual_loss(
+      vgg_features(sr), percep_features, loss_config.perceptual_layers,
+      loss_config.perceptual_criterion)
+  return l_pix, l_percep
+
+
+def _gan_updates(state: TrainState, networks: Networks, config, g_grads, d_grads, d_stats,
+                 metrics):
+  """Both GAN steps end alike: G's and D's updates from the step's start, then the EMA."""
+  generator, g_opt_state = _apply_updates(networks.generator_tx, g_grads,
+                                          state.generator_opt_state, state.generator)
+  discriminator, d_opt_state = _apply_updates(networks.discriminator_tx, d_grads,
+                                              state.discriminator_opt_state, state.discriminator)
+  new_state = state.replace(
+      step=state.step + 1,
+      generator=generator, generator_opt_state=g_opt_state,
+      discriminator=discriminator, discriminator_stats=d_stats,
+      discriminator_opt_state=d_opt_state,
+      generator_ema=ema_update(state.generator_ema, generator, config.train.ema_decay))
+  return new_state, {**metrics, "lr_g": networks.generator_schedule(state.step),
+                     "lr_d": networks.discriminator_schedule(state.step)}
+
+
+def psnr_train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *,
+                    networks: Networks, config: ml_collections.ConfigDict):
+  """Stage 1: L1 (or the configured pixel criterion) on the generator alone."""
+  del rng  # the PSNR stage is deterministic given the batch
+
+  target = _target(batch, config.loss.l1_gt_usm)
+
+  def loss_fn(params):
+    sr = _generate(networks, params, batch["lr"])
+    return config.loss.pixel_weight * losses.pixel_loss(sr, target, config.loss.pixel_criterion)
+
+  loss, grads = jax.value_and_grad(loss_fn)(state.generator)
+  generator, opt_state = _apply_updates(networks.generator_tx, grads, state.generator_opt_state,
+                                        state.generator)
+  new_state = state.replace(
+      step=state.step + 1, generator=generator, generator_opt_state=opt_state,
+      generator_ema=ema_update(state.generator_ema, generator, config.train.ema_decay))
+  metrics = {"l_pix": loss, "lr_g": networks.generator_schedule(state.step)}
+  return new_state, metrics
+
+
+def gan_train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *,
+                   networks: Networks, config: ml_collections.ConfigDict):
+  """Stage 2: G update (percep + lambda * RaGAN + eta * pixel), then D update, then EMA."""
+  del rng  # no stochastic layers in ESRGAN's networks
+  loss_config = config.loss
+  lr_images, hr = batch["lr"], _target(batch, config.loss.gan_gt_usm)
+  sr, generator_vjp = jax.vjp(lambda p: _generate(networks, p, lr_images), state.generator)
+
+  discriminate = functools.partial(_discriminate, networks)
+
+  # Real and fake go through D in separate calls, as in BasicSR, so BatchNorm sees each batch alone.
+  real_logits, real_vjp, stats_after_real = jax.vjp(
+      lambda d: discriminate(d, state.discriminator_stats, hr), state.discriminator, has_aux=True)
+  fake_logits, fake_vjp, d_stats = jax.vjp(
+      lambda d, x: discriminate(d, stats_after_real, x), state.discriminator, sr, has_aux=True)
+
+  def generator_loss(sr, fake_logits):
+    l_pix, l_percep = _content_losses(networks, state, sr, batch, loss_config)
+    l_gan = loss_config.gan_weight * losses.generator_ragan_loss(real_logits, fake_logits)
+    return l_pix + l_percep + l_gan, {"l_g_pix": l_pix, "l_g_percep": l_percep, "l_g_gan": l_gan}
+
+  (g_loss, g_metrics), (grad_sr, grad_fake_logits) = jax.value_and_grad(
+      generator_loss, argnums=(0, 1), has_aux=True)(sr, fake_logits)
+  _, grad_sr_through_d = fake_vjp(grad_fake_logits)
+  (g_grads,) = generator_vjp(grad_sr + grad_sr_through_d)
+
+  def discriminator_loss(real_logits, fake_logits):
+    l_real, l_fake = losses.discriminator_ragan_loss(real_logits, fake_logits)
+    return l_real + l_fake, {"l_d_real": l_real, "l_d_fake": l_fake}
+
+  (d_loss, d_metrics), (d_grad_real_logits, d_grad_fake_logits) = jax.value_and_grad(
+      discriminator_loss, argnums=(0, 1), has_aux=True)(real_logits, fake_logits)
+  (d_grads_real,) = real_vjp(d_grad_real_logits)
+  d_grads_fake, _ = fake_vjp(d_grad_fake_logits)
+  d_grads = jax.tree.map(jnp.add, d_grads_real, d_grads_fake)
+
+  metrics = {**g_metrics, **d_metrics, "l_g_total": g_loss, "l_d_total": d_loss,
+             "out_d_real": jnp.mean(real_logits), "out_d_fake": jnp.mean(fake_logits)}
+  return _gan_updates(state, networks, config, g_grads, d_grads, d_stats, metrics)
+
+
+def vanilla_gan_train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *,
+                           networks: Networks, config: ml_collections.ConfigDict):
+  """Stage 2 of Real-ESRGAN: G (L1 + perceptual + weight * BCE(C(G(x)), 1)) with D frozen, then
+  D (BCE(C(xr), 1) + BCE(C(G(x) stopped), 0)), then EMA; see the module docstring."""
+  del rng
+  loss_config = config.loss
+  d_params = state.discriminator
+
+  def generator_loss(g_params):
+    sr = _generate(networks, g_params, batch["lr"])
+    l_pix, l_percep = _content_losses(networks, state, sr, batch, loss_config)
+    fake_logits, stats = _discriminate(networks, d_params, state.discriminator_stats, sr)
+    l_gan = loss_config.gan_weight * losses.generator_gan_loss(fake_logits)
+    metrics = {"l_g_pix": l_pix, "l_g_percep": l_percep, "l_g_gan": l_gan}
+    return l_pix + l_percep + l_gan, (sr, stats, metrics)
+
+  (g_loss, (sr, stats, g_metrics)), g_grads = jax.value_and_grad(
+      generator_loss, has_aux=True)(state.generator)
+  sr = jax.lax.stop_gradient(sr)
+  real = _target(batch, loss_config.gan_gt_usm)
+
+  def discriminator_loss(d_params):
+    real_logits, stats_real = _discriminate(networks, d_params, stats, real)
+    fake_logits, stats_fake = _discriminate(networks, d_params, stats_real, sr)
+    l_real, l_fake = losses.discriminator_gan_loss(real_logits, fake_logits)
+    metrics = {"l_d_real": l_real, "l_d_fake": l_fake,
+               "out_d_real": jnp.mean(real_logits), "out_d_fake": jnp.mean(fake_logits)}
+    return l_real + l_fake, (stats_fake, metrics)
+
+  (d_loss, (d_stats, d_metrics)), d_grads = jax.value_and_grad(
+      discriminator_loss, has_aux=True)(d_params)
+  metrics = {**g_metrics, **d_metrics, "l_g_total": g_loss, "l_d_total": d_loss}
+  return _gan_updates(state, networks, config, g_grads, d_grads, d_stats, metrics)
+
+
+def make_train_step(networks: Networks, config: ml_collections.ConfigDict):
+  """The stage's step with its static half bound: `train_step(state, batch, rng)`."""
+  if config.stage != "gan":
+    step_fn = psnr_train_step
+  elif config.loss.get("gan_type", "ragan") == "vanilla":
+    step_fn = vanilla_gan_train_step
+  else:
+    step_fn = gan_train_step
+  return functools.partial(step_fn, networks=networks, config=config)

@@ -1,0 +1,1 @@
+"""PyTorch re-statements of the reference implementations, shared by tests and benchmarks."""

@@ -1,0 +1,79 @@
+"""The benchmarks' own code: the other ways of writing a conv compute the same conv; the input
+pipeline benchmark's grain loader yields the pipeline's own batches."""
+
+import argparse
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from tests import REPO_ROOT
+
+BENCHMARKS = os.path.join(REPO_ROOT, "benchmarks")
+sys.path.insert(0, BENCHMARKS)
+import conv_gradients  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+@pytest.mark.parametrize("name", ["im2col", "winograd"])
+def test_conv_formulations_match_xla_conv_and_its_gradients(name):
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((2, 6, 8, 5), np.float32)
+  kernel = rng.standard_normal((3, 3, 5, 7), np.float32)
+  grad_out = rng.standard_normal((2, 6, 8, 7), np.float32)
+  expected, expected_vjp = jax.vjp(conv_gradients.xla_conv, x, kernel)
+  output, vjp = jax.vjp(conv_gradients.FORMULATIONS[name], x, kernel)
+  np.testing.assert_allclose(output, expected, rtol=1e-5, atol=1e-5)
+  for got, want in zip(vjp(grad_out), expected_vjp(grad_out)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+def test_step_convolutions_tells_forward_from_both_gradients():
+  import step_convolutions  # pylint: disable=g-import-not-at-top
+  x = np.zeros((2, 6, 8, 5), np.float32)
+  kernel = np.zeros((3, 3, 5, 7), np.float32)
+
+  def loss(x, kernel):
+    return conv_gradients.xla_conv(x, kernel).sum()
+  jaxpr = jax.make_jaxpr(jax.grad(loss, argnums=(0, 1)))(x, kernel).jaxpr
+  kinds = [step_convolutions.jax_convolution_kind(equation)
+           for equation in step_convolutions.jaxpr_convolutions(jaxpr, [])]
+  assert sorted(kinds) == ["forward", "input_gradient", "weight_gradient"]
+
+
+def run_input_pipeline(*flags, env=None):
+  return subprocess.run([sys.executable, os.path.join(BENCHMARKS, "input_pipeline.py"), *flags],
+                        capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_input_pipeline_grain_option_fails_in_one_line_without_grain(tmp_path):
+  # An importable `grain` that raises ImportError stands for a machine without the package.
+  (tmp_path / "grain.py").write_text("raise ImportError('No module named grain')\n")
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path)] + sys.path))
+  result = run_input_pipeline("--grain", "--rows", "bundled", "--steps", "1", env=env)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines() == [
+      "benchmarks/input_pipeline.py: --grain needs the grain package "
+      "(pip install -r requirements-dev.txt)"]
+
+
+@pytest.mark.parametrize("threads, processes", [(2, 0), (1, 2)])
+def test_grain_loader_yields_the_thread_pools_batches(threads, processes):
+  import grain  # pylint: disable=g-import-not-at-top,unused-import
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  import input_pipeline  # pylint: disable=g-import-not-at-top
+  flags.FLAGS.mark_as_parsed()
+  args = argparse.Namespace(batch_size=3, scale=4, steps=3)
+  data_config = input_pipeline.default.data_config()
+  data_config.update(dataset="bundled", patch_size=32, num_workers=2)
+  expected = input_pipeline.open_iterator(data_config, args)
+  loader = input_pipeline.grain_loader(data_config, args, 3, threads, processes)
+  batches = list(loader)
+  assert len(batches) == 3
+  for batch in batches:
+    want = next(expected)
+    for key in ("lr", "hr"):
+      np.testing.assert_array_equal(batch[key], want[key])
+  expected.close()

@@ -1,0 +1,124 @@
+"""configs/ and config_checks: one schema, one validation path, for train and eval mode."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from configs import default, esrgan, esrgan_psnr
+from configs import realesrgan_x2plus, realesrgan_x4plus, realesrnet_x4plus
+from esrgan_jax import config_checks
+from esrgan_jax.runtime import flops
+
+
+STAGE_MODULES = (esrgan_psnr, esrgan, realesrnet_x4plus, realesrgan_x4plus, realesrgan_x2plus)
+
+
+def test_stage_configs_and_demos_pass_for_train_and_eval():
+  for module in STAGE_MODULES:
+    for variant in ("", "demo"):
+      config = module.get_config(variant)
+      config_checks.validate(config, 1, "train")
+      config_checks.validate(config, 1, "eval")
+
+
+def test_stage_files_only_override_the_default_schema():
+  schema = default.get_config()
+  for module in STAGE_MODULES:
+    config = module.get_config("demo")
+    assert set(config.keys()) == set(schema.keys())
+    for section in ("model", "data", "train", "loss", "eval", "degradation"):
+      assert set(config[section].keys()) == set(schema[section].keys()), section
+
+
+def test_demo_schedules_every_optimiser():
+  config = esrgan.get_config()
+  default.apply_demo(config, num_steps=200, learning_rates={"optimizer_g": 1e-3})
+  for name in default.optimizers(config):
+    assert config[name].milestones == (config.train.num_steps // 2,), name
+    assert config[name].restart_periods == (config.train.num_steps,), name
+  assert default.optimizers(config) == ["optimizer_d", "optimizer_g"]
+
+
+@pytest.mark.parametrize("field", ["num_feat", "num_block", "num_grow_ch"])
+def test_model_sizes_must_be_positive_in_both_modes(field):
+  for mode in ("train", "eval"):
+    config = esrgan_psnr.get_config("demo")
+    config.model[field] = 0
+    with pytest.raises(config_checks.ConfigError, match=f"config.model.{field} must be a positive"):
+      config_checks.validate(config, 1, mode)
+
+
+def test_data_fields_are_named():
+  # Moved from the data pipeline, which now checks only the files it reads.
+  cases = {"dataset": ("imagenet", "config.data.dataset"),
+           "on_small_image": ("crop", "on_small_image"),
+           "patch_size": (30, "patch_size=30")}
+  for field, (value, expected) in cases.items():
+    config = esrgan_psnr.get_config()
+    config.data[field] = value
+    with pytest.raises(config_checks.ConfigError, match=expected):
+      config_checks.validate(config, 1)
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("niqe_params", "missing.npz", "config.eval.niqe_params: missing.npz does not exist"),
+    ("inception_weights", "nowhere", "config.eval.inception_weights: nowhere does not exist"),
+    ("fid_grid", 0, "config.eval.fid_grid must be a positive integer, got 0"),
+    ("kid_subsets", -1, "config.eval.kid_subsets must be a positive integer, got -1"),
+])
+def test_perceptual_metric_fields_fail_before_training(field, value, expected):
+  """Read only at the first evaluation, so they are checked before anything compiles."""
+  for mode in ("train", "eval"):
+    config = esrgan_psnr.get_config("demo")
+    config.eval[field] = value
+    with pytest.raises(config_checks.ConfigError, match=expected.replace(".", r"\.")):
+      config_checks.validate(config, 1, mode)
+
+
+def test_eval_mode_checks_the_eval_sets_not_the_training_data(tmp_path):
+  config = esrgan_psnr.get_config()
+  config.data.update(dataset="folder", hr_dir=str(tmp_path / "missing"))
+  config_checks.validate(config, 1, "eval")  # eval mode never reads the training data
+  with pytest.raises(config_checks.ConfigError, match="config.data.hr_dir"):
+    config_checks.validate(config, 1, "train")
+  config.data.eval_sets = {"a": {"lr_dir": str(tmp_path)}}
+  with pytest.raises(config_checks.ConfigError, match="config.data.eval_sets.a.hr_dir is not set"):
+    config_checks.validate(config, 1, "eval")
+  config.data.eval_sets = {"set5": {"hr_dir": str(tmp_path / "nope")}}
+  with pytest.raises(config_checks.ConfigError, match="config.data.eval_sets.set5.hr_dir"):
+    config_checks.validate(config, 1, "eval")
+
+
+def test_lowered_flops_of_a_convolution_are_two_per_multiply_add():
+  n, h, w, c_in, c_out, k = 2, 10, 12, 5, 7, 3
+  conv = jax.jit(lambda x, kernel: jax.lax.conv_general_dilated(
+      x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")))
+  x = jax.ShapeDtypeStruct((n, h, w, c_in), jnp.float32)
+  kernel = jax.ShapeDtypeStruct((k, k, c_in, c_out), jnp.float32)
+  out_h, out_w = h - k + 1, w - k + 1
+  assert flops.flops_of(conv, x, kernel) == 2 * n * out_h * out_w * c_in * c_out * k * k
+
+
+def test_peak_table_and_mfu():
+  assert flops.peak_tflops("NVIDIA H200") == (989.0, 494.5)
+  assert flops.peak_tflops("NVIDIA H100 80GB HBM3")[0] == 989.0
+  assert flops.peak_tflops("cpu") is None
+  assert flops.mfu(1e12, 2.0, 4e12) == pytest.approx(0.5)
+  assert flops.mfu(None, 2.0, 4e12) is None
+
+
+def test_eval_lr_is_checked_in_both_modes():
+  assert realesrnet_x4plus.get_config().data.eval_lr == "degradation"
+  assert esrgan_psnr.get_config().data.eval_lr == "bicubic"
+  for mode in ("train", "eval"):
+    config = realesrnet_x4plus.get_config("demo")
+    config.data.eval_lr = "jpeg"
+    with pytest.raises(config_checks.ConfigError, match=r"config\.data\.eval_lr must be one of "
+                       r"\('bicubic', 'degradation'\), got 'jpeg'"):
+      config_checks.validate(config, 1, mode)
+    config = esrgan_psnr.get_config("demo")
+    config.model.scale = 2
+    config.data.eval_lr = "degradation"  # the default degradation section is x4's
+    with pytest.raises(config_checks.ConfigError, match=r"config\.degradation\.scale=4 must equal "
+                       r"config\.model\.scale=2"):
+      config_checks.validate(config, 1, mode)
