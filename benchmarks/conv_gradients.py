@@ -2,8 +2,8 @@
 against PyTorch, at the shapes of RRDBNet's dense blocks: the kernel-level view behind the CPU rows
 of benchmark.py.
 
-  python benchmarks/conv_gradients.py                                  # the trainer's XLA flags
-  ESRGAN_NO_DEFAULT_XLA_FLAGS=1 python benchmarks/conv_gradients.py    # XLA's own defaults
+  python -m benchmarks.conv_gradients                                  # the trainer's XLA flags
+  ESRGAN_NO_DEFAULT_XLA_FLAGS=1 python -m benchmarks.conv_gradients    # XLA's own defaults
 
 Each figure is the median of --repeats calls after two warm-up calls, on float32 NHWC arrays
 (PyTorch: NCHW, its native layout, with torch.nn.grad for the two gradients). `dx` is the input
@@ -21,7 +21,6 @@ import statistics
 import sys
 import time
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # batch, side, input channels, output channels: the fused dense block's widest and narrowest
 # convolutions, a concatenating block's widest, and the x4 trunk's convolution at 128x128.
 DEFAULT_SHAPES = "4x32x64x192,4x32x32x160,4x32x160x32,4x128x64x64,16x32x64x192"
@@ -147,7 +146,6 @@ def main():
              f"{', '.join(FORMULATIONS)}")
   if "winograd" in formulations and any(side % 2 for _, side, _, _ in shapes):
     sys.exit("benchmarks/conv_gradients.py: --formulations winograd needs even sides")
-  sys.path.insert(0, REPO_ROOT)
   from esrgan_jax.runtime import xla_flags  # pylint: disable=g-import-not-at-top
   xla_flags.apply_defaults()
   print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; load {os.getloadavg()[0]:.2f}")

@@ -1,9 +1,9 @@
 """Real-ESRGAN's second-order degradation: compile time, and ms per batch in JAX against PyTorch.
 
-  python benchmarks/degradations.py compile [--batch 4] [--size 256] [--commit REV]
-  python benchmarks/degradations.py poisson [--batch 4] [--size 384]
-  python benchmarks/degradations.py stages [--batch 12] [--size 256]
-  python benchmarks/degradations.py speed [--batch 12] [--sizes 256 400] [--steps 5] \
+  python -m benchmarks.degradations compile [--batch 4] [--size 256] [--commit REV]
+  python -m benchmarks.degradations poisson [--batch 4] [--size 384]
+  python -m benchmarks.degradations stages [--batch 12] [--size 256]
+  python -m benchmarks.degradations speed [--batch 12] [--sizes 256 400] [--steps 5] \
       [--device cpu|cuda] [--step_ms MS]
 
 compile: trace, lower and compile times of jit(degrade) for a GT batch, as wall time and as this
@@ -25,6 +25,8 @@ to print the degradations' share of it against the issue's targets (< 10%, >= 5x
 
 import argparse
 import importlib
+import importlib.machinery
+import importlib.util
 import io
 import os
 import random
@@ -34,13 +36,9 @@ import tarfile
 import tempfile
 import time
 
+import jax
+import jax.numpy as jnp
 import numpy as np
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
-import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Imported in main, after --commit has chosen which code: configs.realesrgan_degradation,
 # esrgan_jax.data.degradations and its noise module.
@@ -56,13 +54,18 @@ def ground_truth(batch, size, seed=0):
 
 
 def use_code_at(revision):
-  """Puts esrgan_jax and configs of git revision `revision` first on the import path."""
+  """Imports esrgan_jax and configs as they were at git revision `revision`; their modules
+  imported after this come from that revision too (they resolve inside these packages)."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   folder = tempfile.mkdtemp(prefix="degradations_at_")
   archive = subprocess.run(["git", "-C", root, "archive", revision, "esrgan_jax", "configs"],
                            check=True, capture_output=True).stdout
   tarfile.open(fileobj=io.BytesIO(archive)).extractall(folder)
-  sys.path.insert(0, folder)
+  for name in ("esrgan_jax", "configs"):
+    spec = importlib.machinery.PathFinder.find_spec(name, [folder])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[name] = package  # before it runs: its own imports of its modules find it
+    spec.loader.exec_module(package)
 
 
 def measure_compile(batch, size, config):

@@ -1,6 +1,6 @@
 """Runs the README's demo (both stages on the bundled photos) and says whether it shows ESRGAN working.
 
-    python benchmarks/demo_check.py --workdir=workdir/demo_check
+    python -m benchmarks.demo_check --workdir=workdir/demo_check
 
 Prints, per held-out photo: PSNR-Y of bicubic, of stage 1 and of stage 2 (EMA generators), and
 stage 2's per-channel mean colour error against the HR image (levels of 255). Exits 1 when stage 1
@@ -17,14 +17,12 @@ import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-  sys.path.insert(0, ROOT)
-
-from esrgan_jax import metrics  # pylint: disable=wrong-import-position
+from esrgan_jax import metrics
+from esrgan_jax.data import bicubic, datasets
 from esrgan_jax.inference.apply import apply_generator
-from esrgan_jax.data import bicubic, datasets  # pylint: disable=wrong-import-position
-from esrgan_jax.weights import generator as generator_weights  # pylint: disable=wrong-import-position
+from esrgan_jax.weights import generator as generator_weights
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 STAGES = (("psnr", "configs/esrgan_psnr.py:demo"), ("gan", "configs/esrgan.py:demo"))
 

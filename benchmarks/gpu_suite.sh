@@ -3,11 +3,13 @@
 #
 #   bash benchmarks/gpu_suite.sh [--out DIR] [--parts a,b,...] [--budget SECONDS] [--tiny]
 #
-# Run from anywhere; everything printed also goes to DIR/gpu_suite.log (DIR: --out, else $OUT/
-# gpu_suite when the device tool's $OUT is set, else gpu_suite_<date>), and each benchmark's rows
-# to DIR/<part>.json. Each part prints a "=== part NAME" header and a "=== end NAME" line, runs
-# under its own time limit, and a part that fails or runs out of time is logged ("!!! part NAME")
-# while the suite goes on. Parts, in the order they run (most needed first):
+# Run from anywhere: once it has made DIR, the suite works from the repository root, where the
+# benchmarks run as `python -m benchmarks.NAME`. Everything printed also goes to DIR/gpu_suite.log
+# (DIR: --out, else $OUT/gpu_suite when the device tool's $OUT is set, else gpu_suite_<date>), and
+# each benchmark's rows to DIR/<part>.json. Each part prints a "=== part NAME" header and a
+# "=== end NAME" line, runs under its own time limit, and a part that fails or runs out of time is
+# logged ("!!! part NAME") while the suite goes on. Parts, in the order they run (most needed
+# first):
 #   env       GPU model, driver, jax/jaxlib/flax/torch versions, date
 #   dense     psnr/gan/infer rows, jax:bfloat16:concat against jax:bfloat16:fused, batch 16,
 #             HR patch 128 (infer: one 256^2 -> 1024^2 image)
@@ -18,15 +20,15 @@
 #             32 and 64 (patch 128), with the dense block that won
 #   compile   PyTorch torch.compile baselines (fp32, then AMP bf16; infer and psnr rows)
 #   degradations  Real-ESRGAN's degradation pipeline, JAX against PyTorch on the GPU, GT 12 x 256
-#             and 12 x 400 (benchmarks/degradations.py speed), and a Real-ESRGAN step row once
-#             benchmark.py has one
-#   metrics   PSNR/SSIM/NIQE/FID/KID/IS of a Set14-size set (benchmarks/metrics_speed.py; not
+#             and 12 x 400 (benchmarks.degradations speed), and a Real-ESRGAN step row once
+#             benchmarks.benchmark has one
+#   metrics   PSNR/SSIM/NIQE/FID/KID/IS of a Set14-size set (benchmarks.metrics_speed; not
 #             under --tiny, where the Inception pass alone takes minutes on a CPU)
 #   float32   jax:float32 psnr/gan/infer rows (batch 16, patch 128)
 #   report    one table of every row measured above, with MFU and the JAX / PyTorch ratios
 #   summary   what failed or was skipped, and the command that reruns just those parts
 # Every benchmark row prints TFLOP/s and MFU from XLA's FLOP count of the lowered program, the
-# allocator's peak memory and the compiled program's memory (benchmarks/benchmark.py).
+# allocator's peak memory and the compiled program's memory (benchmarks.benchmark).
 #
 # Time estimate (H100, measured 2026-11-25: full-size RRDBNet train programs compile in 32-47 s,
 # infer in 4 s; 16 host cores). Programs: dense 6 (2 groups x psnr, gan, infer), sweep 7 (5 psnr +
@@ -103,6 +105,7 @@ if ! mkdir -p "$out"; then
 fi
 out="$(cd "$out" && pwd)"
 log="$out/gpu_suite.log"
+cd "$REPO" || exit 2
 
 if ((tiny)); then
   # infer rows at 8^2; train rows at batch 1-2 and patch 32/48 (the gan rows' D needs 128).
@@ -121,7 +124,7 @@ else
   degradation_args=(speed --batch 12 --sizes 256 400 --steps 5 --device cuda)
   realesrgan_args=(--crop_pad_size 400)  # configs/realesrgan_x4plus.py's
 fi
-bench=("$PYTHON" "$REPO/benchmarks/benchmark.py" "${model[@]}" --flops_cache "$out/flops")
+bench=("$PYTHON" -m benchmarks.benchmark "${model[@]}" --flops_cache "$out/flops")
 
 start_time=$SECONDS
 failed=()
@@ -183,8 +186,8 @@ EOF
   echo "XLA_FLAGS=${XLA_FLAGS:-} (benchmark.py adds the trainer's defaults, esrgan_jax/runtime/xla_flags.py)"
 }
 
-# benchmark.py with its own limits inside the part's, so that it prints its table before the
-# part's limit would cut it off; GROUPS groups share that time equally.
+# benchmarks.benchmark with its own limits inside the part's, so that it prints its table before
+# the part's limit would cut it off; GROUPS groups share that time equally.
 bench_part() {
   local json=$1 groups=$2
   shift 2
@@ -199,7 +202,7 @@ part_dense() {
 }
 
 part_decision() {
-  "$PYTHON" "$REPO/benchmarks/benchmark.py" --decide_dense "$out/dense.json" \
+  "$PYTHON" -m benchmarks.benchmark --decide_dense "$out/dense.json" \
     | tee "$out/decision.txt"
   local picked
   picked=$(sed -n 's/^winner: //p' "$out/decision.txt")
@@ -224,12 +227,12 @@ part_compile() {
 
 part_degradations() {
   echo "Real-ESRGAN's degradations: JAX on its default backend, torch on ${degradation_args[-1]}"
-  "$PYTHON" "$REPO/benchmarks/degradations.py" "${degradation_args[@]}" || return
-  if grep -q '"realesrgan"' "$REPO/benchmarks/benchmark.py"; then
+  "$PYTHON" -m benchmarks.degradations "${degradation_args[@]}" || return
+  if grep -q '"realesrgan"' benchmarks/common.py; then  # where the benchmark's rows are named
     bench_part realesrgan.json 1 --sizes "$base_size" --rows realesrgan,realesrgan_nodeg \
       "${realesrgan_args[@]}" --groups "jax:bfloat16:$winner"
   else
-    echo "not run: benchmarks/benchmark.py has no realesrgan row yet"
+    echo "not run: benchmarks.benchmark has no realesrgan row yet"
   fi
 }
 
@@ -238,7 +241,7 @@ part_metrics() {
     echo "not run under --tiny: the Inception pass of a Set14-size set takes minutes on a CPU"
     return 0
   fi
-  "$PYTHON" "$REPO/benchmarks/metrics_speed.py"
+  "$PYTHON" -m benchmarks.metrics_speed
 }
 
 part_float32() {
@@ -252,7 +255,7 @@ part_report() {
     [[ -f "$out/$name.json" ]] && runs+=("$out/$name.json")
   done
   ((${#runs[@]})) || { echo "no rows were measured"; return 1; }
-  "$PYTHON" "$REPO/benchmarks/benchmark.py" --report "${runs[@]}"
+  "$PYTHON" -m benchmarks.benchmark --report "${runs[@]}"
 }
 
 part_summary() {

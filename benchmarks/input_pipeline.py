@@ -1,6 +1,6 @@
 """Throughput of the training input pipeline alone (no model), in patches per second.
 
-  python benchmarks/input_pipeline.py [--steps 50] [--batch_size 16] [--patch_size 128]
+  python -m benchmarks.input_pipeline [--steps 50] [--batch_size 16] [--patch_size 128]
 
 Measures create_train_iterator on
 - the bundled photographs (decoded once, cached),
@@ -33,12 +33,10 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from configs import default  # pylint: disable=g-import-not-at-top
-from esrgan_jax import prepare  # pylint: disable=g-import-not-at-top
-from esrgan_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-from esrgan_jax.data.images import write_image  # pylint: disable=g-import-not-at-top
+from configs import default
+from esrgan_jax import prepare
+from esrgan_jax.data import pipeline
+from esrgan_jax.data.images import write_image
 
 
 def write_synthetic_2k_folder(directory: str, num_images: int = 8) -> None:

@@ -1,7 +1,7 @@
 """Time of PSNR, SSIM, NIQE, FID, KID and IS on a Set14-size set: 14 images of about 500x400.
 
-  python benchmarks/metrics_speed.py [--skip_fid]
-  python benchmarks/metrics_speed.py --sqrtm
+  python -m benchmarks.metrics_speed [--skip_fid]
+  python -m benchmarks.metrics_speed --sqrtm
 
 Prints one line per metric: seconds for the whole set, after one warm-up pass (NIQE's block
 features compile once per block size, here already while fitting the model). The pristine
@@ -18,7 +18,6 @@ pytorch-fid's route (scipy.linalg.sqrtm of the 2048 x 2048 covariance product) w
 (the nuclear norm of the 126 x 126 cross-Gram matrix): time and value of each.
 """
 
-import os
 import sys
 import time
 
@@ -26,12 +25,9 @@ import jax
 import numpy as np
 import skimage.data
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [REPO_ROOT, os.path.join(REPO_ROOT, "tests")]
-
-from esrgan_jax import metrics  # pylint: disable=g-import-not-at-top
-from esrgan_jax.metrics import fid  # pylint: disable=g-import-not-at-top
-from tests.random_inception import random_inception_variables  # pylint: disable=g-import-not-at-top
+from esrgan_jax import metrics
+from esrgan_jax.metrics import fid
+from tests.random_inception import random_inception_variables
 
 SIZES = ((480, 500), (400, 520), (512, 512), (360, 480), (420, 500), (500, 380), (400, 400),
          (480, 360), (512, 480), (384, 512), (450, 450), (400, 500), (480, 400), (360, 500))

@@ -1,12 +1,12 @@
 """How much of one PSNR train step is convolution, in JAX and in PyTorch, on this CPU.
 
-  python benchmarks/step_convolutions.py --num_block 4 --batch 4 --patch 128 --steps 8
+  python -m benchmarks.step_convolutions --num_block 4 --batch 4 --patch 128 --steps 8
 
 Takes benchmark.py's size flags and groups (default jax:float32,torch:fp32; one of each) and
 prints, per group, the step's wall time and the part of it spent in convolutions, then the
 costliest convolutions of each:
 - step: benchmark.py's psnr row, both groups in this process with their calls alternating
-  (benchmark.time_interleaved), median of --steps;
+  (common.time_interleaved), median of --steps;
 - JAX convolutions: every conv_general_dilated of the step's jaxpr (each layer's forward pass,
   input gradient and weight gradient), compiled and timed alone with its own shapes and dimension
   numbers (median of 5 calls), summed over the step, less the cost of calling an empty jitted
@@ -24,7 +24,7 @@ import statistics
 import sys
 import time
 
-import benchmark
+from benchmarks import benchmark, common, jax_rows
 
 CONV_REPEATS = 5
 PROFILE_STEPS = 3
@@ -61,11 +61,11 @@ def jax_convolutions(args, group, repeats):
   """The step's distinct convolutions: dicts of kind, shapes, count per step and seconds each."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  jitted, example, _ = benchmark.jax_row_program(args, group, "psnr", concrete=False)
+  jitted, example, _ = jax_rows.jax_row_program(args, group, "psnr", concrete=False)
   equations = jaxpr_convolutions(jitted.trace(*example).jaxpr.jaxpr, [])
   rng = np.random.default_rng(0)
-  call_overhead_s, _, _ = benchmark.median_step_seconds(jax.jit(lambda: np.float32(0)),
-                                                        jax.block_until_ready, 2, repeats)
+  call_overhead_s, _, _ = common.median_step_seconds(jax.jit(lambda: np.float32(0)),
+                                                     jax.block_until_ready, 2, repeats)
   distinct = {}  # identical convolutions (same shapes and parameters) are timed once
   for equation in equations:
     key = (tuple((v.aval.shape, str(v.aval.dtype)) for v in equation.invars),
@@ -77,8 +77,8 @@ def jax_convolutions(args, group, repeats):
                 for v in equation.invars]
     convolve = jax.jit(lambda lhs, rhs, params=equation.params:
                        jax.lax.conv_general_dilated_p.bind(lhs, rhs, **params))
-    seconds, _, _ = benchmark.median_step_seconds(lambda: convolve(*operands),
-                                                  jax.block_until_ready, 2, repeats)
+    seconds, _, _ = common.median_step_seconds(lambda: convolve(*operands),
+                                               jax.block_until_ready, 2, repeats)
     distinct[key] = dict(kind=jax_convolution_kind(equation), count=1,
                          seconds=max(seconds - call_overhead_s, 0.0),
                          shapes=[v.aval.shape for v in equation.invars] +
@@ -122,13 +122,12 @@ def print_costliest(name, convolutions, top):
 
 def main():
   args = benchmark.parse_args(sys.argv[1:] + ["--rows", "psnr"])
-  sys.path.insert(0, benchmark.REPO_ROOT)
-  sys.path.insert(0, benchmark.TESTS_DIR)
   from esrgan_jax.runtime import xla_flags  # pylint: disable=g-import-not-at-top
   xla_flags.apply_defaults()
   if benchmark.has_gpu():
     sys.exit("benchmarks/step_convolutions.py: for the CPU (it runs both frameworks in one "
-             "process and reads PyTorch's CPU profile); on a GPU use benchmark.py --profile")
+             "process and reads PyTorch's CPU profile); on a GPU use "
+             "python -m benchmarks.benchmark --profile")
   groups = benchmark.parse_groups(args)
   frameworks = sorted(g.framework for g in groups)
   if frameworks != ["jax", "torch"]:
@@ -137,8 +136,8 @@ def main():
   print(f"{time.strftime('%Y-%m-%d %H:%M')}  load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}", flush=True)
   (row_of_each_group,) = zip(*(benchmark.measurables(args, g) for g in groups))
-  times, _ = benchmark.time_interleaved([(m.run_once, m.sync) for m in row_of_each_group],
-                                       args.warmup, args.steps)
+  times, _ = common.time_interleaved([(m.run_once, m.sync) for m in row_of_each_group],
+                                    args.warmup, args.steps)
   lines, tables = [], []
   for group, measurable, its_times in zip(groups, row_of_each_group, times):
     step_s = statistics.median(its_times)

@@ -1,10 +1,10 @@
 """Upscaler memory and throughput with a tiny random generator (the figures are about the
 upscaler's own memory and batching, not the network's speed).
 
-  python benchmarks/upscale.py memory [--size 2000] [--tile 256]
+  python -m benchmarks.upscale memory [--size 2000] [--tile 256]
       One size x size RGB image, x4, through the CLI into a PNG; prints the peak resident memory
       (VmHWM) beside the output's size.
-  python benchmarks/upscale.py throughput [--count 100] [--image 64] [--batch_sizes 1 16]
+  python -m benchmarks.upscale throughput [--count 100] [--image 64] [--batch_sizes 1 16]
       A folder of `count` image x image images, once per --batch_size; prints images/s (the
       first, compiling pass of each batch size is not timed).
 """
@@ -12,19 +12,15 @@ upscaler's own memory and batching, not the network's speed).
 import argparse
 import os
 import resource
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [REPO_ROOT, os.path.join(REPO_ROOT, "tests")]
-
-from esrgan_jax import upscale  # pylint: disable=wrong-import-position
-from esrgan_jax.data.images import write_image  # pylint: disable=wrong-import-position
-from esrgan_jax.weights.generator import arch_of, save_generator  # pylint: disable=wrong-import-position
-from tests.tiny_generator import tiny_generator  # pylint: disable=wrong-import-position
+from esrgan_jax import upscale
+from esrgan_jax.data.images import write_image
+from esrgan_jax.weights.generator import arch_of, save_generator
+from tests.tiny_generator import tiny_generator
 
 
 def peak_rss_bytes() -> int:

@@ -10,11 +10,8 @@ import jax
 import numpy as np
 import pytest
 
+from benchmarks import conv_gradients
 from tests import REPO_ROOT
-
-BENCHMARKS = os.path.join(REPO_ROOT, "benchmarks")
-sys.path.insert(0, BENCHMARKS)
-import conv_gradients  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 @pytest.mark.parametrize("name", ["im2col", "winograd"])
@@ -31,7 +28,7 @@ def test_conv_formulations_match_xla_conv_and_its_gradients(name):
 
 
 def test_step_convolutions_tells_forward_from_both_gradients():
-  import step_convolutions  # pylint: disable=g-import-not-at-top
+  from benchmarks import step_convolutions  # pylint: disable=g-import-not-at-top
   x = np.zeros((2, 6, 8, 5), np.float32)
   kernel = np.zeros((3, 3, 5, 7), np.float32)
 
@@ -44,14 +41,15 @@ def test_step_convolutions_tells_forward_from_both_gradients():
 
 
 def run_input_pipeline(*flags, env=None):
-  return subprocess.run([sys.executable, os.path.join(BENCHMARKS, "input_pipeline.py"), *flags],
-                        capture_output=True, text=True, timeout=300, env=env)
+  return subprocess.run([sys.executable, "-m", "benchmarks.input_pipeline", *flags],
+                        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env)
 
 
 def test_input_pipeline_grain_option_fails_in_one_line_without_grain(tmp_path):
   # An importable `grain` that raises ImportError stands for a machine without the package.
   (tmp_path / "grain.py").write_text("raise ImportError('No module named grain')\n")
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path)] + sys.path))
+  inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path)] + inherited))
   result = run_input_pipeline("--grain", "--rows", "bundled", "--steps", "1", env=env)
   assert result.returncode == 1
   assert result.stderr.strip().splitlines() == [
@@ -63,7 +61,7 @@ def test_input_pipeline_grain_option_fails_in_one_line_without_grain(tmp_path):
 def test_grain_loader_yields_the_thread_pools_batches(threads, processes):
   import grain  # pylint: disable=g-import-not-at-top,unused-import
   from absl import flags  # pylint: disable=g-import-not-at-top
-  import input_pipeline  # pylint: disable=g-import-not-at-top
+  from benchmarks import input_pipeline  # pylint: disable=g-import-not-at-top
   flags.FLAGS.mark_as_parsed()
   args = argparse.Namespace(batch_size=3, scale=4, steps=3)
   data_config = input_pipeline.default.data_config()

@@ -1,39 +1,17 @@
-"""benchmarks/degradations.py end to end on tiny sizes, and its PyTorch pipeline's parts."""
+"""python -m benchmarks.degradations end to end on tiny sizes, and its PyTorch pipeline's parts."""
 
-import importlib.util
-import os
 import re
-import sys
 
 import jax.numpy as jnp
 import numpy as np
-import pytest
-
-from tests import REPO_ROOT
 import torch
 import torch.nn.functional as F
 
+from benchmarks import degradations as benchmark
 from esrgan_jax.data import degradations as deg
+from reference import torch_degradations as td
 from tests.data.degradations.test_filters_noise_resampling import torch_filter2d, torch_usm
 from tests.data.degradations.test_jpeg import photo_crops, reference_diffjpeg
-
-BENCHMARKS = os.path.join(REPO_ROOT, "benchmarks")
-
-
-def _load(name):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(BENCHMARKS, f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-@pytest.fixture(scope="module")
-def benchmark():
-  sys.path.insert(0, BENCHMARKS)  # the benchmark imports torch_degradations from beside it
-  try:
-    yield _load("degradations")
-  finally:
-    sys.path.remove(BENCHMARKS)
 
 
 def _nchw(x):
@@ -45,7 +23,7 @@ def _mean_abs_to_area_gt(gt, lr):
   return np.abs(lr - small).mean(axis=(1, 2, 3))
 
 
-def test_speed_mode_runs_both_pipelines_to_lr_of_the_same_law(benchmark, capsys):
+def test_speed_mode_runs_both_pipelines_to_lr_of_the_same_law(capsys):
   # GT 80: torch's reflect padding needs images wider than half a 21-tap kernel, also after the
   # first resize's smallest scale (0.15 x 80 = 12).
   results = benchmark.main(["speed", "--batch", "8", "--sizes", "80", "--steps", "1",
@@ -72,7 +50,6 @@ def test_speed_mode_runs_both_pipelines_to_lr_of_the_same_law(benchmark, capsys)
 
 
 def test_torch_pipeline_parts_match_the_references():
-  td = _load("torch_degradations")
   rng = np.random.default_rng(0)
   images = np.stack(photo_crops([(40, 56)] * 2)).astype(np.float32)
   quality = np.array([35.0, 88.0], np.float32)

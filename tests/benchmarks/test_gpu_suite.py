@@ -136,9 +136,9 @@ def test_dense_decision_takes_the_geometric_mean_of_the_train_rows(tmp_path):
            ("jax:bfloat16:concat", "infer"): 10.0, ("jax:bfloat16:fused", "infer"): 1.0,
            ("jax:float32", "psnr:16x128"): 1e6, ("torch:fp32", "psnr:16x128"): 1e6}
   write_run(tmp_path / "dense.json", rates)
-  result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "benchmark.py"),
+  result = subprocess.run([sys.executable, "-m", "benchmarks.benchmark",
                            "--decide_dense", str(tmp_path / "dense.json")],
-                          capture_output=True, text=True, timeout=120)
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
   assert result.returncode == 0, result.stderr
   expected = "fused" if math.sqrt(130 / 100 * 64 / 80) > 1 else "concat"
   lines = result.stdout.splitlines()
@@ -149,9 +149,9 @@ def test_dense_decision_takes_the_geometric_mean_of_the_train_rows(tmp_path):
 
   write_run(tmp_path / "dense.json", {k: v for k, v in rates.items() if "gan" not in k[1]
                                       and "psnr" not in k[1]})
-  result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "benchmark.py"),
+  result = subprocess.run([sys.executable, "-m", "benchmarks.benchmark",
                            "--decide_dense", str(tmp_path / "dense.json")],
-                          capture_output=True, text=True, timeout=120)
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
   assert "no train row measured both arrangements" in result.stdout
   assert "winner:" not in result.stdout
 

@@ -1,0 +1,142 @@
+"""What benchmarks/benchmark.py's JAX rows, PyTorch rows, children and report share: the rows and
+groups, the sizes, the timing of a row's calls and the record of its result."""
+
+import copy
+import dataclasses
+import resource
+import statistics
+import time
+from typing import Any
+
+# Run in this order inside a child.
+ROWS = ("infer", "grad", "psnr", "gan", "realesrgan", "realesrgan_nodeg", "conv")
+REALESRGAN_ROWS = ("realesrgan", "realesrgan_nodeg")  # JAX only
+TRAIN_ROWS = ("psnr", "gan") + REALESRGAN_ROWS  # the state is donated from step to step
+JAX_PRECISIONS = ("float32", "bfloat16")
+TORCH_PRECISIONS = ("fp32", "amp_bf16")
+OPTIONS = {"jax": ("remat", "concat", "fused"), "torch": ("compile", "channels_last")}
+SCALE = 4
+GAN_PATCHES = (128, 256)  # what BasicSR's VGG-style discriminator takes
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+  """One framework at one precision, with options: the unit a child process measures."""
+  framework: str
+  precision: str
+  options: tuple
+
+  @property
+  def name(self):
+    return ":".join((self.framework, self.precision) + self.options)
+
+  @property
+  def bf16(self):
+    return self.precision in ("bfloat16", "amp_bf16")
+
+
+def parse_group(spec: str) -> Group:
+  parts = spec.strip().split(":")
+  framework, precisions = parts[0], {"jax": JAX_PRECISIONS, "torch": TORCH_PRECISIONS}
+  if framework not in precisions or len(parts) < 2 or parts[1] not in precisions[framework]:
+    raise ValueError(f"--groups: bad group {spec!r}; expected "
+                     f"jax:float32|bfloat16[:remat][:concat|:fused] or "
+                     f"torch:fp32|amp_bf16[:compile][:channels_last]")
+  unknown = [o for o in parts[2:] if o not in OPTIONS[framework]]
+  if unknown:
+    raise ValueError(f"--groups: unknown option(s) {unknown} in {spec!r}; "
+                     f"{framework} takes {OPTIONS[framework]}")
+  return Group(framework, parts[1], tuple(parts[2:]))
+
+
+def sized(args, batch, patch):
+  """`args` at one train size: what every row builder reads."""
+  one = copy.copy(args)
+  one.batch, one.patch = batch, patch
+  return one
+
+
+def size_plan(args):
+  """(args at one size, the rows measured at it): infer rows once, at the first size; gan rows
+  at the sizes whose patch the discriminator takes."""
+  rows = [r for r in ROWS if r in args.rows]
+  return [(sized(args, batch, patch),
+           [r for r in rows if (i == 0 or r != "infer") and (r != "gan" or patch in GAN_PATCHES)])
+          for i, (batch, patch) in enumerate(args.sizes)]
+
+
+def size_name(row, batch, patch):
+  return row if row == "infer" else f"{row}:{batch}x{patch}"
+
+
+
+def time_interleaved(calls, warmup: int, steps: int):
+  """`calls`: (run_once, sync) pairs. Per pair, the wall times of `steps` calls, each synced
+  alone and taken in turn with the other pairs' calls, and the seconds its `warmup` untimed calls
+  took."""
+  warmup_s = []
+  for run_once, sync in calls:
+    start = time.perf_counter()
+    for _ in range(warmup):
+      sync(run_once())
+    warmup_s.append(time.perf_counter() - start)
+  times = [[] for _ in calls]
+  for _ in range(steps):
+    for (run_once, sync), its_times in zip(calls, times):
+      start = time.perf_counter()
+      sync(run_once())
+      its_times.append(time.perf_counter() - start)
+  return times, warmup_s
+
+
+def median_step_seconds(run_once, sync, warmup: int, steps: int):
+  """Median wall time of `steps` calls, each synced alone, after `warmup` untimed calls."""
+  (times,), (warmup_s,) = time_interleaved([(run_once, sync)], warmup, steps)
+  return statistics.median(times), times, warmup_s
+
+
+def peak_rss_bytes():
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def row_result(row, seconds, times, warmup_s, *, args, batch, **extra):
+  if row == "infer":
+    amount, unit = batch * (args.infer_size * SCALE) ** 2 / 1e6, "MP/s"
+  elif row == "conv":
+    amount, unit = conv_probe_flops(args) / 1e12, "TFLOP/s"
+  else:
+    amount, unit = batch, "img/s"
+  return dict(row=row, seconds=seconds, rate=amount / seconds, unit=unit, warmup_s=warmup_s,
+              times=times, batch=args.batch, patch=args.patch,
+              size=size_name(row, args.batch, args.patch), **extra)
+
+
+def conv_probe_shape(args):
+  """The dense block's widest conv (conv5: num_feat + 4 * grow -> num_feat) at LR patch size."""
+  side = args.patch // SCALE
+  return args.batch, side, side, args.num_feat + 4 * args.num_grow_ch, args.num_feat
+
+
+def conv_probe_flops(args):
+  """Forward + input gradient + weight gradient, 2 per multiply-add, padding taps included."""
+  n, h, w, c_in, c_out = conv_probe_shape(args)
+  return 3 * 2 * n * h * w * 9 * c_in * c_out
+
+
+
+def progress(message):
+  print(f"    [{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+
+@dataclasses.dataclass
+class Measurable:
+  """One row of one group, built (and compiled) and ready to time."""
+  row: str
+  run_once: Any
+  sync: Any
+  batch: int  # images per call
+  facts: dict  # known before timing: device, versions, compile time, ...
+  peak_bytes: Any  # () -> bytes, read after timing
+  trace: Any = None  # () -> jax_trace_summary of more calls (JAX only)
+  args: Any = None  # the arguments at this row's size
