@@ -8,7 +8,7 @@ filtering the cropped image, and the canvas outside it is zero.
 
 Neither filter is a convolution op: XLA:CPU runs a depthwise (one kernel per sample and channel)
 or single-channel convolution at about 1 GFLOP/s, so the blurs took 12 of the 20 CPU seconds of a
-batch (`python benchmarks/degradations.py stages`). filter2d multiplies FFTs (a 21x21 kernel is
+batch (`python -m benchmarks.degradations stages`). filter2d multiplies FFTs (a 21x21 kernel is
 441 taps a pixel; the FFTs cost a few dozen flops a pixel in library code), and USM's separable
 51-tap Gaussian is two matrix products with the reflection folded into the matrix (what
 resampling.py does for resizes): both some 25x faster on CPU, and what GPUs and TPUs run best.

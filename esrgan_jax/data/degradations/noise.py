@@ -34,7 +34,7 @@ def _draw(sampler, key, shape):
 
   Each draw is taken flat and reshaped: the same values (threefry counts elements in row-major
   order either way), but XLA's CPU compiler takes seconds over the counters of a rank-4 draw and a
-  fraction of that over a flat one (`python benchmarks/degradations.py poisson`: 2.0 s against
+  fraction of that over a flat one (`python -m benchmarks.degradations poisson`: 2.0 s against
   0.4 s CPU for 4 x 384 x 384 x 4).
   """
   if jnp.ndim(key) == 0:
@@ -262,7 +262,7 @@ def sample_poisson_codes(key, codes, vals):
   one uniform and a 9-step binary search per pixel, where sample_poisson's inversion passes over
   the whole image once per round while any dark pixel still searches (poisson_noise on a
   12 x 384 x 384 canvas: 7.0 s CPU with sample_poisson, 2.2 s with a table per sample and plane;
-  `python benchmarks/degradations.py stages`). One table for every sample keeps the searched
+  `python -m benchmarks.degradations stages`). One table for every sample keeps the searched
   memory at 4.7 MB, whatever the batch. key: one, or one per sample (N,).
   """
   n, planes = codes.shape[0], codes.shape[-1]
