@@ -47,7 +47,6 @@ from tqdm import tqdm
 
 from esrgan_jax import cli
 from esrgan_jax.inference.apply import apply_generator
-from esrgan_jax.data import png
 from esrgan_jax.inference import tiling
 from esrgan_jax.runtime import xla_flags
 from esrgan_jax.weights import generator as generator_weights
@@ -267,11 +266,7 @@ def write_animation(path: str, animation: Animation) -> None:
 
 
 def write_output(path: str, image: np.ndarray) -> None:
-  path = writable_path(path, image)
-  if path.endswith(".png") and "://" not in path:
-    png.write_png(path, image)
-  else:
-    write_image(path, image)
+  write_image(writable_path(path, image), image)
 
 
 class _Pending(NamedTuple):

@@ -16,15 +16,19 @@ file follows MATLAB's algorithm (imresize.m, `contributions` and `resizeAlongDim
 - for uint8 input MATLAB keeps the class of the input, so the result is rounded (half away from
   zero) and saturated to uint8 after *each* dimension, not only at the end. We do the same.
 
-`imresize` is the float64 NumPy implementation used on the host (LR images, NIQE's downscale).
+`imresize` is the float64 NumPy implementation used on the host (LR images, NIQE's downscale);
+`StripResize` is the same resize of an image that arrives in row strips, in bounded memory (the
+upscaler's `--outscale` of outputs far larger than `imresize`'s scratch could hold).
 """
 
 import math
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
 KERNEL_WIDTH = 4.0  # Support of the cubic kernel in input pixels at scale 1.
+# Bytes of float64 scratch memory one strip of `StripResize` may use.
+RESIZE_STRIP_BYTES = 1 << 27
 
 
 def cubic(x: np.ndarray) -> np.ndarray:
@@ -147,3 +151,66 @@ def bicubic_downsample_uint8(hr: np.ndarray, scale: int) -> np.ndarray:
   if int(scale) != scale or scale < 1:
     raise ValueError(f"bicubic_downsample_uint8: scale must be a positive integer, got {scale!r}")
   return imresize(hr, scale=1.0 / int(scale))
+
+
+class StripResize:
+  """MATLAB bicubic `imresize` of an image that arrives as consecutive row strips.
+
+  `add(rows)` takes the next input rows; `write(first_row, rows)` receives output rows as soon as
+  every input row they depend on has arrived. Only the few input rows that later output rows
+  still need are kept, and each step's scratch stays under RESIZE_STRIP_BYTES, where `imresize`
+  gathers every tap of a whole dimension at once (tens of GB for a 16000x12000 output). Columns
+  are resized first; MATLAB's order differs only in float rounding.
+  """
+
+  def __init__(self, in_shape: tuple[int, int], out_shape: tuple[int, int],
+               write: Callable[[int, np.ndarray], None]):
+    scales, out_shape, _ = resize_plan(in_shape, output_shape=out_shape)
+    self.col_weights, self.col_index = contributions(in_shape[1], out_shape[1], scales[1])
+    self.row_weights, self.row_index = contributions(in_shape[0], out_shape[0], scales[0])
+    self.needs = self.row_index.max(axis=1)
+    # The lowest input row any output row from here on reads.
+    self.keep_from = np.minimum.accumulate(self.row_index.min(axis=1)[::-1])[::-1]
+    self.write, self.out_width = write, out_shape[1]
+    self.rows, self.base, self.next_out = None, 0, 0
+
+  def _strip(self, bytes_per_line: int) -> int:
+    return max(1, RESIZE_STRIP_BYTES // bytes_per_line)
+
+  def _resize_columns(self, rows: np.ndarray) -> np.ndarray:
+    out = np.empty((rows.shape[0], self.out_width, rows.shape[2]), np.float32)
+    step = self._strip(self.col_index.size * rows.shape[2] * 8)
+    for first in range(0, rows.shape[0], step):
+      gathered = rows[first:first + step][:, self.col_index].astype(np.float64)
+      out[first:first + step] = np.einsum("wt,nwtc->nwc", self.col_weights, gathered)
+    return out
+
+  def add(self, rows: np.ndarray) -> None:
+    resized = self._resize_columns(rows)
+    self.rows = resized if self.rows is None else np.concatenate([self.rows, resized])
+    available = self.base + len(self.rows)
+    waiting = np.nonzero(self.needs[self.next_out:] >= available)[0]
+    end = self.next_out + int(waiting[0]) if waiting.size else len(self.needs)
+    step = self._strip(self.row_index.shape[1] * self.out_width * rows.shape[2] * 8)
+    for first in range(self.next_out, end, step):
+      last = min(first + step, end)
+      gathered = self.rows[self.row_index[first:last] - self.base].astype(np.float64)
+      self.write(first, np.einsum("ot,otwc->owc", self.row_weights[first:last], gathered)
+                 .astype(np.float32))
+    self.next_out = end
+    low = int(self.keep_from[end]) if end < len(self.needs) else available
+    self.rows, self.base = self.rows[low - self.base:], low
+
+
+def imresize_in_strips(image: np.ndarray, output_shape: tuple[int, int]) -> np.ndarray:
+  """MATLAB bicubic `imresize` of a float32 HxWxC image, in strips of bounded memory."""
+  result = np.empty(tuple(output_shape) + image.shape[2:], np.float32)
+
+  def write(first, rows):
+    result[first:first + len(rows)] = rows
+
+  resize = StripResize(image.shape[:2], output_shape, write)
+  step = max(1, RESIZE_STRIP_BYTES // (image.shape[1] * image.shape[2] * 32))
+  for first in range(0, image.shape[0], step):
+    resize.add(np.asarray(image[first:first + step], np.float32))
+  return result

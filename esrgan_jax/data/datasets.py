@@ -1,11 +1,10 @@
 """Where training and evaluation images come from: bundled photos, folders, DIV2K via TFDS.
 
-A training *source* is an indexed list of images, the same list on every process:
-`num_images`, `name(i)` and `lr_name(i)` (for messages), `prefetch_range(start, stop)` (called
-once with the images this process will use), `load(i) -> (hr, lr or None)` as uint8 HxWx3
-arrays, raising `ImageReadError` for an unreadable image, and `release_prefetched()` (called when
-every image has been loaded and cached). Sampling, sharding, cropping and the policies for
-bad or small images live in pipeline.py; this file only finds, pairs and decodes.
+A training *source* is an indexed list of images, the same list on every process, with the
+interface `Source`: `ImageSource` for image files (bundled photos, folders, and
+prepared.PreparedSource, which extends it), `TfdsSource` for TFDS records. Sampling, sharding,
+cropping and the policies for bad or small images live in pipeline.py; this file only finds,
+pairs and decodes.
 
 Bundled default data: real photographs that ship inside scikit-image's wheel (read from the
 installed package's data folder, never fetched by pooch). Licences, from scikit-image's docstrings:
@@ -25,7 +24,7 @@ skimage.data are not used.
 import dataclasses
 import os
 import re
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
@@ -107,7 +106,29 @@ def match_lr_paths(hr_paths: Sequence[str], lr_dir: str, scale: int) -> List[str
 # Training sources.
 
 
-class FolderSource:
+class Source(Protocol):
+  """What the training pipeline reads images through."""
+
+  description: str  # for log lines
+  num_images: int
+
+  def name(self, index: int) -> str:
+    """Image `index` in messages."""
+
+  def lr_name(self, index: int) -> str:
+    """Its LR image in messages."""
+
+  def prefetch_range(self, start: int, stop: int) -> None:
+    """Called once with the images this process will use."""
+
+  def load(self, index: int) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """(HR, LR or None) as uint8 HxWx3 arrays; ImageReadError for an unreadable image."""
+
+  def release_prefetched(self) -> None:
+    """Called once every image has been loaded and cached."""
+
+
+class ImageSource(Source):
   """HR image files, optionally with matching LR files; images are read when asked for."""
 
   def __init__(self, hr_paths: Sequence[str], lr_paths: Optional[Sequence[str]] = None,
@@ -130,9 +151,13 @@ class FolderSource:
       return f"bicubic LR of {self.name(index)}"
     return self.lr_paths[index]
 
+  def read(self, path: str) -> np.ndarray:
+    """One file as uint8 HxWx3 (subclasses read other formats)."""
+    return read_image(path)
+
   def load(self, index: int) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    hr = read_image(self.hr_paths[index])
-    lr = None if self.lr_paths is None else read_image(self.lr_paths[index])
+    hr = self.read(self.hr_paths[index])
+    lr = None if self.lr_paths is None else self.read(self.lr_paths[index])
     return hr, lr
 
   def prefetch_range(self, start: int, stop: int) -> None:
@@ -158,20 +183,20 @@ def bundled_photo_paths(names: Sequence[str]) -> List[str]:
   return paths
 
 
-def bundled_source() -> FolderSource:
-  return FolderSource(bundled_photo_paths(BUNDLED_TRAIN_PHOTOS), description="bundled photographs")
+def bundled_source() -> ImageSource:
+  return ImageSource(bundled_photo_paths(BUNDLED_TRAIN_PHOTOS), description="bundled photographs")
 
 
-def folder_source(hr_dir: str, lr_dir: Optional[str], scale: int) -> FolderSource:
+def folder_source(hr_dir: str, lr_dir: Optional[str], scale: int) -> ImageSource:
   """All images in hr_dir (sorted by name), paired with lr_dir's when it is given."""
   if not hr_dir:
     raise ValueError("config.data.hr_dir: set it to a folder of HR images for dataset='folder'")
   hr_paths = list_images(hr_dir)
   lr_paths = match_lr_paths(hr_paths, lr_dir, scale) if lr_dir else None
-  return FolderSource(hr_paths, lr_paths, description=hr_dir)
+  return ImageSource(hr_paths, lr_paths, description=hr_dir)
 
 
-class TfdsSource:
+class TfdsSource(Source):
   """The train split of an HR/LR TFDS dataset such as div2k/bicubic_x4.
 
   TFDS reads records in sequence, not by index, so `prefetch_range` reads this process's slice

@@ -12,8 +12,11 @@ Both apply the EXIF orientation, as cv2.imread (BasicSR's reader) and image view
 
 Pillow decodes everything except 16-bit *colour*: it silently truncates 16-bit RGB(A) PNG and TIFF
 to 8 bits. Those files go to TensorFlow's PNG decoder and tifffile instead, imported only then.
-Pillow cannot write 16-bit colour either, so 16-bit PNGs are encoded here (a PNG is a few
-zlib-compressed rows in checksummed chunks) and 16-bit TIFFs by tifffile.
+Every PNG is encoded by png.py (Pillow cannot write 16-bit colour, and would copy a large RGB
+output into its own 4-bytes-per-pixel image first); colour TIFFs by tifffile.
+
+Float images become pixels by one rule, `to_pixels`, wherever this project makes them: SR
+outputs for evaluation, upscaled files, comparison pictures.
 
 Failures name the file: `ImageReadError` for a missing, unreadable, corrupt or truncated file,
 `ImageWriteError` when a file cannot be written; never a decoder's stack trace.
@@ -22,17 +25,16 @@ Failures name the file: `ImageReadError` for a missing, unreadable, corrupt or t
 import contextlib
 import io
 import os
-import struct
-import zlib
 from typing import List
 
 import numpy as np
 from etils import epath
 from PIL import Image, ImageOps
 
+from esrgan_jax.data import png
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Pillow's format names for the extensions we write.
 _WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
                   ".tif": "TIFF", ".tiff": "TIFF"}
@@ -50,6 +52,20 @@ class ImageReadError(ValueError):
 
 class ImageWriteError(OSError):
   """An image file could not be written (no permission, a file where a folder should be, ...)."""
+
+
+def to_pixels(image: np.ndarray, dtype=np.uint8) -> np.ndarray:
+  """Float pixels in [0, 1] -> uint8 (or uint16): round(clip(x, 0, 1) * peak), peak = 255 (65535).
+
+  The one float-to-integer rule of this project. Halfway values round to even (np.rint), as
+  BasicSR's tensor2img and Real-ESRGAN's inference do with `(x * 255.0).round()`: 2.5 -> 2,
+  3.5 -> 4. The arithmetic stays in the input's float type (float32 for network outputs).
+  """
+  dtype = np.dtype(dtype)
+  if dtype not in (np.uint8, np.uint16):
+    raise ValueError(f"to_pixels: expected uint8 or uint16, got {dtype}")
+  scaled = np.clip(image, 0.0, 1.0) * float(np.iinfo(dtype).max)
+  return np.rint(scaled, out=scaled).astype(dtype)
 
 
 def read_image(path) -> np.ndarray:
@@ -125,7 +141,7 @@ def _pil_to_array(pil: Image.Image) -> np.ndarray:
 
 def _is_16bit_colour_png(data: bytes) -> bool:
   # IHDR is always the first chunk: bit depth at byte 24, colour type at byte 25.
-  if not data.startswith(_PNG_SIGNATURE) or len(data) < 26 or data[12:16] != b"IHDR":
+  if not data.startswith(png.SIGNATURE) or len(data) < 26 or data[12:16] != b"IHDR":
     return False
   bit_depth, colour_type = data[24], data[25]
   return bit_depth == 16 and colour_type in (2, 4, 6)  # RGB, gray+alpha, RGBA.
@@ -201,8 +217,8 @@ def check_size_fits(path: str, height: int, width: int) -> None:
 
 def _encode(image: np.ndarray, image_format: str, quality: int, f) -> None:
   channels = image.shape[-1]
-  if image.dtype == np.uint16 and image_format == "PNG":
-    f.write(_encode_png16(image))
+  if image_format == "PNG":
+    png.write_png(f, image)
   elif image_format == "TIFF" and channels > 1:
     # tifffile writes the array as it is (Pillow has no 16-bit colour mode, and for 8-bit RGB it
     # would first copy the pixels into its own 4-bytes-per-pixel buffer).
@@ -227,26 +243,6 @@ def _check_image_to_write(path: str, image: np.ndarray) -> np.ndarray:
     raise ValueError(f"{path}: expected an HxW or HxWxC image with C in (1, 3, 4), "
                      f"got shape {image.shape}")
   return np.ascontiguousarray(image)
-
-
-def _encode_png16(image: np.ndarray) -> bytes:
-  """A 16-bit PNG of an HxWxC uint16 array (C in 1, 3, 4), with the 'Up' filter on every row."""
-  height, width, channels = image.shape
-  colour_type = {1: 0, 3: 2, 4: 6}[channels]
-  rows = image.astype(">u2").reshape(height, width * channels).view(np.uint8)
-  # 'Up' stores each byte minus the byte above it (mod 256); smooth photos compress better.
-  filtered = rows.copy()
-  filtered[1:] -= rows[:-1]
-  up_filter = np.full((height, 1), 2, dtype=np.uint8)
-  raw = np.concatenate([up_filter, filtered], axis=1).tobytes()
-  header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
-  return (_PNG_SIGNATURE + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(raw, 6))
-          + _png_chunk(b"IEND", b""))
-
-
-def _png_chunk(tag: bytes, payload: bytes) -> bytes:
-  checksum = zlib.crc32(tag + payload) & 0xFFFFFFFF
-  return struct.pack(">I", len(payload)) + tag + payload + struct.pack(">I", checksum)
 
 
 def _is_remote(path: str) -> bool:

@@ -1,17 +1,18 @@
 """The training source of a folder written by `python -m esrgan_jax.prepare` (dataset='prepared').
 
-The same interface as datasets.FolderSource (see datasets.py's docstring); images are the
-sub-images in the manifest's order, which is what the pipeline's sampling indexes. With LR
-sub-images (prepared with --lr_dir) `load` gives both; otherwise the pipeline makes the LR on the
-fly (MATLAB bicubic) from the HR sub-image.
+A datasets.ImageSource whose images are the sub-images in the manifest's order, which is what the
+pipeline's sampling indexes; .npy sub-images are read as arrays. With LR sub-images (prepared
+with --lr_dir) `load` gives both; otherwise the pipeline makes the LR on the fly (MATLAB bicubic)
+from the HR sub-image.
 """
 
 import json
 import os
-from typing import Optional, Tuple
+from typing import Optional
 
 import numpy as np
 
+from esrgan_jax.data.datasets import ImageSource
 from esrgan_jax.data.images import ImageReadError, read_image
 
 MANIFEST = "prepared.json"  # written last by esrgan_jax.prepare
@@ -29,11 +30,7 @@ def read_array(path: str) -> np.ndarray:
   return array
 
 
-def _read(path: str) -> np.ndarray:
-  return read_array(path) if path.endswith(".npy") else read_image(path)
-
-
-class PreparedSource:
+class PreparedSource(ImageSource):
   """The sub-images listed in `directory`/prepared.json; each is read when asked for."""
 
   def __init__(self, directory: str, scale: Optional[int] = None):
@@ -49,39 +46,21 @@ class PreparedSource:
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if not files:
       raise ValueError(f"{manifest_path}: lists no sub-images; {_HELP}")
-    self.paths = [os.path.join(directory, name) for name in files]
+    paths = [os.path.join(directory, name) for name in files]
     lr_files = manifest.get("lr_files")
     if lr_files is not None and scale is not None and manifest.get("scale") != scale:
       raise ValueError(f"config.data.prepared_dir={directory!r} holds x{manifest.get('scale')} LR "
                        f"sub-images but the model's scale is {scale}")
     if lr_files is not None and len(lr_files) != len(files):
       raise ValueError(f"{manifest_path}: {len(files)} sub-images but {len(lr_files)} LR ones")
-    self.lr_paths = None if lr_files is None else [os.path.join(directory, n) for n in lr_files]
+    lr_paths = None if lr_files is None else [os.path.join(directory, n) for n in lr_files]
+    description = (f"{directory} (sub-images {manifest.get('crop_size')} px every "
+                   f"{manifest.get('step')} px of {manifest.get('source')})")
+    super().__init__(paths, lr_paths, description)
     self.manifest = manifest
-    self.description = (f"{directory} (sub-images {manifest.get('crop_size')} px every "
-                        f"{manifest.get('step')} px of {manifest.get('source')})")
 
-  @property
-  def num_images(self) -> int:
-    return len(self.paths)
-
-  def name(self, index: int) -> str:
-    return self.paths[index]
-
-  def lr_name(self, index: int) -> str:
-    if self.lr_paths is None:
-      return f"bicubic LR of {self.name(index)}"
-    return self.lr_paths[index]
-
-  def load(self, index: int) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    hr = _read(self.paths[index])
-    return hr, None if self.lr_paths is None else _read(self.lr_paths[index])
-
-  def prefetch_range(self, start: int, stop: int) -> None:
-    del start, stop  # Files are read one at a time by `load`.
-
-  def release_prefetched(self) -> None:
-    pass
+  def read(self, path: str) -> np.ndarray:
+    return read_array(path) if path.endswith(".npy") else read_image(path)
 
 
 def prepared_source(directory: str, scale: Optional[int] = None) -> PreparedSource:

@@ -11,6 +11,8 @@ from typing import Optional, Sequence, Union
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from esrgan_jax.data import images
+
 SEPARATOR_VALUE = 255  # White bars between the panels.
 PANEL_NAMES = ("lr", "bicubic", "sr", "hr")
 CAPTION_BACKGROUND = 255
@@ -32,7 +34,7 @@ def _to_rgb_uint8(image: np.ndarray, name: str) -> np.ndarray:
   elif image.dtype == np.uint16:
     pixels = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
   elif np.issubdtype(image.dtype, np.floating):
-    pixels = np.floor(np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    pixels = images.to_pixels(image)
   else:
     raise ValueError(f"comparison_strip: {name} has unsupported dtype {image.dtype}")
   pixels = pixels[..., :3]  # An alpha channel is not shown.

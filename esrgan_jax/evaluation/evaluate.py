@@ -91,9 +91,9 @@ def _gather_to_host(tree):
 
 
 def super_resolve(generate_fn, lr: np.ndarray, scale: int, tile: int, tile_pad: int) -> np.ndarray:
-  """uint8 LR HxWx3 -> uint8 SR, rounded as the field's evaluation scripts do."""
+  """uint8 LR HxWx3 -> uint8 SR, rounded as the field's evaluation scripts do (images.to_pixels)."""
   sr = tiling.upscale_tiled(generate_fn, lr.astype(np.float32) / 255.0, scale, tile, tile_pad)
-  return np.clip(np.round(sr * 255.0), 0, 255).astype(np.uint8)
+  return images.to_pixels(sr)
 
 
 def image_metrics(sr: np.ndarray, hr: np.ndarray, scale: int) -> dict[str, float]:

@@ -1,11 +1,12 @@
 """One image array in, its upscaled twin out, in host memory of about the output's own size.
 
-The output is one preallocated uint8/uint16 array. Each tile's float output is rounded and
-written into it as soon as it comes back, so there is never a float copy of the whole output;
-`--outscale` resizes row strips on the way (`StripResize`), so the model-scale output is never
-held whole either. Peak host memory for one image is therefore about the input plus the output
-plus a constant (windows in flight, one row band of tiles when resizing, RESIZE_STRIP_BYTES of
-resize scratch). `--tile 0` is the exception: the network returns the whole float output at once.
+The output is one preallocated uint8/uint16 array. Each tile's float output is rounded
+(`images.to_pixels`, half to even) and written into it as soon as it comes back, so there is never
+a float copy of the whole output; `--outscale` resizes row strips on the way
+(`bicubic.StripResize`), so the model-scale output is never held whole either. Peak host memory
+for one image is therefore about the input plus the output plus a constant (windows in flight,
+one row band of tiles when resizing, bicubic.RESIZE_STRIP_BYTES of resize scratch). `--tile 0` is
+the exception: the network returns the whole float output at once.
 
 Pixel formats: 8-bit stays 8-bit, 16-bit stays 16-bit, grayscale is fed to the RGB network three
 times and turned back into gray with BT.601 luma weights (as Real-ESRGAN does), and RGBA keeps its
@@ -19,86 +20,15 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from esrgan_jax.inference import tiling
 from esrgan_jax.data import bicubic
+from esrgan_jax.data.images import to_pixels
+from esrgan_jax.inference import tiling
 
 # ITU-R BT.601 luma, the weights of cv2's RGB2GRAY that Real-ESRGAN uses to return to gray.
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
-# Bytes of float64 scratch memory one strip of the `--outscale` resize may use.
-RESIZE_STRIP_BYTES = 1 << 27
 # Outputs of different images held at once so that their windows can share network calls; a
 # larger image runs alone.
 BATCH_OUTPUT_BYTES = 1 << 28
-
-
-def to_pixels(block: np.ndarray, dtype) -> np.ndarray:
-  """Float [0, 1] -> uint8/uint16, rounding half up (the values are >= 0) as MATLAB and BasicSR
-  do."""
-  peak = float(np.iinfo(dtype).max)
-  return np.floor(np.clip(block, 0.0, 1.0) * peak + 0.5).astype(dtype)
-
-
-class StripResize:
-  """MATLAB bicubic `imresize` of an image that arrives as consecutive row strips.
-
-  `add(rows)` takes the next input rows; `write(first_row, rows)` receives output rows as soon as
-  every input row they depend on has arrived. Only the few input rows that later output rows
-  still need are kept, and each step's scratch stays under RESIZE_STRIP_BYTES, where
-  `bicubic.imresize` gathers every tap of a whole dimension at once (tens of GB for a
-  16000x12000 output). Columns are resized first; MATLAB's order differs only in float rounding.
-  """
-
-  def __init__(self, in_shape: tuple[int, int], out_shape: tuple[int, int],
-               write: Callable[[int, np.ndarray], None]):
-    scales, out_shape, _ = bicubic.resize_plan(in_shape, output_shape=out_shape)
-    self.col_weights, self.col_index = bicubic.contributions(in_shape[1], out_shape[1], scales[1])
-    self.row_weights, self.row_index = bicubic.contributions(in_shape[0], out_shape[0], scales[0])
-    self.needs = self.row_index.max(axis=1)
-    # The lowest input row any output row from here on reads.
-    self.keep_from = np.minimum.accumulate(self.row_index.min(axis=1)[::-1])[::-1]
-    self.write, self.out_width = write, out_shape[1]
-    self.rows, self.base, self.next_out = None, 0, 0
-
-  def _strip(self, bytes_per_line: int) -> int:
-    return max(1, RESIZE_STRIP_BYTES // bytes_per_line)
-
-  def _resize_columns(self, rows: np.ndarray) -> np.ndarray:
-    out = np.empty((rows.shape[0], self.out_width, rows.shape[2]), np.float32)
-    step = self._strip(self.col_index.size * rows.shape[2] * 8)
-    for first in range(0, rows.shape[0], step):
-      gathered = rows[first:first + step][:, self.col_index].astype(np.float64)
-      out[first:first + step] = np.einsum("wt,nwtc->nwc", self.col_weights, gathered)
-    return out
-
-  def add(self, rows: np.ndarray) -> None:
-    resized = self._resize_columns(rows)
-    self.rows = resized if self.rows is None else np.concatenate([self.rows, resized])
-    available = self.base + len(self.rows)
-    waiting = np.nonzero(self.needs[self.next_out:] >= available)[0]
-    end = self.next_out + int(waiting[0]) if waiting.size else len(self.needs)
-    step = self._strip(self.row_index.shape[1] * self.out_width * rows.shape[2] * 8)
-    for first in range(self.next_out, end, step):
-      last = min(first + step, end)
-      gathered = self.rows[self.row_index[first:last] - self.base].astype(np.float64)
-      self.write(first, np.einsum("ot,otwc->owc", self.row_weights[first:last], gathered)
-                 .astype(np.float32))
-    self.next_out = end
-    low = int(self.keep_from[end]) if end < len(self.needs) else available
-    self.rows, self.base = self.rows[low - self.base:], low
-
-
-def imresize_in_strips(image: np.ndarray, output_shape: tuple[int, int]) -> np.ndarray:
-  """MATLAB bicubic `imresize` of a float32 HxWxC image, in strips of bounded memory."""
-  result = np.empty(tuple(output_shape) + image.shape[2:], np.float32)
-
-  def write(first, rows):
-    result[first:first + len(rows)] = rows
-
-  resize = StripResize(image.shape[:2], output_shape, write)
-  step = max(1, RESIZE_STRIP_BYTES // (image.shape[1] * image.shape[2] * 32))
-  for first in range(0, image.shape[0], step):
-    resize.add(np.asarray(image[first:first + step], np.float32))
-  return result
 
 
 class _RegionWriter:
@@ -109,7 +39,7 @@ class _RegionWriter:
     self.out, self.channels = out, channels
     self.resize = None
     if out.shape[:2] != net_shape:
-      self.resize = StripResize(net_shape, out.shape[:2], self._write_rows)
+      self.resize = bicubic.StripResize(net_shape, out.shape[:2], self._write_rows)
       self.band, self.band_top, self.band_filled = None, -1, 0
     self.net_width = net_shape[1]
 

@@ -15,10 +15,9 @@ import skimage.data
 from PIL import Image, ImageSequence
 
 from esrgan_jax import cli, upscale
-from esrgan_jax.data import png
+from esrgan_jax.data import bicubic, png
+from esrgan_jax.data.images import read_image_any, to_pixels, write_image
 from esrgan_jax.inference import upscaler
-from esrgan_jax.data import bicubic
-from esrgan_jax.data.images import read_image_any, write_image
 from esrgan_jax.weights.generator import arch_of, save_generator
 from tests.tiny_generator import tiny_generator
 
@@ -53,8 +52,7 @@ def run_main(args, capsys):
 
 
 def to_uint(image, dtype):
-  peak = np.iinfo(dtype).max
-  return np.floor(np.clip(image, 0, 1) * peak + 0.5).astype(np.int64)
+  return to_pixels(image, dtype).astype(np.int64)
 
 
 def test_rgb_equals_whole_image_inference(generator, tmp_path, capsys):
@@ -151,15 +149,6 @@ def test_outscale_uses_matlab_bicubic(generator, tmp_path, capsys):
   decoded = read_image_any(tmp_path / "photo.jpg") / 255.0  # JPEG is lossy: use what is stored.
   expected = to_uint(bicubic.imresize(reference(decoded), output_shape=(224, 224)), np.uint8)
   assert np.abs(result.astype(np.int64) - expected).max() <= 1
-
-
-def test_imresize_in_strips_equals_imresize(monkeypatch):
-  image = np.random.RandomState(1).rand(37, 29, 3).astype(np.float32)
-  monkeypatch.setattr(upscaler, "RESIZE_STRIP_BYTES", 2000)  # A few lines per strip.
-  for shape in ((80, 61), (20, 70), (9, 11)):
-    np.testing.assert_allclose(upscaler.imresize_in_strips(image, shape),
-                               bicubic.imresize(image.astype(np.float64), output_shape=shape),
-                               rtol=0, atol=1e-6)
 
 
 def test_half_precision_is_close_to_float32(generator, tmp_path, capsys):
@@ -296,6 +285,23 @@ def test_batching_shares_calls_across_images(generator):
   assert calls == [8, 8, 4] and [tag for tag, _ in runner.finished()] == list(range(20))
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("outscale", [None, 2.0])
+def test_halfway_outputs_round_to_even(dtype, outscale):
+  """Outputs that land exactly on k + 0.5 levels round to even (images.to_pixels), through the
+  resize too (a constant stays constant): levels 2.5, 4.5, 6.5 -> 2, 4, 6."""
+  levels = np.array([2.5, 4.5, 6.5]) / np.iinfo(dtype).max
+
+  def constant(batch):
+    n, h, w, _ = batch.shape
+    return np.broadcast_to(levels.astype(np.float32), (n, 4 * h, 4 * w, 3))
+
+  runner = upscaler.Upscaler(constant, 4, outscale, tile=0, tile_pad=0, batch_size=1)
+  result = runner(np.zeros((8, 8, 3), dtype))
+  assert result.dtype == dtype
+  np.testing.assert_array_equal(result, np.broadcast_to([2, 4, 6], result.shape))
+
+
 @pytest.mark.parametrize("ext", ["gif", "png", "webp"])
 def test_animation_upscales_every_frame_and_keeps_timing(generator, tmp_path, capsys, ext):
   checkpoint, reference = generator
@@ -384,19 +390,19 @@ def test_sigterm_mid_write_is_one_line_status_143_and_leaves_no_partial_file(
   folder = tmp_path / "in"
   for name in ("a", "b"):
     write_image(folder / f"{name}.png", photo(8, 8))
-  monkeypatch.setattr(png_stream, "STRIP_BYTES", 64)  # Many strips: the signal lands mid-file.
-  real_filter = png._filtered_rows
+  monkeypatch.setattr(png, "STRIP_BYTES", 64 * png.SCRATCH_PER_BYTE)  # The signal lands mid-file.
+  real_filter = png.filter_rows
   calls = {"b": 0}
 
-  def filtered_rows(image, first, last):
-    rows = real_filter(image, first, last)
+  def filtered_rows(rows, above, bpp):
+    rows = real_filter(rows, above, bpp)
     if any(p.name.startswith("b_out.png.tmp") for p in (tmp_path / "out").iterdir()):
       calls["b"] += 1
       if calls["b"] == 2:
         os.kill(os.getpid(), signal.SIGTERM)
     return rows
 
-  monkeypatch.setattr(png_stream, "_filtered_rows", filtered_rows)
+  monkeypatch.setattr(png, "filter_rows", filtered_rows)
   previous_handler = signal.getsignal(signal.SIGTERM)
   code, err = run_main([str(folder), "-o", str(tmp_path / "out"), "--checkpoint", checkpoint],
                        capsys)
@@ -433,11 +439,11 @@ def test_output_too_large_for_its_format_is_refused_before_the_work(generator, t
 
 
 def test_streamed_png_reads_back_exactly(tmp_path, monkeypatch):
-  monkeypatch.setattr(png_stream, "STRIP_BYTES", 500)  # Several strips and IDAT chunks.
+  monkeypatch.setattr(png, "STRIP_BYTES", 500 * png.SCRATCH_PER_BYTE)  # Several strips, IDATs.
   rng = np.random.RandomState(0)
   for dtype, channels in ((np.uint8, 3), (np.uint8, 1), (np.uint8, 4), (np.uint16, 3)):
     image = rng.randint(0, np.iinfo(dtype).max + 1, (37, 23, channels)).astype(dtype)
-    png.write_png(str(tmp_path / "x.png"), image)
+    write_image(tmp_path / "x.png", image)
     np.testing.assert_array_equal(read_image_any(tmp_path / "x.png"), image)
 
 
@@ -445,8 +451,8 @@ def test_streamed_png_reads_back_exactly(tmp_path, monkeypatch):
 def test_output_buffer_is_the_only_large_allocation(generator, monkeypatch, tmp_path, outscale):
   checkpoint, _ = generator
   model, params = upscale.load_model(checkpoint, None, False)
-  monkeypatch.setattr(upscaler, "RESIZE_STRIP_BYTES", 1 << 18)
-  monkeypatch.setattr(png_stream, "STRIP_BYTES", 1 << 18)
+  monkeypatch.setattr(bicubic, "RESIZE_STRIP_BYTES", 1 << 18)
+  monkeypatch.setattr(png, "STRIP_BYTES", 1 << 18)
   # Tall and narrow, so that one row band of tiles (which the resize assembles) is small
   # against the whole output, as it is for any large image.
   strip = skimage.data.astronaut()[:480, 200:264]
@@ -458,7 +464,7 @@ def test_output_buffer_is_the_only_large_allocation(generator, monkeypatch, tmp_
   tracemalloc.start()
   try:
     result = runner(image)
-    png.write_png(str(tmp_path / "big.png"), result)
+    upscale.write_output(str(tmp_path / "big.png"), result)
     _, peak = tracemalloc.get_traced_memory()
   finally:
     tracemalloc.stop()

@@ -226,3 +226,12 @@ def test_bicubic_downsample_uint8():
 def test_bad_arguments_raise_clear_errors(call, message):
   with pytest.raises(ValueError, match=message):
     call()
+
+
+def test_imresize_in_strips_equals_imresize(monkeypatch):
+  image = np.random.RandomState(1).rand(37, 29, 3).astype(np.float32)
+  monkeypatch.setattr(bicubic, "RESIZE_STRIP_BYTES", 2000)  # A few lines per strip.
+  for shape in ((80, 61), (20, 70), (9, 11)):
+    np.testing.assert_allclose(bicubic.imresize_in_strips(image, shape),
+                               bicubic.imresize(image.astype(np.float64), output_shape=shape),
+                               rtol=0, atol=1e-6)

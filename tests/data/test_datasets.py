@@ -73,6 +73,32 @@ def eval_config(**sets):
   return config
 
 
+def test_every_training_source_has_the_one_interface(tmp_path):
+  """Folders, bundled photos and prepared folders are ImageSources (one implementation over
+  their paths); TFDS has its own class with the same `Source` interface."""
+  import json
+  from esrgan_jax.data import prepared
+  rng = np.random.default_rng(0)
+  for name in ("a", "b"):
+    write_image(str(tmp_path / "hr" / f"{name}.png"), random_image(rng, 8, 8))
+    write_image(str(tmp_path / "lr" / f"{name}.png"), random_image(rng, 2, 2))
+  np.save(tmp_path / "hr" / "c.npy", random_image(rng, 8, 8))
+  (tmp_path / "hr" / prepared.MANIFEST).write_text(json.dumps(
+      {"files": ["a.png", "c.npy"], "lr_files": ["../lr/a.png", "../lr/b.png"], "scale": SCALE}))
+  folder = datasets.folder_source(str(tmp_path / "hr"), str(tmp_path / "lr"), SCALE)
+  sub_images = prepared.prepared_source(str(tmp_path / "hr"), SCALE)
+  for source in (folder, sub_images, datasets.bundled_source()):
+    assert isinstance(source, datasets.ImageSource)
+  assert datasets.Source in datasets.TfdsSource.__mro__ and datasets.Source in type(folder).__mro__
+  assert (folder.num_images, sub_images.num_images) == (2, 2)
+  assert sub_images.name(1) == str(tmp_path / "hr" / "c.npy")
+  assert sub_images.lr_name(1) == str(tmp_path / "hr" / "../lr/b.png")
+  hr, lr = sub_images.load(1)
+  np.testing.assert_array_equal(hr, np.load(tmp_path / "hr" / "c.npy"))
+  np.testing.assert_array_equal(lr, read_image(str(tmp_path / "lr" / "b.png")))
+  assert datasets.bundled_source().lr_name(0).startswith("bicubic LR of ")
+
+
 def test_eval_sets_from_folders_with_and_without_lr(tmp_path):
   rng = np.random.default_rng(0)
   hr_sizes = {"baby": (50, 42), "bird": (33, 36)}  # 50x42: not a multiple of 4 (mod crop).

@@ -288,3 +288,18 @@ def test_large_local_writes_hold_no_encoded_copy(tmp_path, ext):
     tracemalloc.stop()
   assert peak < image.nbytes / 4, peak
   np.testing.assert_array_equal(images.read_image(path), image)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("float_type", [np.float32, np.float64])
+def test_to_pixels_clips_and_rounds_half_to_even(dtype, float_type):
+  """The one float -> integer rule: round(clip(x, 0, 1) * peak), halfway values to even, as
+  `(x * 255.0).round()` in BasicSR and Real-ESRGAN (floor(y + 0.5) would give 3, 5, 7, 9)."""
+  peak = np.iinfo(dtype).max
+  halfway = np.array([2.5, 4.5, 6.5, 8.5]) / peak  # y * peak lands exactly on k + 0.5.
+  values = np.concatenate([[-0.25, 0.0, 1.0, 1.5], halfway, [0.3 / peak, 0.7 / peak]])
+  result = images.to_pixels(values.astype(float_type), dtype)
+  assert result.dtype == dtype
+  np.testing.assert_array_equal(result, [0, 0, peak, peak, 2, 4, 6, 8, 0, 1])
+  with pytest.raises(ValueError, match="uint8 or uint16"):
+    images.to_pixels(values, np.int32)

@@ -48,6 +48,13 @@ def test_float_uint16_and_gray_inputs_become_uint8_rgb():
   np.testing.assert_array_equal(strip[:, 40:60], np.repeat(sr[..., :1], 3, axis=-1))
 
 
+def test_float_panels_round_halfway_levels_to_even():
+  lr, bicubic, _, hr = _images()
+  sr = np.broadcast_to(np.array([2.5, 4.5, 6.5]) / 255.0, (24, 20, 3))
+  strip = comparison_strip(lr, bicubic, sr, hr, separator=0)
+  np.testing.assert_array_equal(strip[:, 40:60], np.broadcast_to([2, 4, 6], (24, 20, 3)))
+
+
 def test_mismatched_sizes_are_refused():
   lr, bicubic, sr, hr = _images()
   with pytest.raises(ValueError, match="sr is 23x20, but hr is 24x20"):

@@ -130,3 +130,16 @@ def test_eval_mode_rejects_checkpoint_of_another_scale(generator_dir, tmp_path):
 def test_eval_mode_without_checkpoint_names_the_workdir(tmp_path):
   with pytest.raises(generator_weights.CheckpointError, match="no training checkpoint found"):
     evaluate.run(eval_config(), str(tmp_path))
+
+
+def test_super_resolve_rounds_halfway_levels_to_even():
+  """SR outputs exactly on k + 0.5 levels round to even (images.to_pixels): 2.5, 4.5, 6.5 ->
+  2, 4, 6, as `(x * 255.0).round()` in BasicSR's tensor2img."""
+  levels = np.array([2.5, 4.5, 6.5], np.float32) / 255.0
+
+  def constant(batch):
+    return np.broadcast_to(levels, nearest_upscale(batch).shape)
+
+  sr = evaluate.super_resolve(constant, np.zeros((6, 5, 3), np.uint8), SCALE, tile=0, tile_pad=0)
+  assert sr.dtype == np.uint8 and sr.shape == (24, 20, 3)
+  np.testing.assert_array_equal(sr, np.broadcast_to([2, 4, 6], sr.shape))
