@@ -38,7 +38,7 @@ def test_opt_out_leaves_xla_flags_alone(monkeypatch):
 
 def test_pinned_jaxlib_starts_with_the_defaults_and_they_change_nothing_numerically():
   # XLA aborts at start-up on a flag it does not know, so a stale default would stop every run.
-  program = ("import os; from esrgan_jax import xla_flags; xla_flags.apply_defaults()\n"
+  program = ("import os; from esrgan_jax.runtime import xla_flags; xla_flags.apply_defaults()\n"
              "print(os.environ.get('XLA_FLAGS', ''), file=__import__('sys').stderr)\n"
              "import jax, jax.numpy as jnp, numpy as np\n"
              "x = np.random.default_rng(0).random((1, 12, 12, 5), dtype=np.float32)\n"
