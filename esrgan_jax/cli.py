@@ -28,7 +28,21 @@ EXIT_STATUS_HELP = (
 
 
 class UserError(Exception):
-  """An error whose message names the file, flag or field at fault; shown as one line."""
+  """An error whose message names the file, flag or field at fault; shown as one line.
+
+  The root of every user-facing error of the package (bad configs, images, weights files,
+  checkpoints, a full disk, ...): `run` maps the whole family to EXIT_ERROR. Subclasses keep a
+  builtin base (ValueError, OSError, ...) where callers catch them that way.
+  """
+
+
+class Stopped(Exception):
+  """A stop the action made cleanly (training saved a checkpoint first); `run` prints its
+  message as `esrgan_jax: <message>` and exits with `status`."""
+
+  def __init__(self, message: str, status: int = EXIT_INTERRUPTED):
+    super().__init__(message)
+    self.status = status
 
 
 class Terminated(BaseException):
@@ -81,18 +95,25 @@ def flag(name: str, *short: str) -> Sequence[str]:
   return names
 
 
-def run(action: Callable[[], Union[str, int]],
-        errors: tuple[type[BaseException], ...] = (UserError,), stopped: str = "") -> int:
+def run(action: Callable[[], Union[str, int]], stopped: str = "", sigterm: bool = True) -> int:
   """A command's work under the convention. `action` returns a line to print (then 0) or its own
-  exit status; any of `errors` becomes one error line (1); Ctrl-C one line and 130; SIGTERM one
-  line and 143, each line ending with `stopped` (what a stop leaves behind). Files the action
-  writes whole (data/images.local_file_written_whole) are either complete or absent after a
-  stop."""
+  exit status; a UserError, or an OSError nothing turned into one, becomes one error line (1);
+  a Stopped its own line and status; Ctrl-C one line and 130; SIGTERM one line and 143, each line
+  ending with `stopped` (what a stop leaves behind). Files the action writes whole
+  (data/images.local_file_written_whole) are either complete or absent after a stop.
+  sigterm=False leaves SIGTERM's handler alone (multi-process training: JAX's preemption service
+  owns it)."""
   try:
-    with sigterm_raises():
+    with sigterm_raises() if sigterm else contextlib.nullcontext():
       result = action()
-  except errors as caught:
+  except UserError as caught:
     return error(" ".join(str(caught).split()))  # one line, whatever the cause said
+  except OSError as caught:  # what no module foresaw still names its file
+    where = f"{caught.filename}: " if caught.filename else ""
+    return error(" ".join(f"{where}{caught.strerror or caught}".split()))
+  except Stopped as caught:
+    print(f"esrgan_jax: {caught}", file=sys.stderr)
+    return caught.status
   except KeyboardInterrupt:
     print(f"esrgan_jax: stopped by Ctrl-C{stopped}", file=sys.stderr)
     return EXIT_INTERRUPTED

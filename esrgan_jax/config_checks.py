@@ -1,10 +1,15 @@
 """Config validation, the one place fields are checked: before anything is compiled, one line each."""
 
+import re
+from typing import Optional
+
 import ml_collections
 from etils import epath
 
+from esrgan_jax import cli
 from esrgan_jax.data.pipeline import DATASETS, EVAL_LR_SOURCES, LR_SOURCES
 from esrgan_jax.training.losses import GAN_TYPES, PIXEL_CRITERIA
+from esrgan_jax.training.optim import SCHEDULES
 from esrgan_jax.models import COMPUTE_DTYPES, DISCRIMINATORS
 from esrgan_jax.models.discriminators import VGG_INPUT_SIZES
 from esrgan_jax.models.rrdbnet import DENSE_BLOCK_CHOICES, SUPPORTED_SCALES
@@ -12,10 +17,9 @@ from esrgan_jax.models.vgg19 import VGG19_LAYERS
 
 
 PRNG_IMPLS = ("rbg", "unsafe_rbg", "threefry2x32")
-SCHEDULES = ("multistep", "cosine_restarts")
 
 
-class ConfigError(ValueError):
+class ConfigError(cli.UserError, ValueError):
   """A config value that cannot work; the message names the field."""
 
 
@@ -52,9 +56,8 @@ def _validate_model(model: ml_collections.ConfigDict) -> None:
     value = model[name]
     _require(isinstance(value, int) and value > 0,
              f"config.model.{name} must be a positive integer, got {value!r}")
-  dense_block = model.get("dense_block", "auto")
-  _require(dense_block in DENSE_BLOCK_CHOICES, f"config.model.dense_block must be one of "
-           f"{DENSE_BLOCK_CHOICES}, got {dense_block!r}")
+  _require(model.dense_block in DENSE_BLOCK_CHOICES, f"config.model.dense_block must be one of "
+           f"{DENSE_BLOCK_CHOICES}, got {model.dense_block!r}")
 
 
 def _validate_eval(config: ml_collections.ConfigDict) -> None:
@@ -70,31 +73,28 @@ def _validate_eval(config: ml_collections.ConfigDict) -> None:
   max_images = data.eval_max_images
   _require(max_images is None or max_images > 0,
            f"config.data.eval_max_images must be positive (or unset), got {max_images}")
-  eval_lr = data.get("eval_lr", "bicubic")
-  _require(eval_lr in EVAL_LR_SOURCES,
-           f"config.data.eval_lr must be one of {EVAL_LR_SOURCES}, got {eval_lr!r}")
-  if eval_lr == "degradation":
-    degradation = config.get("degradation")
-    _require(degradation is not None, "config.data.eval_lr='degradation' needs a "
-             "config.degradation section (configs/realesr*.py have one)")
-    _require(degradation.scale == config.model.scale, f"config.degradation.scale="
-             f"{degradation.scale} must equal config.model.scale={config.model.scale}")
+  _require(data.eval_lr in EVAL_LR_SOURCES,
+           f"config.data.eval_lr must be one of {EVAL_LR_SOURCES}, got {data.eval_lr!r}")
+  if data.eval_lr == "degradation":
+    scale = config.degradation.scale
+    _require(scale == config.model.scale, f"config.degradation.scale={scale} must equal "
+             f"config.model.scale={config.model.scale}")
   for name in ("tile", "tile_pad", "num_comparison_images"):
     _require(evaluation[name] >= 0, f"config.eval.{name} must be >= 0, got {evaluation[name]}")
   for name in ("fid_crop_size", "fid_grid", "kid_subsets", "is_splits"):
-    value = evaluation.get(name, 1)
+    value = evaluation[name]
     _require(isinstance(value, int) and value >= 1,
              f"config.eval.{name} must be a positive integer, got {value!r}")
   # Weight files are read at the first evaluation, after compiling and training: check them now.
   for name in ("checkpoint", "lpips_weights", "niqe_params", "inception_weights"):
-    value = evaluation.get(name)
+    value = evaluation[name]
     _require(not value or epath.Path(value).exists(),
              f"config.eval.{name}: {value} does not exist")
 
 
 def _validate_train(config: ml_collections.ConfigDict, num_devices: int) -> None:
-  _require(config.get("prng_impl") in PRNG_IMPLS, f"config.prng_impl must be one of "
-           f"{PRNG_IMPLS}, got {config.get('prng_impl')!r}")
+  _require(config.prng_impl in PRNG_IMPLS, f"config.prng_impl must be one of "
+           f"{PRNG_IMPLS}, got {config.prng_impl!r}")
   scale, patch = config.model.scale, config.data.patch_size
   # x1 and x2 models pixel-unshuffle their input by 4 // scale.
   multiple = scale * (4 // scale)
@@ -114,9 +114,9 @@ def _validate_train(config: ml_collections.ConfigDict, num_devices: int) -> None
   _require(config.loss.pixel_criterion in PIXEL_CRITERIA,
            f"config.loss.pixel_criterion must be one of {sorted(PIXEL_CRITERIA)}, got "
            f"{config.loss.pixel_criterion!r}")
-  _require(not config.get("generator_init") or epath.Path(config.generator_init).exists(),
-           f"config.generator_init: {config.get('generator_init')} does not exist")
-  _validate_data(config.data)
+  _require(not config.generator_init or epath.Path(config.generator_init).exists(),
+           f"config.generator_init: {config.generator_init} does not exist")
+  _validate_data(config.data, scale)
   _validate_realworld(config)
   _validate_optimizer(config, "optimizer_g")
   if config.stage == "gan":
@@ -128,13 +128,13 @@ def _validate_optimizer(config: ml_collections.ConfigDict, name: str) -> None:
   optimizer = config[name]
   _require(optimizer.learning_rate > 0, f"config.{name}.learning_rate must be positive")
   _require(optimizer.schedule in SCHEDULES, f"config.{name}.schedule must be one of "
-           f"{SCHEDULES}, got {optimizer.schedule!r}")
+           f"{tuple(SCHEDULES)}, got {optimizer.schedule!r}")
   if optimizer.schedule == "cosine_restarts":
     _require(len(optimizer.restart_periods) > 0 and min(optimizer.restart_periods) > 0,
              f"config.{name}.restart_periods must be positive, got {optimizer.restart_periods}")
 
 
-def _validate_data(data: ml_collections.ConfigDict) -> None:
+def _validate_data(data: ml_collections.ConfigDict, scale: int) -> None:
   """The training data fields (the eval sets are _validate_eval's)."""
   _require(data.dataset in DATASETS,
            f"config.data.dataset must be one of {DATASETS}, got {data.dataset!r}")
@@ -147,9 +147,13 @@ def _validate_data(data: ml_collections.ConfigDict) -> None:
     if data.lr_dir:
       _require_dir(data.lr_dir, "config.data.lr_dir")
   if data.dataset == "prepared":
-    _require(bool(data.get("prepared_dir")), "config.data.prepared_dir: set it to a folder "
+    _require(bool(data.prepared_dir), "config.data.prepared_dir: set it to a folder "
              "written by `python -m esrgan_jax.prepare` for dataset='prepared'")
     _require_dir(data.prepared_dir, "config.data.prepared_dir")
+  if data.dataset == "div2k":
+    name_scale = _tfds_name_scale(data.tfds_name)
+    _require(name_scale in (None, scale), f"config.data.tfds_name={data.tfds_name!r} holds "
+             f"x{name_scale} LR images but the model's scale is {scale} (config.model.scale)")
   _require(data.num_workers is None or data.num_workers > 0,
            f"config.data.num_workers must be positive (or unset), got {data.num_workers}")
   _require(data.prefetch_batches > 0, "config.data.prefetch_batches must be positive")
@@ -158,12 +162,11 @@ def _validate_data(data: ml_collections.ConfigDict) -> None:
 def _validate_realworld(config: ml_collections.ConfigDict) -> None:
   """lr_source, the GT-only crop, the device degradation and the pool, and the USM targets."""
   data, loss = config.data, config.loss
-  lr_source = data.get("lr_source", "bicubic")
-  _require(lr_source in LR_SOURCES,
-           f"config.data.lr_source must be one of {LR_SOURCES}, got {lr_source!r}")
-  if lr_source != "degradation":
+  _require(data.lr_source in LR_SOURCES,
+           f"config.data.lr_source must be one of {LR_SOURCES}, got {data.lr_source!r}")
+  if data.lr_source != "degradation":
     for name in ("l1_gt_usm", "percep_gt_usm", "gan_gt_usm"):
-      _require(not loss.get(name), f"config.loss.{name} needs config.data.lr_source="
+      _require(not loss[name], f"config.loss.{name} needs config.data.lr_source="
                f"'degradation' (the USM-sharpened GT is made on the device with the LR)")
     return
   scale, patch, size = config.model.scale, data.patch_size, data.crop_pad_size
@@ -178,7 +181,7 @@ def _validate_realworld(config: ml_collections.ConfigDict) -> None:
   _require(degradation.scale == scale, f"config.degradation.scale={degradation.scale} must "
            f"equal config.model.scale={scale}")
   batch = config.train.batch_size
-  group = degradation.get("pool_batch_size", 0)
+  group = degradation.pool_batch_size
   _require(isinstance(group, int) and group >= 0 and (group == 0 or batch % group == 0),
            f"config.degradation.pool_batch_size={group!r} must be 0 (the whole batch) or divide "
            f"config.train.batch_size={batch}")
@@ -189,6 +192,12 @@ def _validate_realworld(config: ml_collections.ConfigDict) -> None:
            f"the {group} batch slots of each pool (config.degradation.pool_batch_size)")
   _require(isinstance(degradation.per_sample_choices, bool),
            "config.degradation.per_sample_choices must be True or False")
+
+
+def _tfds_name_scale(tfds_name: str) -> Optional[int]:
+  """The SR factor a TFDS name such as 'div2k/bicubic_x4' holds, or None when it does not say."""
+  match = re.search(r"_x(\d+)$", tfds_name.split(":")[0])
+  return int(match.group(1)) if match else None
 
 
 def _require_dir(path: str, field: str) -> None:
@@ -209,9 +218,8 @@ def _validate_gan(config: ml_collections.ConfigDict) -> None:
   unknown = sorted(set(layers) - set(VGG19_LAYERS))
   _require(layers and not unknown, f"config.loss.perceptual_layers: unknown or no layers "
            f"{unknown or layers}; choose from {list(VGG19_LAYERS)}")
-  gan_type = config.loss.get("gan_type", "ragan")
-  _require(gan_type in GAN_TYPES, f"config.loss.gan_type must be one of {GAN_TYPES}, got "
-           f"{gan_type!r}")
+  _require(config.loss.gan_type in GAN_TYPES, f"config.loss.gan_type must be one of {GAN_TYPES}, "
+           f"got {config.loss.gan_type!r}")
   _require(config.loss.perceptual_criterion in ("l1", "l2", "mse"),
            "config.loss.perceptual_criterion must be 'l1' or 'l2'")
   value = config.loss.vgg19_weights

@@ -17,7 +17,6 @@ from typing import Callable, NamedTuple, Sequence
 from esrgan_jax import cli
 from esrgan_jax.models.lpips import NETS as LPIPS_NETS
 from esrgan_jax.weights import discriminators, generator, inception, lpips, vgg19
-from esrgan_jax.weights.store import CheckpointError
 from esrgan_jax.weights.torch_io import WRAPPER_KEYS
 
 PROG = "esrgan_jax.convert"
@@ -123,8 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   if args.backbone is not None and not (chosen and chosen[0].name == "lpips"):
     parser.error("--backbone goes with --lpips")
   run = chosen[0].run if chosen else _import_generator
-  # OSError: what the weights modules did not foresee still names its file.
-  return cli.run(lambda: f"wrote {args.destination}: {run(args)}", (CheckpointError, OSError))
+  return cli.run(lambda: f"wrote {args.destination}: {run(args)}")
 
 
 if __name__ == "__main__":

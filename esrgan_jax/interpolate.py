@@ -21,7 +21,7 @@ from esrgan_jax.weights import generator, store, trees
 PROG = "esrgan_jax.interpolate"
 
 
-class InterpolationError(ValueError):
+class InterpolationError(cli.UserError, ValueError):
   """The two parameter sets cannot be blended; the message says where they differ."""
 
 
@@ -92,7 +92,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     interpolate_checkpoints(args.psnr, args.gan, args.alpha, args.output)
     return f"wrote {args.output}: {1 - args.alpha:g} * {args.psnr} + {args.alpha:g} * {args.gan}"
 
-  return cli.run(blend, (InterpolationError, store.CheckpointError, OSError))
+  return cli.run(blend)
 
 
 if __name__ == "__main__":

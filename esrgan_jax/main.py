@@ -63,7 +63,7 @@ def _quiet_logs(verbose: bool) -> None:
 
 
 def _check_workdir(workdir: str) -> None:
-  """Fails now, with one line, if the workdir cannot be written."""
+  """Fails now, with one line (a UserError), if the workdir cannot be written."""
   if workdir.startswith("gs://"):
     return
   try:
@@ -73,7 +73,8 @@ def _check_workdir(workdir: str) -> None:
       pass
     os.remove(probe)
   except OSError as error:
-    fail(f"--workdir={workdir}: cannot write there ({error.strerror or error})")
+    raise cli.UserError(
+        f"--workdir={workdir}: cannot write there ({error.strerror or error})") from None
 
 
 def _unknown_config_field(argv: list[str], error: Exception) -> str:
@@ -119,7 +120,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     fail(f"{error.filename or argv}: {error.strerror or error}")
 
 
-def main(argv):
+def main(argv) -> int:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   _quiet_logs(FLAGS.verbose)
@@ -127,49 +128,45 @@ def main(argv):
   parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
                                   FLAGS.process_id)
   parallel.log_topology()
+  # Ctrl-C and SIGTERM before the loop takes them over (training/stop_request.py): nothing to
+  # save yet. With several processes JAX's preemption service owns SIGTERM.
+  return cli.run(_train_or_evaluate, stopped=" before training started",
+                 sigterm=jax.process_count() == 1)
+
+
+def _load_config():
+  """(config, mode); a missing config file is one line naming it."""
   try:
     config = FLAGS.config
-    mode = FLAGS.mode or config.mode
+    return config, FLAGS.mode or config.mode
   except OSError as error:  # ml_collections reports a missing config file only when it is read
     lines = [line.strip() for line in str(error).splitlines()]
     detail = next((line.split("] ", 1)[-1] for line in lines if "[Errno" in line), lines[0])
-    fail(f"--config={config_flags.get_config_filename(FLAGS['config'])}: {detail}")
-  try:
-    config_checks.validate(config, jax.device_count(), mode)
-  except config_checks.ConfigError as error:
-    fail(str(error))
-  _check_workdir(FLAGS.workdir)
+    raise cli.UserError(
+        f"--config={config_flags.get_config_filename(FLAGS['config'])}: {detail}") from None
 
-  try:
-    from esrgan_jax.evaluation import evaluate  # pylint: disable=g-import-not-at-top
-    from esrgan_jax.training import stop_request, train  # pylint: disable=g-import-not-at-top
-    from esrgan_jax.training import failures
-    from esrgan_jax.weights import generator as generator_weights  # pylint: disable=g-import-not-at-top
-    from esrgan_jax.weights import checkpoints  # pylint: disable=g-import-not-at-top
-    if FLAGS.verbose:
-      checkpoints.show_orbax_logs(logging.get_absl_handler())
-    # Errors whose message names the field or file at fault: one line, no traceback.
-    user_errors = (cli.UserError, config_checks.ConfigError, generator_weights.CheckpointError,
-                   failures.NonFiniteLossError)
-    try:
-      if mode == "eval":
-        evaluate.run(config, FLAGS.workdir)
-        return
-      state = train.train_and_evaluate(config, FLAGS.workdir)
-    except user_errors as error:
-      fail(str(error))
-    except stop_request.Interrupted as stopped:
-      print(f"esrgan_jax: {stopped}", file=sys.stderr)
-      sys.exit(cli.EXIT_INTERRUPTED)
-  except KeyboardInterrupt:  # before the loop took over Ctrl-C: nothing to save yet
-    print("esrgan_jax: stopped by Ctrl-C before training started", file=sys.stderr)
-    sys.exit(cli.EXIT_INTERRUPTED)
-  except OSError as error:
-    fail(f"{error.filename + ': ' if error.filename else ''}{error.strerror or error}")
+
+def _train_or_evaluate() -> int:
+  """Eval mode, or training to config.train.num_steps: 0, or 143 when SIGTERM stopped it after a
+  checkpoint. Every failure is a cli.UserError (one line) and Ctrl-C in the loop a cli.Stopped
+  (stop_request.Interrupted), both of which cli.run reports."""
+  config, mode = _load_config()
+  config_checks.validate(config, jax.device_count(), mode)
+  _check_workdir(FLAGS.workdir)
+  from esrgan_jax.evaluation import evaluate  # pylint: disable=g-import-not-at-top
+  from esrgan_jax.training import train  # pylint: disable=g-import-not-at-top
+  from esrgan_jax.weights import checkpoints  # pylint: disable=g-import-not-at-top
+  if FLAGS.verbose:
+    checkpoints.show_orbax_logs(logging.get_absl_handler())
+  if mode == "eval":
+    evaluate.run(config, FLAGS.workdir)
+    return cli.EXIT_OK
+  state = train.train_and_evaluate(config, FLAGS.workdir)
   if int(state.step) < config.train.num_steps:
     logging.warning("Training stopped at step %d of %d; the same command resumes it.",
                     int(state.step), config.train.num_steps)
-    sys.exit(EXIT_STOPPED_BY_SIGNAL)
+    return EXIT_STOPPED_BY_SIGNAL
+  return cli.EXIT_OK
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ import numpy as np
 from esrgan_jax import cli
 from esrgan_jax.data import datasets, pipeline, prepared
 from esrgan_jax.data.augment import mod_crop
-from esrgan_jax.data.images import ImageReadError, ImageWriteError, list_images, read_image
+from esrgan_jax.data.images import ImageReadError, list_images, read_image
 from esrgan_jax.data.images import write_image
 
 PROG = "esrgan_jax.prepare"
@@ -57,7 +57,7 @@ MANIFEST_VERSION = 1
 LR_FOLDER = "lr"
 
 
-class PrepareError(ValueError):
+class PrepareError(cli.UserError, ValueError):
   """SRC or OUT cannot be used; the message names which and why."""
 
 
@@ -263,7 +263,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return (f"wrote {len(manifest['files'])} sub-images of {manifest['source_images']} images "
             f"to {args.out}" + (f" ({skipped} unreadable images skipped)" if skipped else ""))
 
-  return cli.run(run, (PrepareError, ImageWriteError, OSError))
+  return cli.run(run)
 
 
 if __name__ == "__main__":

@@ -326,8 +326,7 @@ def run(args, upscaler: Upscaler, paths, outputs, images_bar) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
   xla_flags.apply_defaults()
   args = parse_args(argv)
-  return cli.run(lambda: _upscale_all(args), (cli.UserError, generator_weights.CheckpointError),
-                 stopped="; the images written before it are complete")
+  return cli.run(lambda: _upscale_all(args), stopped="; the images written before it are complete")
 
 
 def _upscale_all(args) -> int:

@@ -23,11 +23,11 @@ skimage.data are not used.
 
 import dataclasses
 import os
-import re
 from typing import Dict, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
+from esrgan_jax import cli
 from esrgan_jax.data.augment import mod_crop
 from esrgan_jax.data.bicubic import bicubic_downsample_uint8
 from esrgan_jax.data.images import ImageReadError, list_images, read_image
@@ -40,11 +40,11 @@ BUNDLED_EVAL_PHOTOS = ("chelsea.png", "rocket.jpg")
 _DIV2K_URL = "https://data.vision.ee.ethz.ch/cvl/DIV2K/"
 
 
-class PairSizeError(ValueError):
+class PairSizeError(cli.UserError, ValueError):
   """An LR image is not the HR image downscaled by the SR factor."""
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(cli.UserError, FileNotFoundError):
   """A TFDS dataset is not prepared where we looked, and could not be prepared."""
 
 
@@ -189,8 +189,6 @@ def bundled_source() -> ImageSource:
 
 def folder_source(hr_dir: str, lr_dir: Optional[str], scale: int) -> ImageSource:
   """All images in hr_dir (sorted by name), paired with lr_dir's when it is given."""
-  if not hr_dir:
-    raise ValueError("config.data.hr_dir: set it to a folder of HR images for dataset='folder'")
   hr_paths = list_images(hr_dir)
   lr_paths = match_lr_paths(hr_paths, lr_dir, scale) if lr_dir else None
   return ImageSource(hr_paths, lr_paths, description=hr_dir)
@@ -247,11 +245,6 @@ class TfdsSource(Source):
     return hr, lr
 
 
-def _scale_of_tfds_name(tfds_name: str) -> Optional[int]:
-  match = re.search(r"_x(\d+)$", tfds_name.split(":")[0])
-  return int(match.group(1)) if match else None
-
-
 def _preparation_help(builder, tfds_name: str, data_dir: Optional[str]) -> str:
   archives = sorted(os.path.basename(url)
                     for url in getattr(builder.builder_config, "download_urls", {}).values())
@@ -262,19 +255,16 @@ def _preparation_help(builder, tfds_name: str, data_dir: Optional[str]) -> str:
           "config.data.tfds_manual_dir=M), or copy an already prepared data dir there")
 
 
-def open_tfds_builder(tfds_name: str, scale: int, data_dir: Optional[str] = None,
+def open_tfds_builder(tfds_name: str, data_dir: Optional[str] = None,
                       manual_dir: Optional[str] = None, prepare: bool = False):
   """The TFDS builder of a prepared HR/LR dataset; a clear error when it is not prepared.
+  (config_checks checks that the name's scale is the model's.)
 
   When the data is missing and `prepare` is set it is prepared as `tfds build` would (from the
   archives in `manual_dir` when given, else downloaded); otherwise, or when that fails,
   DatasetNotFoundError names the directory looked in and how to prepare it.
   """
   import tensorflow_datasets as tfds  # Heavy; only the TFDS datasets need it.
-  name_scale = _scale_of_tfds_name(tfds_name)
-  if name_scale is not None and name_scale != scale:
-    raise ValueError(f"config.data.tfds_name={tfds_name!r} holds x{name_scale} LR images but the "
-                     f"model's scale is {scale}")
   try:
     builder = tfds.builder(tfds_name, data_dir=data_dir)
   except Exception as e:  # Unknown name or config: TFDS lists the known ones in its message.

@@ -31,6 +31,7 @@ import numpy as np
 from etils import epath
 from PIL import Image, ImageOps
 
+from esrgan_jax import cli
 from esrgan_jax.data import png
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -46,11 +47,11 @@ _TO_RGB_MODES = ("RGBX", "CMYK", "YCbCr", "LAB", "HSV")
 _TO_RGBA_MODES = ("LA", "La", "PA", "RGBa")
 
 
-class ImageReadError(ValueError):
+class ImageReadError(cli.UserError, ValueError):
   """An image file is missing, unreadable, corrupt, truncated or in an unsupported format."""
 
 
-class ImageWriteError(OSError):
+class ImageWriteError(cli.UserError, OSError):
   """An image file could not be written (no permission, a file where a folder should be, ...)."""
 
 

@@ -319,11 +319,11 @@ def _open_train_source(data_config, scale: int, process_count: int):
   if data_config.dataset == "folder":
     return datasets.folder_source(data_config.hr_dir, data_config.lr_dir, scale)
   if data_config.dataset == "prepared":
-    return prepared.prepared_source(data_config.get("prepared_dir"), scale)
+    return prepared.prepared_source(data_config.prepared_dir, scale)
   # Several processes must not prepare one data dir at once: multi-host runs prepare it first.
   prepare = process_count == 1 and (data_config.tfds_download or bool(data_config.tfds_manual_dir))
   builder = datasets.open_tfds_builder(
-      data_config.tfds_name, scale, data_dir=data_config.tfds_data_dir,
+      data_config.tfds_name, data_dir=data_config.tfds_data_dir,
       manual_dir=data_config.tfds_manual_dir, prepare=prepare)
   return datasets.TfdsSource(builder, "train")
 
@@ -354,7 +354,7 @@ def create_train_iterator(data_config, *, scale: int, global_batch_size: int, se
   start, stop = sampler.image_range(slots)
   executor = concurrent.futures.ThreadPoolExecutor(_num_workers(data_config),
                                                    thread_name_prefix="esrgan_input")
-  gt_only = data_config.get("lr_source", "bicubic") == "degradation"
+  gt_only = data_config.lr_source == "degradation"
   # GT-only batches hold whole crop_pad_size GT squares; the device crops patch_size from them.
   patch_size = data_config.crop_pad_size if gt_only else data_config.patch_size
   store = ImageStore(source, start, stop, scale=scale, patch_size=patch_size,
@@ -381,9 +381,9 @@ def create_eval_sets(data_config, *, scale: int,
   max_images = data_config.eval_max_images
   warn = lambda message: logging.warning("%s", message)
   make_lr = None
-  if data_config.get("eval_lr", "bicubic") == "degradation":
+  if data_config.eval_lr == "degradation":
     degrade_image = degradations.image_degrader(degradation)
-    seed = data_config.get("eval_lr_seed", 0)
+    seed = data_config.eval_lr_seed
     make_lr = lambda hr, slot: degrade_image(hr, seed, slot)
   eval_sets = data_config.eval_sets
   if not eval_sets:
@@ -404,8 +404,8 @@ def create_eval_sets(data_config, *, scale: int,
 def eval_lr_sources(data_config) -> Dict[str, str]:
   """name -> how create_eval_sets made the LR of that set, for the results' provenance."""
   specs = data_config.eval_sets or {"bundled": {}}
-  made = ("bicubic" if data_config.get("eval_lr", "bicubic") != "degradation" else
-          f"degradation, seed {data_config.get('eval_lr_seed', 0)}")
+  made = ("bicubic" if data_config.eval_lr != "degradation" else
+          f"degradation, seed {data_config.eval_lr_seed}")
   return {name: f"files in {spec['lr_dir']}" if spec.get("lr_dir") else made
           for name, spec in specs.items()}
 

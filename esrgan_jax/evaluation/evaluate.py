@@ -257,17 +257,14 @@ def _lpips_metric(path: str):
 def _niqe_params(path: str):
   try:
     return naturalness.load_niqe_params(path)
-  except ValueError as e:  # the message names the file
-    raise generator_weights.CheckpointError(f"config.eval.niqe_params: {e}") from None
+  except naturalness.NiqeParamsError as e:  # the message names the file
+    raise naturalness.NiqeParamsError(f"config.eval.niqe_params: {e}") from None
 
 
 @functools.cache
 def _fid_metric(path: str, crop_size: int, grid: int, kid_subsets: int, is_splits: int):
-  """One FidMetric per weights and settings: loaded and compiled once per run."""
-  if min(crop_size, grid, kid_subsets, is_splits) < 1:
-    raise config_checks.ConfigError(
-        f"config.eval: fid_crop_size, fid_grid, kid_subsets and is_splits must be >= 1, got "
-        f"{crop_size}, {grid}, {kid_subsets} and {is_splits}")
+  """One FidMetric per weights and settings (config_checks validated them): loaded and compiled
+  once per run."""
   return fid.FidMetric.from_dir(path, crop_size=crop_size, grid=grid, kid_subsets=kid_subsets,
                                 is_splits=is_splits)
 
@@ -275,16 +272,14 @@ def _fid_metric(path: str, crop_size: int, grid: int, kid_subsets: int, is_split
 def configured_metrics(eval_config: ml_collections.ConfigDict) -> Extras:
   """The perceptual metrics config.eval asks for (lpips_weights, niqe_params,
   inception_weights), each loaded once per process."""
-  lpips_weights = eval_config.get("lpips_weights")
-  niqe_params = eval_config.get("niqe_params")
-  inception_weights = eval_config.get("inception_weights")
+  lpips_weights = eval_config.lpips_weights
+  niqe_params = eval_config.niqe_params
+  inception_weights = eval_config.inception_weights
   return Extras(
       _lpips_metric(os.fspath(lpips_weights)) if lpips_weights else None,
       _niqe_params(os.fspath(niqe_params)) if niqe_params else None,
-      _fid_metric(os.fspath(inception_weights), eval_config.get("fid_crop_size", fid.CROP_SIZE),
-                  eval_config.get("fid_grid", fid.GRID),
-                  eval_config.get("kid_subsets", fid.KID_SUBSETS),
-                  eval_config.get("is_splits", 1)) if inception_weights else None)
+      _fid_metric(os.fspath(inception_weights), eval_config.fid_crop_size, eval_config.fid_grid,
+                  eval_config.kid_subsets, eval_config.is_splits) if inception_weights else None)
 
 
 def evaluate_sets(generate_fn, eval_sets: dict[str, Any], scale: int,
@@ -383,7 +378,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, SetResult]
   generator = generator_weights.generator_from_arch(
       arch, dtype=COMPUTE_DTYPES[config.compute_dtype])
   eval_sets = pipeline.create_eval_sets(config.data, scale=arch["scale"],
-                                         degradation=config.get("degradation"))
+                                         degradation=config.degradation)
   results = evaluate_sets(make_generate_fn(generator, params), eval_sets, arch["scale"],
                           config.eval)
   if jax.process_index() == 0:

@@ -43,6 +43,7 @@ import numpy as np
 import scipy.io
 import scipy.special
 
+from esrgan_jax import cli
 from esrgan_jax.data import bicubic
 from esrgan_jax.metrics import psnr_ssim
 
@@ -65,6 +66,10 @@ class NiqeParams(NamedTuple):
   window: np.ndarray
 
 
+class NiqeParamsError(cli.UserError, ValueError):
+  """A pristine-model file that cannot be read, written or used; the message names the file."""
+
+
 def matlab_gaussian_window(size: int = WINDOW_SIZE, sigma: float = WINDOW_SIGMA) -> np.ndarray:
   """MATLAB's fspecial('gaussian', size, sigma)."""
   offsets = np.arange(size) - (size - 1) / 2
@@ -82,32 +87,33 @@ def _checked_params(mu, cov, window, source: str) -> NiqeParams:
   cov = np.asarray(cov, np.float64)
   window = np.asarray(window, np.float64)
   if mu.shape != (NUM_FEATURES,) or cov.shape != (NUM_FEATURES, NUM_FEATURES):
-    raise ValueError(f"{source}: a NIQE model has a mean of {NUM_FEATURES} values and a "
-                     f"{NUM_FEATURES}x{NUM_FEATURES} covariance, got {mu.size} values and "
-                     f"{'x'.join(map(str, cov.shape))}")
+    raise NiqeParamsError(f"{source}: a NIQE model has a mean of {NUM_FEATURES} values and a "
+                          f"{NUM_FEATURES}x{NUM_FEATURES} covariance, got {mu.size} values and "
+                          f"{'x'.join(map(str, cov.shape))}")
   if window.ndim != 2 or window.shape[0] != window.shape[1] or window.shape[0] % 2 == 0:
-    raise ValueError(f"{source}: gaussian_window must be a square window of odd size, got shape "
-                     f"{window.shape}")
+    raise NiqeParamsError(f"{source}: gaussian_window must be a square window of odd size, got "
+                          f"shape {window.shape}")
   if not (np.all(np.isfinite(mu)) and np.all(np.isfinite(cov)) and np.all(np.isfinite(window))):
-    raise ValueError(f"{source}: the NIQE model holds NaN or infinite values")
+    raise NiqeParamsError(f"{source}: the NIQE model holds NaN or infinite values")
   return NiqeParams(mu, cov, window)
 
 
 def _variable(contents, name: str, source: str):
   if name not in contents:
-    raise ValueError(f"{source}: no variable '{name}' (variables: "
-                     f"{', '.join(sorted(k for k in contents if not k.startswith('__')))})")
+    raise NiqeParamsError(f"{source}: no variable '{name}' (variables: "
+                          f"{', '.join(sorted(k for k in contents if not k.startswith('__')))})")
   return contents[name]
 
 
 def load_niqe_params(path: Union[str, os.PathLike]) -> NiqeParams:
-  """The pristine model in BasicSR's .npz or MATLAB's .mat; ValueError naming the file if not."""
+  """The pristine model in BasicSR's .npz or MATLAB's .mat; NiqeParamsError naming the file if
+  not."""
   path = os.fspath(path)
   extension = os.path.splitext(path)[1].lower()
   if extension not in (".npz", ".mat"):
-    raise ValueError(f"{path}: a NIQE model is a .npz (BasicSR) or .mat (MATLAB) file")
+    raise NiqeParamsError(f"{path}: a NIQE model is a .npz (BasicSR) or .mat (MATLAB) file")
   if not os.path.isfile(path):
-    raise ValueError(f"{path}: NIQE model file does not exist")
+    raise NiqeParamsError(f"{path}: NIQE model file does not exist")
   try:
     if extension == ".npz":
       with np.load(path) as contents:
@@ -117,9 +123,10 @@ def load_niqe_params(path: Union[str, os.PathLike]) -> NiqeParams:
       contents = scipy.io.loadmat(path)
       names = ("mu_prisparam", "cov_prisparam")
   except ValueError as e:
-    raise ValueError(f"{path}: not a readable {extension} file ({e})") from None
+    raise NiqeParamsError(f"{path}: not a readable {extension} file ({e})") from None
   except Exception as e:  # zipfile, pickle and scipy raise many types on corrupt files.
-    raise ValueError(f"{path}: not a readable {extension} file ({type(e).__name__}: {e})") from None
+    raise NiqeParamsError(
+        f"{path}: not a readable {extension} file ({type(e).__name__}: {e})") from None
   window = contents.get("gaussian_window")
   if window is None:
     window = matlab_gaussian_window()
@@ -143,7 +150,7 @@ def save_niqe_params(path: Union[str, os.PathLike], params: NiqeParams) -> None:
     scipy.io.savemat(path, {"mu_prisparam": params.mu[None], "cov_prisparam": params.cov,
                             "gaussian_window": params.window})
   else:
-    raise ValueError(f"{path}: a NIQE model is saved as .npz (BasicSR) or .mat (MATLAB)")
+    raise NiqeParamsError(f"{path}: a NIQE model is saved as .npz (BasicSR) or .mat (MATLAB)")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import numpy as np
 from esrgan_jax import cli
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(cli.UserError, RuntimeError):
   """Training produced NaN/Inf; the message names the step and the last good checkpoint."""
 
 

@@ -1,28 +1,40 @@
 """Adam optimisers and the learning-rate schedules of the ESRGAN paper and BasicSR."""
 
+from typing import Callable, Mapping
+
 import ml_collections
 import optax
 
 
+def _multistep(config: ml_collections.ConfigDict) -> optax.Schedule:
+  # Like torch's MultiStepLR: the rate is multiplied by gamma once `m` updates are done.
+  return optax.piecewise_constant_schedule(
+      config.learning_rate, {int(m): config.gamma for m in config.milestones})
+
+
+def _cosine_restarts(config: ml_collections.ConfigDict) -> optax.Schedule:
+  # BasicSR's CosineAnnealingRestartLR with unit restart weights: every period anneals from the
+  # base rate to eta_min, then restarts.
+  periods = [int(p) for p in config.restart_periods]
+  schedules = [optax.cosine_decay_schedule(config.learning_rate, p,
+                                           alpha=config.eta_min / config.learning_rate)
+               for p in periods]
+  boundaries, total = [], 0
+  for p in periods[:-1]:
+    total += p
+    boundaries.append(total)
+  return optax.join_schedules(schedules, boundaries)
+
+
+# config.optimizer_*.schedule -> its schedule; config_checks allows these names only.
+SCHEDULES: Mapping[str, Callable[[ml_collections.ConfigDict], optax.Schedule]] = {
+    "multistep": _multistep,
+    "cosine_restarts": _cosine_restarts,
+}
+
+
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
-  if config.schedule == "multistep":
-    # Like torch's MultiStepLR: the rate is multiplied by gamma once `m` updates are done.
-    return optax.piecewise_constant_schedule(
-        config.learning_rate, {int(m): config.gamma for m in config.milestones})
-  if config.schedule == "cosine_restarts":
-    # BasicSR's CosineAnnealingRestartLR with unit restart weights: every period anneals from the
-    # base rate to eta_min, then restarts.
-    periods = [int(p) for p in config.restart_periods]
-    schedules = [optax.cosine_decay_schedule(config.learning_rate, p,
-                                             alpha=config.eta_min / config.learning_rate)
-                 for p in periods]
-    boundaries, total = [], 0
-    for p in periods[:-1]:
-      total += p
-      boundaries.append(total)
-    return optax.join_schedules(schedules, boundaries)
-  raise ValueError(f"optimizer schedule must be 'multistep' or 'cosine_restarts', "
-                   f"got {config.schedule!r}")
+  return SCHEDULES[config.schedule](config)
 
 
 def make_optimizer(config: ml_collections.ConfigDict):

@@ -1,8 +1,9 @@
 """Real-ESRGAN's device side of a batch: GT squares in, a degraded, cropped, pooled pair out.
 
-`make_batch(state, gt, step, *, config) -> (state, {'lr', 'hr'[, 'hr_usm']})` is pure and
-jittable; train.py composes it with the stage's train step into one program (`with_degradations`),
-so the degradations never leave the device and compile once with the step. In the order of
+`make_batch(state, gt, step, *, settings) -> (state, {'lr', 'hr'[, 'hr_usm']})` is pure and
+jittable (`BatchSettings`: the config fields it reads, taken once outside the trace); train.py
+composes it with the stage's train step into one program (`with_degradations`), so the
+degradations never leave the device and compile once with the step. In the order of
 Real-ESRGAN's RealESRNetModel / RealESRGANModel `feed_data`:
 1. LR = `degrade_batch(seed, step, gt, slots)`, whose first operation USM-sharpens the GT;
 2. the paired random crop: patch_size GT, patch_size // scale LR, at the same place of the GT
@@ -22,18 +23,20 @@ The crop position is one per batch, as BasicSR's `paired_random_crop` of a batch
 (every GT square has the same size); with config.degradation.per_sample_choices, one per slot.
 """
 
+from typing import Any, NamedTuple
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 
-from esrgan_jax.data.degradations import degrade_batch, usm_sharp
+from esrgan_jax.data.degradations import degrade_batch, frozen_table, usm_sharp
 
 CROP_STREAM = 2**31 + 1
 POOL_STREAM = 2**31 + 2
 
 
 def uses_degradations(config: ml_collections.ConfigDict) -> bool:
-  return config.data.get("lr_source", "bicubic") == "degradation"
+  return config.data.lr_source == "degradation"
 
 
 def sharpens_before_pool(config: ml_collections.ConfigDict) -> bool:
@@ -50,8 +53,26 @@ def pool_groups(config: ml_collections.ConfigDict) -> tuple[int, int]:
   """(groups, slots per group): one pool per group of pool_batch_size consecutive batch slots
   (0: the whole batch). Real-ESRGAN keeps one pool per GPU for its batch_size_per_gpu slots."""
   batch = config.train.batch_size
-  per_group = config.degradation.get("pool_batch_size", 0) or batch
+  per_group = config.degradation.pool_batch_size or batch
   return batch // per_group, per_group
+
+
+class BatchSettings(NamedTuple):
+  """What make_batch reads, taken from the config once, outside the trace: plain values and the
+  degradation table frozen (immutable, hashable)."""
+  seed: int
+  scale: int
+  patch_size: int
+  sharpens_before_pool: bool
+  needs_usm_target: bool
+  degradation: Any  # ml_collections.FrozenConfigDict of config.degradation
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict) -> "BatchSettings":
+    return cls(seed=config.seed, scale=config.model.scale, patch_size=config.data.patch_size,
+               sharpens_before_pool=sharpens_before_pool(config),
+               needs_usm_target=needs_usm_target(config),
+               degradation=frozen_table(config.degradation))
 
 
 def pool_spec(config: ml_collections.ConfigDict):
@@ -139,33 +160,36 @@ def _update_one_pool(pool, batch, step, key):
   return pool, {k: _decode(v) for k, v in out.items()}
 
 
-def make_batch(state, gt, step, *, config: ml_collections.ConfigDict):
+def make_batch(state, gt, step, *, settings: BatchSettings):
   """(state, training batch) of step `step` from the global GT batch (B, S, S, 3) (uint8 or
   float in [0, 1]); the state changes only in its pool."""
   gt = _decode(gt) if gt.dtype == jnp.uint8 else gt.astype(jnp.float32)
   n, height, width, _ = gt.shape
-  scale, patch = config.model.scale, config.data.patch_size
+  scale, patch, seed = settings.scale, settings.patch_size, settings.seed
+  degradation = settings.degradation
   slots = jnp.arange(n, dtype=jnp.int32)
-  usm = config.degradation.usm
-  target = usm_sharp(gt, **usm) if sharpens_before_pool(config) else gt
-  lr = degrade_batch(config.seed, step, gt, slots, config.degradation,
-                     sharpened=target if sharpens_before_pool(config) else None)
-  offsets = crop_offsets(config.seed, step, slots, (height // scale, width // scale),
-                         patch // scale, config.degradation.per_sample_choices)
+  target = usm_sharp(gt, **degradation.usm) if settings.sharpens_before_pool else gt
+  lr = degrade_batch(seed, step, gt, slots, degradation,
+                     sharpened=target if settings.sharpens_before_pool else None)
+  offsets = crop_offsets(seed, step, slots, (height // scale, width // scale),
+                         patch // scale, degradation.per_sample_choices)
   pair = {"lr": crop(lr, offsets, patch // scale), "hr": crop(target, offsets, patch, scale)}
   if state.pool is not None:
-    pool, pair = update_pool(state.pool, pair, step, _stream_key(config.seed, POOL_STREAM, step))
+    pool, pair = update_pool(state.pool, pair, step, _stream_key(seed, POOL_STREAM, step))
     state = state.replace(pool=pool)
-  if sharpens_before_pool(config):
+  if settings.sharpens_before_pool:
     pair["hr_usm"] = pair["hr"]
-  elif needs_usm_target(config):
-    pair["hr_usm"] = usm_sharp(pair["hr"], **usm)
+  elif settings.needs_usm_target:
+    pair["hr_usm"] = usm_sharp(pair["hr"], **degradation.usm)
   return state, pair
 
 
 def with_degradations(train_step, config: ml_collections.ConfigDict):
-  """`train_step(state, batch, rng)` preceded by make_batch on batch['hr'] at state.step."""
+  """`train_step(state, batch, rng)` preceded by make_batch on batch['hr'] at state.step; the
+  config is read here, once (BatchSettings)."""
+  settings = BatchSettings.from_config(config)
+
   def realworld_train_step(state, batch, rng):
-    state, pair = make_batch(state, batch["hr"], state.step, config=config)
+    state, pair = make_batch(state, batch["hr"], state.step, settings=settings)
     return train_step(state, pair, rng)
   return realworld_train_step

@@ -1,5 +1,6 @@
 """The train state of both ESRGAN stages, and the modules and optimisers that act on it."""
 
+import functools
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -71,15 +72,28 @@ def build_networks(config: ml_collections.ConfigDict) -> Networks:
 
 def init_train_state(networks: Networks, config: ml_collections.ConfigDict,
                      rng: jax.Array, pool_spec: Any = None) -> TrainState:
-  """Fresh parameters for every network; pure, so it can be jitted with output shardings.
+  """Fresh parameters for every network (see state_initializer)."""
+  return state_initializer(networks, config, pool_spec)(rng)
+
+
+def state_initializer(networks: Networks, config: ml_collections.ConfigDict,
+                      pool_spec: Any = None) -> Callable[[jax.Array], TrainState]:
+  """`init(rng) -> TrainState`, fresh parameters for every network; pure, so it can be jitted
+  with output shardings. The config is read here, once: `init` closes over shapes only.
 
   pool_spec: ShapeDtypeStructs of the training-pair pool (realworld_batch.pool_spec), which
   starts as zeros; None: no pool.
   """
-  patch = config.data.patch_size
-  scale = config.model.scale
-  lr = jnp.zeros((1, patch // scale, patch // scale, config.model.num_in_ch), jnp.float32)
-  hr = jnp.zeros((1, patch, patch, config.model.num_out_ch), jnp.float32)
+  patch, scale = config.data.patch_size, config.model.scale
+  lr_shape = (1, patch // scale, patch // scale, config.model.num_in_ch)
+  hr_shape = (1, patch, patch, config.model.num_out_ch)
+  return functools.partial(_init_train_state, networks, lr_shape, hr_shape, pool_spec)
+
+
+def _init_train_state(networks: Networks, lr_shape: tuple[int, ...], hr_shape: tuple[int, ...],
+                      pool_spec: Any, rng: jax.Array) -> TrainState:
+  lr = jnp.zeros(lr_shape, jnp.float32)
+  hr = jnp.zeros(hr_shape, jnp.float32)
   g_rng, d_rng, vgg_rng = jax.random.split(rng, 3)
   generator = networks.generator.init(g_rng, lr)["params"]
   # The EMA starts as a copy (own buffers, so the step can donate both).

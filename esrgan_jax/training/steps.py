@@ -15,6 +15,8 @@ gan_gt_usm say so (the USM-sharpened GT of esrgan_jax/training/realworld_batch.p
 """
 
 import functools
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -22,6 +24,31 @@ import optax
 
 from esrgan_jax.training import losses
 from esrgan_jax.training.state import Networks, TrainState
+
+
+class StepSettings(NamedTuple):
+  """The config fields a step reads, as plain Python values read once outside the trace, so
+  the jitted step never closes over the (mutable) ConfigDict."""
+  ema_decay: float
+  pixel_weight: float
+  pixel_criterion: str
+  perceptual_weight: float
+  perceptual_layers: tuple[tuple[str, float], ...]  # (VGG19 layer, weight) pairs
+  perceptual_criterion: str
+  gan_weight: float
+  l1_gt_usm: bool
+  percep_gt_usm: bool
+  gan_gt_usm: bool
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict) -> "StepSettings":
+    loss = config.loss
+    return cls(ema_decay=config.train.ema_decay, pixel_weight=loss.pixel_weight,
+               pixel_criterion=loss.pixel_criterion, perceptual_weight=loss.perceptual_weight,
+               perceptual_layers=tuple(loss.perceptual_layers.items()),
+               perceptual_criterion=loss.perceptual_criterion, gan_weight=loss.gan_weight,
+               l1_gt_usm=loss.l1_gt_usm, percep_gt_usm=loss.percep_gt_usm,
+               gan_gt_usm=loss.gan_gt_usm)
 
 
 def ema_update(ema_params, params, decay: float):
@@ -47,21 +74,21 @@ def _discriminate(networks: Networks, d_params, d_stats, images):
   return logits, updated["batch_stats"]
 
 
-def _content_losses(networks: Networks, state: TrainState, sr, batch, loss_config):
+def _content_losses(networks: Networks, state: TrainState, sr, batch, settings: StepSettings):
   """(weighted L1, weighted perceptual) of sr against their targets; targets' features stopped."""
   vgg_features = lambda images: networks.vgg.apply({"params": state.vgg}, images)
-  l_pix = loss_config.pixel_weight * losses.pixel_loss(
-      sr, _target(batch, loss_config.l1_gt_usm), loss_config.pixel_criterion)
+  l_pix = settings.pixel_weight * losses.pixel_loss(
+      sr, _target(batch, settings.l1_gt_usm), settings.pixel_criterion)
   percep_features = jax.lax.stop_gradient(
-      vgg_features(_target(batch, loss_config.percep_gt_usm)))
-  l_percep = loss_config.perceptual_weight * losses.perceptual_loss(
-      vgg_features(sr), percep_features, loss_config.perceptual_layers,
-      loss_config.perceptual_criterion)
+      vgg_features(_target(batch, settings.percep_gt_usm)))
+  l_percep = settings.perceptual_weight * losses.perceptual_loss(
+      vgg_features(sr), percep_features, dict(settings.perceptual_layers),
+      settings.perceptual_criterion)
   return l_pix, l_percep
 
 
-def _gan_updates(state: TrainState, networks: Networks, config, g_grads, d_grads, d_stats,
-                 metrics):
+def _gan_updates(state: TrainState, networks: Networks, settings: StepSettings, g_grads, d_grads,
+                 d_stats, metrics):
   """Both GAN steps end alike: G's and D's updates from the step's start, then the EMA."""
   generator, g_opt_state = _apply_updates(networks.generator_tx, g_grads,
                                           state.generator_opt_state, state.generator)
@@ -72,38 +99,37 @@ def _gan_updates(state: TrainState, networks: Networks, config, g_grads, d_grads
       generator=generator, generator_opt_state=g_opt_state,
       discriminator=discriminator, discriminator_stats=d_stats,
       discriminator_opt_state=d_opt_state,
-      generator_ema=ema_update(state.generator_ema, generator, config.train.ema_decay))
+      generator_ema=ema_update(state.generator_ema, generator, settings.ema_decay))
   return new_state, {**metrics, "lr_g": networks.generator_schedule(state.step),
                      "lr_d": networks.discriminator_schedule(state.step)}
 
 
 def psnr_train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *,
-                    networks: Networks, config: ml_collections.ConfigDict):
+                    networks: Networks, settings: StepSettings):
   """Stage 1: L1 (or the configured pixel criterion) on the generator alone."""
   del rng  # the PSNR stage is deterministic given the batch
 
-  target = _target(batch, config.loss.l1_gt_usm)
+  target = _target(batch, settings.l1_gt_usm)
 
   def loss_fn(params):
     sr = _generate(networks, params, batch["lr"])
-    return config.loss.pixel_weight * losses.pixel_loss(sr, target, config.loss.pixel_criterion)
+    return settings.pixel_weight * losses.pixel_loss(sr, target, settings.pixel_criterion)
 
   loss, grads = jax.value_and_grad(loss_fn)(state.generator)
   generator, opt_state = _apply_updates(networks.generator_tx, grads, state.generator_opt_state,
                                         state.generator)
   new_state = state.replace(
       step=state.step + 1, generator=generator, generator_opt_state=opt_state,
-      generator_ema=ema_update(state.generator_ema, generator, config.train.ema_decay))
+      generator_ema=ema_update(state.generator_ema, generator, settings.ema_decay))
   metrics = {"l_pix": loss, "lr_g": networks.generator_schedule(state.step)}
   return new_state, metrics
 
 
 def gan_train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *,
-                   networks: Networks, config: ml_collections.ConfigDict):
+                   networks: Networks, settings: StepSettings):
   """Stage 2: G update (percep + lambda * RaGAN + eta * pixel), then D update, then EMA."""
   del rng  # no stochastic layers in ESRGAN's networks
-  loss_config = config.loss
-  lr_images, hr = batch["lr"], _target(batch, config.loss.gan_gt_usm)
+  lr_images, hr = batch["lr"], _target(batch, settings.gan_gt_usm)
   sr, generator_vjp = jax.vjp(lambda p: _generate(networks, p, lr_images), state.generator)
 
   discriminate = functools.partial(_discriminate, networks)
@@ -115,8 +141,8 @@ def gan_train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Arra
       lambda d, x: discriminate(d, stats_after_real, x), state.discriminator, sr, has_aux=True)
 
   def generator_loss(sr, fake_logits):
-    l_pix, l_percep = _content_losses(networks, state, sr, batch, loss_config)
-    l_gan = loss_config.gan_weight * losses.generator_ragan_loss(real_logits, fake_logits)
+    l_pix, l_percep = _content_losses(networks, state, sr, batch, settings)
+    l_gan = settings.gan_weight * losses.generator_ragan_loss(real_logits, fake_logits)
     return l_pix + l_percep + l_gan, {"l_g_pix": l_pix, "l_g_percep": l_percep, "l_g_gan": l_gan}
 
   (g_loss, g_metrics), (grad_sr, grad_fake_logits) = jax.value_and_grad(
@@ -136,29 +162,28 @@ def gan_train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Arra
 
   metrics = {**g_metrics, **d_metrics, "l_g_total": g_loss, "l_d_total": d_loss,
              "out_d_real": jnp.mean(real_logits), "out_d_fake": jnp.mean(fake_logits)}
-  return _gan_updates(state, networks, config, g_grads, d_grads, d_stats, metrics)
+  return _gan_updates(state, networks, settings, g_grads, d_grads, d_stats, metrics)
 
 
 def vanilla_gan_train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *,
-                           networks: Networks, config: ml_collections.ConfigDict):
+                           networks: Networks, settings: StepSettings):
   """Stage 2 of Real-ESRGAN: G (L1 + perceptual + weight * BCE(C(G(x)), 1)) with D frozen, then
   D (BCE(C(xr), 1) + BCE(C(G(x) stopped), 0)), then EMA; see the module docstring."""
   del rng
-  loss_config = config.loss
   d_params = state.discriminator
 
   def generator_loss(g_params):
     sr = _generate(networks, g_params, batch["lr"])
-    l_pix, l_percep = _content_losses(networks, state, sr, batch, loss_config)
+    l_pix, l_percep = _content_losses(networks, state, sr, batch, settings)
     fake_logits, stats = _discriminate(networks, d_params, state.discriminator_stats, sr)
-    l_gan = loss_config.gan_weight * losses.generator_gan_loss(fake_logits)
+    l_gan = settings.gan_weight * losses.generator_gan_loss(fake_logits)
     metrics = {"l_g_pix": l_pix, "l_g_percep": l_percep, "l_g_gan": l_gan}
     return l_pix + l_percep + l_gan, (sr, stats, metrics)
 
   (g_loss, (sr, stats, g_metrics)), g_grads = jax.value_and_grad(
       generator_loss, has_aux=True)(state.generator)
   sr = jax.lax.stop_gradient(sr)
-  real = _target(batch, loss_config.gan_gt_usm)
+  real = _target(batch, settings.gan_gt_usm)
 
   def discriminator_loss(d_params):
     real_logits, stats_real = _discriminate(networks, d_params, stats, real)
@@ -171,15 +196,16 @@ def vanilla_gan_train_step(state: TrainState, batch: dict[str, jax.Array], rng: 
   (d_loss, (d_stats, d_metrics)), d_grads = jax.value_and_grad(
       discriminator_loss, has_aux=True)(d_params)
   metrics = {**g_metrics, **d_metrics, "l_g_total": g_loss, "l_d_total": d_loss}
-  return _gan_updates(state, networks, config, g_grads, d_grads, d_stats, metrics)
+  return _gan_updates(state, networks, settings, g_grads, d_grads, d_stats, metrics)
 
 
 def make_train_step(networks: Networks, config: ml_collections.ConfigDict):
-  """The stage's step with its static half bound: `train_step(state, batch, rng)`."""
+  """The stage's step with its static half bound: `train_step(state, batch, rng)`; the config is
+  read here, once (StepSettings)."""
   if config.stage != "gan":
     step_fn = psnr_train_step
-  elif config.loss.get("gan_type", "ragan") == "vanilla":
+  elif config.loss.gan_type == "vanilla":
     step_fn = vanilla_gan_train_step
   else:
     step_fn = gan_train_step
-  return functools.partial(step_fn, networks=networks, config=config)
+  return functools.partial(step_fn, networks=networks, settings=StepSettings.from_config(config))

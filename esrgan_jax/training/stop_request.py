@@ -1,7 +1,7 @@
 """How a training run is asked to stop between steps: SIGTERM (preemption) and Ctrl-C.
 
 train.py's loop checks `StopRequest.requested` after each step, saves, and stops; Ctrl-C then
-surfaces as `Interrupted`, which main.py turns into its documented exit status.
+surfaces as `Interrupted`, a cli.Stopped that cli.run turns into its line and exit status (130).
 """
 
 import signal
@@ -10,12 +10,15 @@ import threading
 import jax
 from absl import logging
 
+from esrgan_jax import cli
 
-class Interrupted(Exception):
+
+class Interrupted(cli.Stopped):
   """Ctrl-C stopped training after saving `step`; the same command resumes."""
 
   def __init__(self, step: int):
-    super().__init__(f"stopped by Ctrl-C at step {step}; the same command resumes")
+    super().__init__(f"stopped by Ctrl-C at step {step}; the same command resumes",
+                     cli.EXIT_INTERRUPTED)
     self.step = step
 
 

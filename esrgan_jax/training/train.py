@@ -11,7 +11,6 @@ checkpoint and ends with exactly the parameters of an uninterrupted run: the bat
 depends only on (seed, s), the step's RNG is folded from s, and the whole state is checkpointed.
 """
 
-import functools
 import signal
 from typing import Any, Optional
 
@@ -30,7 +29,7 @@ from esrgan_jax.training import failures, progress, realworld_batch, steps, stop
 from esrgan_jax.weights import generator as generator_weights
 from esrgan_jax.weights import vgg19 as vgg19_weights
 from esrgan_jax.data import pipeline
-from esrgan_jax.training.state import TrainState, build_networks, init_train_state
+from esrgan_jax.training.state import TrainState, build_networks, state_initializer
 
 # Steps run before a profile starts, so the trace shows steady-state steps.
 PROFILE_WARMUP_STEPS = 3
@@ -47,7 +46,7 @@ def load_initial_generator(config: ml_collections.ConfigDict) -> Optional[tuple[
   Stage 2 starts G from stage 1's generator and the EMA copy from stage 1's EMA; a single
   exported generator (esrgan_jax.convert) serves as both.
   """
-  if not config.get("generator_init"):
+  if not config.generator_init:
     if config.stage == "gan":
       logging.warning("config.generator_init is empty: the GAN stage starts from a random "
                       "generator instead of a PSNR-trained one.")
@@ -92,7 +91,7 @@ def _open_data(config: ml_collections.ConfigDict, start_step: int):
   """
   try:
     eval_sets = pipeline.create_eval_sets(config.data, scale=config.model.scale,
-                                           degradation=config.get("degradation"))
+                                           degradation=config.degradation)
     train_iterator = _open_train_iterator(config, start_step)
   except (ValueError, OSError) as error:
     raise config_checks.ConfigError(str(error).splitlines()[0]) from error
@@ -126,10 +125,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     networks = build_networks(config)
     # The key carries config.prng_impl ('rbg' compiles initialisation in seconds where threefry
     # takes minutes on CPU), whatever the process-wide default is.
-    seed_key = jax.random.key(config.seed, impl=config.get("prng_impl") or None)
+    seed_key = jax.random.key(config.seed, impl=config.prng_impl)
     init_rng, step_rng = jax.random.split(seed_key)
-    init_fn = functools.partial(init_train_state, networks, config,
-                                pool_spec=realworld_batch.pool_spec(config))
+    init_fn = state_initializer(networks, config, realworld_batch.pool_spec(config))
     state_sharding = _pool_by_group(
         parallel.state_shardings(jax.eval_shape(init_fn, init_rng), mesh, config.train.fsdp),
         mesh, realworld_batch.pool_groups(config)[0])

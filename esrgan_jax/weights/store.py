@@ -15,12 +15,13 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from esrgan_jax import cli
 from esrgan_jax.weights import checkpoints
 
 _MESSAGE_CHARS = 200
 
 
-class CheckpointError(ValueError):
+class CheckpointError(cli.UserError, ValueError):
   """A weights file or directory that cannot be read, written or does not fit; names the path."""
 
 

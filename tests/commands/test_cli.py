@@ -55,3 +55,55 @@ def test_sigterm_outside_sigterm_raises_keeps_the_callers_handler():
     assert seen == [signal.SIGTERM]
   finally:
     signal.signal(signal.SIGTERM, previous)
+
+
+def test_run_reports_an_unforeseen_os_error_by_its_file(capsys):
+  def missing():
+    open("/nonexistent/esrgan_jax_input.png", "rb")
+
+  assert cli.run(missing) == cli.EXIT_ERROR
+  assert capsys.readouterr().err == ("esrgan_jax: error: /nonexistent/esrgan_jax_input.png: "
+                                     "No such file or directory\n")
+
+  def bare():
+    raise OSError("device busy")
+
+  assert cli.run(bare) == cli.EXIT_ERROR
+  assert capsys.readouterr().err == "esrgan_jax: error: device busy\n"
+
+
+def test_run_maps_the_whole_user_error_family(capsys):
+  # A subclass with another builtin base is still one line and exit status 1.
+  def unwritable():
+    raise images.ImageWriteError("out.png: cannot write image: read-only")
+
+  assert cli.run(unwritable) == cli.EXIT_ERROR
+  assert capsys.readouterr().err == "esrgan_jax: error: out.png: cannot write image: read-only\n"
+
+
+def test_a_stop_the_action_made_prints_its_own_line_and_status(capsys):
+  def saved_then_stopped():
+    raise cli.Stopped("stopped by Ctrl-C at step 7; the same command resumes")
+
+  assert cli.run(saved_then_stopped, stopped=" before training started") == cli.EXIT_INTERRUPTED
+  assert capsys.readouterr().err == ("esrgan_jax: stopped by Ctrl-C at step 7; the same command "
+                                     "resumes\n")
+
+  def terminated():
+    raise cli.Stopped("stopped by SIGTERM at step 3", cli.EXIT_TERMINATED)
+
+  assert cli.run(terminated) == cli.EXIT_TERMINATED
+
+
+def test_run_without_sigterm_leaves_the_callers_handler():
+  seen = []
+  previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+  try:
+    def signalled():
+      os.kill(os.getpid(), signal.SIGTERM)
+      return "finished"
+
+    assert cli.run(signalled, sigterm=False) == cli.EXIT_OK
+    assert seen == [signal.SIGTERM]
+  finally:
+    signal.signal(signal.SIGTERM, previous)

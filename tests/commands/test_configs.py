@@ -1,5 +1,8 @@
 """configs/ and config_checks: one schema, one validation path, for train and eval mode."""
 
+import os
+import re
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -8,6 +11,7 @@ from configs import default, esrgan, esrgan_psnr
 from configs import realesrgan_x2plus, realesrgan_x4plus, realesrnet_x4plus
 from esrgan_jax import config_checks
 from esrgan_jax.runtime import flops
+from tests import REPO_ROOT
 
 
 STAGE_MODULES = (esrgan_psnr, esrgan, realesrnet_x4plus, realesrgan_x4plus, realesrgan_x2plus)
@@ -28,6 +32,29 @@ def test_stage_files_only_override_the_default_schema():
     assert set(config.keys()) == set(schema.keys())
     for section in ("model", "data", "train", "loss", "eval", "degradation"):
       assert set(config[section].keys()) == set(schema[section].keys()), section
+
+
+def test_code_reads_config_fields_without_restating_defaults():
+  """configs/default.py names every field and its default; code reads `config.x`, never
+  `config.get("x", default)`, which would be a second default that could drift from the first."""
+  config_get = re.compile(r"\b(\w*config|data|loss|model|evaluation|degradation)(\.\w+)*\.get\(")
+  found = []
+  for directory, _, files in os.walk(os.path.join(REPO_ROOT, "esrgan_jax")):
+    for name in (f for f in files if f.endswith(".py")):
+      path = os.path.join(directory, name)
+      with open(path, encoding="utf-8") as f:
+        found += [f"{os.path.relpath(path, REPO_ROOT)}:{number}: {line.strip()}"
+                  for number, line in enumerate(f, 1) if config_get.search(line)]
+  assert not found, "\n".join(found)
+
+
+def test_unknown_schedule_is_named():
+  # The one check of the name (training/optim.py's SCHEDULES has the schedules).
+  config = esrgan_psnr.get_config()
+  config.optimizer_g.schedule = "linear"
+  with pytest.raises(config_checks.ConfigError, match=r"config\.optimizer_g\.schedule must be "
+                     r"one of \('multistep', 'cosine_restarts'\), got 'linear'"):
+    config_checks.validate(config, 1)
 
 
 def test_demo_schedules_every_optimiser():

@@ -6,7 +6,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import default
+from configs import default, esrgan_psnr
+from esrgan_jax import config_checks
 from esrgan_jax.data import datasets, pipeline
 from esrgan_jax.data.bicubic import bicubic_downsample_uint8
 from esrgan_jax.data.images import read_image, write_image
@@ -235,7 +236,13 @@ def test_missing_div2k_names_the_directory_and_how_to_prepare_it(tmp_path):
   assert "DIV2K_train_HR.zip" in message and "DIV2K_train_LR_bicubic_X4.zip" in message
 
 
-def test_div2k_scale_must_match_the_model(tiny_div2k):
-  with pytest.raises(ValueError, match="x4 LR images but the model's scale is 2"):
-    pipeline.create_train_iterator(div2k_config(tiny_div2k[0]), scale=2, global_batch_size=4,
-                                   seed=0)
+def test_div2k_scale_must_match_the_model(tmp_path):
+  # A config check (config_checks), made before anything is read or compiled.
+  config = esrgan_psnr.get_config()
+  config.data = div2k_config(str(tmp_path))
+  config.model.scale = 2
+  with pytest.raises(config_checks.ConfigError,
+                     match="x4 LR images but the model's scale is 2"):
+    config_checks.validate(config, 1)
+  config.model.scale = 4
+  config_checks.validate(config, 1)

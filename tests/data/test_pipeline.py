@@ -7,7 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from configs import default
+from configs import default, esrgan_psnr
+from esrgan_jax import config_checks
 from esrgan_jax.data import augment, pipeline
 from esrgan_jax.data.bicubic import bicubic_downsample_uint8
 from esrgan_jax.data.datasets import PairSizeError
@@ -294,8 +295,11 @@ def test_missing_and_empty_directories_are_clear_errors(tmp_path):
   (tmp_path / "empty").mkdir()
   with pytest.raises(ValueError, match="no image files"):
     take(folder_config(tmp_path / "empty"), steps=1)
+  # An unset hr_dir is a config check (config_checks), made before anything is read.
+  config = esrgan_psnr.get_config()
+  config.data = folder_config("")
   with pytest.raises(ValueError, match="hr_dir"):
-    take(folder_config(""), steps=1)
+    config_checks.validate(config, 1)
 
 
 def test_lr_hr_pairs_of_the_wrong_size_are_an_error_naming_the_pair(tmp_path):

@@ -3,9 +3,9 @@
 import json
 
 import jax
-import ml_collections
 import numpy as np
 
+from configs import default
 from esrgan_jax.evaluation import evaluate
 from esrgan_jax.metrics.lpips import LpipsMetric
 from esrgan_jax.weights.lpips import lpips_param_shapes, save_lpips
@@ -30,8 +30,9 @@ def test_lpips_joins_the_metrics_on_the_cropped_images(tmp_path):
   photo = read_image(path)[:96, :128]
   item = datasets.EvalImage(name="crop", lr=bicubic_downsample_uint8(photo, 4), hr=photo)
 
-  eval_config = ml_collections.ConfigDict(dict(tile=0, tile_pad=8, num_comparison_images=0,
-                                               lpips_weights=str(tmp_path / "lpips_alex")))
+  eval_config = default.get_config().eval
+  eval_config.update(tile=0, tile_pad=8, num_comparison_images=0,
+                     lpips_weights=str(tmp_path / "lpips_alex"))
   generate = evaluate.make_generate_fn(generator, g_params)
   results = evaluate.evaluate_sets(generate, {"one": [item]}, 4, eval_config)
   means = results["one"].means

@@ -5,19 +5,19 @@ TensorBoard scalars and strip captions."""
 import json
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 import skimage.data
 
+from configs import default
 from esrgan_jax import metrics
 from esrgan_jax.evaluation import evaluate
 from esrgan_jax.config_checks import ConfigError
 from esrgan_jax.data import datasets
 from esrgan_jax.data.bicubic import bicubic_downsample_uint8, imresize
 from esrgan_jax.metrics import fid
+from esrgan_jax.metrics.naturalness import NiqeParamsError
 from esrgan_jax.models import RRDBNet
-from esrgan_jax.weights.store import CheckpointError
 from tests.commands.test_metrics import random_inception_dir
 
 SCALE = 4
@@ -36,10 +36,11 @@ def test_niqe_and_fid_of_the_model_and_of_bicubic(tmp_path, monkeypatch):
                           g_shapes)["params"]
   photo = skimage.data.chelsea()[:192, :200]
   item = datasets.EvalImage(name="cat", lr=bicubic_downsample_uint8(photo, SCALE), hr=photo)
-  eval_config = ml_collections.ConfigDict(dict(
+  eval_config = default.get_config().eval
+  eval_config.update(
       tile=0, tile_pad=8, num_comparison_images=1, niqe_params=str(niqe_path),
       inception_weights=str(tmp_path / "inception"), fid_crop_size=64, fid_grid=2,
-      kid_subsets=5, is_splits=1))
+      kid_subsets=5, is_splits=1)
   generate = evaluate.make_generate_fn(generator, g_params)
   results = evaluate.evaluate_sets(generate, {"one": [item]}, SCALE, eval_config)
   result = results["one"]
@@ -89,9 +90,10 @@ def test_niqe_and_fid_of_the_model_and_of_bicubic(tmp_path, monkeypatch):
       eval_config).fid
 
   # One-line errors naming the field: a missing pristine model, crops larger than an image.
-  with pytest.raises(CheckpointError, match="config.eval.niqe_params: .*missing.npz"):
-    evaluate.configured_metrics(
-        ml_collections.ConfigDict(dict(niqe_params=str(tmp_path / "missing.npz"))))
+  missing = default.get_config().eval
+  missing.niqe_params = str(tmp_path / "missing.npz")
+  with pytest.raises(NiqeParamsError, match="config.eval.niqe_params: .*missing.npz"):
+    evaluate.configured_metrics(missing)
   eval_config.update(niqe_params="", fid_crop_size=300)
   with pytest.raises(ConfigError,
                      match="config.eval.fid_crop_size: evaluation image cat: FID crops are 300x"):

@@ -16,6 +16,7 @@ import types
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from absl import logging
@@ -203,6 +204,19 @@ def test_pool_follows_dequeue_and_enqueue():
           expected_out[k].reshape(-1, *expected_out[k].shape[2:]), err_msg=f"{step} {k}")
 
 
+def test_the_realworld_step_closes_over_batch_settings_not_the_config():
+  config = realesrnet_x4plus.get_config("demo")
+  step = realworld_batch.with_degradations(lambda state, pair, rng: (state, pair), config)
+  (settings,) = [c.cell_contents for c in step.__closure__
+                 if isinstance(c.cell_contents, realworld_batch.BatchSettings)]
+  assert not any(isinstance(c.cell_contents, ml_collections.ConfigDict)
+                 for c in step.__closure__)
+  assert isinstance(settings.degradation, ml_collections.FrozenConfigDict)
+  hash(settings)
+  assert settings.sharpens_before_pool and not settings.needs_usm_target
+  assert (settings.seed, settings.scale, settings.patch_size) == (0, 4, 64)
+
+
 def test_crop_is_one_aligned_position_per_batch():
   """Same LR-grid position for every sample (BasicSR crops the batch tensor), GT at x scale;
   per-slot positions with per_sample_choices."""
@@ -323,8 +337,9 @@ def pairs_of_steps(gt_sharding=None):
   gt = np.random.default_rng(5).integers(0, 256, (4, 48, 48, 3), np.uint8)
   gt = jax.device_put(gt, gt_sharding) if gt_sharding is not None else jnp.asarray(gt)
   no_pool = types.SimpleNamespace(pool=None)  # make_batch reads only the state's pool
+  settings = realworld_batch.BatchSettings.from_config(config)
   make = jax.jit(lambda images, step: realworld_batch.make_batch(
-      no_pool, images, step, config=config)[1])
+      no_pool, images, step, settings=settings)[1])
   pairs = [make(gt, jnp.int32(step)) for step in range(PAIR_STEPS)]
   return {key: np.stack([np.asarray(p[key]) for p in pairs]) for key in ("lr", "hr")}
 

@@ -108,6 +108,17 @@ def test_gan_step_equals_plain_gradients(discriminator):
   assert all(np.isfinite(float(v)) for v in metrics.values())
 
 
+def test_the_step_closes_over_settings_read_once_not_the_config():
+  config = tiny_config("gan")
+  train_step = steps.make_train_step(None, config)
+  settings = train_step.keywords["settings"]
+  assert set(train_step.keywords) == {"networks", "settings"}
+  assert settings.perceptual_layers == (("conv1_2", 0.5), ("conv2_2", 1.0))
+  hash(settings)  # plain immutable values
+  config.loss.gan_weight = 1.0  # a later change to the config cannot reach a traced step
+  assert settings.gan_weight == 5e-3
+
+
 def test_psnr_stage_overfits_fixed_patches():
   config = tiny_config("psnr")
   config.data.patch_size = 32

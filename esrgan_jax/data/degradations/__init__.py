@@ -15,5 +15,6 @@ from esrgan_jax.data.degradations.noise import (add_gaussian_noise, add_poisson_
                                                 random_add_gaussian_noise,
                                                 random_add_poisson_noise)
 from esrgan_jax.data.degradations.second_order import (apply_degradations, batch_key, degrade,
-                                                   degrade_batch, image_degrader, sample_params)
+                                                       degrade_batch, frozen_table,
+                                                       image_degrader, sample_params)
 from esrgan_jax.data.degradations.resampling import resize, resize_scale_factor

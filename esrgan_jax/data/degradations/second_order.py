@@ -32,12 +32,20 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from esrgan_jax.data.degradations import filters, kernels, noise, resampling
 from esrgan_jax.data.degradations.jpeg import jpeg_compress
 
 UP, DOWN, KEEP = 0, 1, 2
+
+
+def frozen_table(config) -> ml_collections.FrozenConfigDict:
+  """The degradation table (configs/realesrgan_degradation.py) as an immutable, hashable value,
+  read once: what the jitted programs close over instead of a ConfigDict that could change
+  after they were traced. The values are the table's own, so the programs are the same."""
+  return ml_collections.FrozenConfigDict(config)
 
 
 def _threefry(key):
@@ -237,11 +245,12 @@ def image_degrader(config):
   step 0: the same (seed, slot) gives the same LR, so it can serve as a paired validation image.
   One jitted program, compiled once per image size.
   """
+  table = frozen_table(config)
   degrade_one = jax.jit(
-      lambda seed, gt, slot: degrade_batch(seed, 0, gt[None], slot[None], config)[0])
+      lambda seed, gt, slot: degrade_batch(seed, 0, gt[None], slot[None], table)[0])
 
   def degrade_image(image: np.ndarray, seed: int, slot: int) -> np.ndarray:
-    s = config.scale
+    s = table.scale
     h, w = image.shape[0] // s * s, image.shape[1] // s * s
     gt = jnp.asarray(image[:h, :w], jnp.float32) / 255.0
     lr = degrade_one(jnp.int32(seed), gt, jnp.int32(slot))
