@@ -45,7 +45,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from esrgan_jax import cli
-from esrgan_jax.data import datasets, pipeline, prepared
+from esrgan_jax.data import bicubic, datasets, prepared
 from esrgan_jax.data.augment import mod_crop
 from esrgan_jax.data.images import ImageReadError, list_images, read_image
 from esrgan_jax.data.images import write_image
@@ -144,7 +144,7 @@ def _cut_one(path: str, lr_path: Optional[str], out_dir: str, crop_size: int, st
     image = mod_crop(image, scale)
     if min(image.shape[:2]) < scale:
       return None, f"{path}: {image.shape[0]}x{image.shape[1]} is smaller than the scale {scale}"
-    lr = pipeline.bicubic_lr_image(image, scale)
+    lr = bicubic.bicubic_lr_image(image, scale)
   if lr is None:
     hr_crops, lr_crops = sub_images(image, crop_size, step, thresh_size), None
   else:

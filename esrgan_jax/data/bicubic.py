@@ -29,6 +29,9 @@ import numpy as np
 KERNEL_WIDTH = 4.0  # Support of the cubic kernel in input pixels at scale 1.
 # Bytes of float64 scratch memory one strip of `StripResize` may use.
 RESIZE_STRIP_BYTES = 1 << 27
+# MATLAB's antialiased kernel for factor s spans 4s HR pixels (2 LR pixels each side of an output
+# pixel); 3 LR pixels of context make a patch's LR bit-identical to the whole image's LR.
+LR_CONTEXT = 3
 
 
 def cubic(x: np.ndarray) -> np.ndarray:
@@ -151,6 +154,35 @@ def bicubic_downsample_uint8(hr: np.ndarray, scale: int) -> np.ndarray:
   if int(scale) != scale or scale < 1:
     raise ValueError(f"bicubic_downsample_uint8: scale must be a positive integer, got {scale!r}")
   return imresize(hr, scale=1.0 / int(scale))
+
+
+def bicubic_lr_patch(hr: np.ndarray, top: int, left: int, height: int, width: int,
+                     scale: int) -> np.ndarray:
+  """The height x width patch at (top, left) of bicubic_downsample_uint8(hr), from a crop of hr.
+
+  `hr` must be mod-cropped. The crop reaches LR_CONTEXT LR pixels past the patch (or to the image
+  border, where the crop's mirrored border is the image's own), so every tap of MATLAB's kernel
+  sees the same pixels as in the whole image.
+  """
+  lr_h, lr_w = hr.shape[0] // scale, hr.shape[1] // scale
+  top0, left0 = max(0, top - LR_CONTEXT), max(0, left - LR_CONTEXT)
+  bottom = min(lr_h, top + height + LR_CONTEXT)
+  right = min(lr_w, left + width + LR_CONTEXT)
+  region = hr[top0 * scale:bottom * scale, left0 * scale:right * scale]
+  lr_region = bicubic_downsample_uint8(region, scale)
+  return lr_region[top - top0:top - top0 + height, left - left0:left - left0 + width]
+
+
+def bicubic_lr_image(hr: np.ndarray, scale: int, tile: int = 64) -> np.ndarray:
+  """bicubic_downsample_uint8 of a mod-cropped HR image, tile by tile to bound the memory used."""
+  lr_h, lr_w = hr.shape[0] // scale, hr.shape[1] // scale
+  lr = np.empty((lr_h, lr_w, hr.shape[2]), np.uint8)
+  for top in range(0, lr_h, tile):
+    for left in range(0, lr_w, tile):
+      height, width = min(tile, lr_h - top), min(tile, lr_w - left)
+      lr[top:top + height, left:left + width] = bicubic_lr_patch(hr, top, left, height, width,
+                                                                 scale)
+  return lr
 
 
 class StripResize:

@@ -5,7 +5,6 @@ esrgan_jax/config_checks.py; this module checks only the files it reads):
 - `create_train_iterator(...)`: an endless iterator of process-local NumPy batches
   {'lr': (B_local, p/s, p/s, 3), 'hr': (B_local, p, p, 3)}, float32 in [0, 1], NHWC.
 - `prefetch_to_mesh(...)`: those batches as global jax.Arrays sharded over the mesh's 'data' axis.
-- `create_eval_sets(...)`: whole evaluation images as uint8 LR/HR pairs.
 
 GT-only mode (`config.data.lr_source='degradation'`, Real-ESRGAN's dataset): batches are
 {'hr': (B_local, S, S, 3)} uint8 with S = config.data.crop_pad_size, no LR: each image is
@@ -40,7 +39,8 @@ image is skipped depends on the file alone, so this keeps every property above.
 
 LR made on the fly is MATLAB's bicubic downscaling of the whole (mod-cropped) HR image, what
 DIV2K's LR files are: computed once per image when images are cached, otherwise per patch from
-the HR patch plus `_LR_CONTEXT` LR pixels of surrounding image, which gives the same pixels.
+the HR patch plus a few LR pixels of surrounding image (`bicubic.bicubic_lr_patch`), which gives
+the same pixels.
 """
 
 import collections
@@ -48,16 +48,16 @@ import concurrent.futures
 import os
 import queue
 import threading
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 from absl import logging
 import jax
 import numpy as np
 
-from esrgan_jax.data import datasets, degradations, prepared
+from esrgan_jax.data import datasets, prepared
 from esrgan_jax.data.augment import apply_flips, augment_pair, crop_or_pad, draw_flips, mod_crop
 from esrgan_jax.data.augment import pad_to_size, paired_random_crop, random_crop_position
-from esrgan_jax.data.bicubic import bicubic_downsample_uint8
+from esrgan_jax.data.bicubic import bicubic_lr_image, bicubic_lr_patch
 from esrgan_jax.data.images import ImageReadError
 
 DATASETS = ("bundled", "folder", "div2k", "prepared")
@@ -66,9 +66,6 @@ EVAL_LR_SOURCES = ("bicubic", "degradation")  # config.data.eval_lr
 # Distinct SeedSequence streams for the two uses of randomness.
 _CROP_STREAM = 0
 _ORDER_STREAM = 1
-# MATLAB's antialiased kernel for factor s spans 4s HR pixels (2 LR pixels each side of an output
-# pixel); 3 LR pixels of context make a patch's LR bit-identical to the whole image's LR.
-_LR_CONTEXT = 3
 
 
 def _check_arguments(global_batch_size: int, process_index: int, process_count: int) -> None:
@@ -197,35 +194,6 @@ class ImageStore:
         # Cached images get their whole LR once: cheaper than a bicubic per patch, same pixels.
         lr = bicubic_lr_image(hr, scale)
     return hr, lr
-
-
-def bicubic_lr_patch(hr: np.ndarray, top: int, left: int, height: int, width: int,
-                     scale: int) -> np.ndarray:
-  """The height x width patch at (top, left) of bicubic_downsample_uint8(hr), from a crop of hr.
-
-  `hr` must be mod-cropped. The crop reaches _LR_CONTEXT LR pixels past the patch (or to the image
-  border, where the crop's mirrored border is the image's own), so every tap of MATLAB's kernel
-  sees the same pixels as in the whole image.
-  """
-  lr_h, lr_w = hr.shape[0] // scale, hr.shape[1] // scale
-  top0, left0 = max(0, top - _LR_CONTEXT), max(0, left - _LR_CONTEXT)
-  bottom = min(lr_h, top + height + _LR_CONTEXT)
-  right = min(lr_w, left + width + _LR_CONTEXT)
-  region = hr[top0 * scale:bottom * scale, left0 * scale:right * scale]
-  lr_region = bicubic_downsample_uint8(region, scale)
-  return lr_region[top - top0:top - top0 + height, left - left0:left - left0 + width]
-
-
-def bicubic_lr_image(hr: np.ndarray, scale: int, tile: int = 64) -> np.ndarray:
-  """bicubic_downsample_uint8 of a mod-cropped HR image, tile by tile to bound the memory used."""
-  lr_h, lr_w = hr.shape[0] // scale, hr.shape[1] // scale
-  lr = np.empty((lr_h, lr_w, hr.shape[2]), np.uint8)
-  for top in range(0, lr_h, tile):
-    for left in range(0, lr_w, tile):
-      height, width = min(tile, lr_h - top), min(tile, lr_w - left)
-      lr[top:top + height, left:left + width] = bicubic_lr_patch(hr, top, left, height, width,
-                                                                 scale)
-  return lr
 
 
 class TrainIterator:
@@ -368,46 +336,6 @@ def create_train_iterator(data_config, *, scale: int, global_batch_size: int, se
                        use_hflip=data_config.use_hflip, use_rot=data_config.use_rot,
                        start_step=start_step, prefetch_batches=data_config.prefetch_batches,
                        executor=executor, gt_only=gt_only)
-
-
-def create_eval_sets(data_config, *, scale: int,
-                     degradation=None) -> Dict[str, List[datasets.EvalImage]]:
-  """name -> whole images (uint8 LR and mod-cropped HR) of each evaluation set.
-
-  `config.data.eval_sets` maps names to {hr_dir, lr_dir}; without an lr_dir the LR images are
-  MATLAB-bicubic downscalings of the HR, or with data.eval_lr='degradation' the `degradation`
-  config's LR of image i (seed data.eval_lr_seed, slot i). Empty: the bundled held-out photos.
-  """
-  max_images = data_config.eval_max_images
-  warn = lambda message: logging.warning("%s", message)
-  make_lr = None
-  if data_config.eval_lr == "degradation":
-    degrade_image = degradations.image_degrader(degradation)
-    seed = data_config.eval_lr_seed
-    make_lr = lambda hr, slot: degrade_image(hr, seed, slot)
-  eval_sets = data_config.eval_sets
-  if not eval_sets:
-    hr_paths = datasets.bundled_photo_paths(datasets.BUNDLED_EVAL_PHOTOS)[:max_images or None]
-    return {"bundled": datasets.load_eval_images(hr_paths, None, scale, make_lr=make_lr)}
-  result = {}
-  for name, spec in eval_sets.items():
-    hr_dir = spec.hr_dir
-    hr_paths, lr_paths = datasets.eval_set_paths(hr_dir, spec.get("lr_dir"), scale, max_images)
-    images = datasets.load_eval_images(hr_paths, lr_paths, scale, data_config.on_bad_image, warn,
-                                       make_lr)
-    if not images:
-      raise ValueError(f"config.data.eval_sets.{name}: no readable images in {hr_dir}")
-    result[name] = images
-  return result
-
-
-def eval_lr_sources(data_config) -> Dict[str, str]:
-  """name -> how create_eval_sets made the LR of that set, for the results' provenance."""
-  specs = data_config.eval_sets or {"bundled": {}}
-  made = ("bicubic" if data_config.eval_lr != "degradation" else
-          f"degradation, seed {data_config.eval_lr_seed}")
-  return {name: f"files in {spec['lr_dir']}" if spec.get("lr_dir") else made
-          for name, spec in specs.items()}
 
 
 def prefetch_to_mesh(iterator: Iterator[Dict[str, np.ndarray]],

@@ -34,7 +34,8 @@ from esrgan_jax.inference.apply import apply_generator
 from esrgan_jax.inference import tiling
 from esrgan_jax.metrics import fid, lpips, naturalness
 from esrgan_jax.weights import generator as generator_weights
-from esrgan_jax.data import bicubic, images, pipeline
+from esrgan_jax.data import bicubic, images
+from esrgan_jax.data.eval_sets import create_eval_sets, eval_lr_sources
 from esrgan_jax.models import COMPUTE_DTYPES
 
 METRIC_NAMES = ("psnr_y", "ssim_y", "psnr_rgb")
@@ -377,14 +378,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, SetResult]
         f"{config.model.scale}")
   generator = generator_weights.generator_from_arch(
       arch, dtype=COMPUTE_DTYPES[config.compute_dtype])
-  eval_sets = pipeline.create_eval_sets(config.data, scale=arch["scale"],
+  eval_sets = create_eval_sets(config.data, scale=arch["scale"],
                                          degradation=config.degradation)
   results = evaluate_sets(make_generate_fn(generator, params), eval_sets, arch["scale"],
                           config.eval)
   if jax.process_index() == 0:
     out_dir = eval_mode_dir(workdir, source, step)
     _write(results, out_dir, out_dir.parent, source=str(source), step=step,
-           lr_sources=pipeline.eval_lr_sources(config.data))
+           lr_sources=eval_lr_sources(config.data))
     at_step = f" (step {step})" if step is not None else ""
     print(f"Evaluated {source}{at_step}; results in {out_dir}\n{format_table(results)}")
   return results
@@ -394,7 +395,7 @@ def write_results(results: dict[str, SetResult], workdir: str, source: str, step
                   lr_sources: dict[str, str]) -> None:
   """The training run's eval_results.json, TensorBoard scalars and images, and comparison PNGs,
   all under WORKDIR/eval. The caller shows the table (it is not printed here). `lr_sources`:
-  pipeline.eval_lr_sources, written as each set's "lr"."""
+  eval_lr_sources, written as each set's "lr"."""
   out_dir = epath.Path(workdir) / "eval"
   _write(results, out_dir, out_dir, source, step, lr_sources)
 

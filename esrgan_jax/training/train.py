@@ -29,6 +29,7 @@ from esrgan_jax.training import failures, progress, realworld_batch, steps, stop
 from esrgan_jax.weights import generator as generator_weights
 from esrgan_jax.weights import vgg19 as vgg19_weights
 from esrgan_jax.data import pipeline
+from esrgan_jax.data.eval_sets import create_eval_sets, eval_lr_sources
 from esrgan_jax.training.state import TrainState, build_networks, state_initializer
 
 # Steps run before a profile starts, so the trace shows steady-state steps.
@@ -90,7 +91,7 @@ def _open_data(config: ml_collections.ConfigDict, start_step: int):
   name the file or field.
   """
   try:
-    eval_sets = pipeline.create_eval_sets(config.data, scale=config.model.scale,
+    eval_sets = create_eval_sets(config.data, scale=config.model.scale,
                                            degradation=config.degradation)
     train_iterator = _open_train_iterator(config, start_step)
   except (ValueError, OSError) as error:
@@ -424,5 +425,5 @@ class _Trainer:
     logging.info("step %d evaluation:\n%s", step, evaluate.format_table(results))
     if write_files and self.is_chief:
       evaluate.write_results(results, self.workdir, source=f"training step {step} (EMA)",
-                             step=step, lr_sources=pipeline.eval_lr_sources(self.config.data))
+                             step=step, lr_sources=eval_lr_sources(self.config.data))
     return {checkpoints.BEST_METRIC: evaluate.headline_psnr(results)}

@@ -7,7 +7,7 @@ import pytest
 
 from configs import realesrnet_x4plus
 from esrgan_jax import degrade
-from esrgan_jax.data import pipeline
+from esrgan_jax.data.eval_sets import create_eval_sets, eval_lr_sources
 from esrgan_jax.data.images import read_image, write_image
 
 
@@ -78,15 +78,15 @@ def test_real_world_eval_sets_are_what_the_command_writes(tmp_path):
   (tmp_path / "given").mkdir()
   for name in ("aa_broken", "img0", "img1"):
     write_image(tmp_path / "given" / f"{name}.png", np.full((9, 8, 3), 7, np.uint8))
-  sets = pipeline.create_eval_sets(config.data, scale=4, degradation=config.degradation)
+  sets = create_eval_sets(config.data, scale=4, degradation=config.degradation)
   assert [image.name for image in sets["plain"]] == ["img0", "img1"]
   for i, image in enumerate(sets["plain"]):
     assert image.hr.shape == (36, 32, 3)
     np.testing.assert_array_equal(image.lr, read_image(lr_dir / f"img{i}.png"))
   assert all(np.all(image.lr == 7) for image in sets["paired"])
-  assert pipeline.eval_lr_sources(config.data) == {"plain": "degradation, seed 5",
+  assert eval_lr_sources(config.data) == {"plain": "degradation, seed 5",
                                                    "paired": f"files in {tmp_path / 'given'}"}
   config.data.eval_lr = "bicubic"
-  bicubic = pipeline.create_eval_sets(config.data, scale=4)["plain"]
-  assert pipeline.eval_lr_sources(config.data)["plain"] == "bicubic"
+  bicubic = create_eval_sets(config.data, scale=4)["plain"]
+  assert eval_lr_sources(config.data)["plain"] == "bicubic"
   assert not np.array_equal(bicubic[0].lr, sets["plain"][0].lr)

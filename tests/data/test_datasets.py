@@ -9,6 +9,7 @@ import pytest
 from configs import default, esrgan_psnr
 from esrgan_jax import config_checks
 from esrgan_jax.data import datasets, pipeline
+from esrgan_jax.data.eval_sets import create_eval_sets
 from esrgan_jax.data.bicubic import bicubic_downsample_uint8
 from esrgan_jax.data.images import read_image, write_image
 
@@ -36,7 +37,7 @@ def test_bundled_photos_ship_with_scikit_image_and_hold_out_two():
 
 def test_default_eval_set_is_the_held_out_photos_with_matlab_bicubic_lr():
   config = default.data_config()
-  eval_sets = pipeline.create_eval_sets(config, scale=SCALE)
+  eval_sets = create_eval_sets(config, scale=SCALE)
   assert list(eval_sets) == ["bundled"]
   names = [image.name for image in eval_sets["bundled"]]
   assert names == [os.path.splitext(name)[0] for name in datasets.BUNDLED_EVAL_PHOTOS]
@@ -46,7 +47,7 @@ def test_default_eval_set_is_the_held_out_photos_with_matlab_bicubic_lr():
     np.testing.assert_array_equal(image.hr, original[:height, :width])  # BasicSR's mod crop.
     np.testing.assert_array_equal(image.lr, bicubic_downsample_uint8(image.hr, SCALE))
   config.eval_max_images = 1
-  assert len(pipeline.create_eval_sets(config, scale=SCALE)["bundled"]) == 1
+  assert len(create_eval_sets(config, scale=SCALE)["bundled"]) == 1
 
 
 # ------------------------------------------------------------------------------------------------
@@ -112,7 +113,7 @@ def test_eval_sets_from_folders_with_and_without_lr(tmp_path):
   config = eval_config(
       set5=dict(hr_dir=str(tmp_path / "Set5" / "HR"), lr_dir=str(tmp_path / "Set5" / "LRbicx4")),
       set5_generated=dict(hr_dir=str(tmp_path / "Set5" / "HR")))
-  eval_sets = pipeline.create_eval_sets(config, scale=SCALE)
+  eval_sets = create_eval_sets(config, scale=SCALE)
   for set_name in ("set5", "set5_generated"):
     images = eval_sets[set_name]
     assert [image.name for image in images] == ["baby", "bird"]
@@ -129,20 +130,20 @@ def test_eval_pair_of_the_wrong_size_is_an_error_naming_the_pair(tmp_path):
   write_image(str(tmp_path / "LR" / "comic.png"), np.zeros((20, 20, 3), np.uint8))
   config = eval_config(set14=dict(hr_dir=str(tmp_path / "HR"), lr_dir=str(tmp_path / "LR")))
   with pytest.raises(datasets.PairSizeError, match=r"HR/comic\.png.*LR/comic\.png"):
-    pipeline.create_eval_sets(config, scale=SCALE)
+    create_eval_sets(config, scale=SCALE)
 
 
 def test_eval_set_errors_for_missing_dirs_and_bad_files(tmp_path):
   with pytest.raises(FileNotFoundError, match="nowhere"):
-    pipeline.create_eval_sets(eval_config(a=dict(hr_dir=str(tmp_path / "nowhere"))), scale=SCALE)
+    create_eval_sets(eval_config(a=dict(hr_dir=str(tmp_path / "nowhere"))), scale=SCALE)
   # An unset hr_dir is config_checks' (tests/commands/test_configs.py), before any file is read.
   write_image(str(tmp_path / "HR" / "good.png"), np.zeros((16, 16, 3), np.uint8))
   (tmp_path / "HR" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
   config = eval_config(a=dict(hr_dir=str(tmp_path / "HR")))
-  assert [image.name for image in pipeline.create_eval_sets(config, scale=SCALE)["a"]] == ["good"]
+  assert [image.name for image in create_eval_sets(config, scale=SCALE)["a"]] == ["good"]
   config.on_bad_image = "error"
   with pytest.raises(datasets.ImageReadError, match=r"bad\.png"):
-    pipeline.create_eval_sets(config, scale=SCALE)
+    create_eval_sets(config, scale=SCALE)
 
 
 # ------------------------------------------------------------------------------------------------

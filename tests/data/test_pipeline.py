@@ -9,7 +9,7 @@ import pytest
 
 from configs import default, esrgan_psnr
 from esrgan_jax import config_checks
-from esrgan_jax.data import augment, pipeline
+from esrgan_jax.data import augment, bicubic, pipeline
 from esrgan_jax.data.bicubic import bicubic_downsample_uint8
 from esrgan_jax.data.datasets import PairSizeError
 from esrgan_jax.data.images import ImageReadError, read_image, write_image
@@ -108,9 +108,9 @@ def test_lr_patch_on_the_fly_equals_the_whole_images_lr(scale):
   for top in range(lr_h - lr_patch + 1):
     for left in (0, 1, 5, lr_w - lr_patch - 1, lr_w - lr_patch):
       np.testing.assert_array_equal(
-          pipeline.bicubic_lr_patch(hr, top, left, lr_patch, lr_patch, scale),
+          bicubic.bicubic_lr_patch(hr, top, left, lr_patch, lr_patch, scale),
           whole_lr[top:top + lr_patch, left:left + lr_patch])
-  np.testing.assert_array_equal(pipeline.bicubic_lr_image(hr, scale, tile=7), whole_lr)
+  np.testing.assert_array_equal(bicubic.bicubic_lr_image(hr, scale, tile=7), whole_lr)
 
 
 # ------------------------------------------------------------------------------------------------

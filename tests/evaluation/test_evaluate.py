@@ -10,7 +10,8 @@ import pytest
 from configs import esrgan_psnr
 from esrgan_jax.evaluation import evaluate
 from esrgan_jax.weights import generator as generator_weights
-from esrgan_jax.data import bicubic, pipeline
+from esrgan_jax.data import bicubic
+from esrgan_jax.data.eval_sets import create_eval_sets
 from esrgan_jax.training.state import build_generator
 
 SCALE = 4
@@ -38,7 +39,7 @@ def eval_config(**eval_fields):
 
 
 def test_metrics_of_a_known_upscaler():
-  eval_sets = pipeline.create_eval_sets(eval_config().data, scale=SCALE)
+  eval_sets = create_eval_sets(eval_config().data, scale=SCALE)
   (image,) = eval_sets["bundled"]
   result = evaluate.evaluate_set(nearest_upscale, eval_sets["bundled"], SCALE, tile=0,
                                  tile_pad=0, num_comparisons=1)
@@ -56,7 +57,7 @@ def test_metrics_of_a_known_upscaler():
 
 
 def test_bicubic_baseline_is_measured_once_on_the_same_crop(monkeypatch):
-  eval_sets = pipeline.create_eval_sets(eval_config().data, scale=SCALE)
+  eval_sets = create_eval_sets(eval_config().data, scale=SCALE)
   (image,) = eval_sets["bundled"]
   result = evaluate.evaluate_set(nearest_upscale, eval_sets["bundled"], SCALE, tile=0,
                                  tile_pad=0, num_comparisons=1)

@@ -1,0 +1,51 @@
+"""The evaluation sets: whole images as uint8 LR / mod-cropped HR pairs, and how each LR was made.
+
+`config.data.eval_sets` maps names to {hr_dir, lr_dir}; an empty mapping means the bundled
+held-out photographs. Training's periodic evaluation and `--mode=eval` both read them here.
+"""
+
+from typing import Dict, List
+
+from absl import logging
+
+from esrgan_jax.data import datasets, degradations
+
+
+def create_eval_sets(data_config, *, scale: int,
+                     degradation=None) -> Dict[str, List[datasets.EvalImage]]:
+  """name -> whole images (uint8 LR and mod-cropped HR) of each evaluation set.
+
+  `config.data.eval_sets` maps names to {hr_dir, lr_dir}; without an lr_dir the LR images are
+  MATLAB-bicubic downscalings of the HR, or with data.eval_lr='degradation' the `degradation`
+  config's LR of image i (seed data.eval_lr_seed, slot i). Empty: the bundled held-out photos.
+  """
+  max_images = data_config.eval_max_images
+  warn = lambda message: logging.warning("%s", message)
+  make_lr = None
+  if data_config.eval_lr == "degradation":
+    degrade_image = degradations.image_degrader(degradation)
+    seed = data_config.eval_lr_seed
+    make_lr = lambda hr, slot: degrade_image(hr, seed, slot)
+  eval_sets = data_config.eval_sets
+  if not eval_sets:
+    hr_paths = datasets.bundled_photo_paths(datasets.BUNDLED_EVAL_PHOTOS)[:max_images or None]
+    return {"bundled": datasets.load_eval_images(hr_paths, None, scale, make_lr=make_lr)}
+  result = {}
+  for name, spec in eval_sets.items():
+    hr_dir = spec.hr_dir
+    hr_paths, lr_paths = datasets.eval_set_paths(hr_dir, spec.get("lr_dir"), scale, max_images)
+    images = datasets.load_eval_images(hr_paths, lr_paths, scale, data_config.on_bad_image, warn,
+                                       make_lr)
+    if not images:
+      raise ValueError(f"config.data.eval_sets.{name}: no readable images in {hr_dir}")
+    result[name] = images
+  return result
+
+
+def eval_lr_sources(data_config) -> Dict[str, str]:
+  """name -> how create_eval_sets made the LR of that set, for the results' provenance."""
+  specs = data_config.eval_sets or {"bundled": {}}
+  made = ("bicubic" if data_config.eval_lr != "degradation" else
+          f"degradation, seed {data_config.eval_lr_seed}")
+  return {name: f"files in {spec['lr_dir']}" if spec.get("lr_dir") else made
+          for name, spec in specs.items()}
