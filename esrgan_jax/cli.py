@@ -36,6 +36,14 @@ class UserError(Exception):
   """
 
 
+class ConfigError(UserError, ValueError):
+  """A config value that cannot work; the message names the field (`config.data.hr_dir: ...`).
+
+  Here rather than in config_checks.py so that training and evaluation, which find the few
+  faults that need the data itself, raise it without importing the validator above them.
+  """
+
+
 class Stopped(Exception):
   """A stop the action made cleanly (training saved a checkpoint first); `run` prints its
   message as `esrgan_jax: <message>` and exits with `status`."""

@@ -6,21 +6,17 @@ from typing import Optional
 import ml_collections
 from etils import epath
 
-from esrgan_jax import cli
+from esrgan_jax.cli import ConfigError
 from esrgan_jax.data.pipeline import DATASETS, EVAL_LR_SOURCES, LR_SOURCES
-from esrgan_jax.training.losses import GAN_TYPES, PIXEL_CRITERIA
-from esrgan_jax.training.optim import SCHEDULES
 from esrgan_jax.models import COMPUTE_DTYPES, DISCRIMINATORS
 from esrgan_jax.models.discriminators import VGG_INPUT_SIZES
 from esrgan_jax.models.rrdbnet import DENSE_BLOCK_CHOICES, SUPPORTED_SCALES
 from esrgan_jax.models.vgg19 import VGG19_LAYERS
+from esrgan_jax.training.losses import GAN_TYPES, PIXEL_CRITERIA
+from esrgan_jax.training.optim import SCHEDULES
 
 
 PRNG_IMPLS = ("rbg", "unsafe_rbg", "threefry2x32")
-
-
-class ConfigError(cli.UserError, ValueError):
-  """A config value that cannot work; the message names the field."""
 
 
 def _require(condition: bool, message: str) -> None:

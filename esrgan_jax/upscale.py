@@ -46,11 +46,11 @@ from PIL import Image, ImageSequence
 from tqdm import tqdm
 
 from esrgan_jax import cli
-from esrgan_jax.inference.apply import apply_generator
+from esrgan_jax.data import images as images_io
 from esrgan_jax.inference import tiling
+from esrgan_jax.inference.apply import apply_generator
 from esrgan_jax.runtime import xla_flags
 from esrgan_jax.weights import generator as generator_weights
-from esrgan_jax.data import images as images_io
 from esrgan_jax.data.images import (IMAGE_EXTENSIONS, ImageReadError, ImageWriteError,
                                     read_image_any, write_image)
 from esrgan_jax.inference.upscaler import Upscaler

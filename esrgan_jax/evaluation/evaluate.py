@@ -27,16 +27,16 @@ from clu import metric_writers
 from etils import epath
 from jax.experimental import multihost_utils
 
-from esrgan_jax import config_checks, metrics
-from esrgan_jax.weights import checkpoints
-from esrgan_jax.evaluation import comparison
-from esrgan_jax.inference.apply import apply_generator
-from esrgan_jax.inference import tiling
-from esrgan_jax.metrics import fid, lpips, naturalness
-from esrgan_jax.weights import generator as generator_weights
+from esrgan_jax import cli, metrics
 from esrgan_jax.data import bicubic, images
 from esrgan_jax.data.eval_sets import create_eval_sets, eval_lr_sources
+from esrgan_jax.evaluation import comparison
+from esrgan_jax.inference import tiling
+from esrgan_jax.inference.apply import apply_generator
+from esrgan_jax.metrics import fid, lpips, naturalness
 from esrgan_jax.models import COMPUTE_DTYPES
+from esrgan_jax.weights import checkpoints
+from esrgan_jax.weights import generator as generator_weights
 
 METRIC_NAMES = ("psnr_y", "ssim_y", "psnr_rgb")
 # Which way is better, for the table headers.
@@ -142,7 +142,7 @@ def _inception_features(fid_metric, image: np.ndarray, scale: int, name: str) ->
   try:
     return np.concatenate(fid_metric.features(_inner(image, scale)), axis=1)
   except ValueError as e:  # an evaluation image smaller than the crops
-    raise config_checks.ConfigError(
+    raise cli.ConfigError(
         f"config.eval.fid_crop_size: evaluation image {name}: {e}") from None
 
 
@@ -232,7 +232,7 @@ def evaluate_set(generate_fn, eval_images, scale: int, tile: int, tile_pad: int,
       bicubic_set_metrics = fid_metric.measure(bicubic_out[:, :split], bicubic_out[:, split:],
                                                hr_features)
     except ValueError as e:  # one image of one crop: no covariance
-      raise config_checks.ConfigError(f"config.eval.fid_grid: {e}") from None
+      raise cli.ConfigError(f"config.eval.fid_grid: {e}") from None
   return SetResult(means=_column_means(model, names), per_image=per_image,
                    comparisons=comparisons, bicubic_means=_column_means(baseline, names),
                    bicubic_per_image=bicubic_per_image, set_metrics=set_metrics,

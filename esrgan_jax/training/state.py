@@ -10,8 +10,8 @@ import optax
 from flax import linen as nn
 from flax import struct
 
-from esrgan_jax.training import optim
 from esrgan_jax.models import COMPUTE_DTYPES, DISCRIMINATORS, RRDBNet, VGG19Features
+from esrgan_jax.training import optim
 
 
 @struct.dataclass

@@ -21,16 +21,16 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from etils import epath
 
-from esrgan_jax import config_checks
-from esrgan_jax.weights import checkpoints
+from esrgan_jax import cli
+from esrgan_jax.data import pipeline
+from esrgan_jax.data.eval_sets import create_eval_sets, eval_lr_sources
 from esrgan_jax.evaluation import evaluate
 from esrgan_jax.runtime import flops, parallel
 from esrgan_jax.training import failures, progress, realworld_batch, steps, stop_request
+from esrgan_jax.training.state import TrainState, build_networks, state_initializer
+from esrgan_jax.weights import checkpoints
 from esrgan_jax.weights import generator as generator_weights
 from esrgan_jax.weights import vgg19 as vgg19_weights
-from esrgan_jax.data import pipeline
-from esrgan_jax.data.eval_sets import create_eval_sets, eval_lr_sources
-from esrgan_jax.training.state import TrainState, build_networks, state_initializer
 
 # Steps run before a profile starts, so the trace shows steady-state steps.
 PROFILE_WARMUP_STEPS = 3
@@ -95,7 +95,7 @@ def _open_data(config: ml_collections.ConfigDict, start_step: int):
                                            degradation=config.degradation)
     train_iterator = _open_train_iterator(config, start_step)
   except (ValueError, OSError) as error:
-    raise config_checks.ConfigError(str(error).splitlines()[0]) from error
+    raise cli.ConfigError(str(error).splitlines()[0]) from error
   return train_iterator, eval_sets
 
 

@@ -20,8 +20,8 @@ from typing import Any, Mapping
 
 from etils import epath
 
-from esrgan_jax.weights import checkpoints
 from esrgan_jax.models import RRDBNet
+from esrgan_jax.weights import checkpoints
 from esrgan_jax.weights import store, torch_io, trees
 from esrgan_jax.weights.store import CheckpointError
 

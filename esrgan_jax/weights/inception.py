@@ -22,9 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
+from esrgan_jax.models.inception import InceptionV3FID
 from esrgan_jax.weights import store, torch_io
 from esrgan_jax.weights.store import CheckpointError
-from esrgan_jax.models.inception import InceptionV3FID
 
 MODEL_NAME = "InceptionV3FID"
 SOURCE = "pt_inception-2015-12-05"

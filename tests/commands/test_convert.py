@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from reference import torch_models as ref
 from esrgan_jax import cli, convert
+from esrgan_jax.models import RRDBNet, VGG19Features
 from esrgan_jax.weights import discriminators, generator, vgg19
 from esrgan_jax.weights.store import CheckpointError
-from esrgan_jax.models import RRDBNet, VGG19Features
+from reference import torch_models as ref
 
 TOLERANCE = 1e-4
 ARCH = dict(num_in_ch=3, num_out_ch=3, scale=4, num_feat=8, num_block=2, num_grow_ch=4)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from esrgan_jax import interpolate
-from esrgan_jax.weights.generator import arch_of, load_generator, save_generator
 from esrgan_jax.interpolate import InterpolationError, interpolate_params
 from esrgan_jax.models import RRDBNet
+from esrgan_jax.weights.generator import arch_of, load_generator, save_generator
 
 from tests import REPO_ROOT
 

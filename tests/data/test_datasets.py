@@ -9,8 +9,8 @@ import pytest
 from configs import default, esrgan_psnr
 from esrgan_jax import config_checks
 from esrgan_jax.data import datasets, pipeline
-from esrgan_jax.data.eval_sets import create_eval_sets
 from esrgan_jax.data.bicubic import bicubic_downsample_uint8
+from esrgan_jax.data.eval_sets import create_eval_sets
 from esrgan_jax.data.images import read_image, write_image
 
 SCALE = 4

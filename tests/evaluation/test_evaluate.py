@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from configs import esrgan_psnr
-from esrgan_jax.evaluation import evaluate
-from esrgan_jax.weights import generator as generator_weights
 from esrgan_jax.data import bicubic
 from esrgan_jax.data.eval_sets import create_eval_sets
+from esrgan_jax.evaluation import evaluate
 from esrgan_jax.training.state import build_generator
+from esrgan_jax.weights import generator as generator_weights
 
 SCALE = 4
 

@@ -6,13 +6,13 @@ import jax
 import numpy as np
 
 from configs import default
-from esrgan_jax.evaluation import evaluate
-from esrgan_jax.metrics.lpips import LpipsMetric
-from esrgan_jax.weights.lpips import lpips_param_shapes, save_lpips
 from esrgan_jax.data import datasets
 from esrgan_jax.data.bicubic import bicubic_downsample_uint8
 from esrgan_jax.data.images import read_image
+from esrgan_jax.evaluation import evaluate
+from esrgan_jax.metrics.lpips import LpipsMetric
 from esrgan_jax.models import RRDBNet
+from esrgan_jax.weights.lpips import lpips_param_shapes, save_lpips
 
 
 def test_lpips_joins_the_metrics_on_the_cropped_images(tmp_path):

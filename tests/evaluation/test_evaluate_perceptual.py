@@ -11,10 +11,10 @@ import skimage.data
 
 from configs import default
 from esrgan_jax import metrics
-from esrgan_jax.evaluation import evaluate
 from esrgan_jax.config_checks import ConfigError
 from esrgan_jax.data import datasets
 from esrgan_jax.data.bicubic import bicubic_downsample_uint8, imresize
+from esrgan_jax.evaluation import evaluate
 from esrgan_jax.metrics import fid
 from esrgan_jax.metrics.naturalness import NiqeParamsError
 from esrgan_jax.models import RRDBNet

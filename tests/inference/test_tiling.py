@@ -8,8 +8,8 @@ import pytest
 import skimage.data
 
 from esrgan_jax.inference import tiling
-from esrgan_jax.metrics import psnr
 from esrgan_jax.inference.tiling import upscale_tiled
+from esrgan_jax.metrics import psnr
 from tests.tiny_generator import tiny_generator
 
 NUM_BLOCK = 1

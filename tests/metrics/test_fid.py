@@ -6,9 +6,9 @@ import pytest
 import skimage.data
 import torch
 
-from reference import torch_inception
 from esrgan_jax.metrics import fid
 from esrgan_jax.weights import inception as inception_weights
+from reference import torch_inception
 
 CROP, GRID = 32, 2  # 4 small crops an image keep the random network cheap
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from reference import torch_inception
 from esrgan_jax import convert
 from esrgan_jax.models import InceptionV3FID
 from esrgan_jax.models.inception import resize_bilinear
 from esrgan_jax.weights import inception as inception_weights
 from esrgan_jax.weights.store import CheckpointError
+from reference import torch_inception
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from reference import torch_models as ref
-from esrgan_jax.weights import discriminators, generator, vgg19
 from esrgan_jax.models import RRDBNet, UNetDiscriminatorSN, VGG19Features, VGGStyleDiscriminator
 from esrgan_jax.models.discriminators import BatchNorm
 from esrgan_jax.models.rrdbnet import DENSE_BLOCKS, resolve_dense_block
+from esrgan_jax.weights import discriminators, generator, vgg19
+from reference import torch_models as ref
 
 TOLERANCE = 1e-4
 DEFAULT_X4_PARAM_COUNT = 16_697_987  # BasicSR's RRDBNet(3, 3, scale=4), 64 features, 23 blocks

@@ -11,7 +11,7 @@ from tests.project.test_import_graph import module_files
 STOPS = (cli.Terminated, cli.Stopped)
 # The builtin bases that callers catch these by, kept beside UserError.
 BUILTIN_BASES = {
-    "esrgan_jax.config_checks.ConfigError": ValueError,
+    "esrgan_jax.cli.ConfigError": ValueError,
     "esrgan_jax.data.datasets.DatasetNotFoundError": FileNotFoundError,
     "esrgan_jax.data.datasets.PairSizeError": ValueError,
     "esrgan_jax.data.images.ImageReadError": ValueError,

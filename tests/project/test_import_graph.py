@@ -36,8 +36,9 @@ FORBIDDEN = (
                             "esrgan_jax.inference")),
     ("esrgan_jax.training.losses", ("esrgan_jax.data",)),
     ("esrgan_jax.training.steps", ("esrgan_jax.data",)),
-) + tuple((library, COMMANDS) for library in _LIBRARIES + ("esrgan_jax.cli",
-                                                           "esrgan_jax.config_checks"))
+) + tuple((library, COMMANDS + ("esrgan_jax.config_checks",)) for library in _LIBRARIES
+              ) + (("esrgan_jax.cli", COMMANDS + ("esrgan_jax.config_checks",) + _LIBRARIES),
+                   ("esrgan_jax.config_checks", COMMANDS))
 
 
 def module_files() -> dict[str, str]:

@@ -8,8 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from esrgan_jax.weights import checkpoints
 from esrgan_jax.training import train
+from esrgan_jax.weights import checkpoints
 from esrgan_jax.weights import generator as generator_weights
 from tests.training.test_train import psnr_config, saved_steps, state_arrays
 

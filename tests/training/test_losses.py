@@ -15,8 +15,8 @@ from flax import linen as nn
 from torch import nn as tnn
 from torch.nn import functional as F
 
-from esrgan_jax.training import losses
 from esrgan_jax.models import VGG19Features
+from esrgan_jax.training import losses
 from esrgan_jax.models.vgg19 import (IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_FEATURE_INDEX,
                                      VGG19_BLOCKS)
 

@@ -23,9 +23,9 @@ from absl import logging
 
 from configs import realesrgan_x2plus, realesrgan_x4plus, realesrnet_x4plus
 from esrgan_jax import config_checks
+from esrgan_jax.data import pipeline
 from esrgan_jax.runtime import parallel
 from esrgan_jax.training import realworld_batch, train
-from esrgan_jax.data import pipeline
 from tests.compile_events import recorded_compiles
 
 from tests import REPO_ROOT

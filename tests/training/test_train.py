@@ -21,12 +21,12 @@ import pytest
 from absl import logging
 
 from configs import esrgan, esrgan_psnr
-from esrgan_jax.weights import checkpoints
+from esrgan_jax.data import pipeline
 from esrgan_jax.runtime import parallel
 from esrgan_jax.training import failures, train
-from esrgan_jax.weights import generator as generator_weights
-from esrgan_jax.data import pipeline
 from esrgan_jax.training.state import TrainState, build_networks, init_train_state
+from esrgan_jax.weights import checkpoints
+from esrgan_jax.weights import generator as generator_weights
 
 from tests import REPO_ROOT
 PSNR_STEPS = 4
