@@ -139,8 +139,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if restored is not None:
       state, restored_step = restored
       if int(jax.device_get(state.step)) != restored_step:
-        raise generator_weights.CheckpointError(f"{manager.directory}: checkpoint {restored_step} "
-                                           f"holds step {int(jax.device_get(state.step))}")
+        raise generator_weights.CheckpointError(
+            f"{manager.directory}: checkpoint {restored_step} holds step "
+            f"{int(jax.device_get(state.step))}")
       logging.info("Resumed from step %d in %s", restored_step, manager.directory)
     elif generator_init is not None:
       params, ema_params = generator_init
