@@ -77,6 +77,21 @@ def naive_gan_step(state, batch, networks, config):
   return g_grads, d_grads, stats
 
 
+def close(actual, expected):
+  """Float32 sums in another order: tolerance relative to each leaf's largest entry."""
+  np.testing.assert_allclose(actual, expected, rtol=1e-3,
+                             atol=1e-3 * float(np.max(np.abs(expected))) + 1e-12)
+
+
+def assert_sgd_updates(new_state, state, g_grads, d_grads, d_stats):
+  """After one step of plain SGD with rate 1, each parameter moved by minus its gradient."""
+  jax.tree.map(lambda new, old, grad: close(old - new, grad), new_state.generator,
+               state.generator, g_grads)
+  jax.tree.map(lambda new, old, grad: close(old - new, grad), new_state.discriminator,
+               state.discriminator, d_grads)
+  jax.tree.map(close, new_state.discriminator_stats, d_stats)
+
+
 @pytest.mark.parametrize("discriminator", ["vgg_style", "unet_sn"])
 def test_gan_step_equals_plain_gradients(discriminator):
   config = tiny_config("gan", discriminator)
@@ -91,15 +106,7 @@ def test_gan_step_equals_plain_gradients(discriminator):
   g_grads, d_grads, stats = naive_step(state, batch)
   step = jax.jit(steps.make_train_step(networks, config))
   new_state, metrics = step(state, batch, jax.random.key(1))
-  def close(actual, expected):
-    # Float32 sums in another order: tolerance relative to each leaf's largest entry.
-    np.testing.assert_allclose(actual, expected, rtol=1e-3,
-                               atol=1e-3 * float(np.max(np.abs(expected))) + 1e-12)
-  jax.tree.map(lambda new, old, grad: close(old - new, grad), new_state.generator,
-               state.generator, g_grads)
-  jax.tree.map(lambda new, old, grad: close(old - new, grad), new_state.discriminator,
-               state.discriminator, d_grads)
-  jax.tree.map(close, new_state.discriminator_stats, stats)
+  assert_sgd_updates(new_state, state, g_grads, d_grads, stats)
   decay = config.train.ema_decay
   jax.tree.map(close, new_state.generator_ema,
                jax.tree.map(lambda e, g: decay * e + (1 - decay) * g, state.generator_ema,
@@ -195,14 +202,7 @@ def test_vanilla_gan_step_is_real_esrgans_order_and_targets():
   new_state, metrics = jax.jit(steps.make_train_step(networks, config))(
       state, batch, jax.random.key(1))
 
-  def close(actual, expected):
-    np.testing.assert_allclose(actual, expected, rtol=1e-3,
-                               atol=1e-3 * float(np.max(np.abs(expected))) + 1e-12)
-  jax.tree.map(lambda new, old, grad: close(old - new, grad), new_state.generator,
-               state.generator, g_grads)
-  jax.tree.map(lambda new, old, grad: close(old - new, grad), new_state.discriminator,
-               state.discriminator, d_grads)
-  jax.tree.map(close, new_state.discriminator_stats, stats)
+  assert_sgd_updates(new_state, state, g_grads, d_grads, stats)
   l1 = lambda target: loss.pixel_weight * jnp.mean(jnp.abs(sr - target))
   close(metrics["l_g_pix"], l1(batch["hr_usm"]))
   assert abs(float(metrics["l_g_pix"]) - float(l1(batch["hr"]))) > 1e-2 * float(l1(batch["hr"]))
