@@ -37,7 +37,7 @@ run_interleaved). JAX children run esrgan_jax's own steps (steps.make_train_step
 jitted with the state donated, as train.py does) with the XLA flags the trainer adds
 (esrgan_jax/runtime/xla_flags.py; ESRGAN_NO_DEFAULT_XLA_FLAGS=1 leaves XLA's own defaults): set
 XLA_FLAGS in the environment to try others. Their state has the shapes of
-init_train_state's but values drawn by NumPy (see filled_on_host: XLA takes minutes to
+state_initializer's but values drawn by NumPy (see filled_on_host: XLA takes minutes to
 compile the real init at full size).
 The PyTorch side uses reference/torch_models.py (BasicSR's layouts), torch.optim.Adam,
 cudnn.benchmark as BasicSR's train.py sets it, and BasicSR's ESRGANModel order for the GAN step

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from esrgan_jax import metrics
-from esrgan_jax.data import bicubic, datasets
+from esrgan_jax.data import bicubic, datasets, images
 from esrgan_jax.inference.apply import apply_generator
 from esrgan_jax.weights import generator as generator_weights
 
@@ -39,7 +39,7 @@ def super_resolve(workdir: str, lr: np.ndarray) -> np.ndarray:
   params, arch = generator_weights.load_generator(workdir)
   model = generator_weights.generator_from_arch(arch)
   sr = np.asarray(apply_generator(model, params, lr[None].astype(np.float32) / 255.0))
-  return np.clip(np.round(sr[0] * 255.0), 0, 255).astype(np.uint8)
+  return images.to_pixels(sr[0])
 
 
 def main(argv=None) -> int:
@@ -63,8 +63,7 @@ def main(argv=None) -> int:
   print(f"stage 1 {seconds['psnr']:.0f} s, stage 2 {seconds['gan']:.0f} s")
   print(f"{'photo':10s} {'bicubic':>8s} {'stage1':>8s} {'stage2':>8s}  stage-2 colour error (R, G, B)")
   for image in eval_images:
-    bic = np.clip(np.round(bicubic.imresize(image.lr.astype(np.float64) / 255.0, scale) * 255),
-                  0, 255).astype(np.uint8)
+    bic = bicubic.imresize(image.lr, output_shape=image.hr.shape[:2])  # evaluation's baseline
     gan = super_resolve(gan_dir, image.lr)
     psnr = {name: metrics.psnr(sr, image.hr, crop_border=scale, test_y_channel=True)
             for name, sr in (("bicubic", bic), ("psnr", super_resolve(psnr_dir, image.lr)),

@@ -191,7 +191,7 @@ def jax_row_program(args, group, row, concrete: bool):
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from esrgan_jax.training import losses, realworld_batch  # pylint: disable=g-import-not-at-top
   from esrgan_jax.training import steps
-  from esrgan_jax.training.state import build_generator, build_networks, init_train_state
+  from esrgan_jax.training.state import build_generator, build_networks, state_initializer
   keys = jax.random.split(jax.random.key(0), 5)
   realise = filled_on_host if concrete else (lambda tree: tree)
 
@@ -233,7 +233,7 @@ def jax_row_program(args, group, row, concrete: bool):
   config = jax_config(args, group, "realesrgan" if row in REALESRGAN_ROWS else row)
   networks = build_networks(config)
   state = realise(jax.eval_shape(
-      lambda key: init_train_state(networks, config, key), keys[2]))
+      state_initializer(networks, config), keys[2]))
   batch = {"hr": random_array(keys[0], (args.batch, patch, patch, 3)),
            "lr": random_array(keys[1], (args.batch, lr_patch, lr_patch, 3))}
   train_step = steps.make_train_step(networks, config)

@@ -103,11 +103,17 @@ def flag(name: str, *short: str) -> Sequence[str]:
   return names
 
 
-def run(action: Callable[[], Union[str, int]], stopped: str = "", sigterm: bool = True) -> int:
+def _note(stopped: Union[str, Callable[[], str]]) -> str:
+  return stopped() if callable(stopped) else stopped
+
+
+def run(action: Callable[[], Union[str, int]], stopped: Union[str, Callable[[], str]] = "",
+        sigterm: bool = True) -> int:
   """A command's work under the convention. `action` returns a line to print (then 0) or its own
   exit status; a UserError, or an OSError nothing turned into one, becomes one error line (1);
   a Stopped its own line and status; Ctrl-C one line and 130; SIGTERM one line and 143, each line
-  ending with `stopped` (what a stop leaves behind). Files the action writes whole
+  ending with `stopped` (what a stop leaves behind; a callable is asked at the stop, for actions
+  whose phases leave different things behind). Files the action writes whole
   (data/images.local_file_written_whole) are either complete or absent after a stop.
   sigterm=False leaves SIGTERM's handler alone (multi-process training: JAX's preemption service
   owns it)."""
@@ -123,10 +129,10 @@ def run(action: Callable[[], Union[str, int]], stopped: str = "", sigterm: bool 
     print(f"esrgan_jax: {caught}", file=sys.stderr)
     return caught.status
   except KeyboardInterrupt:
-    print(f"esrgan_jax: stopped by Ctrl-C{stopped}", file=sys.stderr)
+    print(f"esrgan_jax: stopped by Ctrl-C{_note(stopped)}", file=sys.stderr)
     return EXIT_INTERRUPTED
   except Terminated:
-    print(f"esrgan_jax: stopped by SIGTERM{stopped}", file=sys.stderr)
+    print(f"esrgan_jax: stopped by SIGTERM{_note(stopped)}", file=sys.stderr)
     return EXIT_TERMINATED
   if isinstance(result, int):
     return result

@@ -1,7 +1,8 @@
 """Entry point: `python -m esrgan_jax.main --config=configs/esrgan.py --workdir=DIR`.
 
 Parses flags, starts multi-process JAX when launched that way, logs the topology, and dispatches
-to training or to eval mode. Everything else lives in train.py and evaluate.py.
+to training or to eval mode. Everything else lives in training/train.py and
+evaluation/evaluate.py.
 
 Exit status (esrgan_jax/cli.py's convention): 0 when training reached config.train.num_steps
 (also when a rerun finds it already complete) or eval finished; 1 with one line
@@ -130,7 +131,7 @@ def main(argv) -> int:
   parallel.log_topology()
   # Ctrl-C and SIGTERM before the loop takes them over (training/stop_request.py): nothing to
   # save yet. With several processes JAX's preemption service owns SIGTERM.
-  return cli.run(_train_or_evaluate, stopped=" before training started",
+  return cli.run(_train_or_evaluate, stopped=lambda: _STOP_NOTE[0],
                  sigterm=jax.process_count() == 1)
 
 
@@ -146,11 +147,18 @@ def _load_config():
         f"--config={config_flags.get_config_filename(FLAGS['config'])}: {detail}") from None
 
 
+# What a Ctrl-C or SIGTERM outside the training loop (which saves first, then reports itself)
+# leaves behind: nothing in either case, but the line says which work it interrupted.
+_STOP_NOTE = [" before training started"]
+
+
 def _train_or_evaluate() -> int:
   """Eval mode, or training to config.train.num_steps: 0, or 143 when SIGTERM stopped it after a
   checkpoint. Every failure is a cli.UserError (one line) and Ctrl-C in the loop a cli.Stopped
   (stop_request.Interrupted), both of which cli.run reports."""
   config, mode = _load_config()
+  if mode == "eval":
+    _STOP_NOTE[0] = " during evaluation"
   config_checks.validate(config, jax.device_count(), mode)
   _check_workdir(FLAGS.workdir)
   from esrgan_jax.evaluation import evaluate  # pylint: disable=g-import-not-at-top

@@ -1,6 +1,6 @@
 """ESRGAN discriminators: BasicSR's VGGStyleDiscriminator and Real-ESRGAN's UNetDiscriminatorSN.
 
-Both return raw logits C(x); the relativistic average comparison lives in `losses.py`. Non-trainable
+Both return raw logits C(x); the relativistic average comparison lives in `training/losses.py`. Non-trainable
 state (BatchNorm running statistics, spectral-norm power-iteration vectors) lives in the
 `batch_stats` collection, which the train step marks mutable.
 """

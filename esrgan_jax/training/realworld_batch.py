@@ -13,7 +13,7 @@ Real-ESRGAN's RealESRNetModel / RealESRGANModel `feed_data`:
    RealESRGANModel sharpens again after the pool; 'hr' stays unsharpened (the D's real input).
 
 Keys (threefry, so vmapped draws do not depend on the batch layout): the degradation uses
-(seed, step, slot) as data/degradations/pipeline.py says; the crop position and the pool's
+(seed, step, slot) as data/degradations/second_order.py says; the crop position and the pool's
 shuffle come from their own streams, fold_in(fold_in(key(seed), stream), step), then the slot.
 Streams are >= 2**31, which no int32 step reaches, so no key is shared with the degradation's.
 The jitted step sees the global batch, so slot i is row i of it, the host pipeline's slot i

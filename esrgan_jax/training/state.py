@@ -70,12 +70,6 @@ def build_networks(config: ml_collections.ConfigDict) -> Networks:
       vgg=VGG19Features(layers=tuple(config.loss.perceptual_layers.keys()), dtype=dtype))
 
 
-def init_train_state(networks: Networks, config: ml_collections.ConfigDict,
-                     rng: jax.Array, pool_spec: Any = None) -> TrainState:
-  """Fresh parameters for every network (see state_initializer)."""
-  return state_initializer(networks, config, pool_spec)(rng)
-
-
 def state_initializer(networks: Networks, config: ml_collections.ConfigDict,
                       pool_spec: Any = None) -> Callable[[jax.Array], TrainState]:
   """`init(rng) -> TrainState`, fresh parameters for every network; pure, so it can be jitted

@@ -383,7 +383,7 @@ class _Trainer:
       step = int(jax.device_get(self.state.step))
       if step > self.saved_step and self.last_metrics is not None:
         failures.check_finite(step, {k: float(v) for k, v in
-                            jax.device_get(self.last_metrics).items()}, self.manager)
+                                     jax.device_get(self.last_metrics).items()}, self.manager)
         self._save(step)
         # The save runs in a background thread: only its end says whether the step was written.
         self.manager.wait_until_finished()

@@ -81,6 +81,25 @@ def test_run_maps_the_whole_user_error_family(capsys):
   assert capsys.readouterr().err == "esrgan_jax: error: out.png: cannot write image: read-only\n"
 
 
+def test_the_stop_note_can_follow_the_actions_phase(capsys):
+  # main's note: " before training started" until eval mode begins, then " during evaluation".
+  phase = [" before training started"]
+
+  def evaluating_then_interrupted():
+    phase[0] = " during evaluation"
+    raise KeyboardInterrupt
+
+  assert cli.run(evaluating_then_interrupted, stopped=lambda: phase[0]) == cli.EXIT_INTERRUPTED
+  assert capsys.readouterr().err == "esrgan_jax: stopped by Ctrl-C during evaluation\n"
+
+  def terminated_at_start():
+    raise cli.Terminated
+
+  phase[0] = " before training started"
+  assert cli.run(terminated_at_start, stopped=lambda: phase[0]) == cli.EXIT_TERMINATED
+  assert capsys.readouterr().err == "esrgan_jax: stopped by SIGTERM before training started\n"
+
+
 def test_a_stop_the_action_made_prints_its_own_line_and_status(capsys):
   def saved_then_stopped():
     raise cli.Stopped("stopped by Ctrl-C at step 7; the same command resumes")

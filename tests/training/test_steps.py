@@ -10,7 +10,7 @@ from skimage import data as skimage_data
 
 from configs import esrgan, esrgan_psnr
 from esrgan_jax.training import losses, steps
-from esrgan_jax.training.state import build_networks, init_train_state
+from esrgan_jax.training.state import build_networks, state_initializer
 
 
 def tiny_config(stage: str, discriminator: str = "vgg_style"):
@@ -26,7 +26,7 @@ def tiny_config(stage: str, discriminator: str = "vgg_style"):
 
 def init_state(networks, config):
   # Jitted: XLA drops the forward passes that init runs only to infer shapes.
-  return jax.jit(lambda rng: init_train_state(networks, config, rng))(jax.random.key(0))
+  return jax.jit(state_initializer(networks, config))(jax.random.key(0))
 
 
 def photo_batch(batch_size: int, patch: int = 128, scale: int = 4, offset: int = 0):

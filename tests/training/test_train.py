@@ -5,7 +5,6 @@ since the device count is fixed when JAX starts). A persistent compilation cache
 runs of this module keeps repeated runs of one config from compiling again.
 """
 
-import functools
 import json
 import logging as std_logging
 import os
@@ -24,7 +23,7 @@ from configs import esrgan, esrgan_psnr
 from esrgan_jax.data import pipeline
 from esrgan_jax.runtime import parallel
 from esrgan_jax.training import failures, train
-from esrgan_jax.training.state import TrainState, build_networks, init_train_state
+from esrgan_jax.training.state import TrainState, build_networks, state_initializer
 from esrgan_jax.weights import checkpoints
 from esrgan_jax.weights import generator as generator_weights
 
@@ -79,7 +78,7 @@ def saved_steps(workdir) -> list[int]:
 def fresh_state(config):
   """A freshly initialised state (single device) to restore into."""
   networks = build_networks(config)
-  return jax.jit(functools.partial(init_train_state, networks, config))(jax.random.key(0))
+  return jax.jit(state_initializer(networks, config))(jax.random.key(0))
 
 
 pytestmark = pytest.mark.usefixtures("persistent_compilation_cache")

@@ -1,7 +1,7 @@
 """Real-ESRGAN's second-order degradations as pure, jittable jax.numpy functions on NHWC [0, 1].
 
 Names follow BasicSR's so that its users find them; `degrade` / `degrade_batch` run the whole
-pipeline (see pipeline.py for how random resizes keep one compiled program).
+pipeline (see second_order.py for how random resizes keep one compiled program).
 """
 
 from esrgan_jax.data.degradations.filters import filter2d, usm_sharp
