@@ -57,10 +57,7 @@ def _check_out_dir(out_dir):
 
 def degrade_folder(args: argparse.Namespace):
   """Writes every image's LR; a line saying so (exit 0), or EXIT_ERROR after naming each failure."""
-  try:
-    paths = list_images(args.in_dir)
-  except (OSError, ValueError) as e:
-    raise cli.UserError(str(e))
+  paths = list_images(args.in_dir)  # its errors are one-line cli.UserErrors
   _check_out_dir(args.out_dir)
   failures = 0
   for slot, path in enumerate(paths):

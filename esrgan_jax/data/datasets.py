@@ -45,7 +45,8 @@ class PairSizeError(cli.UserError, ValueError):
 
 
 class DatasetNotFoundError(cli.UserError, FileNotFoundError):
-  """A TFDS dataset is not prepared where we looked, and could not be prepared."""
+  """Data the config points to is missing: a TFDS dataset not prepared where we looked (and
+  not preparable), a prepared folder's manifest, an HR image's LR file, the bundled photos."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,8 +97,8 @@ def match_lr_paths(hr_paths: Sequence[str], lr_dir: str, scale: int) -> List[str
     candidates = _lr_name_candidates(stem, scale)
     found = next((lr_by_stem[c] for c in candidates if c in lr_by_stem), None)
     if found is None:
-      raise FileNotFoundError(f"{hr_path}: no LR image for it in {lr_dir} (looked for "
-                              f"{', '.join(repr(c + '.*') for c in candidates)})")
+      raise DatasetNotFoundError(f"{hr_path}: no LR image for it in {lr_dir} (looked for "
+                                 f"{', '.join(repr(c + '.*') for c in candidates)})")
     lr_paths.append(found)
   return lr_paths
 
@@ -178,8 +179,9 @@ def bundled_photo_paths(names: Sequence[str]) -> List[str]:
   paths = [os.path.join(directory, name) for name in names]
   missing = [p for p in paths if not os.path.isfile(p)]
   if missing:
-    raise FileNotFoundError(f"bundled photographs missing from scikit-image's wheel: {missing}; "
-                            "reinstall scikit-image (pip install --force-reinstall scikit-image)")
+    raise DatasetNotFoundError(
+        f"bundled photographs missing from scikit-image's wheel: {missing}; "
+        "reinstall scikit-image (pip install --force-reinstall scikit-image)")
   return paths
 
 
@@ -268,7 +270,7 @@ def open_tfds_builder(tfds_name: str, data_dir: Optional[str] = None,
   try:
     builder = tfds.builder(tfds_name, data_dir=data_dir)
   except Exception as e:  # Unknown name or config: TFDS lists the known ones in its message.
-    raise ValueError(f"config.data.tfds_name={tfds_name!r}: {e}") from None
+    raise cli.ConfigError(f"config.data.tfds_name={tfds_name!r}: {e}") from None
   if builder.is_prepared():
     return builder
   help_text = _preparation_help(builder, tfds_name, data_dir)

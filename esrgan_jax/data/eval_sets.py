@@ -8,6 +8,7 @@ from typing import Dict, List
 
 from absl import logging
 
+from esrgan_jax import cli
 from esrgan_jax.data import datasets, degradations
 
 
@@ -37,7 +38,7 @@ def create_eval_sets(data_config, *, scale: int,
     images = datasets.load_eval_images(hr_paths, lr_paths, scale, data_config.on_bad_image, warn,
                                        make_lr)
     if not images:
-      raise ValueError(f"config.data.eval_sets.{name}: no readable images in {hr_dir}")
+      raise cli.ConfigError(f"config.data.eval_sets.{name}: no readable images in {hr_dir}")
     result[name] = images
   return result
 

@@ -19,7 +19,10 @@ Float images become pixels by one rule, `to_pixels`, wherever this project makes
 outputs for evaluation, upscaled files, comparison pictures.
 
 Failures name the file: `ImageReadError` for a missing, unreadable, corrupt or truncated file,
-`ImageWriteError` when a file cannot be written; never a decoder's stack trace.
+`ImageWriteError` when a file cannot be written, `ImageFormatError` for pixels its format cannot
+hold, `ImageFolderNotFoundError` / `NotAnImageFolderError` / `ImageFolderError` for a folder that
+is missing, a file, or without images; never a decoder's stack trace. All are cli.UserErrors that
+keep the builtin base (ValueError, FileNotFoundError, ...) callers catch them by.
 """
 
 import contextlib
@@ -53,6 +56,22 @@ class ImageReadError(cli.UserError, ValueError):
 
 class ImageWriteError(cli.UserError, OSError):
   """An image file could not be written (no permission, a file where a folder should be, ...)."""
+
+
+class ImageFormatError(cli.UserError, ValueError):
+  """Pixels the file's format cannot hold (16-bit JPEG, alpha in BMP, too large, ...)."""
+
+
+class ImageFolderError(cli.UserError, ValueError):
+  """A folder of images holds no image files."""
+
+
+class ImageFolderNotFoundError(cli.UserError, FileNotFoundError):
+  """A folder of images does not exist."""
+
+
+class NotAnImageFolderError(cli.UserError, NotADirectoryError):
+  """A file was given where a folder of images was expected."""
 
 
 def to_pixels(image: np.ndarray, dtype=np.uint8) -> np.ndarray:
@@ -186,15 +205,17 @@ def write_image(path, image: np.ndarray, quality: int = 95) -> None:
   image = _check_image_to_write(path, np.asarray(image))
   extension = os.path.splitext(path)[1].lower()
   if extension not in _WRITE_FORMATS:
-    raise ValueError(f"{path}: unsupported extension {extension!r}; use one of {IMAGE_EXTENSIONS}")
+    raise ImageFormatError(
+        f"{path}: unsupported extension {extension!r}; use one of {IMAGE_EXTENSIONS}")
   image_format = _WRITE_FORMATS[extension]
   check_size_fits(path, image.shape[0], image.shape[1])
   channels = image.shape[-1]
   if image.dtype == np.uint16 and image_format not in ("PNG", "TIFF"):
-    raise ValueError(f"{path}: 16-bit pixels can only be written as PNG or TIFF")
+    raise ImageFormatError(f"{path}: 16-bit pixels can only be written as PNG or TIFF")
   if channels == 4 and image_format in ("JPEG", "BMP"):
     # Pillow cannot write alpha to JPEG, and reads a 32-bit BMP back as RGB.
-    raise ValueError(f"{path}: {image_format} cannot keep an alpha channel; use PNG or drop it")
+    raise ImageFormatError(
+        f"{path}: {image_format} cannot keep an alpha channel; use PNG or drop it")
 
   if _is_remote(path):
     buffer = io.BytesIO()
@@ -207,13 +228,13 @@ def write_image(path, image: np.ndarray, quality: int = 95) -> None:
 
 
 def check_size_fits(path: str, height: int, width: int) -> None:
-  """ValueError naming `path` when its format cannot hold a height x width image (callers that
-  make large outputs ask before the work, not after it)."""
+  """ImageFormatError naming `path` when its format cannot hold a height x width image
+  (callers that make large outputs ask before the work, not after it)."""
   image_format = _WRITE_FORMATS.get(os.path.splitext(os.fspath(path))[1].lower())
   limit = MAX_SIDE.get(image_format)
   if limit is not None and max(height, width) > limit:
-    raise ValueError(f"{path}: {width}x{height} is larger than {image_format} can hold "
-                     f"({limit} pixels a side); write PNG or TIFF instead (--ext png)")
+    raise ImageFormatError(f"{path}: {width}x{height} is larger than {image_format} can hold "
+                           f"({limit} pixels a side); write PNG or TIFF instead (--ext png)")
 
 
 def _encode(image: np.ndarray, image_format: str, quality: int, f) -> None:
@@ -236,13 +257,13 @@ def _encode(image: np.ndarray, image_format: str, quality: int, f) -> None:
 
 def _check_image_to_write(path: str, image: np.ndarray) -> np.ndarray:
   if image.dtype not in (np.uint8, np.uint16):
-    raise ValueError(f"{path}: can only write uint8 or uint16 pixels, got {image.dtype}; "
-                     "round and clip float images first")
+    raise ImageFormatError(f"{path}: can only write uint8 or uint16 pixels, got {image.dtype}; "
+                           "round and clip float images first")
   if image.ndim == 2:
     image = image[..., None]
   if image.ndim != 3 or image.shape[-1] not in (1, 3, 4) or 0 in image.shape:
-    raise ValueError(f"{path}: expected an HxW or HxWxC image with C in (1, 3, 4), "
-                     f"got shape {image.shape}")
+    raise ImageFormatError(f"{path}: expected an HxW or HxWxC image with C in (1, 3, 4), "
+                           f"got shape {image.shape}")
   return np.ascontiguousarray(image)
 
 
@@ -292,9 +313,9 @@ def list_images(directory, recursive: bool = False) -> List[str]:
   if _is_remote(directory):
     return _list_remote_images(directory, recursive)
   if not os.path.exists(directory):
-    raise FileNotFoundError(f"{directory}: image directory does not exist")
+    raise ImageFolderNotFoundError(f"{directory}: image directory does not exist")
   if not os.path.isdir(directory):
-    raise NotADirectoryError(f"{directory}: expected a directory of images, found a file")
+    raise NotAnImageFolderError(f"{directory}: expected a directory of images, found a file")
   paths = []
   for root, folders, files in os.walk(directory):
     folders[:] = [name for name in folders if not name.startswith(".")]
@@ -303,17 +324,17 @@ def list_images(directory, recursive: bool = False) -> List[str]:
     if not recursive:
       break
   if not paths:
-    raise ValueError(f"{directory}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found")
+    raise ImageFolderError(f"{directory}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found")
   return sorted(paths)
 
 
 def _list_remote_images(directory: str, recursive: bool) -> List[str]:
   root = epath.Path(directory)
   if not root.exists():
-    raise FileNotFoundError(f"{directory}: image directory does not exist")
+    raise ImageFolderNotFoundError(f"{directory}: image directory does not exist")
   candidates = root.rglob("*") if recursive else root.iterdir()
   paths = sorted(os.fspath(p) for p in candidates
                  if not p.name.startswith(".") and p.name.lower().endswith(IMAGE_EXTENSIONS))
   if not paths:
-    raise ValueError(f"{directory}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found")
+    raise ImageFolderError(f"{directory}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found")
   return paths

@@ -12,11 +12,16 @@ from typing import Optional
 
 import numpy as np
 
-from esrgan_jax.data.datasets import ImageSource
+from esrgan_jax import cli
+from esrgan_jax.data.datasets import DatasetNotFoundError, ImageSource
 from esrgan_jax.data.images import ImageReadError, read_image
 
 MANIFEST = "prepared.json"  # written last by esrgan_jax.prepare
 _HELP = "write one with `python -m esrgan_jax.prepare SRC OUT`"
+
+
+class PreparedDataError(cli.UserError, ValueError):
+  """A prepared folder's manifest is unreadable or does not match its sub-images."""
 
 
 def read_array(path: str) -> np.ndarray:
@@ -39,20 +44,22 @@ class PreparedSource(ImageSource):
       with open(manifest_path) as f:
         manifest = json.load(f)
     except FileNotFoundError:
-      raise FileNotFoundError(f"config.data.prepared_dir={directory!r}: no {MANIFEST} in it; "
-                              f"{_HELP}") from None
+      raise DatasetNotFoundError(f"config.data.prepared_dir={directory!r}: no {MANIFEST} in it; "
+                                 f"{_HELP}") from None
     except (OSError, ValueError) as e:
-      raise ValueError(f"{manifest_path}: not a readable manifest ({e}); {_HELP}") from None
+      raise PreparedDataError(f"{manifest_path}: not a readable manifest ({e}); {_HELP}") from None
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if not files:
-      raise ValueError(f"{manifest_path}: lists no sub-images; {_HELP}")
+      raise PreparedDataError(f"{manifest_path}: lists no sub-images; {_HELP}")
     paths = [os.path.join(directory, name) for name in files]
     lr_files = manifest.get("lr_files")
     if lr_files is not None and scale is not None and manifest.get("scale") != scale:
-      raise ValueError(f"config.data.prepared_dir={directory!r} holds x{manifest.get('scale')} LR "
-                       f"sub-images but the model's scale is {scale}")
+      raise cli.ConfigError(
+          f"config.data.prepared_dir={directory!r} holds x{manifest.get('scale')} LR sub-images "
+          f"but the model's scale is {scale}")
     if lr_files is not None and len(lr_files) != len(files):
-      raise ValueError(f"{manifest_path}: {len(files)} sub-images but {len(lr_files)} LR ones")
+      raise PreparedDataError(
+          f"{manifest_path}: {len(files)} sub-images but {len(lr_files)} LR ones")
     lr_paths = None if lr_files is None else [os.path.join(directory, n) for n in lr_files]
     description = (f"{directory} (sub-images {manifest.get('crop_size')} px every "
                    f"{manifest.get('step')} px of {manifest.get('source')})")

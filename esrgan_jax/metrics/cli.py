@@ -213,11 +213,8 @@ def run(args) -> int:
 
   rows = []
   for name, sr_path, hr_path in pairs:
-    try:
-      sr = images.read_image(sr_path)
-      hr = images.read_image(hr_path) if hr_path else None
-    except images.ImageReadError as e:
-      raise cli.UserError(str(e)) from None
+    sr = images.read_image(sr_path)  # an ImageReadError is a one-line cli.UserError
+    hr = images.read_image(hr_path) if hr_path else None
     if hr is not None and sr.shape != hr.shape:
       raise cli.UserError(f"{sr_path} is {sr.shape[1]}x{sr.shape[0]} but {hr_path} is "
                           f"{hr.shape[1]}x{hr.shape[0]} (width x height)")

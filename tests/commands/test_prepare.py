@@ -8,7 +8,7 @@ import pytest
 
 from configs import default
 from esrgan_jax import cli, config_checks, prepare
-from esrgan_jax.data import pipeline, prepared
+from esrgan_jax.data import datasets, pipeline, prepared
 from esrgan_jax.data.images import read_image, write_image
 
 SCALE = 4
@@ -218,3 +218,20 @@ def test_pipeline_names_a_missing_manifest_or_field(tmp_path):
   prepare.prepare(str(tmp_path / "src"), str(tmp_path / "x4"), scale=4)
   with pytest.raises(ValueError, match="x4 LR sub-images but the model's scale is 2"):
     prepared.prepared_source(str(tmp_path / "x4"), 2)
+
+
+def test_manifest_errors_are_one_line_user_errors(tmp_path):
+  (tmp_path / "out").mkdir()
+  with pytest.raises(datasets.DatasetNotFoundError, match="config.data.prepared_dir"):
+    prepared.prepared_source(str(tmp_path / "out"))
+  (tmp_path / "out" / prepared.MANIFEST).write_text("{not json")
+  with pytest.raises(prepared.PreparedDataError, match="not a readable manifest"):
+    prepared.prepared_source(str(tmp_path / "out"))
+  (tmp_path / "out" / prepared.MANIFEST).write_text(json.dumps({"files": []}))
+  with pytest.raises(prepared.PreparedDataError, match="lists no sub-images"):
+    prepared.prepared_source(str(tmp_path / "out"))
+  write_image(str(tmp_path / "src" / "a.png"), np.zeros((16, 16, 3), np.uint8))
+  prepare.prepare(str(tmp_path / "src"), str(tmp_path / "x4"), scale=4)
+  with pytest.raises(cli.ConfigError, match="config.data.prepared_dir="):
+    prepared.prepared_source(str(tmp_path / "x4"), 2)
+  assert issubclass(prepared.PreparedDataError, cli.UserError)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from configs import default, esrgan_psnr
-from esrgan_jax import config_checks
+from esrgan_jax import cli, config_checks
 from esrgan_jax.data import datasets, pipeline
 from esrgan_jax.data.bicubic import bicubic_downsample_uint8
 from esrgan_jax.data.eval_sets import create_eval_sets
@@ -145,6 +145,19 @@ def test_eval_set_errors_for_missing_dirs_and_bad_files(tmp_path):
   with pytest.raises(datasets.ImageReadError, match=r"bad\.png"):
     create_eval_sets(config, scale=SCALE)
 
+
+def test_missing_data_and_empty_eval_sets_are_user_errors(tmp_path):
+  write_image(str(tmp_path / "hr" / "orphan.png"), np.zeros((8, 8, 3), np.uint8))
+  write_image(str(tmp_path / "lr" / "other.png"), np.zeros((2, 2, 3), np.uint8))
+  with pytest.raises(datasets.DatasetNotFoundError, match="no LR image"):
+    datasets.match_lr_paths([str(tmp_path / "hr" / "orphan.png")], str(tmp_path / "lr"), SCALE)
+  (tmp_path / "bad").mkdir()
+  (tmp_path / "bad" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+  config = eval_config(a=dict(hr_dir=str(tmp_path / "bad")))
+  with pytest.raises(cli.ConfigError, match="config.data.eval_sets.a: no readable images"):
+    create_eval_sets(config, scale=SCALE)
+  with pytest.raises(cli.ConfigError, match="config.data.tfds_name='no_such_dataset'"):
+    datasets.open_tfds_builder("no_such_dataset", data_dir=str(tmp_path))
 
 # ------------------------------------------------------------------------------------------------
 # DIV2K through TFDS: a tiny DIV2K prepared by TFDS's own div2k builder from local files, then read
