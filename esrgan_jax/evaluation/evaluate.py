@@ -379,7 +379,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, SetResult]
   generator = generator_weights.generator_from_arch(
       arch, dtype=COMPUTE_DTYPES[config.compute_dtype])
   eval_sets = create_eval_sets(config.data, scale=arch["scale"],
-                                         degradation=config.degradation)
+                               degradation=config.degradation)
   results = evaluate_sets(make_generate_fn(generator, params), eval_sets, arch["scale"],
                           config.eval)
   if jax.process_index() == 0:

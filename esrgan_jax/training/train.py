@@ -92,7 +92,7 @@ def _open_data(config: ml_collections.ConfigDict, start_step: int):
   """
   try:
     eval_sets = create_eval_sets(config.data, scale=config.model.scale,
-                                           degradation=config.degradation)
+                                 degradation=config.degradation)
     train_iterator = _open_train_iterator(config, start_step)
   except (ValueError, OSError) as error:
     raise cli.ConfigError(str(error).splitlines()[0]) from error
