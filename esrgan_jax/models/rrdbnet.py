@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from esrgan_jax.models.initializers import scaled_kaiming_normal, torch_default_init
+from esrgan_jax.models.shuffle import pixel_unshuffle, upsample_nearest
 
 SUPPORTED_SCALES = (1, 2, 4)
 LEAKY_SLOPE = 0.2
@@ -36,20 +37,6 @@ def dense_conv3x3(features: int, name: str, dtype: Any) -> nn.Conv:
   """A dense-block conv: kaiming normal x0.1 and zero bias (BasicSR's default_init_weights)."""
   return nn.Conv(features, (3, 3), padding=((1, 1), (1, 1)), kernel_init=dense_kernel_init,
                  dtype=dtype, param_dtype=jnp.float32, name=name)
-
-
-def pixel_unshuffle(x: jax.Array, factor: int) -> jax.Array:
-  """NHWC space-to-depth with PyTorch's channel order (c * f * f + row * f + col)."""
-  n, h, w, c = x.shape
-  if h % factor or w % factor:
-    raise ValueError(f"pixel_unshuffle: image size {h}x{w} is not divisible by {factor}")
-  x = x.reshape(n, h // factor, factor, w // factor, factor, c)
-  x = x.transpose(0, 1, 3, 5, 2, 4)
-  return x.reshape(n, h // factor, w // factor, c * factor * factor)
-
-
-def upsample_nearest_x2(x: jax.Array) -> jax.Array:
-  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
 
 
 class DenseConvParams(nn.Module):
@@ -193,6 +180,6 @@ class RRDBNet(nn.Module):
     feat = feat + conv3x3(self.num_feat, "conv_body", self.dtype, self.num_feat)(body)
     for name in ("conv_up1", "conv_up2"):
       feat = leaky_relu(conv3x3(self.num_feat, name, self.dtype, self.num_feat)(
-          upsample_nearest_x2(feat)))
+          upsample_nearest(feat, 2)))
     feat = leaky_relu(conv3x3(self.num_feat, "conv_hr", self.dtype, self.num_feat)(feat))
     return conv3x3(self.num_out_ch, "conv_last", self.dtype, self.num_feat)(feat)

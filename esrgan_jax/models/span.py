@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from esrgan_jax.models.initializers import torch_default_init
+from esrgan_jax.models.shuffle import pixel_shuffle
 
 SPAB_COUNT = 6
 CONV3XC_GAIN = 2  # Conv3XC's inner width is this times its input / output width (gain1=2)
@@ -40,19 +41,6 @@ def receptive_radius() -> int:
   pad at least this makes tiled output equal whole-image output.
   """
   return RECEPTIVE_RADIUS
-
-
-def pixel_shuffle(x: jax.Array, factor: int) -> jax.Array:
-  """NHWC depth-to-space with PyTorch's channel order: channel c * f * f + row * f + col of a
-  pixel becomes channel c of the output pixel at (row, col) in its f x f block."""
-  if factor == 1:
-    return x
-  n, h, w, c = x.shape
-  if c % (factor * factor):
-    raise ValueError(f"pixel_shuffle: {c} channels do not split into {factor}x{factor} blocks")
-  x = x.reshape(n, h, w, c // (factor * factor), factor, factor)
-  x = x.transpose(0, 1, 4, 2, 5, 3)
-  return x.reshape(n, h * factor, w * factor, c // (factor * factor))
 
 
 def _conv(features: int, size: int, in_features: int, name: str, dtype: Any,

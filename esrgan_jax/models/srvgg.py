@@ -13,11 +13,11 @@ parameter, `body_{i}/weight` <- `body.{i}.weight`, one slope per channel. The la
 
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
 from esrgan_jax.models.initializers import torch_default_init
+from esrgan_jax.models.shuffle import pixel_shuffle, upsample_nearest
 
 ACT_TYPES = ("relu", "prelu", "leakyrelu")
 LEAKY_SLOPE = 0.1  # srvgg_arch.py's LeakyReLU, not ESRGAN's 0.2
@@ -35,21 +35,6 @@ def receptive_radius(num_conv: int, upscale: int) -> int:
     raise ValueError(f"receptive_radius: need num_conv >= 0 and upscale >= 1, "
                      f"got {num_conv} and {upscale}")
   return num_conv + 2
-
-
-def pixel_shuffle(x: jax.Array, factor: int) -> jax.Array:
-  """NHWC depth-to-space with PyTorch's channel order: input channel c * f * f + row * f + col."""
-  n, h, w, c = x.shape
-  if c % (factor * factor):
-    raise ValueError(f"pixel_shuffle: {c} channels are not a multiple of {factor}^2")
-  x = x.reshape(n, h, w, c // (factor * factor), factor, factor)
-  x = x.transpose(0, 1, 4, 2, 5, 3)  # n, h, row, w, col, c
-  return x.reshape(n, h * factor, w * factor, c // (factor * factor))
-
-
-def upsample_nearest(x: jax.Array, factor: int) -> jax.Array:
-  """F.interpolate(mode='nearest') by an integer factor: every pixel repeated factor x factor."""
-  return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
 
 
 class PReLU(nn.Module):

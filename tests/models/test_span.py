@@ -16,6 +16,7 @@ import torch
 from flax import traverse_util
 
 from esrgan_jax.models import span
+from esrgan_jax.models.shuffle import pixel_shuffle
 from esrgan_jax.models.span import SPAN
 from reference import torch_span
 from reference.torch_models import to_nchw, to_nhwc
@@ -190,7 +191,7 @@ def test_fresh_parameters_start_as_torch_defaults():
 def test_pixel_shuffle_matches_torch(factor):
   x = images((2, 3, 5, 4 * factor * factor))
   expected = to_nhwc(torch.nn.functional.pixel_shuffle(to_nchw(x), factor))
-  np.testing.assert_array_equal(span.pixel_shuffle(jnp.asarray(x), factor), expected)
+  np.testing.assert_array_equal(pixel_shuffle(jnp.asarray(x), factor), expected)
 
 
 @pytest.mark.parametrize("deploy", [False, True])

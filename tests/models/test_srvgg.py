@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from esrgan_jax.models.rrdbnet import pixel_unshuffle
-from esrgan_jax.models.srvgg import (ACT_TYPES, PRELU_INIT, SRVGGNetCompact, pixel_shuffle,
-                                     receptive_radius)
+from esrgan_jax.models.shuffle import pixel_shuffle, pixel_unshuffle
+from esrgan_jax.models.srvgg import ACT_TYPES, PRELU_INIT, SRVGGNetCompact, receptive_radius
 from reference import torch_models as ref
 from reference import torch_srvgg
 
