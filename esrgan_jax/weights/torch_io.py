@@ -1,9 +1,10 @@
-"""PyTorch .pth files in and out, and the generic state dict <-> Flax tree mapping.
+"""PyTorch .pth and .safetensors files in and out, and the state dict <-> Flax tree mapping.
 
-Only `read_torch_checkpoint` and `write_torch_checkpoint` import torch, lazily: training,
-evaluation and the upscaler never need it. The per-network modules describe each tensor as an
-`Entry` (where it lives in both worlds and how its layout changes); `import_entries` and
-`export_entries` check keys and shapes against those and move the arrays.
+`read_state_dict` picks the reader by the file's suffix, so every importer takes both. Only the
+.pth reader and writer import torch, and only the .safetensors ones import safetensors, lazily:
+training, evaluation and the upscaler never need either. The per-network modules describe each
+tensor as an `Entry` (where it lives in both worlds and how its layout changes);
+`import_entries` and `export_entries` check keys and shapes against those and move the arrays.
 """
 
 import io
@@ -11,6 +12,7 @@ import os
 from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from etils import epath
 from flax import traverse_util
@@ -23,6 +25,12 @@ WRAPPER_KEYS = ("params_ema", "params")
 # torch.save writes a zip archive; files from before PyTorch 1.6 are a bare pickle (protocol 2+).
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_MAGIC = b"\x80"
+SAFETENSORS_SUFFIX = ".safetensors"
+# Used only for files with bfloat16 tensors, which safetensors' NumPy reader refuses; the format
+# is little-endian.
+_SAFETENSORS_DTYPES = {"BF16": jnp.bfloat16, "F16": np.dtype("<f2"), "F32": np.dtype("<f4"),
+                       "F64": np.dtype("<f8"), "I64": np.dtype("<i8"), "I32": np.dtype("<i4"),
+                       "U8": np.dtype("u1"), "BOOL": np.dtype(bool)}
 
 
 class Entry(NamedTuple):
@@ -162,17 +170,31 @@ def _import_torch(path):
   return torch
 
 
-def read_torch_checkpoint(path: str | os.PathLike) -> Any:
-  """torch.load of a local or gs:// file on CPU, with tensors only (weights_only=True)."""
-  torch = _import_torch(path)
+def _read_bytes(path, kind: str) -> bytes:
+  """The whole of a local or gs:// file, refusing a missing, directory or empty one."""
   file = epath.Path(path)
   if not file.exists():
     raise CheckpointError(f"{path}: no such file")
   if file.is_dir():
-    raise CheckpointError(f"{path}: is a directory, expected a PyTorch .pth file")
+    raise CheckpointError(f"{path}: is a directory, expected {kind}")
   data = file.read_bytes()
   if not data:
-    raise CheckpointError(f"{path}: is empty, expected a PyTorch .pth file")
+    raise CheckpointError(f"{path}: is empty, expected {kind}")
+  return data
+
+
+def _write_bytes(path, data: bytes) -> None:
+  make_parent(path)
+  try:
+    epath.Path(path).write_bytes(data)
+  except OSError as error:
+    raise CheckpointError(f"{path}: cannot write here ({describe_error(error)})") from error
+
+
+def read_torch_checkpoint(path: str | os.PathLike) -> Any:
+  """torch.load of a local or gs:// file on CPU, with tensors only (weights_only=True)."""
+  torch = _import_torch(path)
+  data = _read_bytes(path, "a PyTorch .pth file")
   if not data.startswith((_ZIP_MAGIC, _PICKLE_MAGIC)):
     raise CheckpointError(f"{path}: not a PyTorch checkpoint (it starts with {data[:8]!r}; "
                           "torch.save writes a zip archive or a pickle)")
@@ -186,9 +208,54 @@ def read_torch_checkpoint(path: str | os.PathLike) -> Any:
                           f"({describe_error(error)})") from error
 
 
+def is_safetensors_path(path: str | os.PathLike) -> bool:
+  return str(path).lower().endswith(SAFETENSORS_SUFFIX)
+
+
+def _import_safetensors(path):
+  try:
+    import safetensors.numpy  # pylint: disable=import-outside-toplevel
+  except ImportError as error:
+    raise CheckpointError(f"{path}: reading or writing .safetensors files needs the safetensors "
+                          "package (pip install safetensors)") from error
+  return safetensors
+
+
+def _bfloat16_tolerant_load(safetensors, data: bytes) -> dict[str, np.ndarray]:
+  """safetensors.numpy.load, which knows no bfloat16; such files are read with ml_dtypes' type."""
+  try:
+    return safetensors.numpy.load(data)
+  except KeyError as error:  # safetensors.numpy's dtype table has no entry for this dtype
+    if error.args != ("BF16",):
+      raise
+  arrays = {}
+  for name, view in safetensors.deserialize(data):
+    dtype = _SAFETENSORS_DTYPES.get(view["dtype"])
+    if dtype is None:
+      raise KeyError(view["dtype"])
+    arrays[name] = np.frombuffer(view["data"], dtype).reshape(view["shape"])
+  return arrays
+
+
+def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
+  """The flat dict of NumPy arrays in a local or gs:// .safetensors file (float16 and bfloat16
+  tensors keep their dtype; importers widen them to float32)."""
+  safetensors = _import_safetensors(path)
+  data = _read_bytes(path, "a .safetensors file")
+  try:
+    return _bfloat16_tolerant_load(safetensors, data)
+  except KeyError as error:
+    raise CheckpointError(f"{path}: holds {error.args[0]} tensors, which NumPy cannot read"
+                          ) from error
+  except safetensors.SafetensorError as error:
+    raise CheckpointError(f"{path}: damaged or truncated .safetensors file "
+                          f"({describe_error(error)})") from error
+
+
 def read_state_dict(path: str | os.PathLike, weights_key: str | None = None) -> dict[str, Any]:
-  """The bare state dict of a .pth file (see `unwrap_state_dict`)."""
-  return unwrap_state_dict(read_torch_checkpoint(path), str(path), weights_key)
+  """The bare state dict of a .pth or (by its suffix) .safetensors file; see `unwrap_state_dict`."""
+  reader = read_safetensors if is_safetensors_path(path) else read_torch_checkpoint
+  return unwrap_state_dict(reader(path), str(path), weights_key)
 
 
 def write_torch_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
@@ -203,8 +270,22 @@ def write_torch_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) ->
 
   buffer = io.BytesIO()
   torch.save(to_torch(state), buffer)
-  make_parent(path)
-  try:
-    epath.Path(path).write_bytes(buffer.getvalue())
-  except OSError as error:
-    raise CheckpointError(f"{path}: cannot write here ({describe_error(error)})") from error
+  _write_bytes(path, buffer.getvalue())
+
+
+def write_safetensors(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
+  """A flat state dict of arrays as a float32 .safetensors file; refuses to overwrite."""
+  safetensors = _import_safetensors(path)
+  refuse_existing(path, "output file")
+  nested = [key for key, value in state.items() if isinstance(value, Mapping)]
+  if nested:
+    raise CheckpointError(f"{path}: a .safetensors file holds one flat dict of tensors, but "
+                          f"entries {preview(nested)} are dicts (write a bare state dict)")
+  arrays = {key: np.array(value, np.float32, order="C") for key, value in state.items()}
+  _write_bytes(path, safetensors.numpy.save(arrays))
+
+
+def write_state_dict(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
+  """write_safetensors for a .safetensors path, else write_torch_checkpoint."""
+  writer = write_safetensors if is_safetensors_path(path) else write_torch_checkpoint
+  writer(path, state)
