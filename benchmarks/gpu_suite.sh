@@ -18,6 +18,9 @@
 #   torch     PyTorch fp32 and AMP bf16 (eager) at the same sizes: the ratios against PyTorch
 #   sweep     per-device batch 32 and 64 at patch 128, 16/32/64 at patch 192 (psnr step), gan at
 #             32 and 64 (patch 128), with the dense block that won
+#   fast      inference of the fast architectures beside RRDBNet at traiNNer-redux's shape (one
+#             480x640 input, x4): Compact 16 / 32, SPAN 48 and RRDBNet 23x64, JAX float32 and
+#             bfloat16 against PyTorch eager fp32 (benchmarks.fast_models; frames/s and MP/s)
 #   compile   PyTorch torch.compile baselines (fp32, then AMP bf16; infer and psnr rows)
 #   degradations  Real-ESRGAN's degradation pipeline, JAX against PyTorch on the GPU, GT 12 x 256
 #             and 12 x 400 (benchmarks.degradations speed), and a Real-ESRGAN step row once
@@ -35,7 +38,8 @@
 # 2 gan), float32 3, PyTorch none (compile: Inductor, about a minute per group, a guess). Each JAX
 # child compiles its programs 3-4 at a time (--compile_threads) and the FLOP count runs on the CPU
 # beside the GPU work, so per part: env 10 s, dense 2 x 80 = 160 s, decision 5 s, torch 50 s,
-# sweep 180 s -- about 6.8 minutes for the parts that matter most, then compile (~120 s),
+# sweep 180 s -- about 6.8 minutes for the parts that matter most, then fast (~60 s, a guess: four
+# small inference programs per dtype, PyTorch eager), compile (~120 s),
 # degradations (<= 45 s), metrics (<= 60 s) and float32 (~100 s) in what is left. --budget
 # (default 470 s) is the whole suite's limit: a part that would start with too little time left is skipped and named in
 # the summary with the command that runs it later. The compile times assume XLA compiles in
@@ -87,7 +91,7 @@ if ! [[ "$budget" =~ ^[0-9]+$ ]]; then
   echo "gpu_suite.sh: --budget must be a whole number of seconds, got $budget" >&2
   exit 2
 fi
-all_parts="env,dense,decision,torch,sweep,compile,degradations,metrics,float32,report,summary"
+all_parts="env,dense,decision,torch,sweep,fast,compile,degradations,metrics,float32,report,summary"
 parts=${parts:-$all_parts}
 IFS=, read -ra wanted <<<"$parts"
 for name in "${wanted[@]}"; do
@@ -116,6 +120,7 @@ if ((tiny)); then
   # GT 80: torch's reflect padding of the 21-tap kernels needs at least about 72 pixels.
   degradation_args=(speed --batch 2 --sizes 80 --steps 1 --device cpu)
   realesrgan_args=(--crop_pad_size 80)  # the GT squares the realesrgan row degrades
+  fast_args=(--size 8x12 --steps 1 --warmup 1)
 else
   model=(--steps 10 --warmup 2 --infer_size 256)
   base_size=16x128
@@ -123,6 +128,7 @@ else
   train_rows=psnr,gan
   degradation_args=(speed --batch 12 --sizes 256 400 --steps 5 --device cuda)
   realesrgan_args=(--crop_pad_size 400)  # configs/realesrgan_x4plus.py's
+  fast_args=(--device cuda --steps 10 --warmup 2)  # --size: 480x640 on CUDA
 fi
 bench=("$PYTHON" -m benchmarks.benchmark "${model[@]}" --flops_cache "$out/flops")
 
@@ -220,6 +226,10 @@ part_sweep() {
     --groups "jax:bfloat16:$winner"
 }
 
+part_fast() {
+  "$PYTHON" -m benchmarks.fast_models "${fast_args[@]}" --json "$out/fast.json"
+}
+
 part_compile() {
   bench_part compile.json 2 --sizes "$base_size" --rows psnr,infer \
     --groups torch:fp32:compile,torch:amp_bf16:compile
@@ -291,6 +301,7 @@ main() {
   fi
   run_part torch 80
   run_part sweep 200
+  run_part fast 90
   run_part compile 150
   run_part degradations 60
   run_part metrics 60
