@@ -9,7 +9,8 @@
 
 Generators are RRDBNet (ESRGAN / BasicSR / Real-ESRGAN, three key layouts), Real-ESRGAN's
 SRVGGNetCompact (realesr-animevideov3, realesr-general-x4v3) and SPAN (spandrel's files), read from
-.pth or .safetensors; the keys tell which. The work lives in `esrgan_jax/weights/`, one module per network; this file only parses flags.
+.pth or .safetensors; the keys tell which. The work lives in `esrgan_jax/weights/`, one module
+per network; this file only parses flags.
 Another network is one more `Mode` in `MODES`.
 """
 

@@ -2,7 +2,8 @@
 
 Three architectures, each with its own module for its PyTorch key layout(s):
   rrdbnet        ESRGAN / BasicSR / Real-ESRGAN RRDBNet, three layouts (weights/rrdbnet.py)
-  srvgg_compact  Real-ESRGAN's SRVGGNetCompact: realesr-animevideov3, general-x4v3 (weights/srvgg.py)
+  srvgg_compact  Real-ESRGAN's SRVGGNetCompact: realesr-animevideov3, realesr-general-x4v3
+                 (weights/srvgg.py)
   span           SPAN, in spandrel's names (weights/span.py)
 A file's keys say which it is; `.pth` and `.safetensors` files are read and written alike.
 
