@@ -1,12 +1,16 @@
 """The one converter command: PyTorch weights in, esrgan_jax weights out, and generators back.
 
   python -m esrgan_jax.convert IN.pth OUT_DIR                      generator -> checkpoint dir
-  python -m esrgan_jax.convert --export CKPT_DIR OUT.pth           generator -> BasicSR .pth
+  python -m esrgan_jax.convert --export CKPT_DIR OUT.pth           generator -> .pth
+  python -m esrgan_jax.convert --export CKPT_DIR OUT.safetensors   generator -> .safetensors
   python -m esrgan_jax.convert --vgg19 vgg19.pth OUT_DIR           torchvision VGG19 (loss)
   python -m esrgan_jax.convert --lpips alex LIN.pth OUT_DIR --backbone alexnet.pth  (LPIPS)
   python -m esrgan_jax.convert --discriminator net_d.pth OUT_DIR   BasicSR / Real-ESRGAN net_d
 
-The work lives in `esrgan_jax/weights/`, one module per network; this file only parses flags.
+Generators are RRDBNet (ESRGAN / BasicSR / Real-ESRGAN, three key layouts), Real-ESRGAN's
+SRVGGNetCompact (realesr-animevideov3, realesr-general-x4v3) and SPAN (spandrel's files), read from
+.pth or .safetensors; the keys tell which. The work lives in `esrgan_jax/weights/`, one module
+per network; this file only parses flags.
 Another network is one more `Mode` in `MODES`.
 """
 
@@ -16,6 +20,7 @@ from typing import Callable, NamedTuple, Sequence
 
 from esrgan_jax import cli
 from esrgan_jax.models.lpips import NETS as LPIPS_NETS
+from esrgan_jax.models.srvgg import ACT_TYPES
 from esrgan_jax.weights import discriminators, generator, inception, lpips, vgg19
 from esrgan_jax.weights.torch_io import WRAPPER_KEYS
 
@@ -31,12 +36,15 @@ class Mode(NamedTuple):
 
 
 def _import_generator(args) -> str:
-  arch = generator.convert_generator(args.source, args.destination, args.weights_key, args.scale)
-  return f"RRDBNet {arch}"
+  arch = generator.convert_generator(args.source, args.destination, args.weights_key, args.scale,
+                                     args.act_type)
+  if generator.arch_name(arch) == generator.rrdbnet.ARCH_NAME:
+    return f"RRDBNet {arch}"
+  return generator.describe(arch)
 
 
 def _export_generator(args) -> str:
-  wrap_key = None if args.export_key == "none" else args.export_key
+  wrap_key = {None: generator.DEFAULT_WRAP, "none": None}.get(args.export_key, args.export_key)
   arch = generator.export_generator(args.source, args.destination, wrap_key, args.export_layout,
                                     args.generator)
   return generator.describe(arch, args.export_layout)
@@ -65,8 +73,9 @@ def _discriminator(args) -> str:
 
 MODES = (
     Mode("export", _export_generator,
-         help="SOURCE is a generator checkpoint or training workdir; DESTINATION a .pth of "
-              "BasicSR's RRDBNet (see --export_key, --export_layout, --generator)"),
+         help="SOURCE is a generator checkpoint or training workdir; DESTINATION a .pth or "
+              ".safetensors in the architecture's PyTorch key names (RRDBNet: BasicSR's; see "
+              "--export_key, --export_layout, --generator)"),
     Mode("vgg19", _vgg19,
          help="SOURCE is torchvision's vgg19 .pth; write VGG19 params for the perceptual loss "
               "(config.loss.vgg19_weights)"),
@@ -85,10 +94,12 @@ MODES = (
 def _parser() -> argparse.ArgumentParser:
   parser = cli.argument_parser(
       PROG, "Convert ESRGAN / BasicSR / Real-ESRGAN PyTorch weights to esrgan_jax weights, or "
-            "export a generator back to a BasicSR .pth. Without a mode flag, SOURCE is a "
-            "generator .pth and DESTINATION a new generator checkpoint directory.")
-  parser.add_argument("source", help="IN.pth, or CKPT_DIR with --export")
-  parser.add_argument("destination", help="OUT_DIR (must not exist), or OUT.pth with --export")
+            "export a generator back to a .pth or .safetensors. Without a mode flag, SOURCE is a "
+            "generator .pth or .safetensors (RRDBNet, Real-ESRGAN compact or SPAN) and "
+            "DESTINATION a new generator checkpoint directory.")
+  parser.add_argument("source", help="IN.pth or IN.safetensors, or CKPT_DIR with --export")
+  parser.add_argument("destination", help="OUT_DIR (must not exist), or OUT.pth / "
+                                          "OUT.safetensors with --export")
   group = parser.add_mutually_exclusive_group()
   for mode in MODES:
     if mode.choices:
@@ -102,10 +113,14 @@ def _parser() -> argparse.ArgumentParser:
                            "present, else params)")
   parser.add_argument(*cli.flag("scale"), type=int, choices=sorted(generator.SCALE_CHANNEL_FOLD),
                       default=None, help="generator scale, when conv_first cannot tell it")
-  parser.add_argument(*cli.flag("export_key"), choices=(*WRAPPER_KEYS, "none"), default="params",
-                      help="with --export: wrap the state dict under this key ('none': bare)")
-  parser.add_argument(*cli.flag("export_layout"), choices=generator.LAYOUTS,
-                      default=generator.BASICSR, help="with --export: key names to write")
+  parser.add_argument(*cli.flag("act_type"), choices=ACT_TYPES, default=None,
+                      help="activation of a Real-ESRGAN compact file without PReLU slopes "
+                           "(its keys cannot tell relu from leakyrelu)")
+  parser.add_argument(*cli.flag("export_key"), choices=(*WRAPPER_KEYS, "none"), default=None,
+                      help="with --export: wrap the state dict under this key ('none': bare; "
+                           "default: params for a .pth, bare for a .safetensors)")
+  parser.add_argument(*cli.flag("export_layout"), choices=generator.LAYOUTS, default=None,
+                      help="with --export of an RRDBNet: key names to write (default basicsr)")
   parser.add_argument(*cli.flag("generator"), choices=generator.WHICH,
                       default=generator.WHICH[0],
                       help="with --export from a training workdir: which generator to write")

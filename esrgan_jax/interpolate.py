@@ -4,7 +4,8 @@
 
 theta = (1 - alpha) * theta_PSNR + alpha * theta_GAN, parameter by parameter, trades the GAN
 model's texture (and artefacts) against the PSNR model's smoothness without retraining. Both
-generators must have one architecture (fine-tuning the GAN stage from the PSNR stage keeps it);
+generators must have one architecture and the same shapes (fine-tuning the GAN stage from the PSNR
+stage keeps them), RRDBNet, Real-ESRGAN compact or SPAN (blended in its branch form);
 the result is a generator checkpoint that the upscaler and eval mode read like any other.
 """
 
@@ -55,7 +56,12 @@ def interpolate_params(psnr_params, gan_params, alpha: float):
 
 
 def arch_difference(first: dict, second: dict) -> Optional[str]:
-  fields = [f for f in generator.ARCH_FIELDS if first.get(f) != second.get(f)]
+  """"field A vs B, ..." where two architecture records differ, or None; two architectures
+  (RRDBNet, SRVGGNetCompact, SPAN) differ by their names alone."""
+  names = generator.arch_name(first), generator.arch_name(second)
+  if names[0] != names[1]:
+    return f"arch {names[0]} vs {names[1]}"
+  fields = [f for f in dict.fromkeys([*first, *second]) if first.get(f) != second.get(f)]
   if not fields:
     return None
   return ", ".join(f"{f} {first.get(f)} vs {second.get(f)}" for f in fields)

@@ -13,7 +13,8 @@ Exactness: an image (or an axis) no larger than one window (tile + 2 * tile_pad)
 `--tile 0` does. Larger images are tiled; with Real-ESRGAN's default `--tile_pad 10` tiles can
 differ from whole-image inference by a few 8-bit levels near their borders (tests/inference/test_tiling.py
 measures it), and `--tile_pad exact` (the network's receptive field, 349 px for 23 RRDBs at x4)
-makes the result equal whole-image inference.
+makes the result equal whole-image inference (tiling.generator_radius: 21 px for SPAN, num_conv + 2
+for Real-ESRGAN compact models).
 
 Memory: for one image, about its input plus its output (height x width x channels at 1 or 2
 bytes, as written) plus a constant: the runtime and the network's working memory for
@@ -216,8 +217,9 @@ def load_model(checkpoint: str, model_scale: Optional[int], half: bool):
     raise generator_weights.CheckpointError(
         f"{checkpoint}: upscaling needs an RGB generator (3 channels in and out), this one has "
         f"{arch['num_in_ch']} in and {arch['num_out_ch']} out")
-  model = generator_weights.generator_from_arch(arch, dtype=jnp.bfloat16 if half else jnp.float32)
-  return model, params
+  # SPAN runs folded: one conv per Conv3XC, the same function.
+  return generator_weights.inference_model_and_params(
+      arch, params, dtype=jnp.bfloat16 if half else jnp.float32)
 
 
 def make_apply_fn(model, params):
@@ -335,9 +337,10 @@ def _upscale_all(args) -> int:
   outputs = plan_outputs(paths, args.output, args.suffix, args.ext)
   prepare_output_dir(args.output)
   model, params = load_model(args.checkpoint, args.model_scale, args.half)
+  arch = generator_weights.arch_of(model)
   tile_pad = args.tile_pad
   if tile_pad == "exact":
-    tile_pad = tiling.receptive_radius(model.scale, model.num_block)
+    tile_pad = tiling.generator_radius(arch)
   # disable=None: bars on a terminal, nothing in logs and pipes.
   with tqdm(total=len(paths), unit="image", disable=None, file=sys.stderr) as images_bar, \
       tqdm(unit="window", leave=False, disable=None, file=sys.stderr) as windows_bar:
@@ -346,7 +349,7 @@ def _upscale_all(args) -> int:
       windows_bar.total = total
       windows_bar.update(done - windows_bar.n)
 
-    upscaler = Upscaler(make_apply_fn(model, params), model.scale, args.outscale, args.tile,
+    upscaler = Upscaler(make_apply_fn(model, params), arch["scale"], args.outscale, args.tile,
                         tile_pad, args.batch_size, args.alpha_upsampler, progress)
     failures = run(args, upscaler, paths, outputs, images_bar)
     written = images_bar.n - failures

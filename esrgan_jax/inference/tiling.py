@@ -10,7 +10,7 @@ to its region is kept. Three choices differ from Real-ESRGAN's:
   (window shape, batch) and a folder of equal-sized images reuses it.
 * Along a longer axis, windows near a border slide inwards to stay inside the image instead of
   being clipped smaller: a region on the border then sees the image border as untiled inference
-  does (the network's own zero padding). With `tile_pad >= receptive_radius(...)` every region
+  does (the network's own zero padding). With `tile_pad >= generator_radius(arch)` every region
   sees all it depends on and the tiled output equals the untiled one everywhere.
 * x1 and x2 RRDBNets pixel-unshuffle their input by 4 and 2. Such a model only accepts sizes that
   are multiples of that factor, so the image is reflect-padded at the bottom and right to the next
@@ -24,6 +24,8 @@ import collections
 from typing import Callable, NamedTuple, Optional
 
 import numpy as np
+
+from esrgan_jax.models import span, srvgg
 
 ApplyFn = Callable[[np.ndarray], np.ndarray]
 ProgressFn = Callable[[int, int], None]
@@ -57,6 +59,19 @@ def receptive_radius(scale: int, num_block: int) -> int:
   """
   factor = 4 // scale
   return factor * (1 + 15 * num_block + 1 + 2) + factor - 1
+
+
+def generator_radius(arch: dict) -> int:
+  """`receptive_radius` of any generator's architecture record (weights/generator.py's):
+  RRDBNet's (no "arch" key), SRVGGNetCompact's or SPAN's, in input pixels on each side."""
+  name = arch.get("arch", "rrdbnet")
+  if name == "srvgg_compact":
+    return srvgg.receptive_radius(int(arch["num_conv"]), int(arch["scale"]))
+  if name == "span":
+    return span.receptive_radius()
+  if name != "rrdbnet":
+    raise ValueError(f"generator_radius: unknown architecture {name!r}")
+  return receptive_radius(int(arch["scale"]), int(arch["num_block"]))
 
 
 def _round_up(value: int, multiple: int) -> int:

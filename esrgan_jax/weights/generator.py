@@ -1,175 +1,159 @@
-"""The generator (RRDBNet) on disk: its PyTorch key layouts, and generator checkpoints.
+"""Generators on disk, whatever the architecture: PyTorch files in and out, and checkpoints.
 
-PyTorch state dicts come in three key layouts, all read into the one Flax RRDBNet:
-  basicsr          conv_first, body.N.rdb1.conv1, conv_body, conv_up1, conv_up2, conv_hr, conv_last
-                   (BasicSR and Real-ESRGAN; x2/x1 models fold pixels into conv_first's channels)
-  esrgan           conv_first, RRDB_trunk.N.RDB1.conv1, trunk_conv, upconv1, upconv2, HRconv,
-                   conv_last (the ESRGAN repository's RRDBNet_arch, x4)
-  esrgan_original  model.0, model.1.sub.N.RDB1.conv1.0, model.1.sub.{num_block} (trunk conv),
-                   model.3, model.6, model.8, model.10 (the released RRDB_ESRGAN_x4.pth)
+Three architectures, each with its own module for its PyTorch key layout(s):
+  rrdbnet        ESRGAN / BasicSR / Real-ESRGAN RRDBNet, three layouts (weights/rrdbnet.py)
+  srvgg_compact  Real-ESRGAN's SRVGGNetCompact: realesr-animevideov3, realesr-general-x4v3
+                 (weights/srvgg.py)
+  span           SPAN, in spandrel's names (weights/span.py)
+A file's keys say which it is; `.pth` and `.safetensors` files are read and written alike.
 
-A generator checkpoint is a store directory (`weights/store.py`) with the JSON entry `arch`
-{num_in_ch, num_out_ch, scale, num_feat, num_block, num_grow_ch}. It is written by the converter
-and `interpolate`, and read by the upscaler, eval mode and stage 2's initialisation, which also
-accept a training workdir (see `load_generator`).
+A generator checkpoint is a store directory (`weights/store.py`) with the JSON entry `arch`, the
+architecture record: RRDBNet's {num_in_ch, num_out_ch, scale, num_feat, num_block, num_grow_ch}
+has no "arch" key (as checkpoints written before the others), the others name theirs
+("arch": "srvgg_compact" / "span"). SPAN checkpoints hold the branch (training) form;
+`inference_model_and_params` folds it for whoever only runs the network. Checkpoints are written
+by the converter and `interpolate`, and read by the upscaler, eval mode and stage 2's
+initialisation, which also accept a training workdir (see `load_generator`).
 """
 
 import os
-import re
 from typing import Any, Mapping
 
 from etils import epath
 
 from esrgan_jax.models import RRDBNet
-from esrgan_jax.weights import checkpoints
+from esrgan_jax.models.span import fold
+from esrgan_jax.weights import checkpoints, rrdbnet, span, srvgg
 from esrgan_jax.weights import store, torch_io, trees
+from esrgan_jax.weights.rrdbnet import (  # noqa: F401 (RRDBNet's names, as callers know them)
+    ARCH_FIELDS, BASICSR, ESRGAN, ESRGAN_ORIGINAL, LAYOUTS, SCALE_CHANNEL_FOLD, detect_layout,
+    infer_arch)
 from esrgan_jax.weights.store import CheckpointError
 
-ARCH_FIELDS = ("num_in_ch", "num_out_ch", "scale", "num_feat", "num_block", "num_grow_ch")
-BASICSR, ESRGAN, ESRGAN_ORIGINAL = "basicsr", "esrgan", "esrgan_original"
-LAYOUTS = (BASICSR, ESRGAN, ESRGAN_ORIGINAL)
 WHICH = ("generator_ema", "generator")
-# conv_first's input channels are num_in_ch times this fold (pixel-unshuffle by 4 // scale).
-SCALE_CHANNEL_FOLD = {4: 1, 2: 4, 1: 16}
-
-_ESRGAN_NAMES = {"conv_first": "conv_first", "conv_body": "trunk_conv", "conv_up1": "upconv1",
-                 "conv_up2": "upconv2", "conv_hr": "HRconv", "conv_last": "conv_last"}
-# Indices in the original flat Sequential; the trunk conv sits at model.1.sub.{num_block}.
-_ORIGINAL_NAMES = {"conv_first": "model.0", "conv_up1": "model.3", "conv_up2": "model.6",
-                   "conv_hr": "model.8", "conv_last": "model.10"}
-# (regex of block 0's first conv with the block index as group 1, first conv, last conv).
-_LAYOUT_KEYS = {
-    BASICSR: (r"body\.(\d+)\.rdb1\.conv1\.weight", "conv_first.weight", "conv_last.weight"),
-    ESRGAN: (r"RRDB_trunk\.(\d+)\.RDB1\.conv1\.weight", "conv_first.weight", "conv_last.weight"),
-    ESRGAN_ORIGINAL: (r"model\.1\.sub\.(\d+)\.RDB1\.conv1\.0\.weight", "model.0.weight",
-                      "model.10.weight"),
-}
+# Record name -> the module of its key layout; a record without "arch" is an RRDBNet's.
+_LAYOUT_MODULES = {rrdbnet.ARCH_NAME: rrdbnet, srvgg.ARCH_NAME: srvgg, span.ARCH_NAME: span}
+ARCHITECTURES = tuple(_LAYOUT_MODULES)
+# Export defaults: .pth wrapped as Real-ESRGAN's releases are, .safetensors flat (it cannot nest).
+DEFAULT_WRAP = "default"
 
 
 # ------------------------------------------------------------------------------------------------
 # Architecture records.
 
 
-def arch_of(model: RRDBNet) -> dict[str, int]:
-  return {field: int(getattr(model, field)) for field in ARCH_FIELDS}
+def arch_name(arch: Mapping[str, Any]) -> str:
+  """"rrdbnet", "srvgg_compact" or "span"; a CheckpointError for any other record."""
+  name = arch.get("arch", rrdbnet.ARCH_NAME)
+  if name not in _LAYOUT_MODULES:
+    raise CheckpointError(f"unknown generator architecture {name!r}; known: {ARCHITECTURES}")
+  return name
 
 
-def generator_from_arch(arch: Mapping[str, Any], **module_kwargs) -> RRDBNet:
-  missing = [f for f in ARCH_FIELDS if f not in arch]
-  if missing:
-    raise CheckpointError(f"generator architecture is missing field(s) {missing}")
-  return RRDBNet(**{f: int(arch[f]) for f in ARCH_FIELDS}, **module_kwargs)
+def _layout_module(arch: Mapping[str, Any]):
+  return _LAYOUT_MODULES[arch_name(arch)]
 
 
-def describe(arch: Mapping[str, int], layout: str) -> str:
-  fields = ", ".join(f"{k}={v}" for k, v in arch.items())
-  return f"RRDBNet({fields}) in the {layout} layout"
+def arch_of(model) -> dict[str, Any]:
+  """The architecture record of an RRDBNet, SRVGGNetCompact or SPAN module."""
+  if isinstance(model, srvgg.SRVGGNetCompact):
+    return {"arch": srvgg.ARCH_NAME, "num_in_ch": model.num_in_ch,
+            "num_out_ch": model.num_out_ch, "scale": model.upscale, "num_feat": model.num_feat,
+            "num_conv": model.num_conv, "act_type": model.act_type}
+  if isinstance(model, span.SPAN):
+    return {"arch": span.ARCH_NAME, "num_in_ch": model.num_in_ch,
+            "num_out_ch": model.num_out_ch, "scale": model.upscale,
+            "feature_channels": model.feature_channels, "norm": bool(model.norm)}
+  if isinstance(model, RRDBNet):
+    return rrdbnet.arch_of(model)
+  raise TypeError(f"arch_of: {type(model).__name__} is not a generator module")
+
+
+def normalised_arch(arch: Mapping[str, Any]) -> dict[str, Any]:
+  """A record as read back from JSON, with each field in its type (ints, act_type, norm)."""
+  if arch_name(arch) == rrdbnet.ARCH_NAME:
+    return {f: int(v) for f, v in arch.items()}
+  kinds = {"arch": str, "act_type": str, "norm": bool}
+  return {f: kinds.get(f, int)(v) for f, v in arch.items()}
+
+
+def generator_from_arch(arch: Mapping[str, Any], **module_kwargs):
+  """The Flax module of a record, in the form its checkpoints hold (SPAN: the branch form)."""
+  name = arch_name(arch)
+  if name == rrdbnet.ARCH_NAME:
+    return rrdbnet.model_from_arch(arch, **module_kwargs)
+  return _LAYOUT_MODULES[name].model_from_arch(arch, **module_kwargs)
+
+
+def inference_model_and_params(arch: Mapping[str, Any], params, **module_kwargs):
+  """(module, params) for running a checkpoint: SPAN folded into its deploy form, which computes
+  the same with one conv per Conv3XC; the others as they are."""
+  if arch_name(arch) == span.ARCH_NAME:
+    return span.model_from_arch(arch, deploy=True, **module_kwargs), fold(params)
+  return generator_from_arch(arch, **module_kwargs), params
+
+
+def describe(arch: Mapping[str, Any], layout: str | None = None) -> str:
+  if arch_name(arch) == rrdbnet.ARCH_NAME:
+    return rrdbnet.describe(arch, layout or BASICSR)
+  return _layout_module(arch).describe(arch)
 
 
 # ------------------------------------------------------------------------------------------------
 # PyTorch state dicts.
 
 
-def detect_layout(state_dict: Mapping[str, Any], source: str = "state dict") -> str:
-  """Which of LAYOUTS a generator state dict uses, from its key names."""
-  keys = list(state_dict)
-  if "conv_first.weight" in state_dict:
-    if "trunk_conv.weight" in state_dict or any(k.startswith("RRDB_trunk.") for k in keys):
-      return ESRGAN
-    return BASICSR
-  if "model.0.weight" in state_dict and any(k.startswith("model.1.sub.") for k in keys):
-    return ESRGAN_ORIGINAL
-  raise CheckpointError(f"{source}: not an RRDBNet (ESRGAN generator) state dict: it has neither "
-                        f"conv_first.weight nor model.0.weight (keys: {trees.preview(keys)})")
-
-
-def infer_arch(state_dict: Mapping[str, Any], source: str = "state dict",
-               layout: str | None = None, scale: int | None = None) -> dict[str, int]:
-  """num_in_ch, num_out_ch, scale, num_feat, num_block, num_grow_ch of a generator state dict.
-
-  BasicSR's x2 and x1 models pixel-unshuffle the input by 2 or 4 first, so conv_first takes 4x or
-  16x the image channels: with 3-channel output, 3 -> x4, 12 -> x2, 48 -> x1 (input channels are
-  assumed to equal output channels unless `scale` is given). ESRGAN's own layouts are x4 only.
-  """
-  layout = layout or detect_layout(state_dict, source)
-  block_pattern, first_key, last_key = _LAYOUT_KEYS[layout]
-  blocks = sorted((int(m.group(1)), key) for key in state_dict
-                  if (m := re.fullmatch(block_pattern, key)))
-  if not blocks:
-    example = block_pattern.replace(r"(\d+)", "0").replace("\\", "")
-    raise CheckpointError(f"{source}: not an RRDBNet state dict: no RRDB blocks (no key like "
-                          f"{example})")
-  num_feat, in_channels = torch_io.shape_of(state_dict, first_key, source, "RRDBNet")[:2]
-  num_out_ch = torch_io.shape_of(state_dict, last_key, source, "RRDBNet")[0]
-  num_grow_ch = torch_io.shape_of(state_dict, blocks[0][1], source, "RRDBNet")[0]
-  if layout != BASICSR:
-    if scale not in (None, 4):
-      raise CheckpointError(f"{source}: the {layout} layout is x4 only, cannot read it as x{scale}")
-    scale, num_in_ch = 4, in_channels
-  elif scale is None:
-    matches = [s for s, fold in SCALE_CHANNEL_FOLD.items() if in_channels == num_out_ch * fold]
-    if not matches:
-      raise CheckpointError(f"{source}: cannot infer the scale: conv_first takes {in_channels} "
-                            f"channels and conv_last gives {num_out_ch} (pass the scale)")
-    scale, num_in_ch = matches[0], num_out_ch
-  else:
-    fold = SCALE_CHANNEL_FOLD.get(scale)
-    if fold is None or in_channels % fold:
-      raise CheckpointError(f"{source}: conv_first takes {in_channels} channels, which does not "
-                            f"fit scale x{scale}")
-    num_in_ch = in_channels // fold
-  return {"num_in_ch": int(num_in_ch), "num_out_ch": int(num_out_ch), "scale": int(scale),
-          "num_feat": int(num_feat), "num_block": blocks[-1][0] + 1,
-          "num_grow_ch": int(num_grow_ch)}
-
-
-def _torch_name(module_path, layout, num_block):
-  head = module_path[0]
-  if head.startswith("body_"):
-    block, rdb, conv = head[len("body_"):], module_path[1], module_path[2]
-    if layout == BASICSR:
-      return f"body.{block}.{rdb}.{conv}"
-    if layout == ESRGAN:
-      return f"RRDB_trunk.{block}.{rdb.upper()}.{conv}"
-    return f"model.1.sub.{block}.{rdb.upper()}.{conv}.0"
-  if layout == BASICSR:
-    return head
-  if layout == ESRGAN:
-    return _ESRGAN_NAMES[head]
-  return f"model.1.sub.{num_block}" if head == "conv_body" else _ORIGINAL_NAMES[head]
-
-
-def _entries(arch, layout):
-  if layout not in LAYOUTS:
-    raise CheckpointError(f"unknown RRDBNet key layout {layout!r}; choose from {LAYOUTS}")
-  shapes = trees.variable_shapes(generator_from_arch(arch), (1, 8, 8, arch["num_in_ch"]))
-  return [torch_io.leaf_entry(path[1:], _torch_name(path[1:-1], layout, arch["num_block"]), shape)
-          for path, shape in shapes.items()]
-
-
 def params_from_torch(state_dict: Mapping[str, Any], source: str = "state dict",
-                      scale: int | None = None) -> tuple[dict, dict[str, int]]:
-  """(Flax RRDBNet params, arch) from a bare generator state dict in any of LAYOUTS."""
-  layout = detect_layout(state_dict, source)
-  arch = infer_arch(state_dict, source, layout, scale)
-  params = torch_io.import_entries(state_dict, _entries(arch, layout), source,
-                                   describe(arch, layout))
+                      scale: int | None = None, act_type: str | None = None
+                      ) -> tuple[dict, dict[str, Any]]:
+  """(Flax params, arch) of a bare generator state dict of any architecture, told by its keys.
+
+  `scale` (RRDBNet x1/x2 files whose conv_first cannot tell it) and `act_type` (SRVGGNetCompact
+  files without PReLU slopes) fill in what a file does not say; elsewhere they must agree.
+  """
+  if span.is_span(state_dict):
+    params, arch = span.params_from_torch(state_dict, source)
+  elif srvgg.is_srvgg(state_dict):
+    params, arch = srvgg.params_from_torch(state_dict, source, act_type)
+  elif rrdbnet.is_rrdbnet(state_dict):
+    params, arch = rrdbnet.params_from_torch(state_dict, source, scale)
+  else:
+    raise CheckpointError(
+        f"{source}: not an RRDBNet (ESRGAN generator), SRVGGNetCompact or SPAN state dict: it "
+        f"has neither conv_first.weight, model.0.weight, body.0.weight nor conv_1.sk.weight "
+        f"(keys: {trees.preview(list(state_dict))})")
+  name = arch_name(arch)
+  if act_type is not None and name != srvgg.ARCH_NAME:
+    raise CheckpointError(f"{source}: act_type is for SRVGGNetCompact files; this is "
+                          f"{describe(arch)}")
+  if scale is not None and arch["scale"] != scale:
+    raise CheckpointError(f"{source}: {describe(arch)} is x{arch['scale']}, not x{scale}")
   return params, arch
 
 
-def params_to_torch(params, arch: Mapping[str, int], layout: str = BASICSR) -> dict:
-  """Flax RRDBNet params -> state dict (numpy) that the PyTorch network loads with strict=True."""
-  return torch_io.export_entries(params, _entries(dict(arch), layout), describe(arch, layout))
+def params_to_torch(params, arch: Mapping[str, Any], layout: str | None = None) -> dict:
+  """Flax params -> the architecture's state dict (numpy), loadable with strict=True.
+
+  `layout` picks RRDBNet's key names (default basicsr); the others have one layout.
+  """
+  if arch_name(arch) == rrdbnet.ARCH_NAME:
+    return rrdbnet.params_to_torch(params, arch, layout or BASICSR)
+  if layout not in (None, BASICSR):
+    raise CheckpointError(f"the {layout} layout is RRDBNet's; {describe(arch)} has only its own")
+  return _layout_module(arch).params_to_torch(params, arch)
 
 
 def load_generator_from_torch(path: str | os.PathLike, weights_key: str | None = None,
-                              scale: int | None = None) -> tuple[dict, dict[str, int]]:
-  """(params, arch) of an ESRGAN/BasicSR/Real-ESRGAN generator .pth file."""
-  return params_from_torch(torch_io.read_state_dict(path, weights_key), str(path), scale)
+                              scale: int | None = None, act_type: str | None = None
+                              ) -> tuple[dict, dict[str, Any]]:
+  """(params, arch) of a generator .pth or .safetensors file of any architecture."""
+  return params_from_torch(torch_io.read_state_dict(path, weights_key), str(path), scale,
+                           act_type)
 
 
 # ------------------------------------------------------------------------------------------------
 # Generator checkpoints.
+
 
 
 def save_generator(directory: str | os.PathLike, params, arch: Mapping[str, Any]) -> None:
@@ -183,7 +167,7 @@ def is_generator_checkpoint(directory: str | os.PathLike) -> bool:
 
 
 def load_generator(directory: str | os.PathLike,
-                   which: str = "generator_ema") -> tuple[dict, dict[str, int]]:
+                   which: str = "generator_ema") -> tuple[dict, dict[str, Any]]:
   """Returns (params, arch), with a one-line error naming the path when that fails.
 
   `directory` is a generator checkpoint, or a training workdir / its checkpoints directory / one
@@ -195,7 +179,7 @@ def load_generator(directory: str | os.PathLike,
 
 
 def load_generator_and_source(directory: str | os.PathLike, which: str = "generator_ema"
-                              ) -> tuple[dict, dict[str, int], epath.Path]:
+                              ) -> tuple[dict, dict[str, Any], epath.Path]:
   """load_generator, plus the directory actually read: the step, for a training workdir."""
   path = epath.Path(directory)
   if not path.exists():
@@ -215,8 +199,12 @@ def load_generator_and_source(directory: str | os.PathLike, which: str = "genera
     except checkpoints.CheckpointDamagedError as error:
       raise CheckpointError(str(error)) from error
     arch = meta["arch"]
-  arch = {f: int(v) for f, v in arch.items()}
-  generator_from_arch(arch)
+  try:
+    arch = normalised_arch(arch)
+    generator_from_arch(arch)
+  except (CheckpointError, TypeError, ValueError) as error:
+    raise CheckpointError(f"{path}: unusable generator architecture {arch} "
+                          f"({store.describe_error(error)})") from error
   return params, arch, path
 
 
@@ -225,29 +213,33 @@ def load_generator_and_source(directory: str | os.PathLike, which: str = "genera
 
 
 def convert_generator(in_path, out_dir, weights_key: str | None = None,
-                      scale: int | None = None) -> dict[str, int]:
-  """A generator .pth -> a generator checkpoint directory; returns the architecture."""
+                      scale: int | None = None, act_type: str | None = None) -> dict[str, Any]:
+  """A generator .pth / .safetensors -> a checkpoint directory; returns the architecture."""
   store.refuse_existing(out_dir, "output checkpoint directory")  # before reading a large file
-  params, arch = load_generator_from_torch(in_path, weights_key, scale)
+  params, arch = load_generator_from_torch(in_path, weights_key, scale, act_type)
   save_generator(out_dir, params, arch)
   return arch
 
 
-def export_generator(checkpoint_dir, out_path, wrap_key: str | None = "params",
-                     layout: str = BASICSR, which: str = "generator_ema") -> dict[str, int]:
-  """Generator checkpoint (or training workdir) -> .pth.
+def export_generator(checkpoint_dir, out_path, wrap_key: str | None = DEFAULT_WRAP,
+                     layout: str | None = None, which: str = "generator_ema") -> dict[str, Any]:
+  """Generator checkpoint (or training workdir) -> .pth, or .safetensors by `out_path`'s suffix.
 
-  `wrap_key` None writes a bare state dict, as ESRGAN's own files are; `which` picks the EMA or
-  the raw generator of a training workdir.
+  Each architecture is written in its own key layout (RRDBNet: `layout`, default basicsr). The
+  default `wrap_key` wraps a .pth under "params" as Real-ESRGAN's releases are and leaves a
+  .safetensors flat; None writes a bare state dict, as ESRGAN's own files are. `which` picks the
+  EMA or the raw generator of a training workdir.
   """
   if not epath.Path(checkpoint_dir).is_dir():
     raise CheckpointError(f"{checkpoint_dir}: not a directory; --export reads a generator "
-                          "checkpoint or training workdir and writes a .pth")
+                          "checkpoint or training workdir and writes a .pth or .safetensors")
   store.refuse_existing(out_path, "output file")
+  if wrap_key == DEFAULT_WRAP:
+    wrap_key = None if torch_io.is_safetensors_path(out_path) else "params"
   params, arch = load_generator(checkpoint_dir, which)
   try:
     state = params_to_torch(params, arch, layout)
   except CheckpointError as error:
     raise CheckpointError(f"{checkpoint_dir}: {error}") from error
-  torch_io.write_torch_checkpoint(out_path, {wrap_key: state} if wrap_key else state)
+  torch_io.write_state_dict(out_path, {wrap_key: state} if wrap_key else state)
   return arch

@@ -9,6 +9,7 @@ import sys
 import jax
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 
 from esrgan_jax import cli, convert
@@ -16,6 +17,9 @@ from esrgan_jax.models import VGG19Features
 from esrgan_jax.weights import discriminators, generator, vgg19
 from esrgan_jax.weights.store import CheckpointError
 from reference import torch_models as ref
+from reference import torch_span, torch_srvgg
+from tests.weights.test_fast_layouts import (TINY_SRVGG, span_arch, span_reference, srvgg_arch,
+                                             srvgg_reference, torch_output)
 from tests.weights.test_layouts import ARCH, assert_generator_matches, torch_generator
 
 ERROR_PREFIX = "esrgan_jax: error: "
@@ -74,10 +78,103 @@ def test_cli_export_loads_strictly_in_torch(tmp_path, layout, export_key):
     np.testing.assert_array_equal(fresh.state_dict()[key].numpy(), value.numpy(), err_msg=key)
 
 
+# Real-ESRGAN compact and SPAN: (reference builder, its constructor arguments, expected record).
+FAST_GENERATORS = {
+    "srvgg": (torch_srvgg.SRVGGNetCompact, dict(TINY_SRVGG, upscale=4), srvgg_arch()),
+    "span": (torch_span.SPAN, dict(feature_channels=8, upscale=2), span_arch(upscale=2)),
+}
 
 
+def fast_reference(name, seed=0):
+  cls, kwargs, _ = FAST_GENERATORS[name]
+  if cls is torch_srvgg.SRVGGNetCompact:
+    return srvgg_reference(seed, **kwargs)
+  return span_reference(seed, **kwargs)
 
 
+def save_torch_file(model, path, wrapper=None):
+  state = model.state_dict()
+  if str(path).endswith(".safetensors"):
+    safetensors.torch.save_file({k: v.contiguous() for k, v in state.items()}, path)
+  else:
+    torch.save({wrapper: state} if wrapper else state, path)
+
+
+@pytest.mark.parametrize("name", FAST_GENERATORS)
+@pytest.mark.parametrize("suffix, wrapper", [(".pth", "params"), (".pth", None),
+                                             (".safetensors", None)])
+def test_cli_converts_compact_and_span(tmp_path, capsys, name, suffix, wrapper):
+  torch_model = fast_reference(name, seed=1)
+  save_torch_file(torch_model, tmp_path / f"in{suffix}", wrapper)
+  assert convert.main([str(tmp_path / f"in{suffix}"), str(tmp_path / "out")]) == 0
+  assert generator.describe(FAST_GENERATORS[name][2]) in capsys.readouterr().out
+
+  params, arch = generator.load_generator(tmp_path / "out")
+  assert arch == FAST_GENERATORS[name][2]
+  x = np.random.default_rng(0).random((1, 10, 12, 3), dtype=np.float32)
+  # The inference form (SPAN folded) and the checkpoint's own form both compute the reference's.
+  for model, model_params in (generator.inference_model_and_params(arch, params),
+                              (generator.generator_from_arch(arch), params)):
+    out = model.apply({"params": model_params}, x)
+    np.testing.assert_allclose(out, torch_output(torch_model, x), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", FAST_GENERATORS)
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_cli_exports_compact_and_span_strictly_and_bit_exactly(tmp_path, name, suffix):
+  torch_model = fast_reference(name, seed=2)
+  save_torch_file(torch_model, tmp_path / "in.pth")
+  assert convert.main([str(tmp_path / "in.pth"), str(tmp_path / "ckpt")]) == 0
+  out = tmp_path / f"out{suffix}"
+  assert convert.main(["--export", str(tmp_path / "ckpt"), str(out)]) == 0
+
+  if suffix == ".pth":
+    state = torch.load(out, weights_only=True)["params"]  # Real-ESRGAN's wrapper by default
+  else:
+    state = safetensors.torch.load_file(out)  # flat
+  cls, kwargs, _ = FAST_GENERATORS[name]
+  fresh = cls(**kwargs)
+  fresh.load_state_dict(state, strict=True)
+  for key, value in torch_model.state_dict().items():
+    if "eval_conv" not in key:  # the reference's eval_conv is filled in only by an eval forward
+      np.testing.assert_array_equal(fresh.state_dict()[key].numpy(), value.numpy(), err_msg=key)
+  # And back: the same checkpoint, bit for bit.
+  assert convert.main([str(out), str(tmp_path / "back")]) == 0
+  back, back_arch = generator.load_generator(tmp_path / "back")
+  params, arch = generator.load_generator(tmp_path / "ckpt")
+  assert back_arch == arch
+  jax.tree.map(np.testing.assert_array_equal, back, params)
+
+
+def test_compact_without_prelu_needs_act_type(tmp_path, capsys):
+  torch_model = srvgg_reference(3, **TINY_SRVGG, act_type="leakyrelu")
+  save_torch_file(torch_model, tmp_path / "in.pth", "params_ema")
+  assert convert.main([str(tmp_path / "in.pth"), str(tmp_path / "out")]) == 1
+  assert "give act_type" in assert_one_line_error(capsys, tmp_path / "in.pth")
+  assert convert.main([str(tmp_path / "in.pth"), str(tmp_path / "out"), "--act_type",
+                       "leakyrelu"]) == 0
+  params, arch = generator.load_generator(tmp_path / "out")
+  assert arch == srvgg_arch(act_type="leakyrelu")
+  x = np.random.default_rng(1).random((1, 6, 7, 3), dtype=np.float32)
+  out = generator.generator_from_arch(arch).apply({"params": params}, x)
+  np.testing.assert_allclose(out, torch_output(torch_model, x), rtol=0, atol=1e-4)
+  # act_type is for compact files only; a RRDBNet's --export_layout for RRDBNet only.
+  torch.save(torch_generator(generator.BASICSR).state_dict(), tmp_path / "rrdb.pth")
+  assert convert.main([str(tmp_path / "rrdb.pth"), str(tmp_path / "o2"), "--act_type",
+                       "relu"]) == 1
+  assert "act_type is for SRVGGNetCompact" in assert_one_line_error(capsys, tmp_path / "rrdb.pth")
+  assert convert.main(["--export", str(tmp_path / "out"), str(tmp_path / "o.pth"),
+                       "--export_layout", "esrgan"]) == 1
+  assert "layout is RRDBNet's" in assert_one_line_error(capsys, tmp_path / "out")
+
+
+def test_non_generator_safetensors_is_one_line(tmp_path, capsys):
+  path = tmp_path / "other.safetensors"
+  safetensors.torch.save_file(ref.VGGStyleDiscriminator(3, 4).state_dict(), path)
+  assert convert.main([str(path), str(tmp_path / "out")]) == 1
+  line = assert_one_line_error(capsys, path)
+  assert "not an RRDBNet (ESRGAN generator), SRVGGNetCompact or SPAN state dict" in line
+  assert not (tmp_path / "out").exists()
 
 
 def _bad_input(tmp_path, kind):

@@ -12,6 +12,8 @@ import pytest
 from esrgan_jax import interpolate
 from esrgan_jax.interpolate import InterpolationError, interpolate_params
 from esrgan_jax.models import RRDBNet
+from esrgan_jax.models.span import SPAN
+from esrgan_jax.models.srvgg import SRVGGNetCompact
 from esrgan_jax.weights.generator import arch_of, load_generator, save_generator
 
 from tests import REPO_ROOT
@@ -45,6 +47,11 @@ def checkpoints(tmp_path_factory):
   odd = random_params(model, 4)
   odd["conv_last"]["kernel"] = np.zeros((3, 3, 8, 1), np.float32)
   save_generator(root / "odd", odd, arch_of(model))
+  for name, other in (("compact", SRVGGNetCompact(num_feat=8, num_conv=2)),
+                      ("compact_relu", SRVGGNetCompact(num_feat=8, num_conv=2, act_type="relu")),
+                      ("compact_b", SRVGGNetCompact(num_feat=8, num_conv=2)),
+                      ("span", SPAN(feature_channels=8)), ("span_b", SPAN(feature_channels=8))):
+    save_generator(root / name, random_params(other, len(name)), arch_of(other))
   return root, psnr, gan
 
 
@@ -133,3 +140,30 @@ def test_cli_read_only_output_is_one_line(checkpoints, capsys, tmp_path):
   err = capsys.readouterr().err
   assert code == 1
   assert err.startswith(f"esrgan_jax: error: {out}: cannot write") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("first, second, difference", [
+    ("psnr", "span", "arch rrdbnet vs span"),
+    ("compact", "span", "arch srvgg_compact vs span"),
+    ("compact", "compact_relu", "act_type prelu vs relu"),
+])
+def test_cli_names_the_architectures_that_differ(checkpoints, capsys, first, second, difference):
+  root = checkpoints[0]
+  assert interpolate.main(["--psnr", str(root / first), "--gan", str(root / second), "--alpha",
+                           "0.5", "-o", str(root / "never")]) == 1
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and err.endswith(f"different architectures: {difference}\n"), err
+  assert not (root / "never").exists()
+
+
+@pytest.mark.parametrize("first, second", [("compact", "compact_b"), ("span", "span_b")])
+def test_compact_and_span_blend_leaf_by_leaf(checkpoints, tmp_path, first, second):
+  root = checkpoints[0]
+  out = tmp_path / "mixed"
+  assert interpolate.main(["--psnr", str(root / first), "--gan", str(root / second), "--alpha",
+                           "0.25", "-o", str(out)]) == 0
+  (mixed, arch), (a, a_arch), (b, _) = (load_generator(p) for p in (out, root / first,
+                                                                   root / second))
+  assert arch == a_arch and "arch" in arch
+  jax.tree.map(lambda m, x, y: np.testing.assert_allclose(m, 0.75 * x + 0.25 * y, rtol=1e-6,
+                                                          atol=1e-6), mixed, a, b)

@@ -139,6 +139,16 @@ def test_no_seam_in_gradients_across_tile_borders(x4_setup):
   assert jump(receptive_radius(scale, NUM_BLOCK)) < 1e-5
 
 
+def test_generator_radius_dispatches_on_the_architecture_record():
+  rrdbnet = dict(num_in_ch=3, num_out_ch=3, scale=2, num_feat=8, num_block=3, num_grow_ch=4)
+  assert tiling.generator_radius(rrdbnet) == tiling.receptive_radius(2, 3)
+  compact = {"arch": "srvgg_compact", "scale": 4, "num_conv": 16}
+  assert tiling.generator_radius(compact) == 18  # every 3x3 conv at LR: 16 + first + last
+  assert tiling.generator_radius({"arch": "span", "scale": 2}) == 21
+  with pytest.raises(ValueError, match="unknown architecture 'swinir'"):
+    tiling.generator_radius({"arch": "swinir"})
+
+
 def test_package_receptive_radius_is_the_derived_one():
   for scale in (1, 2, 4):
     for num_block in (0, 1, 23):
