@@ -350,7 +350,8 @@ def _upscale_all(args) -> int:
       windows_bar.update(done - windows_bar.n)
 
     upscaler = Upscaler(make_apply_fn(model, params), arch["scale"], args.outscale, args.tile,
-                        tile_pad, args.batch_size, args.alpha_upsampler, progress)
+                        tile_pad, args.batch_size, args.alpha_upsampler, progress,
+                        multiple=tiling.generator_multiple(arch))
     failures = run(args, upscaler, paths, outputs, images_bar)
     written = images_bar.n - failures
   if failures:

@@ -48,6 +48,14 @@ def input_multiple(scale: int) -> int:
   return max(1, 4 // scale)
 
 
+def generator_multiple(arch: dict) -> int:
+  """`input_multiple` of any generator's architecture record: SRVGGNetCompact and SPAN take any
+  size (they never unshuffle), so padding their input would change their output at the border."""
+  if arch.get("arch", "rrdbnet") == "rrdbnet":
+    return input_multiple(int(arch["scale"]))
+  return 1
+
+
 def receptive_radius(scale: int, num_block: int) -> int:
   """Input pixels on each side that one output pixel of an RRDBNet may depend on.
 
@@ -102,16 +110,16 @@ def _axis_spans(length: int, tile: int, pad: int) -> tuple[int, list[tuple[int, 
   return window, spans
 
 
-def plan_tiles(height: int, width: int, scale: int, tile: int,
-               tile_pad: int) -> tuple[tuple[int, int], list[TileJob]]:
+def plan_tiles(height: int, width: int, scale: int, tile: int, tile_pad: int,
+               multiple: Optional[int] = None) -> tuple[tuple[int, int], list[TileJob]]:
   """The window shape and the row-major jobs of an image (tile 0: the whole image at once).
 
-  Windows lie in the image padded to the model's input multiple; regions are cropped to the
-  real image, so a region of only padding is never computed for nothing.
+  Windows lie in the image padded to the model's input `multiple` (default: RRDBNet's at this
+  scale); regions are cropped to the real image, so a region of only padding is never computed.
   """
   if tile < 0 or tile_pad < 0:
     raise ValueError(f"tile ({tile}) and tile_pad ({tile_pad}) must be >= 0")
-  multiple = input_multiple(scale)
+  multiple = input_multiple(scale) if multiple is None else multiple
   tile, tile_pad = _round_up(tile, multiple), _round_up(tile_pad, multiple)
   window_h, rows = _axis_spans(_round_up(height, multiple), tile, tile_pad)
   window_w, cols = _axis_spans(_round_up(width, multiple), tile, tile_pad)
@@ -183,13 +191,13 @@ class Batcher:
 
 def submit_image(batcher: Batcher, window_of: Callable[[int, int, int, int], np.ndarray],
                  height: int, width: int, scale: int, tile: int, tile_pad: int,
-                 paste: PasteFn) -> int:
+                 paste: PasteFn, multiple: Optional[int] = None) -> int:
   """Queues every window of one image; returns how many. `paste` gets each region's output.
 
   window_of(y, x, h, w) returns the float32 window of the image padded to the model's input
   multiple (see `pad_to_multiple`); windows are made only as they are queued.
   """
-  (window_h, window_w), jobs = plan_tiles(height, width, scale, tile, tile_pad)
+  (window_h, window_w), jobs = plan_tiles(height, width, scale, tile, tile_pad, multiple)
 
   def deliver_to(job):
     def deliver(result):
@@ -204,7 +212,8 @@ def submit_image(batcher: Batcher, window_of: Callable[[int, int, int, int], np.
 
 def upscale_tiled(apply_fn: ApplyFn, image: np.ndarray, scale: int, tile: int = 0,
                   tile_pad: int = 10, batch_size: int = 1,
-                  progress: Optional[ProgressFn] = None) -> np.ndarray:
+                  progress: Optional[ProgressFn] = None,
+                  multiple: Optional[int] = None) -> np.ndarray:
   """Runs `apply_fn` over `image` tile by tile and returns the float32 (H*scale)x(W*scale)xC output.
 
   Args:
@@ -218,14 +227,17 @@ def upscale_tiled(apply_fn: ApplyFn, image: np.ndarray, scale: int, tile: int = 
       inference when it is at least `receptive_radius(scale, num_block)`.
     batch_size: windows per `apply_fn` call at most.
     progress: called as progress(windows_done, windows_total) as outputs are pasted.
+    multiple: the size the model's input must be a multiple of (`generator_multiple`); default
+      RRDBNet's at `scale`.
   """
   if image.ndim != 3:
     raise ValueError(f"upscale_tiled expects an HxWxC image, got shape {image.shape}")
   height, width, channels = image.shape
-  padded = pad_to_multiple(np.asarray(image, np.float32), input_multiple(scale))
+  multiple = input_multiple(scale) if multiple is None else multiple
+  padded = pad_to_multiple(np.asarray(image, np.float32), multiple)
   output = np.empty((height * scale, width * scale, channels), np.float32)
   batcher = Batcher(apply_fn, batch_size)
-  done, total = 0, len(plan_tiles(height, width, scale, tile, tile_pad)[1])
+  done, total = 0, len(plan_tiles(height, width, scale, tile, tile_pad, multiple)[1])
 
   def paste(job, block):
     nonlocal done
@@ -235,6 +247,6 @@ def upscale_tiled(apply_fn: ApplyFn, image: np.ndarray, scale: int, tile: int = 
       progress(done, total)
 
   submit_image(batcher, lambda y, x, h, w: padded[y:y + h, x:x + w], height, width,
-                       scale, tile, tile_pad, paste)
+               scale, tile, tile_pad, paste, multiple)
   batcher.flush()
   return output

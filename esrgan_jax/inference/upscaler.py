@@ -71,8 +71,11 @@ class Upscaler:
 
   def __init__(self, apply_fn, scale: int, outscale: Optional[float], tile: int, tile_pad: int,
                batch_size: int, alpha_upsampler: str = "model",
-               progress: Optional[Callable[[int, int], None]] = None):
+               progress: Optional[Callable[[int, int], None]] = None,
+               multiple: Optional[int] = None):
     self.scale, self.progress = scale, progress
+    # The size the model's input must be a multiple of (tiling.generator_multiple).
+    self.multiple = tiling.input_multiple(scale) if multiple is None else multiple
     self.outscale = scale if outscale is None else outscale
     self.tile, self.tile_pad = tile, tile_pad
     self.alpha_upsampler = alpha_upsampler
@@ -126,7 +129,7 @@ class Upscaler:
     """Queues the windows of `source` (1 channel: copied to 3, output turned back to gray)."""
     height, width = source.shape[:2]
     scale, inverse_peak = self.scale, 1.0 / float(np.iinfo(source.dtype).max)
-    source = tiling.pad_to_multiple(source, tiling.input_multiple(scale))
+    source = tiling.pad_to_multiple(source, self.multiple)
     writer = _RegionWriter(out, channels, (height * scale, width * scale))
 
     def window_of(y, x, h, w):
@@ -139,11 +142,12 @@ class Upscaler:
       writer.paste(job.y0 * scale, job.x0 * scale, block)
       finish_one()
 
-    count = len(tiling.plan_tiles(height, width, scale, self.tile, self.tile_pad)[1])
+    count = len(tiling.plan_tiles(height, width, scale, self.tile, self.tile_pad,
+                                  self.multiple)[1])
     state["pending"] += count
     self.windows_total += count
     tiling.submit_image(self.batcher, window_of, height, width, scale, self.tile, self.tile_pad,
-                        paste)
+                        paste, self.multiple)
 
   def _alpha(self, image, out, finish_one, state) -> None:
     alpha = image[..., 3:]
