@@ -13,10 +13,20 @@ placeholder = ml_collections.config_dict.placeholder
 
 
 def model_config() -> ml_collections.ConfigDict:
+  """`config.model`: the generator. num_in_ch, num_out_ch, scale and num_feat are shared; each
+  architecture reads its own fields below and ignores the others'."""
   return ml_collections.ConfigDict(dict(
-      num_in_ch=3, num_out_ch=3, scale=4, num_feat=64, num_block=23, num_grow_ch=32,
+      # "rrdbnet" (ESRGAN), "srvgg_compact" (Real-ESRGAN's SRVGGNetCompact) or "span" (SPAN).
+      arch="rrdbnet",
+      num_in_ch=3, num_out_ch=3, scale=4, num_feat=64,
+      # rrdbnet.
+      num_block=23, num_grow_ch=32,
       remat_blocks=False,  # recompute RRDBs in the backward pass when memory bound
       dense_block="auto",  # "concat" or "fused" (models/rrdbnet.py); auto: fastest measured here
+      # srvgg_compact: body convs and activation (realesr-general-x4v3: num_feat 64, 32, prelu).
+      num_conv=32, act_type="prelu",
+      # span: feature width, and the RGB-mean normalisation of its input (3 channels only).
+      feature_channels=48, norm=True,
   ))
 
 

@@ -11,12 +11,15 @@ from esrgan_jax.data.pipeline import DATASETS, EVAL_LR_SOURCES, LR_SOURCES
 from esrgan_jax.models import COMPUTE_DTYPES, DISCRIMINATORS
 from esrgan_jax.models.discriminators import VGG_INPUT_SIZES
 from esrgan_jax.models.rrdbnet import DENSE_BLOCK_CHOICES, SUPPORTED_SCALES
+from esrgan_jax.models.srvgg import ACT_TYPES
 from esrgan_jax.models.vgg19 import VGG19_LAYERS
 from esrgan_jax.training.losses import GAN_TYPES, PIXEL_CRITERIA
 from esrgan_jax.training.optim import SCHEDULES
+from esrgan_jax.weights.generator import ARCHITECTURES
 
 
 PRNG_IMPLS = ("rbg", "unsafe_rbg", "threefry2x32")
+FAST_SCALES = (1, 2, 3, 4)  # SRVGGNetCompact and SPAN
 
 
 def _require(condition: bool, message: str) -> None:
@@ -45,15 +48,46 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, mode: str = "t
 
 
 def _validate_model(model: ml_collections.ConfigDict) -> None:
+  _require(model.arch in ARCHITECTURES,
+           f"config.model.arch must be one of {ARCHITECTURES}, got {model.arch!r}")
+  if model.arch != "rrdbnet":
+    _validate_fast_model(model)
+    return
   _require(model.scale in SUPPORTED_SCALES,
            f"config.model.scale must be one of {SUPPORTED_SCALES}, got {model.scale}")
   # num_feat=0 divides by zero in the initialisers, num_block=0 trains a network of no blocks.
-  for name in ("num_in_ch", "num_out_ch", "num_feat", "num_block", "num_grow_ch"):
+  _require_positive(model, ("num_in_ch", "num_out_ch", "num_feat", "num_block", "num_grow_ch"))
+  _require(model.dense_block in DENSE_BLOCK_CHOICES, f"config.model.dense_block must be one of "
+           f"{DENSE_BLOCK_CHOICES}, got {model.dense_block!r}")
+
+
+def _validate_fast_model(model: ml_collections.ConfigDict) -> None:
+  """SRVGGNetCompact's and SPAN's fields; they upsample by any integer, not only by unshuffling."""
+  _require(model.scale in FAST_SCALES, f"config.model.scale must be one of {FAST_SCALES} for "
+           f"arch={model.arch!r}, got {model.scale!r}")
+  if model.arch == "srvgg_compact":
+    _require_positive(model, ("num_in_ch", "num_out_ch", "num_feat"))
+    _require(isinstance(model.num_conv, int) and model.num_conv >= 0,
+             f"config.model.num_conv must be a non-negative integer, got {model.num_conv!r}")
+    _require(model.act_type in ACT_TYPES,
+             f"config.model.act_type must be one of {ACT_TYPES}, got {model.act_type!r}")
+    # The network adds its nearest-upsampled input to its output.
+    _require(model.num_in_ch in (1, model.num_out_ch), f"config.model.num_in_ch="
+             f"{model.num_in_ch} must be 1 or config.model.num_out_ch={model.num_out_ch} for "
+             "srvgg_compact, which adds its upsampled input to its output")
+    return
+  _require_positive(model, ("num_in_ch", "num_out_ch", "feature_channels"))
+  _require(isinstance(model.norm, bool),
+           f"config.model.norm must be True or False, got {model.norm!r}")
+  _require(not model.norm or model.num_in_ch == 3, f"config.model.norm=True subtracts an RGB "
+           f"mean, so it needs config.model.num_in_ch=3, got {model.num_in_ch}")
+
+
+def _require_positive(model: ml_collections.ConfigDict, names: tuple[str, ...]) -> None:
+  for name in names:
     value = model[name]
     _require(isinstance(value, int) and value > 0,
              f"config.model.{name} must be a positive integer, got {value!r}")
-  _require(model.dense_block in DENSE_BLOCK_CHOICES, f"config.model.dense_block must be one of "
-           f"{DENSE_BLOCK_CHOICES}, got {model.dense_block!r}")
 
 
 def _validate_eval(config: ml_collections.ConfigDict) -> None:
@@ -92,8 +126,8 @@ def _validate_train(config: ml_collections.ConfigDict, num_devices: int) -> None
   _require(config.prng_impl in PRNG_IMPLS, f"config.prng_impl must be one of "
            f"{PRNG_IMPLS}, got {config.prng_impl!r}")
   scale, patch = config.model.scale, config.data.patch_size
-  # x1 and x2 models pixel-unshuffle their input by 4 // scale.
-  multiple = scale * (4 // scale)
+  # x1 and x2 RRDBNets pixel-unshuffle their input by 4 // scale; the others take any size.
+  multiple = scale * (4 // scale if config.model.arch == "rrdbnet" else 1)
   _require(patch > 0 and patch % multiple == 0,
            f"config.data.patch_size={patch} must be a positive multiple of {multiple} for "
            f"config.model.scale={scale}")

@@ -35,6 +35,7 @@ from esrgan_jax.inference import tiling
 from esrgan_jax.inference.apply import apply_generator
 from esrgan_jax.metrics import fid, lpips, naturalness
 from esrgan_jax.models import COMPUTE_DTYPES
+from esrgan_jax.models.span import SPAN
 from esrgan_jax.weights import checkpoints
 from esrgan_jax.weights import generator as generator_weights
 
@@ -77,7 +78,13 @@ def make_generate_fn(generator, params) -> Callable[[np.ndarray], np.ndarray]:
   global mesh.
   """
   device = jax.local_devices()[0]
-  params = jax.device_put(_gather_to_host(params), device)
+  params = _gather_to_host(params)
+  # A SPAN trained in its branch form runs folded: the same function, one conv per Conv3XC.
+  # RRDBNet keeps its own module (remat_blocks and dense_block are not in its record).
+  if isinstance(generator, SPAN) and not generator.deploy:
+    generator, params = generator_weights.inference_model_and_params(
+        generator_weights.arch_of(generator), params, dtype=generator.dtype)
+  params = jax.device_put(params, device)
   return lambda batch: np.asarray(
       apply_generator(generator, params, jax.device_put(batch, device)))
 
@@ -376,6 +383,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, SetResult]
     raise generator_weights.CheckpointError(
         f"{source}: checkpoint is a x{arch['scale']} model but config.model.scale is "
         f"{config.model.scale}")
+  # make_generate_fn folds a SPAN into the form it runs in.
   generator = generator_weights.generator_from_arch(
       arch, dtype=COMPUTE_DTYPES[config.compute_dtype])
   eval_sets = create_eval_sets(config.data, scale=arch["scale"],

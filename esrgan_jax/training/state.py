@@ -10,8 +10,10 @@ import optax
 from flax import linen as nn
 from flax import struct
 
-from esrgan_jax.models import COMPUTE_DTYPES, DISCRIMINATORS, RRDBNet, VGG19Features
+from esrgan_jax.models import COMPUTE_DTYPES, DISCRIMINATORS, VGG19Features
 from esrgan_jax.training import optim
+from esrgan_jax.weights import generator as generator_weights
+from esrgan_jax.weights import rrdbnet, span, srvgg
 
 
 @struct.dataclass
@@ -47,8 +49,29 @@ class Networks(NamedTuple):
   vgg: Optional[nn.Module] = None
 
 
-def build_generator(config: ml_collections.ConfigDict, dtype=None) -> RRDBNet:
-  return RRDBNet(**config.model.to_dict(), dtype=dtype or COMPUTE_DTYPES[config.compute_dtype])
+# The config.model fields of each architecture's record (weights/generator.py), besides "arch".
+_ARCH_FIELDS = {rrdbnet.ARCH_NAME: rrdbnet.ARCH_FIELDS, srvgg.ARCH_NAME: srvgg.ARCH_FIELDS,
+                span.ARCH_NAME: span.ARCH_FIELDS}
+_FIELD_TYPES = {"act_type": str, "norm": bool}
+
+
+def generator_arch(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The architecture record of config.model.arch's generator, as its checkpoints store it.
+
+  Only that architecture's fields; RRDBNet's record has no "arch" key, as every checkpoint
+  written before the others.
+  """
+  name = config.model.arch
+  record = {f: _FIELD_TYPES.get(f, int)(config.model[f]) for f in _ARCH_FIELDS[name]}
+  return record if name == rrdbnet.ARCH_NAME else {"arch": name, **record}
+
+
+def build_generator(config: ml_collections.ConfigDict, dtype=None) -> nn.Module:
+  """The generator in its training form (SPAN: branches, folded only to be run)."""
+  kwargs = dict(dtype=dtype or COMPUTE_DTYPES[config.compute_dtype])
+  if config.model.arch == rrdbnet.ARCH_NAME:
+    kwargs.update(remat_blocks=config.model.remat_blocks, dense_block=config.model.dense_block)
+  return generator_weights.generator_from_arch(generator_arch(config), **kwargs)
 
 
 def build_networks(config: ml_collections.ConfigDict) -> Networks:

@@ -27,7 +27,8 @@ from esrgan_jax.data.eval_sets import create_eval_sets, eval_lr_sources
 from esrgan_jax.evaluation import evaluate
 from esrgan_jax.runtime import flops, parallel
 from esrgan_jax.training import failures, progress, realworld_batch, steps, stop_request
-from esrgan_jax.training.state import TrainState, build_networks, state_initializer
+from esrgan_jax.training.state import (TrainState, build_networks, generator_arch,
+                                       state_initializer)
 from esrgan_jax.weights import checkpoints
 from esrgan_jax.weights import generator as generator_weights
 from esrgan_jax.weights import vgg19 as vgg19_weights
@@ -37,8 +38,7 @@ PROFILE_WARMUP_STEPS = 3
 
 
 def generator_meta(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  return {"arch": {f: int(config.model[f]) for f in generator_weights.ARCH_FIELDS},
-          "stage": config.stage}
+  return {"arch": generator_arch(config), "stage": config.stage}
 
 
 def load_initial_generator(config: ml_collections.ConfigDict) -> Optional[tuple[Any, Any]]:
@@ -56,8 +56,8 @@ def load_initial_generator(config: ml_collections.ConfigDict) -> Optional[tuple[
   ema_params, arch = generator_weights.load_generator(source, which="generator_ema")
   expected = generator_meta(config)["arch"]
   if arch != expected:
-    raise generator_weights.CheckpointError(f"{source}: generator architecture {arch} does not match "
-                                       f"config.model {expected}")
+    raise generator_weights.CheckpointError(
+        f"{source}: generator architecture {arch} does not match config.model {expected}")
   if generator_weights.is_generator_checkpoint(source):
     params = ema_params
   else:
