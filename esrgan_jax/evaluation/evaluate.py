@@ -98,9 +98,17 @@ def _gather_to_host(tree):
   return jax.tree.map(fetch, tree)
 
 
-def super_resolve(generate_fn, lr: np.ndarray, scale: int, tile: int, tile_pad: int) -> np.ndarray:
-  """uint8 LR HxWx3 -> uint8 SR, rounded as the field's evaluation scripts do (images.to_pixels)."""
-  sr = tiling.upscale_tiled(generate_fn, lr.astype(np.float32) / 255.0, scale, tile, tile_pad)
+def input_multiple(generator) -> int:
+  """The size `generator`'s input is padded to a multiple of (RRDBNet x1/x2 only), as upscale."""
+  return tiling.generator_multiple(generator_weights.arch_of(generator))
+
+
+def super_resolve(generate_fn, lr: np.ndarray, scale: int, tile: int, tile_pad: int,
+                  multiple: Optional[int] = None) -> np.ndarray:
+  """uint8 LR HxWx3 -> uint8 SR, rounded as the field's evaluation scripts do (images.to_pixels);
+  `multiple` as tiling.upscale_tiled's (default: RRDBNet's at `scale`)."""
+  sr = tiling.upscale_tiled(generate_fn, lr.astype(np.float32) / 255.0, scale, tile, tile_pad,
+                            multiple=multiple)
   return images.to_pixels(sr)
 
 
@@ -192,7 +200,7 @@ def _gather(values: np.ndarray) -> np.ndarray:
 
 def evaluate_set(generate_fn, eval_images, scale: int, tile: int, tile_pad: int,
                  num_comparisons: int, lpips_metric=None, niqe_params=None,
-                 fid_metric=None) -> SetResult:
+                 fid_metric=None, multiple: Optional[int] = None) -> SetResult:
   """Each process evaluates images i::process_count; the values are gathered on every process.
 
   With `lpips_metric` (an `lpips.LpipsMetric`) and `niqe_params` (`naturalness.NiqeParams`),
@@ -213,7 +221,7 @@ def evaluate_set(generate_fn, eval_images, scale: int, tile: int, tile_pad: int,
   comparisons = {}
   for i in range(jax.process_index(), count, jax.process_count()):
     item = eval_images[i]
-    sr = super_resolve(generate_fn, item.lr, scale, tile, tile_pad)
+    sr = super_resolve(generate_fn, item.lr, scale, tile, tile_pad, multiple)
     row = _measure(sr, item.hr, scale, extras)
     baseline, upscaled, outputs = _bicubic_baseline(item, scale, extras, i < num_comparisons)
     values[i] = [row[m] for m in names] + [baseline[m] for m in names]
@@ -291,10 +299,12 @@ def configured_metrics(eval_config: ml_collections.ConfigDict) -> Extras:
 
 
 def evaluate_sets(generate_fn, eval_sets: dict[str, Any], scale: int,
-                  eval_config: ml_collections.ConfigDict) -> dict[str, SetResult]:
+                  eval_config: ml_collections.ConfigDict,
+                  multiple: Optional[int] = None) -> dict[str, SetResult]:
+  """`multiple`: the generator's input multiple (`input_multiple`); default RRDBNet's."""
   extras = configured_metrics(eval_config)
   return {name: evaluate_set(generate_fn, items, scale, eval_config.tile, eval_config.tile_pad,
-                             eval_config.num_comparison_images, *extras)
+                             eval_config.num_comparison_images, *extras, multiple=multiple)
           for name, items in eval_sets.items()}
 
 
@@ -389,7 +399,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, SetResult]
   eval_sets = create_eval_sets(config.data, scale=arch["scale"],
                                degradation=config.degradation)
   results = evaluate_sets(make_generate_fn(generator, params), eval_sets, arch["scale"],
-                          config.eval)
+                          config.eval, input_multiple(generator))
   if jax.process_index() == 0:
     out_dir = eval_mode_dir(workdir, source, step)
     _write(results, out_dir, out_dir.parent, source=str(source), step=step,

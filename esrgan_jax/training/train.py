@@ -420,7 +420,8 @@ class _Trainer:
     """Evaluates the EMA generator; the final one also writes WORKDIR/eval (JSON, pictures)."""
     generate = evaluate.make_generate_fn(self.networks.generator, self.state.generator_ema)
     results = evaluate.evaluate_sets(generate, self.eval_sets, self.config.model.scale,
-                                     self.config.eval)
+                                     self.config.eval,
+                                     evaluate.input_multiple(self.networks.generator))
     self.writer.write_scalars(step, evaluate.scalar_summaries(results))
     evaluate.write_comparison_images(self.writer, step, results)
     logging.info("step %d evaluation:\n%s", step, evaluate.format_table(results))

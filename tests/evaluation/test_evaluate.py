@@ -10,9 +10,12 @@ import pytest
 from configs import esrgan_psnr
 from esrgan_jax.data import bicubic
 from esrgan_jax.data.eval_sets import create_eval_sets
+from esrgan_jax.data.images import to_pixels
 from esrgan_jax.evaluation import evaluate
+from esrgan_jax.models.srvgg import SRVGGNetCompact
 from esrgan_jax.training.state import build_generator
 from esrgan_jax.weights import generator as generator_weights
+from tests.tiny_generator import random_params
 
 SCALE = 4
 
@@ -144,3 +147,19 @@ def test_super_resolve_rounds_halfway_levels_to_even():
   sr = evaluate.super_resolve(constant, np.zeros((6, 5, 3), np.uint8), SCALE, tile=0, tile_pad=0)
   assert sr.dtype == np.uint8 and sr.shape == (24, 20, 3)
   np.testing.assert_array_equal(sr, np.broadcast_to([2, 4, 6], sr.shape))
+
+
+def test_compact_x2_is_evaluated_on_its_own_input_unpadded():
+  # An x2 RRDBNet needs even sizes and is fed a reflect-padded input; SRVGGNetCompact takes any
+  # size, so evaluation gives exactly its plain output on an odd-sized image, as upscale does.
+  model = SRVGGNetCompact(num_feat=8, num_conv=2, upscale=2)
+  params = random_params(model, seed=1)
+  assert evaluate.input_multiple(model) == 1
+  lr = np.random.default_rng(0).integers(0, 256, (15, 13, 3), np.uint8)
+  generate = evaluate.make_generate_fn(model, params)
+  sr = evaluate.super_resolve(generate, lr, 2, tile=0, tile_pad=0,
+                              multiple=evaluate.input_multiple(model))
+  plain = model.apply({"params": params}, lr[None].astype(np.float32) / 255.0)[0]
+  np.testing.assert_array_equal(sr, to_pixels(np.asarray(plain)))
+  padded = evaluate.super_resolve(generate, lr, 2, tile=0, tile_pad=0)  # RRDBNet's x2 multiple
+  assert not np.array_equal(padded, sr)
