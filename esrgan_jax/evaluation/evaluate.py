@@ -15,7 +15,6 @@ once per run.
 """
 
 import functools
-import json
 import os
 import weakref
 from typing import Any, Callable, NamedTuple, Optional
@@ -23,14 +22,14 @@ from typing import Any, Callable, NamedTuple, Optional
 import jax
 import ml_collections
 import numpy as np
-from clu import metric_writers
 from etils import epath
 from jax.experimental import multihost_utils
 
 from esrgan_jax import cli, metrics
 from esrgan_jax.data import bicubic, images
 from esrgan_jax.data.eval_sets import create_eval_sets, eval_lr_sources
-from esrgan_jax.evaluation import comparison
+from esrgan_jax.evaluation import comparison, reports
+from esrgan_jax.evaluation.reports import SetResult
 from esrgan_jax.inference import tiling
 from esrgan_jax.inference.apply import apply_generator
 from esrgan_jax.metrics import fid, lpips, naturalness
@@ -40,23 +39,7 @@ from esrgan_jax.weights import checkpoints
 from esrgan_jax.weights import generator as generator_weights
 
 METRIC_NAMES = ("psnr_y", "ssim_y", "psnr_rgb")
-# Which way is better, for the table headers.
-METRIC_DIRECTIONS = {"psnr_y": "\u2191", "ssim_y": "\u2191", "psnr_rgb": "\u2191",
-                     "niqe": "\u2193", "fid": "\u2193", "kid": "\u2193", "is": "\u2191"}
-LOWER_IS_BETTER_PREFIXES = ("lpips",)
 EVAL_MODE_SUBDIR = "eval_mode"  # eval mode's outputs, apart from the training run's WORKDIR/eval
-
-
-class SetResult(NamedTuple):
-  means: dict[str, float]  # metric name -> mean over the set's images
-  per_image: dict[str, dict[str, float]]  # image name -> metric name -> value
-  comparisons: dict[str, np.ndarray]  # image name -> labelled LR | bicubic | SR | HR picture
-  bicubic_means: dict[str, float]  # the same metrics of bicubic upscaling
-  bicubic_per_image: dict[str, dict[str, float]]
-  # Set-level metrics (fid, kid, kid_std, is, is_std) of the model and of bicubic; empty without
-  # config.eval.inception_weights.
-  set_metrics: dict[str, float] = {}
-  bicubic_set_metrics: dict[str, float] = {}
 
 
 class Extras(NamedTuple):
@@ -184,7 +167,7 @@ def _bicubic_baseline(item, scale: int, extras: Extras, keep_picture: bool):
 def _labels(row: dict[str, float], baseline: dict[str, float], names) -> tuple[str, ...]:
   """Captions: PSNR-Y, and each perceptual metric with its direction, of bicubic and SR."""
   def caption(method, values):
-    extra = [f"{m.split('_')[0].upper()}{_direction(m)} {values[m]:.3f}" for m in names
+    extra = [f"{m.split('_')[0].upper()}{reports.direction(m)} {values[m]:.3f}" for m in names
              if m not in METRIC_NAMES]
     return ", ".join([f"{method} {values['psnr_y']:.2f} dB"] + extra)
   return ("LR", caption("bicubic", baseline), caption("SR", row), "HR")
@@ -308,51 +291,6 @@ def evaluate_sets(generate_fn, eval_sets: dict[str, Any], scale: int,
           for name, items in eval_sets.items()}
 
 
-def scalar_summaries(results: dict[str, SetResult]) -> dict[str, float]:
-  """eval/{set}/{metric} of the model and eval/{set}/bicubic_{metric} of the baseline.
-
-  The baseline is written at every evaluation (from the cache), so TensorBoard draws it as a
-  flat reference line beside the model's curve.
-  """
-  scalars = {}
-  for set_name, result in results.items():
-    scalars.update({f"eval/{set_name}/{m}": v for m, v in result.means.items()})
-    scalars.update({f"eval/{set_name}/bicubic_{m}": v for m, v in result.bicubic_means.items()})
-    scalars.update({f"eval/{set_name}/{m}": v for m, v in result.set_metrics.items()})
-    scalars.update({f"eval/{set_name}/bicubic_{m}": v
-                    for m, v in result.bicubic_set_metrics.items()})
-  return scalars
-
-
-def headline_psnr(results: dict[str, SetResult]) -> float:
-  """The value that ranks checkpoints: Y-channel PSNR on the first evaluation set."""
-  return next(iter(results.values())).means["psnr_y"]
-
-
-def _direction(metric: str) -> str:
-  if metric in METRIC_DIRECTIONS:
-    return METRIC_DIRECTIONS[metric]
-  return "\u2193" if metric.startswith(LOWER_IS_BETTER_PREFIXES) else ""
-
-
-def format_table(results: dict[str, SetResult]) -> str:
-  """One row per (set, method): the model and its bicubic baseline; arrows say which way wins.
-
-  Per-image means come first, then the set-level FID, KID and IS (their spreads are in the JSON).
-  """
-  first = next(iter(results.values()))
-  names = list(first.means) + [m for m in first.set_metrics if not m.endswith("_std")]
-  headers = [f"{m} {_direction(m)}".rstrip() for m in names]
-  width = max(12, *(len(h) + 2 for h in headers))
-  rows = [f"{'set':<16}{'images':>8}  {'method':<9}" + "".join(f"{h:>{width}}" for h in headers)]
-  for name, result in results.items():
-    for method, means in (("model", {**result.means, **result.set_metrics}),
-                          ("bicubic", {**result.bicubic_means, **result.bicubic_set_metrics})):
-      rows.append(f"{name:<16}{len(result.per_image):>8}  {method:<9}"
-                  + "".join(f"{means[m]:>{width}.4f}" for m in names))
-  return "\n".join(rows)
-
-
 def _checkpoint_to_evaluate(config: ml_collections.ConfigDict, workdir: str) -> epath.Path:
   """The directory to load: a generator checkpoint, one step's directory, or a training workdir
   (whose newest readable step is then used, past a damaged latest one).
@@ -402,44 +340,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, SetResult]
                           config.eval, input_multiple(generator))
   if jax.process_index() == 0:
     out_dir = eval_mode_dir(workdir, source, step)
-    _write(results, out_dir, out_dir.parent, source=str(source), step=step,
+    reports.write(results, out_dir, out_dir.parent, source=str(source), step=step,
            lr_sources=eval_lr_sources(config.data))
     at_step = f" (step {step})" if step is not None else ""
-    print(f"Evaluated {source}{at_step}; results in {out_dir}\n{format_table(results)}")
+    print(f"Evaluated {source}{at_step}; results in {out_dir}\n{reports.format_table(results)}")
   return results
-
-
-def write_results(results: dict[str, SetResult], workdir: str, source: str, step: int,
-                  lr_sources: dict[str, str]) -> None:
-  """The training run's eval_results.json, TensorBoard scalars and images, and comparison PNGs,
-  all under WORKDIR/eval. The caller shows the table (it is not printed here). `lr_sources`:
-  eval_lr_sources, written as each set's "lr"."""
-  out_dir = epath.Path(workdir) / "eval"
-  _write(results, out_dir, out_dir, source, step, lr_sources)
-
-
-def _write(results: dict[str, SetResult], out_dir: epath.Path, events_dir: epath.Path,
-           source: str, step: Optional[int], lr_sources: dict[str, str]) -> None:
-  out_dir.mkdir(parents=True, exist_ok=True)
-  summary = {"checkpoint": source, "step": step,
-             "directions": {m: _direction(m) for r in results.values()
-                            for m in [*r.means, *r.set_metrics] if _direction(m)},
-             "sets": {name: {"lr": lr_sources[name], "mean": r.means, "images": r.per_image, "set": r.set_metrics,
-                             "bicubic": {"mean": r.bicubic_means, "images": r.bicubic_per_image,
-                                         "set": r.bicubic_set_metrics}}
-                      for name, r in results.items()}}
-  (out_dir / "eval_results.json").write_text(json.dumps(summary, indent=2))
-  for set_name, result in results.items():
-    for image_name, picture in result.comparisons.items():
-      images.write_image(os.fspath(out_dir / f"{set_name}_{image_name}_comparison.png"), picture)
-  # An exported generator has no training step; its one point is drawn at 0.
-  writer = metric_writers.create_default_writer(os.fspath(events_dir))
-  writer.write_scalars(step or 0, scalar_summaries(results))
-  write_comparison_images(writer, step or 0, results)
-  writer.close()
-
-
-def write_comparison_images(writer, step: int, results: dict[str, SetResult]) -> None:
-  writer.write_images(step, {f"compare/{set_name}/{image_name}": picture[None]
-                             for set_name, r in results.items()
-                             for image_name, picture in r.comparisons.items()})

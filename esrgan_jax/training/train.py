@@ -24,7 +24,7 @@ from etils import epath
 from esrgan_jax import cli
 from esrgan_jax.data import pipeline
 from esrgan_jax.data.eval_sets import create_eval_sets, eval_lr_sources
-from esrgan_jax.evaluation import evaluate
+from esrgan_jax.evaluation import evaluate, reports
 from esrgan_jax.runtime import flops, parallel
 from esrgan_jax.training import failures, progress, realworld_batch, steps, stop_request
 from esrgan_jax.training.state import (TrainState, build_networks, generator_arch,
@@ -422,10 +422,10 @@ class _Trainer:
     results = evaluate.evaluate_sets(generate, self.eval_sets, self.config.model.scale,
                                      self.config.eval,
                                      evaluate.input_multiple(self.networks.generator))
-    self.writer.write_scalars(step, evaluate.scalar_summaries(results))
-    evaluate.write_comparison_images(self.writer, step, results)
-    logging.info("step %d evaluation:\n%s", step, evaluate.format_table(results))
+    self.writer.write_scalars(step, reports.scalar_summaries(results))
+    reports.write_comparison_images(self.writer, step, results)
+    logging.info("step %d evaluation:\n%s", step, reports.format_table(results))
     if write_files and self.is_chief:
-      evaluate.write_results(results, self.workdir, source=f"training step {step} (EMA)",
+      reports.write_results(results, self.workdir, source=f"training step {step} (EMA)",
                              step=step, lr_sources=eval_lr_sources(self.config.data))
-    return {checkpoints.BEST_METRIC: evaluate.headline_psnr(results)}
+    return {checkpoints.BEST_METRIC: reports.headline_psnr(results)}

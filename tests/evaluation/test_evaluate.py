@@ -11,7 +11,7 @@ from configs import esrgan_psnr
 from esrgan_jax.data import bicubic
 from esrgan_jax.data.eval_sets import create_eval_sets
 from esrgan_jax.data.images import to_pixels
-from esrgan_jax.evaluation import evaluate
+from esrgan_jax.evaluation import evaluate, reports
 from esrgan_jax.models.srvgg import SRVGGNetCompact
 from esrgan_jax.training.state import build_generator
 from esrgan_jax.weights import generator as generator_weights
@@ -82,10 +82,10 @@ def test_bicubic_baseline_is_measured_once_on_the_same_crop(monkeypatch):
                                 tile_pad=0, num_comparisons=1)
   assert not calls and again.bicubic_means == result.bicubic_means
   np.testing.assert_array_equal(again.comparisons[image.name], strip)
-  scalars = evaluate.scalar_summaries({"bundled": again})
+  scalars = reports.scalar_summaries({"bundled": again})
   assert scalars["eval/bundled/bicubic_psnr_y"] == result.bicubic_means["psnr_y"]
   assert scalars["eval/bundled/psnr_y"] == result.means["psnr_y"]
-  table = evaluate.format_table({"bundled": again})
+  table = reports.format_table({"bundled": again})
   assert "psnr_y \u2191" in table and "ssim_y \u2191" in table
   model_row, bicubic_row = table.splitlines()[1:]
   assert "model" in model_row and f"{result.means['psnr_y']:.4f}" in model_row

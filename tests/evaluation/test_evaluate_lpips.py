@@ -9,7 +9,7 @@ from configs import default
 from esrgan_jax.data import datasets
 from esrgan_jax.data.bicubic import bicubic_downsample_uint8
 from esrgan_jax.data.images import read_image
-from esrgan_jax.evaluation import evaluate
+from esrgan_jax.evaluation import evaluate, reports
 from esrgan_jax.metrics.lpips import LpipsMetric
 from esrgan_jax.models import RRDBNet
 from esrgan_jax.weights.lpips import lpips_param_shapes, save_lpips
@@ -43,7 +43,7 @@ def test_lpips_joins_the_metrics_on_the_cropped_images(tmp_path):
   expected = metric(sr[4:-4, 4:-4], photo[4:-4, 4:-4])
   assert np.isfinite(expected) and expected > 0
   np.testing.assert_allclose(means["lpips_alex"], expected, rtol=1e-6)
-  assert "lpips_alex" in evaluate.format_table(results)
+  assert "lpips_alex" in reports.format_table(results)
 
 
 def test_lpips_in_the_trainers_periodic_evaluation(tmp_path, monkeypatch):

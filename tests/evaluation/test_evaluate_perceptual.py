@@ -14,7 +14,7 @@ from esrgan_jax import metrics
 from esrgan_jax.config_checks import ConfigError
 from esrgan_jax.data import datasets
 from esrgan_jax.data.bicubic import bicubic_downsample_uint8, imresize
-from esrgan_jax.evaluation import evaluate
+from esrgan_jax.evaluation import evaluate, reports
 from esrgan_jax.metrics import fid
 from esrgan_jax.metrics.naturalness import NiqeParamsError
 from esrgan_jax.models import RRDBNet
@@ -59,19 +59,19 @@ def test_niqe_and_fid_of_the_model_and_of_bicubic(tmp_path, monkeypatch):
     assert measured == pytest.approx(metric.result(), rel=1e-6)
   assert result.set_metrics["fid"] > 0 and result.bicubic_set_metrics["fid"] > 0
 
-  table = evaluate.format_table(results)
+  table = reports.format_table(results)
   for header in ("psnr_y ↑", "niqe ↓", "fid ↓", "kid ↓", "is ↑"):
     assert header in table.splitlines()[0]
   bicubic_row = next(line for line in table.splitlines() if "bicubic" in line)
   assert f"{result.bicubic_set_metrics['fid']:.4f}" in bicubic_row
-  scalars = evaluate.scalar_summaries(results)
+  scalars = reports.scalar_summaries(results)
   assert scalars["eval/one/fid"] == result.set_metrics["fid"]
   assert scalars["eval/one/bicubic_niqe"] == result.bicubic_means["niqe"]
   labels = evaluate._labels(  # pylint: disable=protected-access
       result.per_image["cat"], result.bicubic_per_image["cat"], list(result.means))
   assert labels[2].startswith("SR ") and f"NIQE↓ {result.means['niqe']:.3f}" in labels[2]
 
-  evaluate.write_results(results, str(tmp_path / "work"), source="test", step=3,
+  reports.write_results(results, str(tmp_path / "work"), source="test", step=3,
                          lr_sources={"one": "bicubic"})
   summary = json.loads((tmp_path / "work" / "eval" / "eval_results.json").read_text())
   assert summary["sets"]["one"]["set"] == pytest.approx(result.set_metrics)
