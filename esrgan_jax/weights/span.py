@@ -18,8 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from esrgan_jax.models.span import DEFAULT_RGB_MEAN, SPAB_COUNT, SPAN, fold
-from esrgan_jax.weights import torch_io, trees
-from esrgan_jax.weights.srvgg import scale_and_out_channels
+from esrgan_jax.weights import records, torch_io, trees
 from esrgan_jax.weights.store import CheckpointError
 
 ARCH_NAME = "span"
@@ -52,7 +51,7 @@ def infer_arch(state_dict: Mapping[str, Any], source: str = "state dict") -> dic
   """
   features, num_in_ch = torch_io.shape_of(state_dict, FIRST_KEY, source, MODEL)[:2]
   channels = torch_io.shape_of(state_dict, UPSAMPLER_KEY, source, MODEL)[0]
-  scale, num_out_ch = scale_and_out_channels(channels, num_in_ch, source, UPSAMPLER_KEY)
+  scale, num_out_ch = records.scale_and_out_channels(channels, num_in_ch, source, UPSAMPLER_KEY)
   arch = {"arch": ARCH_NAME, "num_in_ch": int(num_in_ch), "num_out_ch": int(num_out_ch),
           "scale": int(scale), "feature_channels": int(features),
           "norm": NO_NORM_KEY not in state_dict}
@@ -61,18 +60,13 @@ def infer_arch(state_dict: Mapping[str, Any], source: str = "state dict") -> dic
 
 
 def describe(arch: Mapping[str, Any]) -> str:
-  fields = ", ".join(f"{k}={arch[k]}" for k in ARCH_FIELDS if k in arch)
-  return f"{MODEL}({fields})"
+  return records.describe(MODEL, ARCH_FIELDS, arch)
 
 
 def model_from_arch(arch: Mapping[str, Any], source: str = "architecture",
                     **module_kwargs) -> SPAN:
   """The Flax module of an architecture record (deploy=True etc. in `module_kwargs`)."""
-  if arch.get("arch", ARCH_NAME) != ARCH_NAME:
-    raise CheckpointError(f"{source}: arch {arch['arch']!r} is not {ARCH_NAME!r}")
-  missing = [f for f in ARCH_FIELDS if f not in arch]
-  if missing:
-    raise CheckpointError(f"{source}: {MODEL} architecture is missing field(s) {missing}")
+  records.check(arch, ARCH_NAME, ARCH_FIELDS, MODEL, source)
   ints = {f: int(arch[f]) for f in ARCH_FIELDS if f != "norm"}
   if min(ints.values()) < 1:
     raise CheckpointError(f"{source}: {describe(arch)} has a size below 1")

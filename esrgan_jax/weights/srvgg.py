@@ -11,34 +11,17 @@ The architecture record is
 with act_type one of "prelu", "relu", "leakyrelu" and every other field an int.
 """
 
-import math
 import re
 from typing import Any, Mapping
 
 from esrgan_jax.models.srvgg import ACT_TYPES, SRVGGNetCompact
-from esrgan_jax.weights import torch_io, trees
+from esrgan_jax.weights import records, torch_io, trees
 from esrgan_jax.weights.store import CheckpointError
 
 ARCH_NAME = "srvgg_compact"
 ARCH_FIELDS = ("num_in_ch", "num_out_ch", "scale", "num_feat", "num_conv", "act_type")
 MODEL = "SRVGGNetCompact"
 _KEY = re.compile(r"body\.(\d+)\.(weight|bias)")
-# A pixel shuffle's conv makes out_ch * scale^2 channels and the file says no more. As spandrel
-# does, out_ch = num_in_ch is tried first, then these, and the first giving a square wins.
-_OUT_CHANNEL_GUESSES = (3, 4, 1)
-
-
-def scale_and_out_channels(channels: int, num_in_ch: int, source: str,
-                           key: str) -> tuple[int, int]:
-  """(scale, out_ch) with out_ch * scale^2 == channels, out_ch guessed as spandrel guesses it."""
-  for out_ch in (num_in_ch, *_OUT_CHANNEL_GUESSES):
-    if out_ch < 1:
-      continue
-    scale = math.isqrt(channels // out_ch)
-    if scale >= 1 and out_ch * scale * scale == channels:
-      return scale, out_ch
-  raise CheckpointError(f"{source}: {key} makes {channels} channels, which is not out_ch * "
-                        f"scale^2 for out_ch in {(num_in_ch, *_OUT_CHANNEL_GUESSES)}")
 
 
 def _indices(state_dict: Mapping[str, Any]) -> list[int]:
@@ -59,7 +42,7 @@ def infer_arch(state_dict: Mapping[str, Any], source: str = "state dict",
   """The architecture record of a bare SRVGGNetCompact state dict, read as spandrel reads it.
 
   num_feat and num_in_ch come from body.0's conv, num_conv from the last conv's index, scale and
-  num_out_ch from its channels (see `scale_and_out_channels`). PReLU slopes (body.1.weight) mean
+  num_out_ch from its channels (see `records.scale_and_out_channels`). PReLU slopes (body.1.weight) mean
   act_type "prelu"; without them the net is a ReLU or LeakyReLU one, which the file cannot tell
   apart, so `act_type` must then be given.
   """
@@ -72,7 +55,7 @@ def infer_arch(state_dict: Mapping[str, Any], source: str = "state dict",
   num_feat, num_in_ch = torch_io.shape_of(state_dict, "body.0.weight", source, MODEL)[:2]
   last_key = f"body.{last}.weight"
   channels = torch_io.shape_of(state_dict, last_key, source, MODEL)[0]
-  scale, num_out_ch = scale_and_out_channels(channels, num_in_ch, source, last_key)
+  scale, num_out_ch = records.scale_and_out_channels(channels, num_in_ch, source, last_key)
   if act_type is None:
     if "body.1.weight" not in state_dict:
       raise CheckpointError(f"{source}: {MODEL} without PReLU slopes (no body.1.weight) uses "
@@ -86,18 +69,13 @@ def infer_arch(state_dict: Mapping[str, Any], source: str = "state dict",
 
 
 def describe(arch: Mapping[str, Any]) -> str:
-  fields = ", ".join(f"{k}={arch[k]}" for k in ARCH_FIELDS if k in arch)
-  return f"{MODEL}({fields})"
+  return records.describe(MODEL, ARCH_FIELDS, arch)
 
 
 def model_from_arch(arch: Mapping[str, Any], source: str = "architecture",
                     **module_kwargs) -> SRVGGNetCompact:
   """The Flax module of an architecture record; a CheckpointError for a record that does not fit."""
-  if arch.get("arch", ARCH_NAME) != ARCH_NAME:
-    raise CheckpointError(f"{source}: arch {arch['arch']!r} is not {ARCH_NAME!r}")
-  missing = [f for f in ARCH_FIELDS if f not in arch]
-  if missing:
-    raise CheckpointError(f"{source}: {MODEL} architecture is missing field(s) {missing}")
+  records.check(arch, ARCH_NAME, ARCH_FIELDS, MODEL, source)
   if arch["act_type"] not in ACT_TYPES:
     raise CheckpointError(f"{source}: act_type must be one of {ACT_TYPES}, "
                           f"got {arch['act_type']!r}")
