@@ -13,7 +13,7 @@ from flax import struct
 from esrgan_jax.models import COMPUTE_DTYPES, DISCRIMINATORS, VGG19Features
 from esrgan_jax.training import optim
 from esrgan_jax.weights import generator as generator_weights
-from esrgan_jax.weights import rrdbnet, span, srvgg
+from esrgan_jax.weights import rrdbnet
 
 
 @struct.dataclass
@@ -49,9 +49,6 @@ class Networks(NamedTuple):
   vgg: Optional[nn.Module] = None
 
 
-# The config.model fields of each architecture's record (weights/generator.py), besides "arch".
-_ARCH_FIELDS = {rrdbnet.ARCH_NAME: rrdbnet.ARCH_FIELDS, srvgg.ARCH_NAME: srvgg.ARCH_FIELDS,
-                span.ARCH_NAME: span.ARCH_FIELDS}
 _FIELD_TYPES = {"act_type": str, "norm": bool}
 
 
@@ -62,7 +59,8 @@ def generator_arch(config: ml_collections.ConfigDict) -> dict[str, Any]:
   written before the others.
   """
   name = config.model.arch
-  record = {f: _FIELD_TYPES.get(f, int)(config.model[f]) for f in _ARCH_FIELDS[name]}
+  record = {f: _FIELD_TYPES.get(f, int)(config.model[f])
+            for f in generator_weights.record_fields(name)}
   return record if name == rrdbnet.ARCH_NAME else {"arch": name, **record}
 
 

@@ -54,6 +54,11 @@ def _layout_module(arch: Mapping[str, Any]):
   return _LAYOUT_MODULES[arch_name(arch)]
 
 
+def record_fields(name: str) -> tuple[str, ...]:
+  """The fields of architecture `name`'s record besides "arch" (RRDBNet's record has only these)."""
+  return _LAYOUT_MODULES[name].ARCH_FIELDS
+
+
 def arch_of(model) -> dict[str, Any]:
   """The architecture record of an RRDBNet, SRVGGNetCompact or SPAN module."""
   if isinstance(model, srvgg.SRVGGNetCompact):
