@@ -49,9 +49,6 @@ class Networks(NamedTuple):
   vgg: Optional[nn.Module] = None
 
 
-_FIELD_TYPES = {"act_type": str, "norm": bool}
-
-
 def generator_arch(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """The architecture record of config.model.arch's generator, as its checkpoints store it.
 
@@ -59,9 +56,9 @@ def generator_arch(config: ml_collections.ConfigDict) -> dict[str, Any]:
   written before the others.
   """
   name = config.model.arch
-  record = {f: _FIELD_TYPES.get(f, int)(config.model[f])
-            for f in generator_weights.record_fields(name)}
-  return record if name == rrdbnet.ARCH_NAME else {"arch": name, **record}
+  record = {f: config.model[f] for f in generator_weights.record_fields(name)}
+  return generator_weights.normalised_arch(
+      record if name == rrdbnet.ARCH_NAME else {"arch": name, **record})
 
 
 def build_generator(config: ml_collections.ConfigDict, dtype=None) -> nn.Module:

@@ -61,16 +61,10 @@ def record_fields(name: str) -> tuple[str, ...]:
 
 def arch_of(model) -> dict[str, Any]:
   """The architecture record of an RRDBNet, SRVGGNetCompact or SPAN module."""
-  if isinstance(model, srvgg.SRVGGNetCompact):
-    return {"arch": srvgg.ARCH_NAME, "num_in_ch": model.num_in_ch,
-            "num_out_ch": model.num_out_ch, "scale": model.upscale, "num_feat": model.num_feat,
-            "num_conv": model.num_conv, "act_type": model.act_type}
-  if isinstance(model, span.SPAN):
-    return {"arch": span.ARCH_NAME, "num_in_ch": model.num_in_ch,
-            "num_out_ch": model.num_out_ch, "scale": model.upscale,
-            "feature_channels": model.feature_channels, "norm": bool(model.norm)}
-  if isinstance(model, RRDBNet):
-    return rrdbnet.arch_of(model)
+  for layout, module_type in ((srvgg, srvgg.SRVGGNetCompact), (span, span.SPAN),
+                              (rrdbnet, RRDBNet)):
+    if isinstance(model, module_type):
+      return layout.arch_of(model)
   raise TypeError(f"arch_of: {type(model).__name__} is not a generator module")
 
 
@@ -84,10 +78,7 @@ def normalised_arch(arch: Mapping[str, Any]) -> dict[str, Any]:
 
 def generator_from_arch(arch: Mapping[str, Any], **module_kwargs):
   """The Flax module of a record, in the form its checkpoints hold (SPAN: the branch form)."""
-  name = arch_name(arch)
-  if name == rrdbnet.ARCH_NAME:
-    return rrdbnet.model_from_arch(arch, **module_kwargs)
-  return _LAYOUT_MODULES[name].model_from_arch(arch, **module_kwargs)
+  return _layout_module(arch).model_from_arch(arch, **module_kwargs)
 
 
 def inference_model_and_params(arch: Mapping[str, Any], params, **module_kwargs):
@@ -158,7 +149,6 @@ def load_generator_from_torch(path: str | os.PathLike, weights_key: str | None =
 
 # ------------------------------------------------------------------------------------------------
 # Generator checkpoints.
-
 
 
 def save_generator(directory: str | os.PathLike, params, arch: Mapping[str, Any]) -> None:

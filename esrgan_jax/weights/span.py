@@ -80,6 +80,13 @@ def model_from_arch(arch: Mapping[str, Any], source: str = "architecture",
               **module_kwargs)
 
 
+def arch_of(model: SPAN) -> dict[str, Any]:
+  """The record of a module (branch or folded form), `model_from_arch`'s inverse."""
+  return {"arch": ARCH_NAME, "num_in_ch": model.num_in_ch, "num_out_ch": model.num_out_ch,
+          "scale": model.upscale, "feature_channels": model.feature_channels,
+          "norm": bool(model.norm)}
+
+
 def _entries(arch: Mapping[str, Any], deploy: bool) -> list[torch_io.Entry]:
   """Every conv's kernel and bias, of the branch form or the folded one."""
   model = model_from_arch(arch, deploy=deploy)

@@ -91,6 +91,13 @@ def model_from_arch(arch: Mapping[str, Any], source: str = "architecture",
                          upscale=ints["scale"], act_type=arch["act_type"], **module_kwargs)
 
 
+def arch_of(model: SRVGGNetCompact) -> dict[str, Any]:
+  """The record of a module, `model_from_arch`'s inverse."""
+  return {"arch": ARCH_NAME, "num_in_ch": model.num_in_ch, "num_out_ch": model.num_out_ch,
+          "scale": model.upscale, "num_feat": model.num_feat, "num_conv": model.num_conv,
+          "act_type": model.act_type}
+
+
 def _entries(arch: Mapping[str, Any]) -> list[torch_io.Entry]:
   model = model_from_arch(arch)
   shapes = trees.variable_shapes(model, (1, 8, 8, model.num_in_ch))
