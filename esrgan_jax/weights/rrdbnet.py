@@ -6,7 +6,8 @@ PyTorch state dicts come in three key layouts, all read into the one Flax RRDBNe
   esrgan           conv_first, RRDB_trunk.N.RDB1.conv1, trunk_conv, upconv1, upconv2, HRconv,
                    conv_last (the ESRGAN repository's RRDBNet_arch, x4)
   esrgan_original  model.0, model.1.sub.N.RDB1.conv1.0, model.1.sub.{num_block} (trunk conv),
-                   model.3, model.6, model.8, model.10 (the released RRDB_ESRGAN_x4.pth)
+                   model.3, model.6, model.8, model.10 (the released RRDB_ESRGAN_x4.pth;
+                   spandrel's own state dicts, whose x2/x1 models fold as BasicSR's do)
 
 Its architecture record is {num_in_ch, num_out_ch, scale, num_feat, num_block, num_grow_ch}, with
 no "arch" key (checkpoints written before the other architectures have none; weights/generator.py
@@ -86,7 +87,8 @@ def infer_arch(state_dict: Mapping[str, Any], source: str = "state dict",
 
   BasicSR's x2 and x1 models pixel-unshuffle the input by 2 or 4 first, so conv_first takes 4x or
   16x the image channels: with 3-channel output, 3 -> x4, 12 -> x2, 48 -> x1 (input channels are
-  assumed to equal output channels unless `scale` is given). ESRGAN's own layouts are x4 only.
+  assumed to equal output channels unless `scale` is given). ESRGAN's own releases are x4, but x2
+  and x1 files in its layouts (spandrel's state dicts, this package's exports) fold alike.
   """
   layout = layout or detect_layout(state_dict, source)
   block_pattern, first_key, last_key = _LAYOUT_KEYS[layout]
@@ -99,16 +101,15 @@ def infer_arch(state_dict: Mapping[str, Any], source: str = "state dict",
   num_feat, in_channels = torch_io.shape_of(state_dict, first_key, source, "RRDBNet")[:2]
   num_out_ch = torch_io.shape_of(state_dict, last_key, source, "RRDBNet")[0]
   num_grow_ch = torch_io.shape_of(state_dict, blocks[0][1], source, "RRDBNet")[0]
-  if layout != BASICSR:
-    if scale not in (None, 4):
-      raise CheckpointError(f"{source}: the {layout} layout is x4 only, cannot read it as x{scale}")
-    scale, num_in_ch = 4, in_channels
-  elif scale is None:
+  if scale is None:
     matches = [s for s, fold in SCALE_CHANNEL_FOLD.items() if in_channels == num_out_ch * fold]
-    if not matches:
+    if matches:
+      scale, num_in_ch = matches[0], num_out_ch
+    elif layout != BASICSR:  # ESRGAN's own files are x4 whatever their channels
+      scale, num_in_ch = 4, in_channels
+    else:
       raise CheckpointError(f"{source}: cannot infer the scale: conv_first takes {in_channels} "
                             f"channels and conv_last gives {num_out_ch} (pass the scale)")
-    scale, num_in_ch = matches[0], num_out_ch
   else:
     fold = SCALE_CHANNEL_FOLD.get(scale)
     if fold is None or in_channels % fold:

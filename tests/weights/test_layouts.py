@@ -10,6 +10,7 @@ from esrgan_jax.models import RRDBNet
 from esrgan_jax.weights import discriminators, generator
 from esrgan_jax.weights.store import CheckpointError
 from reference import torch_models as ref
+from tests.tiny_generator import random_params
 
 TOLERANCE = 1e-4
 ARCH = dict(num_in_ch=3, num_out_ch=3, scale=4, num_feat=8, num_block=2, num_grow_ch=4)
@@ -112,6 +113,23 @@ def test_scale_flag_resolves_ambiguous_channels():
   assert (arch["num_in_ch"], arch["scale"]) == (4, 4)
   with pytest.raises(CheckpointError, match="does not fit scale x1"):
     generator.infer_arch(state, scale=1)
+
+
+@pytest.mark.parametrize("layout", [generator.ESRGAN, generator.ESRGAN_ORIGINAL])
+@pytest.mark.parametrize("scale", [2, 1])
+def test_esrgan_layouts_fold_x2_and_x1_as_basicsr_does(layout, scale):
+  # An x2 / x1 export in ESRGAN's names (spandrel's own state dicts too) has conv_first take 4x /
+  # 16x the channels; it used to read back as a 12- / 48-channel x4 net.
+  arch = dict(ARCH, scale=scale)
+  params = random_params(RRDBNet(**arch))
+  state = generator.params_to_torch(params, arch, layout)
+  back, back_arch = generator.params_from_torch(state)
+  assert back_arch == arch
+  jax.tree.map(np.testing.assert_array_equal, back, params)
+  # ESRGAN's own x4 files keep reading as x4 whatever their channels.
+  with torch.device("meta"):
+    gray_in = build_generator(layout, dict(ARCH, num_in_ch=1)).state_dict()
+  assert generator.infer_arch(gray_in) == dict(ARCH, num_in_ch=1)
 
 
 def test_missing_unexpected_and_misshapen_keys_are_named():
