@@ -5,6 +5,11 @@ The released files (Real-ESRGAN's, wrapped in params / params_ema, and spandrel'
 slope per channel, for the PReLUs at odd i; ReLU and LeakyReLU hold nothing. The last conv,
 `body.{2 num_conv + 2}`, makes num_out_ch * scale^2 channels for the pixel shuffle.
 
+Exports always carry PReLU slopes: a ReLU net is written with slopes 0 and a LeakyReLU(0.1) net with
+slopes 0.1, the same function. spandrel (ComfyUI, chaiNNer) recognises a compact file by those
+slopes and builds it with PReLU, so a file without them would not load there; read back here, such
+a file is a PReLU net that computes what the ReLU / LeakyReLU one did.
+
 The architecture record is
   {"arch": "srvgg_compact", "num_in_ch", "num_out_ch", "scale", "num_feat", "num_conv",
    "act_type"}
@@ -14,7 +19,9 @@ with act_type one of "prelu", "relu", "leakyrelu" and every other field an int.
 import re
 from typing import Any, Mapping
 
-from esrgan_jax.models.srvgg import ACT_TYPES, SRVGGNetCompact
+import numpy as np
+
+from esrgan_jax.models.srvgg import ACT_TYPES, LEAKY_SLOPE, SRVGGNetCompact
 from esrgan_jax.weights import records, torch_io, trees
 from esrgan_jax.weights.store import CheckpointError
 
@@ -123,6 +130,10 @@ def params_from_torch(state_dict: Mapping[str, Any], source: str = "state dict",
 def params_to_torch(params, arch: Mapping[str, Any]) -> dict:
   """Flax params -> the released files' state dict (float32 numpy), loadable with strict=True."""
   state = torch_io.export_entries(params, _entries(arch), describe(arch))
+  if arch["act_type"] != "prelu":  # see the module docstring
+    slope = 0.0 if arch["act_type"] == "relu" else LEAKY_SLOPE
+    for layer in range(1, 2 * int(arch["num_conv"]) + 2, 2):
+      state[f"body.{layer}.weight"] = np.full((int(arch["num_feat"]),), slope, np.float32)
   # In PyTorch's order: by layer, each conv's weight before its bias.
   return dict(sorted(state.items(), key=lambda item: (int(item[0].split(".")[1]),
                                                       item[0].endswith(".bias"))))

@@ -121,6 +121,26 @@ def test_srvgg_export_loads_strictly_and_round_trips_bit_exactly():
   jax.tree.map(np.testing.assert_array_equal, back, params)
 
 
+@pytest.mark.parametrize("act_type", ["relu", "leakyrelu"])
+def test_srvgg_export_writes_relu_and_leakyrelu_as_prelu_slopes(act_type):
+  """So that spandrel, which finds a compact file by its slopes, loads every export."""
+  model = srvgg_reference(6, **TINY_SRVGG, upscale=2, act_type=act_type)
+  params, arch = srvgg.params_from_torch(ref.numpy_state_dict(model), act_type=act_type)
+  exported = srvgg.params_to_torch(params, arch)
+  slope = {"relu": 0.0, "leakyrelu": 0.1}[act_type]
+  for layer in range(1, 2 * TINY_SRVGG["num_conv"] + 2, 2):
+    np.testing.assert_array_equal(exported[f"body.{layer}.weight"],
+                                  np.full(TINY_SRVGG["num_feat"], slope, np.float32))
+  as_prelu = torch_srvgg.SRVGGNetCompact(**TINY_SRVGG, upscale=2)
+  as_prelu.load_state_dict({k: torch.from_numpy(v) for k, v in exported.items()}, strict=True)
+  x = images((1, 7, 9, 3))
+  np.testing.assert_array_equal(torch_output(as_prelu, x), torch_output(model, x))
+  back, back_arch = srvgg.params_from_torch(exported)
+  assert back_arch == {**arch, "act_type": "prelu"}
+  np.testing.assert_allclose(srvgg.model_from_arch(back_arch).apply({"params": back}, x),
+                             torch_output(model, x), rtol=0, atol=TOLERANCE)
+
+
 def test_srvgg_bad_keys_are_named():
   state = ref.numpy_state_dict(srvgg_reference(**TINY_SRVGG))
   state.pop("body.2.bias")
