@@ -5,7 +5,8 @@ Three architectures, each with its own module for its PyTorch key layout(s):
   srvgg_compact  Real-ESRGAN's SRVGGNetCompact: realesr-animevideov3, realesr-general-x4v3
                  (weights/srvgg.py)
   span           SPAN, in spandrel's names (weights/span.py)
-A file's keys say which it is; `.pth` and `.safetensors` files are read and written alike.
+A file's keys say which it is; `.pth` and `.safetensors` files are read and written alike, and
+`--export` also writes a `.onnx` graph (`weights/onnx_export.py`).
 
 A generator checkpoint is a store directory (`weights/store.py`) with the JSON entry `arch`, the
 architecture record: RRDBNet's {num_in_ch, num_out_ch, scale, num_feat, num_block, num_grow_ch}
@@ -23,7 +24,7 @@ from etils import epath
 
 from esrgan_jax.models import RRDBNet
 from esrgan_jax.models.span import fold
-from esrgan_jax.weights import checkpoints, rrdbnet, span, srvgg
+from esrgan_jax.weights import checkpoints, onnx_export, rrdbnet, span, srvgg
 from esrgan_jax.weights import store, torch_io, trees
 from esrgan_jax.weights.rrdbnet import (  # noqa: F401 (RRDBNet's names, as callers know them)
     ARCH_FIELDS, BASICSR, ESRGAN, ESRGAN_ORIGINAL, LAYOUTS, SCALE_CHANNEL_FOLD, detect_layout,
@@ -217,17 +218,28 @@ def convert_generator(in_path, out_dir, weights_key: str | None = None,
 
 
 def export_generator(checkpoint_dir, out_path, wrap_key: str | None = DEFAULT_WRAP,
-                     layout: str | None = None, which: str = "generator_ema") -> dict[str, Any]:
-  """Generator checkpoint (or training workdir) -> .pth, or .safetensors by `out_path`'s suffix.
+                     layout: str | None = None, which: str = "generator_ema",
+                     half: bool = False) -> dict[str, Any]:
+  """Generator checkpoint (or training workdir) -> .pth, .safetensors or .onnx by `out_path`'s
+  suffix.
 
   Each architecture is written in its own key layout (RRDBNet: `layout`, default basicsr). The
   default `wrap_key` wraps a .pth under "params" as Real-ESRGAN's releases are and leaves a
   .safetensors flat; None writes a bare state dict, as ESRGAN's own files are. `which` picks the
-  EMA or the raw generator of a training workdir.
+  EMA or the raw generator of a training workdir. A .onnx is the network's graph
+  (`weights/onnx_export.py`), float16 with `half`; it has no wrapper and no key layout, so
+  `wrap_key` and `layout` must be left at their defaults there.
   """
   if not epath.Path(checkpoint_dir).is_dir():
     raise CheckpointError(f"{checkpoint_dir}: not a directory; --export reads a generator "
-                          "checkpoint or training workdir and writes a .pth or .safetensors")
+                          "checkpoint or training workdir and writes a .pth, .safetensors or "
+                          ".onnx")
+  to_onnx = onnx_export.is_onnx_path(out_path)
+  if half and not to_onnx:
+    raise CheckpointError(f"{out_path}: float16 (half) export is for .onnx files only")
+  if to_onnx and (wrap_key != DEFAULT_WRAP or layout is not None):
+    raise CheckpointError(f"{out_path}: an ONNX model has no state-dict wrapper or key layout "
+                          "(leave export_key and export_layout out)")
   store.refuse_existing(out_path, "output file")
   if wrap_key == DEFAULT_WRAP:
     wrap_key = None if torch_io.is_safetensors_path(out_path) else "params"
@@ -236,5 +248,8 @@ def export_generator(checkpoint_dir, out_path, wrap_key: str | None = DEFAULT_WR
     state = params_to_torch(params, arch, layout)
   except CheckpointError as error:
     raise CheckpointError(f"{checkpoint_dir}: {error}") from error
-  torch_io.write_state_dict(out_path, {wrap_key: state} if wrap_key else state)
+  if to_onnx:
+    onnx_export.write_onnx(out_path, state, arch, half, describe(arch))
+  else:
+    torch_io.write_state_dict(out_path, {wrap_key: state} if wrap_key else state)
   return arch

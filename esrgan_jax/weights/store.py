@@ -45,6 +45,15 @@ def make_parent(path: str | os.PathLike) -> None:
     raise CheckpointError(f"{path}: cannot write here ({describe_error(error)})") from error
 
 
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+  """Writes one file (local or gs://), making its parent; any failure is a one-line error."""
+  make_parent(path)
+  try:
+    epath.Path(path).write_bytes(data)
+  except OSError as error:
+    raise CheckpointError(f"{path}: cannot write here ({describe_error(error)})") from error
+
+
 def has_params_and_json(directory: str | os.PathLike, json_entry: str) -> bool:
   path = epath.Path(directory)
   return (path / "params").exists() and (path / json_entry).exists()

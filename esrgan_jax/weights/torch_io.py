@@ -17,7 +17,7 @@ import numpy as np
 from etils import epath
 from flax import traverse_util
 
-from esrgan_jax.weights.store import CheckpointError, describe_error, make_parent, refuse_existing
+from esrgan_jax.weights.store import CheckpointError, describe_error, refuse_existing, write_bytes
 from esrgan_jax.weights.trees import describe_key_mismatch, preview
 
 # BasicSR's training saves both; the EMA copy is the one its inference and Real-ESRGAN's use.
@@ -183,14 +183,6 @@ def _read_bytes(path, kind: str) -> bytes:
   return data
 
 
-def _write_bytes(path, data: bytes) -> None:
-  make_parent(path)
-  try:
-    epath.Path(path).write_bytes(data)
-  except OSError as error:
-    raise CheckpointError(f"{path}: cannot write here ({describe_error(error)})") from error
-
-
 def read_torch_checkpoint(path: str | os.PathLike) -> Any:
   """torch.load of a local or gs:// file on CPU, with tensors only (weights_only=True)."""
   torch = _import_torch(path)
@@ -270,7 +262,7 @@ def write_torch_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) ->
 
   buffer = io.BytesIO()
   torch.save(to_torch(state), buffer)
-  _write_bytes(path, buffer.getvalue())
+  write_bytes(path, buffer.getvalue())
 
 
 def write_safetensors(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
@@ -282,7 +274,7 @@ def write_safetensors(path: str | os.PathLike, state: Mapping[str, Any]) -> None
     raise CheckpointError(f"{path}: a .safetensors file holds one flat dict of tensors, but "
                           f"entries {preview(nested)} are dicts (write a bare state dict)")
   arrays = {key: np.array(value, np.float32, order="C") for key, value in state.items()}
-  _write_bytes(path, safetensors.numpy.save(arrays))
+  write_bytes(path, safetensors.numpy.save(arrays))
 
 
 def write_state_dict(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
