@@ -87,6 +87,22 @@ def error(message: str) -> int:
   return EXIT_ERROR
 
 
+# JAX keys hold a 32-bit seed (x64 off): 2**32 would give seed 0's numbers, -1 those of 2**32 - 1.
+SEED_RANGE = (0, 2**32 - 1)
+
+
+def seed(value: str) -> int:
+  """argparse type of a --seed flag: an integer in SEED_RANGE."""
+  try:
+    number = int(value)
+  except ValueError:
+    number = None
+  if number is None or not SEED_RANGE[0] <= number <= SEED_RANGE[1]:
+    raise argparse.ArgumentTypeError(f"must be an integer from {SEED_RANGE[0]} to "
+                                     f"{SEED_RANGE[1]}, got {value!r}")
+  return number
+
+
 def argument_parser(prog: str, description: str) -> argparse.ArgumentParser:
   """An argparse parser with the shared epilog; argparse itself exits 2 on a malformed line."""
   return argparse.ArgumentParser(

@@ -6,7 +6,7 @@ from typing import Optional
 import ml_collections
 from etils import epath
 
-from esrgan_jax.cli import ConfigError
+from esrgan_jax.cli import SEED_RANGE, ConfigError
 from esrgan_jax.data.pipeline import DATASETS, EVAL_LR_SOURCES, LR_SOURCES
 from esrgan_jax.models import COMPUTE_DTYPES, DISCRIMINATORS
 from esrgan_jax.models.discriminators import VGG_INPUT_SIZES
@@ -41,6 +41,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, mode: str = "t
   _require(config.compute_dtype in COMPUTE_DTYPES,
            f"config.compute_dtype must be one of {sorted(COMPUTE_DTYPES)}, got "
            f"{config.compute_dtype!r}")
+  low, high = SEED_RANGE
+  _require(isinstance(config.seed, int) and not isinstance(config.seed, bool)
+           and low <= config.seed <= high,
+           f"config.seed must be an integer from {low} to {high}, got {config.seed!r}")
   _validate_model(config.model)
   _validate_eval(config)
   if mode == "train":

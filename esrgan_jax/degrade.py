@@ -28,7 +28,8 @@ def parse_args(argv):
   parser = cli.argument_parser("esrgan_jax.degrade", __doc__.split("\n\n")[0])
   parser.add_argument("in_dir", metavar="IN_DIR", help="folder of GT images")
   parser.add_argument("out_dir", metavar="OUT_DIR", help="folder for the LR PNGs (created)")
-  parser.add_argument(*cli.flag("seed"), type=int, default=0, help="random seed (default 0)")
+  parser.add_argument(*cli.flag("seed"), type=cli.seed, default=0,
+                      help=f"random seed, {cli.SEED_RANGE[0]} to {cli.SEED_RANGE[1]} (default 0)")
   parser.add_argument(*cli.flag("scale"), type=int, default=4, choices=(1, 2, 4),
                       help="downscaling factor (default 4; 2 for the x2plus model)")
   parser.add_argument(*cli.flag("suffix"), default="",

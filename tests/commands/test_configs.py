@@ -75,6 +75,19 @@ def test_model_sizes_must_be_positive_in_both_modes(field):
       config_checks.validate(config, 1, mode)
 
 
+@pytest.mark.parametrize("seed", [-1, 2**32, 2**70])
+def test_seed_outside_what_a_jax_key_holds_is_named_in_both_modes(seed):
+  # 2**32 would silently give seed 0's numbers (a 32-bit key), 2**70 was a traceback.
+  for mode in ("train", "eval"):
+    config = esrgan_psnr.get_config("demo")
+    config.seed = seed
+    with pytest.raises(config_checks.ConfigError,
+                       match=r"config.seed must be an integer from 0 to 4294967295"):
+      config_checks.validate(config, 1, mode)
+  config.seed = 2**32 - 1
+  config_checks.validate(config, 1, "train")
+
+
 def test_data_fields_are_named():
   # Moved from the data pipeline, which now checks only the files it reads.
   cases = {"dataset": ("imagenet", "config.data.dataset"),

@@ -61,6 +61,16 @@ def test_malformed_command_line_exits_2(tmp_path):
   assert e.value.code == 2
 
 
+@pytest.mark.parametrize("seed", ["4294967296", "-1", "x"])
+def test_seed_outside_32_bits_is_a_usage_error(tmp_path, capsys, seed):
+  with pytest.raises(SystemExit) as e:
+    degrade.main([str(tmp_path), str(tmp_path / "out"), "--seed", seed])
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert "--seed: must be an integer from 0 to 4294967295" in err
+  assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
 def test_real_world_eval_sets_are_what_the_command_writes(tmp_path):
   """config.data.eval_lr='degradation': a set without lr_dir gets the LR that `python -m
   esrgan_jax.degrade HR OUT --seed eval_lr_seed` writes; a set with one keeps its files."""
