@@ -21,6 +21,7 @@ from fractions import Fraction
 from typing import NamedTuple, Optional
 
 import av
+import av.logging
 import numpy as np
 
 from esrgan_jax import cli
@@ -77,7 +78,13 @@ def _ffmpeg_reason(error: Exception) -> str:
 
 def _codec_name(container, stream) -> str:
   """The codec of a stream without a decoder (PyAV then gives it no codec context)."""
-  match = re.search(rf"Stream #\d+:{stream.index}\S*: Video: (\w+)", container.dumps_format())
+  level = av.logging.get_level()
+  av.logging.set_level(av.logging.INFO)  # dumps_format says nothing below INFO
+  try:
+    text = container.dumps_format()
+  finally:
+    av.logging.set_level(level)
+  match = re.search(rf"Stream #\d+:{stream.index}\S*: Video: (\w+)", text)
   return match.group(1) if match else "of unknown name"
 
 
@@ -189,6 +196,7 @@ class FrameReader:
     self.info, self.start = info, start
     self.problem: Optional[str] = None
     self.frames_decoded = 0  # every frame, the dropped ones included
+    self._last_time = 0.0  # seconds from the first frame to the last decoded one
     self._queue = queue.Queue(max(1, queue_frames))
     self._cancel = threading.Event()
     self._error: Optional[BaseException] = None
@@ -221,6 +229,7 @@ class FrameReader:
               pts = last_pts + 1  # encoders refuse repeated timestamps
             last_pts = pts
             first_pts = pts if first_pts is None else first_pts
+            self._last_time = float((pts - first_pts) * info.time_base)
             if index < self.start:
               continue
             # The stream's own range (swscale would take an unspecified one as limited).
@@ -232,31 +241,27 @@ class FrameReader:
               return
             if not self._put(Frame(index, pts, pixels)):
               return
-      if last_pts is not None:
-        self._check_complete(float((last_pts - first_pts) * info.time_base))
+      self._check_complete()
     except av.FFmpegError as error:
-      at = self.frames_decoded
-      self.problem = (f"{info.path}: decoding stopped at frame {at}"
-                      f"{self._time_of(at)} ({_ffmpeg_reason(error)}); the {at} frames "
-                      "before it are upscaled")
+      done = self.frames_decoded
+      self.problem = (f"{info.path}: decoding failed after {done} frames {self._where()} "
+                      f"({_ffmpeg_reason(error)}); the {done} frames before it are upscaled")
     except BaseException as error:  # pylint: disable=broad-except
       self._error = error
     finally:
       self._put(_END)
 
-  def _time_of(self, frames: int, seconds: Optional[float] = None) -> str:
-    seconds = frames / float(self.info.rate) if seconds is None else seconds
+  def _where(self) -> str:
     whole = f" of {self.info.duration:.2f} s" if self.info.duration else ""
-    return f" (at {seconds:.2f} s{whole})"
+    return f"(the last at {self._last_time:.2f} s{whole})"
 
-  def _check_complete(self, last_frame_time: float) -> None:
+  def _check_complete(self) -> None:
     """A file cut short often just ends: its last frame must start within two frames of the
     end of the duration its header promised."""
-    info, decoded = self.info, self.frames_decoded
-    if info.duration and last_frame_time + 2 / float(info.rate) < info.duration:
-      self.problem = (f"{info.path}: the video ends after {decoded} frames"
-                      f"{self._time_of(decoded, last_frame_time)}: the file looks truncated; "
-                      f"the {decoded} frames are upscaled")
+    info, done = self.info, self.frames_decoded
+    if done and info.duration and self._last_time + 2 / float(info.rate) < info.duration:
+      self.problem = (f"{info.path}: the video stream ends after {done} frames {self._where()}: "
+                      f"the file is truncated or damaged; the {done} frames are upscaled")
 
   def __iter__(self):
     while True:
@@ -298,8 +303,9 @@ class SegmentWriter:
   """Encodes uint8 RGB frames into `path` (one video stream) in a thread.
 
   `put(pixels, pts, index)` queues a frame (at most `queue_frames` wait) and raises the thread's
-  error if encoding failed; `close()` flushes the encoder and closes the file. Timestamps are the input's
-  (`pts` in `info.time_base`) unless settings.fps is set, then frame numbers at that rate.
+  error if encoding failed; `close()` flushes the encoder and closes the file. Timestamps are the
+  input's (`pts` in `info.time_base`) unless settings.fps is set, then frame numbers at that
+  rate.
   """
 
   def __init__(self, path: str, info: VideoInfo, settings: EncodeSettings, width: int,

@@ -1,14 +1,23 @@
 """python -m esrgan_jax.upscale on videos: frame-exact against the image upscaler, timestamps,
 audio, subtitles, rotation and colour kept, --fps, and the codecs."""
 
+import functools
+import io
+import json
+import os
 import re
+import signal
+import sys
 
 import av
 import numpy as np
 import pytest
+import tqdm
 
+from esrgan_jax import cli
 from esrgan_jax import upscale as upscale_command
 from esrgan_jax.data.images import read_image_any, write_image
+from esrgan_jax.inference import video, video_io
 from esrgan_jax.models.srvgg import SRVGGNetCompact
 from esrgan_jax.weights.generator import arch_of, save_generator
 from tests.tiny_generator import random_params
@@ -119,3 +128,89 @@ def test_other_codecs_write_every_frame(tmp_path, capsys, checkpoint, vcodec, ex
                        vcodec, "--ext", ext], capsys, checkpoint)
   assert code == 0, err
   assert len(decoded(tmp_path / "out" / f"clip_out.{ext}")) == 5
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, cli.EXIT_TERMINATED),
+                                            (signal.SIGINT, cli.EXIT_INTERRUPTED)])
+def test_stop_leaves_a_playable_partial_and_resume_equals_an_uninterrupted_run(
+    tmp_path, capsys, checkpoint, monkeypatch, signum, status):
+  make_clip(tmp_path / "clip.mkv", count=24, subtitles=True)
+  args = [str(tmp_path / "clip.mkv"), "--vcodec", "ffv1"] + TILING
+  code, _, err = upscale(args + ["-o", str(tmp_path / "whole")], capsys, checkpoint)
+  assert code == 0, err
+  whole = tmp_path / "whole" / "clip_out.mkv"
+
+  real_put = video_io.SegmentWriter.put
+
+  def put(self, pixels, pts, index):
+    if index == 9:  # a real signal, mid-video, while batches are in flight
+      os.kill(os.getpid(), signum)
+    real_put(self, pixels, pts, index)
+
+  monkeypatch.setattr(video_io.SegmentWriter, "put", put)
+  out = tmp_path / "out" / "clip_out.mkv"
+  previous = signal.getsignal(signum)
+  code, _, err = upscale(args + ["-o", str(tmp_path / "out")], capsys, checkpoint)
+  assert code == status and signal.getsignal(signum) is previous
+  note = json.loads((tmp_path / "out" / "clip_out.mkv.resume.json").read_text())
+  held = note["frames"]
+  # The batch in flight is finished (two frames per batch of 4 windows): 10 frames or a few
+  # more, all of them in a whole, playable file with their timestamps.
+  assert 10 <= held < 24 and held % 2 == 0
+  name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+  assert err.strip().splitlines()[-1] == (
+      f"esrgan_jax: stopped by {name} after frame {held} of {tmp_path / 'clip.mkv'}: {out} is "
+      f"playable and holds its first {held} frames; the same command with --resume continues")
+  partial = decoded(out)
+  assert len(partial) == held
+  assert [t for t, _ in partial] == [t for t, _ in decoded(whole)[:held]]
+  assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+      "clip_out.mkv", "clip_out.mkv.resume.json"]
+
+  # The same command again is refused, naming --resume; a changed setting is refused too.
+  code, _, err = upscale(args + ["-o", str(tmp_path / "out")], capsys, checkpoint)
+  assert code == 1 and "add --resume to continue it or --overwrite" in err
+  code, _, err = upscale(args + ["-o", str(tmp_path / "out"), "--resume", "--batch_size", "2"],
+                         capsys, checkpoint)
+  assert code == 1 and "batch_size was 4, now 2" in err, err
+
+  monkeypatch.setattr(video_io.SegmentWriter, "put", real_put)
+  code, out_text, err = upscale(args + ["-o", str(tmp_path / "out"), "--resume"], capsys,
+                                checkpoint)
+  assert code == 0, err
+  assert f"24 frames (from frame {held})" not in out_text  # frames of this run only
+  assert f"{24 - held} frames (from frame {held})" in out_text
+  resumed, expected = decoded(out), decoded(whole)
+  assert len(resumed) == 24
+  for i, ((t, pixels), (t_whole, pixels_whole)) in enumerate(zip(resumed, expected)):
+    assert t == t_whole and np.array_equal(pixels, pixels_whole), f"frame {i}"
+  for kind in ("audio", "subtitle"):
+    assert packets(out, kind) == packets(whole, kind)
+  assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip_out.mkv"]
+  # Resuming a finished output does nothing.
+  code, out_text, err = upscale(args + ["-o", str(tmp_path / "out"), "--resume"], capsys,
+                                checkpoint)
+  assert code == 0 and out_text == f"{out}: complete, skipped (--resume)\n"
+
+
+def test_progress_bar_on_a_terminal_shows_frames_realtime_and_eta(tmp_path, capsys, checkpoint,
+                                                                  monkeypatch):
+  make_clip(tmp_path / "clip.mkv", count=12, audio=False)
+
+  class Terminal(io.StringIO):
+    def isatty(self):
+      return True
+
+  terminal = Terminal()
+  monkeypatch.setattr(sys, "stderr", terminal)
+  # Every update drawn (a bar is otherwise redrawn at most every 0.1 s).
+  monkeypatch.setattr(video, "tqdm", functools.partial(tqdm.tqdm, mininterval=0, miniters=1))
+  code, _, _ = upscale([str(tmp_path / "clip.mkv"), "-o", str(tmp_path / "out"), "--vcodec",
+                        "ffv1", "--batch_size", "1"], capsys, checkpoint)
+  assert code == 0
+  bar = terminal.getvalue().split("\r")
+  drawn = [line for line in bar if "clip.mkv" in line and "11/12" in line]
+  assert drawn, terminal.getvalue()
+  # frames/s, the realtime factor and the time left, as tqdm draws them.
+  assert re.search(r"11/12 \[[\d:]+<[\d:]+, +[\d.]+frame/s, [\d.]+x realtime\]", drawn[-1]), \
+      drawn[-1]
