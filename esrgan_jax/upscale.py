@@ -56,7 +56,7 @@ from tqdm import tqdm
 
 from esrgan_jax import cli
 from esrgan_jax.data import images as images_io
-from esrgan_jax.inference import tiling, video, video_io
+from esrgan_jax.inference import tiling, video, video_decode, video_encode
 from esrgan_jax.inference.animation import (ANIMATION_FORMATS, Animation, read_animation,
                                             write_animation)
 from esrgan_jax.inference.apply import apply_generator
@@ -70,7 +70,7 @@ from esrgan_jax.inference.upscaler import Upscaler
 HIGH_DEPTH_EXTENSIONS = (".png", ".tif", ".tiff")
 ALPHA_EXTENSIONS = (".png", ".tif", ".tiff", ".webp", ".bmp")
 INPUT_EXTENSIONS = IMAGE_EXTENSIONS + (".gif",)
-VIDEO_EXTENSIONS = video_io.VIDEO_EXTENSIONS
+VIDEO_EXTENSIONS = video_decode.VIDEO_EXTENSIONS
 
 
 def _tile_pad(value: str):
@@ -153,7 +153,7 @@ def check_values(args) -> None:
     raise cli.UserError(f"--outscale must be a positive number, got {args.outscale}")
   if args.fps is not None and not (args.fps > 0 and np.isfinite(args.fps)):
     raise cli.UserError(f"--fps must be a positive number, got {args.fps}")
-  video_io.check_encoder(args.vcodec, args.preset)
+  video_encode.check_encoder(args.vcodec, args.preset)
 
 
 def _list_folder(folder: str) -> list[str]:
@@ -347,7 +347,7 @@ def _video_settings(args, source: str) -> dict:
 def plan_videos(args, paths, outputs) -> list:
   """(input, output, options, first frame) of each video to do; before any work, refuses
   outputs that exist (unless --overwrite or --resume) and notes from other settings."""
-  encode = video_io.EncodeSettings(args.vcodec, args.crf, args.preset,
+  encode = video_encode.EncodeSettings(args.vcodec, args.crf, args.preset,
                                    Fraction(args.fps).limit_denominator(1001000)
                                    if args.fps else None)
   jobs = []

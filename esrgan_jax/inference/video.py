@@ -1,9 +1,9 @@
 """Upscaling a video file frame by frame, streaming, with decoding and encoding overlapped.
 
-Three threads share the work: video_io.FrameReader decodes into a bounded queue, the calling
+Three threads share the work: video_decode.FrameReader decodes into a bounded queue, the calling
 thread runs the frames through the Upscaler (batches of `--batch_size` windows, several frames per
 network call when a frame is one window; JAX dispatches a batch before the previous one is copied
-back), and video_io.SegmentWriter encodes from a bounded queue. Memory is therefore a constant:
+back), and video_encode.SegmentWriter encodes from a bounded queue. Memory is therefore a constant:
 the queues, the frames whose windows are in flight, the codecs' own buffers; never the video.
 
 Stopping: Ctrl-C or SIGTERM sets a flag; the current batch is finished (frames are read until no
@@ -26,9 +26,9 @@ from typing import NamedTuple, Optional
 from tqdm import tqdm
 
 from esrgan_jax import cli
-from esrgan_jax.inference import video_io, video_mux
+from esrgan_jax.inference import video_decode, video_encode, video_mux
 from esrgan_jax.inference.upscaler import Upscaler
-from esrgan_jax.inference.video_io import EncodeSettings, VideoReadError
+from esrgan_jax.inference.video_encode import EncodeSettings
 
 SKIP = -1  # `plan_start`: the output is complete, nothing to do
 
@@ -85,7 +85,7 @@ class StopSignals:
 def output_extension(input_path: str, ext: str, vcodec: str) -> str:
   """The input's container (or `ext`'s), Matroska where that cannot hold `vcodec`."""
   extension = "." + ext if ext != "auto" else os.path.splitext(input_path)[1].lower()
-  if extension not in video_io.VIDEO_EXTENSIONS:
+  if extension not in video_decode.VIDEO_EXTENSIONS:
     extension = ".mkv"
   if not video_mux.container_holds(extension, vcodec):
     return ".mkv"
@@ -112,7 +112,7 @@ def plan_start(source: str, output: str, options: VideoOptions) -> int:
   if exists:
     if options.resume:
       return SKIP
-    raise video_io.VideoWriteError(f"{output}: exists; add --overwrite to replace it")
+    raise video_encode.VideoWriteError(f"{output}: exists; add --overwrite to replace it")
   return 0
 
 
@@ -174,17 +174,17 @@ def upscale_video(source: str, output: str, upscaler: Upscaler, options: VideoOp
   Raises VideoReadError / VideoWriteError for bad files (one line), and the stop's cli.Stopped
   after leaving a playable partial output and its resume note.
   """
-  info = video_io.probe(source)
+  info = video_decode.probe(source)
   out_height, out_width = upscaler.output_size(info.height, info.width)
-  pix_fmt = video_io.output_pixel_format(options.encode.vcodec, info.pix_fmt)
-  video_io.check_frame_size(output, pix_fmt, out_width, out_height)
+  pix_fmt = video_encode.output_pixel_format(options.encode.vcodec, info.pix_fmt)
+  video_encode.check_frame_size(output, pix_fmt, out_width, out_height)
   video_mux.check_streams_fit(output, source, options.encode.vcodec)
   segment = segment_path(output)
   # Enough decoded frames for the next batch; upscaled ones are large, a batch's worth waits.
   batch = upscaler.batcher.batch_size
-  writer = video_io.SegmentWriter(segment, info, options.encode, out_width, out_height,
+  writer = video_encode.SegmentWriter(segment, info, options.encode, out_width, out_height,
                                   max(2, batch))
-  reader = video_io.FrameReader(info, start, max(4, 2 * batch))
+  reader = video_decode.FrameReader(info, start, max(4, 2 * batch))
   began = time.perf_counter()
   rate = float(info.rate)
   with tqdm(total=info.frames or None, initial=start, unit="frame", disable=None,
@@ -240,7 +240,7 @@ def upscale_videos(jobs, upscaler: Upscaler) -> int:
         raise stop.stopped(f" before {source}; the outputs before it are complete")
       try:
         result = upscale_video(source, output, upscaler, options, stop, start)
-      except (video_io.VideoReadError, video_io.VideoWriteError) as error:
+      except (video_decode.VideoReadError, video_encode.VideoWriteError) as error:
         failures += cli.error(str(error))
         continue
       print(result.summary, flush=True)

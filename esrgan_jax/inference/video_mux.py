@@ -1,6 +1,6 @@
 """The finished video file: encoded video segments joined, the input's other streams copied.
 
-The upscaled video is encoded into a file of its own, a "segment" (video_io.SegmentWriter). The
+The upscaled video is encoded into a file of its own, a "segment" (video_encode.SegmentWriter). The
 output is then made by remuxing: the video packets of every segment in order, and the input's
 audio and subtitle packets unchanged, interleaved by time, into a temporary file renamed over the
 output at the end, so the output is always a whole, playable file. Nothing is re-encoded: a run
@@ -24,7 +24,8 @@ from typing import Optional, Sequence
 import av
 
 from esrgan_jax import cli
-from esrgan_jax.inference.video_io import VideoInfo, VideoWriteError
+from esrgan_jax.inference.video_decode import VideoInfo
+from esrgan_jax.inference.video_encode import VideoWriteError
 
 NOTE_SUFFIX = ".resume.json"
 COPIED_TYPES = ("audio", "subtitle")

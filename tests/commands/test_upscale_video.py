@@ -17,7 +17,7 @@ import tqdm
 from esrgan_jax import cli
 from esrgan_jax import upscale as upscale_command
 from esrgan_jax.data.images import read_image_any, write_image
-from esrgan_jax.inference import video, video_io
+from esrgan_jax.inference import video, video_encode
 from esrgan_jax.models.srvgg import SRVGGNetCompact
 from esrgan_jax.weights.generator import arch_of, save_generator
 from tests.tiny_generator import random_params
@@ -140,14 +140,14 @@ def test_stop_leaves_a_playable_partial_and_resume_equals_an_uninterrupted_run(
   assert code == 0, err
   whole = tmp_path / "whole" / "clip_out.mkv"
 
-  real_put = video_io.SegmentWriter.put
+  real_put = video_encode.SegmentWriter.put
 
   def put(self, pixels, pts, index):
     if index == 9:  # a real signal, mid-video, while batches are in flight
       os.kill(os.getpid(), signum)
     real_put(self, pixels, pts, index)
 
-  monkeypatch.setattr(video_io.SegmentWriter, "put", put)
+  monkeypatch.setattr(video_encode.SegmentWriter, "put", put)
   out = tmp_path / "out" / "clip_out.mkv"
   previous = signal.getsignal(signum)
   code, _, err = upscale(args + ["-o", str(tmp_path / "out")], capsys, checkpoint)
@@ -174,7 +174,7 @@ def test_stop_leaves_a_playable_partial_and_resume_equals_an_uninterrupted_run(
                          capsys, checkpoint)
   assert code == 1 and "batch_size was 4, now 2" in err, err
 
-  monkeypatch.setattr(video_io.SegmentWriter, "put", real_put)
+  monkeypatch.setattr(video_encode.SegmentWriter, "put", real_put)
   code, out_text, err = upscale(args + ["-o", str(tmp_path / "out"), "--resume"], capsys,
                                 checkpoint)
   assert code == 0, err

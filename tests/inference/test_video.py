@@ -7,14 +7,14 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from esrgan_jax.inference import tiling, video, video_io, video_mux
+from esrgan_jax.inference import tiling, video, video_decode, video_encode, video_mux
 from esrgan_jax.inference.apply import apply_generator
 from esrgan_jax.inference.upscaler import Upscaler
 from esrgan_jax.models.srvgg import SRVGGNetCompact
 from tests.tiny_generator import random_params
 from tests.video_clips import decoded, make_clip, packets
 
-FFV1 = video.VideoOptions(video_io.EncodeSettings("ffv1", None, None, None), resume=False,
+FFV1 = video.VideoOptions(video_encode.EncodeSettings("ffv1", None, None, None), resume=False,
                           overwrite=True, settings={})
 
 
@@ -69,7 +69,7 @@ def test_stop_signals_set_a_flag_and_a_second_ctrl_c_raises():
 
 def test_a_stopped_output_keeps_the_other_streams_up_to_its_last_frame(tmp_path):
   make_clip(tmp_path / "clip.mkv", count=24, subtitles=True)
-  info = video_io.probe(str(tmp_path / "clip.mkv"))
+  info = video_decode.probe(str(tmp_path / "clip.mkv"))
   video_mux.assemble(str(tmp_path / "part.mkv"), [str(tmp_path / "clip.mkv")], info,
                      end_time=0.5)
   audio = packets(tmp_path / "part.mkv", "audio")
