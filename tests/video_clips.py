@@ -23,11 +23,12 @@ def frame_times_ms(count: int) -> list[int]:
 
 def make_clip(path, count: int = 24, height: int = 24, width: int = 32, codec: str = "ffv1",
               pix_fmt: str = "bgr0", audio: bool = True, subtitles: bool = False,
-              rotation=None, colour=None) -> list[np.ndarray]:
+              rotation=None, colour=None, sample_aspect_ratio=None) -> list[np.ndarray]:
   """Writes the clip and returns its frames (RGB, as written: exact for ffv1 bgr0).
 
   Frame i starts at frame_times_ms(count)[i]; the audio is a tone as long as the video;
-  subtitles: two SubRip lines; colour: (range, space, primaries, trc) tags of the video.
+  subtitles: two SubRip lines; colour: (range, space, primaries, trc) tags of the video;
+  sample_aspect_ratio: the pixels' shape (anamorphic video).
   """
   frames = panned_frames(count, height, width)
   times = frame_times_ms(count)
@@ -37,6 +38,8 @@ def make_clip(path, count: int = 24, height: int = 24, width: int = 32, codec: s
   video.codec_context.time_base = MS
   if rotation is not None:
     video.set_display_rotation(rotation)
+  if sample_aspect_ratio is not None:
+    video.codec_context.sample_aspect_ratio = sample_aspect_ratio
   if colour is not None:
     context = video.codec_context
     context.color_range, context.colorspace, context.color_primaries, context.color_trc = colour

@@ -51,6 +51,7 @@ class VideoInfo(NamedTuple):
   colour: Colour
   display_matrix: Optional[tuple]  # 9 ints (AV_PKT_DATA_DISPLAYMATRIX), None when absent
   codec: str
+  sample_aspect_ratio: Optional[Fraction] = None  # of anamorphic video (DVD's 8:9, ...)
 
 
 class Frame(NamedTuple):
@@ -131,7 +132,8 @@ def probe(path: str) -> VideoInfo:
                      first.format.name,
                      Colour(first.color_range, first.colorspace, first.color_primaries,
                             first.color_trc),
-                     _display_matrix(first), stream.codec_context.name)
+                     _display_matrix(first), stream.codec_context.name,
+                     stream.sample_aspect_ratio or None)
 
 
 class FrameReader:

@@ -126,6 +126,8 @@ class SegmentWriter:
       context.color_primaries, context.color_trc = colour.primaries, colour.trc
       if not av.VideoFormat(self.pix_fmt).is_rgb:
         context.color_range, context.colorspace = colour.range, colour.space
+      if info.sample_aspect_ratio:  # both sides scale alike: the pixel shape stays
+        context.sample_aspect_ratio = info.sample_aspect_ratio
       context.options = encoder_options(settings)
       context.thread_type = "AUTO"
       if info.display_matrix is not None:

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import sys
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -84,10 +85,10 @@ def test_summary_line_names_rates_and_output(tmp_path, capsys, checkpoint):
                       out), out
 
 
-def test_h264_keeps_timestamps_rotation_colour_and_audio(tmp_path, capsys, checkpoint):
+def test_h264_keeps_timestamps_rotation_colour_aspect_and_audio(tmp_path, capsys, checkpoint):
   bt709 = (1, 1, 1, 1)  # limited range, BT.709 matrix, primaries and transfer
   make_clip(tmp_path / "clip.mp4", count=24, codec="libx264", pix_fmt="yuv420p", rotation=90,
-            colour=bt709)
+            colour=bt709, sample_aspect_ratio=Fraction(8, 9))
   code, _, err = upscale([str(tmp_path / "clip.mp4"), "-o", str(tmp_path / "out")] + TILING,
                       capsys, checkpoint)
   assert code == 0, err
@@ -98,6 +99,7 @@ def test_h264_keeps_timestamps_rotation_colour_and_audio(tmp_path, capsys, check
     frame = next(container.decode(stream))
     assert frame.rotation == 90 and frame.format.name == "yuv420p"
     assert (frame.color_range, frame.colorspace, frame.color_primaries, frame.color_trc) == bt709
+    assert stream.sample_aspect_ratio == Fraction(8, 9)
   source, video = decoded(tmp_path / "clip.mp4"), decoded(out)
   assert [t for t, _ in video] == [t for t, _ in source]
   assert packets(out, "audio") == packets(tmp_path / "clip.mp4", "audio") != []
@@ -214,3 +216,30 @@ def test_progress_bar_on_a_terminal_shows_frames_realtime_and_eta(tmp_path, caps
   # frames/s, the realtime factor and the time left, as tqdm draws them.
   assert re.search(r"11/12 \[[\d:]+<[\d:]+, +[\d.]+frame/s, [\d.]+x realtime\]", drawn[-1]), \
       drawn[-1]
+
+
+def test_h264_resume_joins_the_parts_into_one_stream(tmp_path, capsys, checkpoint, monkeypatch):
+  """x264 with B-frames: the parts join without re-encoding into one stream with every frame
+  and timestamp (lossy: the pixels are not compared)."""
+  make_clip(tmp_path / "clip.mp4", count=12, codec="libx264", pix_fmt="yuv420p")
+  args = [str(tmp_path / "clip.mp4"), "-o", str(tmp_path / "out"), "--tile", "0",
+          "--batch_size", "2"]
+  real_put = video_encode.SegmentWriter.put
+
+  def put(self, pixels, pts, index):
+    if index == 4:
+      os.kill(os.getpid(), signal.SIGTERM)
+    real_put(self, pixels, pts, index)
+
+  monkeypatch.setattr(video_encode.SegmentWriter, "put", put)
+  code, _, err = upscale(args, capsys, checkpoint)
+  assert code == cli.EXIT_TERMINATED, err
+  out = tmp_path / "out" / "clip_out.mp4"
+  held = json.loads((tmp_path / "out" / "clip_out.mp4.resume.json").read_text())["frames"]
+  assert len(decoded(out)) == held < 12
+  monkeypatch.setattr(video_encode.SegmentWriter, "put", real_put)
+  code, _, err = upscale(args + ["--resume"], capsys, checkpoint)
+  assert code == 0, err
+  source, video = decoded(tmp_path / "clip.mp4"), decoded(out)
+  assert [t for t, _ in video] == [t for t, _ in source]
+  assert packets(out, "audio") == packets(tmp_path / "clip.mp4", "audio")
