@@ -48,8 +48,9 @@ class _RegionWriter:
 
   def paste(self, top: int, left: int, block: np.ndarray) -> None:
     if self.resize is None:
-      self.out[top:top + block.shape[0], left:left + block.shape[1], self.channels] = (
-          to_pixels(block, self.out.dtype))
+      # Pixels already rounded (on the device: apply.to_uint8) are copied as they are.
+      pixels = block if block.dtype == self.out.dtype else to_pixels(block, self.out.dtype)
+      self.out[top:top + block.shape[0], left:left + block.shape[1], self.channels] = pixels
       return
     # Jobs come row-major: a band is complete when its blocks span the width.
     if top != self.band_top:

@@ -26,7 +26,8 @@ from typing import NamedTuple, Optional
 from tqdm import tqdm
 
 from esrgan_jax import cli
-from esrgan_jax.inference import video_decode, video_encode, video_mux
+from esrgan_jax.inference import tiling, video_decode, video_encode, video_mux
+from esrgan_jax.inference.apply import to_uint8
 from esrgan_jax.inference.upscaler import Upscaler
 from esrgan_jax.inference.video_encode import EncodeSettings
 
@@ -80,6 +81,18 @@ class StopSignals:
     if self.signal == signal.SIGTERM:
       return cli.Stopped(f"stopped by SIGTERM{message}", cli.EXIT_TERMINATED)
     return cli.Stopped(f"stopped by Ctrl-C{message}", cli.EXIT_INTERRUPTED)
+
+
+def video_upscaler(apply_fn: tiling.ApplyFn, scale: int, outscale: Optional[float], tile: int,
+                   tile_pad: int, batch_size: int, multiple: int) -> Upscaler:
+  """The Upscaler of video frames (uint8 RGB): outputs rounded to pixels on the device unless
+  --outscale resizes them (the resize takes floats); no limit on outputs held across frames,
+  which would make batches depend on timing (the pump bounds what is in flight instead)."""
+  if outscale is None or outscale == scale:
+    network = apply_fn
+    apply_fn = lambda batch: to_uint8(network(batch))
+  return Upscaler(apply_fn, scale, outscale, tile, tile_pad, batch_size, multiple=multiple,
+                  batch_output_bytes=None)
 
 
 def output_extension(input_path: str, ext: str, vcodec: str) -> str:

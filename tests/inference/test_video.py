@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from esrgan_jax.inference import tiling, video, video_decode, video_encode, video_mux
-from esrgan_jax.inference.apply import apply_generator
-from esrgan_jax.inference.upscaler import Upscaler
+from esrgan_jax.data.images import to_pixels
+from esrgan_jax.inference.apply import apply_generator, to_uint8
 from esrgan_jax.models.srvgg import SRVGGNetCompact
 from tests.tiny_generator import random_params
 from tests.video_clips import decoded, make_clip, packets
@@ -22,8 +22,8 @@ FFV1 = video.VideoOptions(video_encode.EncodeSettings("ffv1", None, None, None),
 def upscaler():
   model = SRVGGNetCompact(num_feat=8, num_conv=3, upscale=4)
   params = random_params(model, seed=1)
-  return Upscaler(lambda batch: apply_generator(model, params, batch), 4, None, tile=0,
-                  tile_pad=0, batch_size=4, multiple=1, batch_output_bytes=None)
+  return video.video_upscaler(lambda batch: apply_generator(model, params, batch), 4, None,
+                              tile=0, tile_pad=0, batch_size=4, multiple=1)
 
 
 def test_peak_memory_does_not_grow_with_the_number_of_frames(tmp_path, upscaler):
@@ -79,3 +79,11 @@ def test_a_stopped_output_keeps_the_other_streams_up_to_its_last_frame(tmp_path)
   video_mux.assemble(str(tmp_path / "part.mkv"), [str(tmp_path / "clip.mkv")], info,
                      end_time=0.3)
   assert packets(tmp_path / "part.mkv", "subtitle") == [(b"bonjour", 0.01)]
+
+
+def test_pixels_rounded_on_the_device_equal_the_host_rule():
+  rng = np.random.RandomState(0)
+  values = np.concatenate([rng.uniform(-0.2, 1.2, 10000),
+                           (np.arange(256) + 0.5) / 255,  # halfway cases: ties to even
+                           [0.0, 1.0, -1e9, 1e9]]).astype(np.float32)
+  assert np.array_equal(np.asarray(to_uint8(values)), to_pixels(values, np.uint8))
