@@ -391,7 +391,8 @@ def _upscale_all(args) -> int:
       upscaler = Upscaler(*upscaler_args, progress, multiple=multiple)
       failures = run(args, upscaler, *zip(*images), images_bar)
   if videos:
-    failures += video.upscale_videos(videos, video.video_upscaler(*upscaler_args[:6], multiple))
+    failures += video.upscale_videos(
+        videos, lambda: video.video_upscaler(*upscaler_args[:6], multiple))
   if failures:
     kind = {0: "image(s)", len(paths): "video(s)"}.get(sum(map(is_video, paths)), "file(s)")
     return cli.error(f"{failures} of {len(paths)} {kind} failed; the other "

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from fractions import Fraction
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 from tqdm import tqdm
 
@@ -196,13 +196,12 @@ def upscale_video(source: str, output: str, upscaler: Upscaler, options: VideoOp
   # Enough decoded frames for the next batch; upscaled ones are large, a batch's worth waits.
   batch = upscaler.batcher.batch_size
   writer = video_encode.SegmentWriter(segment, info, options.encode, out_width, out_height,
-                                  max(2, batch))
+                                      max(2, batch))
   reader = video_decode.FrameReader(info, start, max(4, 2 * batch))
   began = time.perf_counter()
-  rate = float(info.rate)
   with tqdm(total=info.frames or None, initial=start, unit="frame", disable=None,
             leave=False, file=sys.stderr, desc=os.path.basename(source)) as bar:
-    pump = _Pump(reader, upscaler, writer, start, bar, rate)
+    pump = _Pump(reader, upscaler, writer, start, bar, float(info.rate))
     try:
       stopped = pump.run(stop)
       writer.close()
@@ -213,46 +212,62 @@ def upscale_video(source: str, output: str, upscaler: Upscaler, options: VideoOp
     finally:
       reader.close()
   seconds = time.perf_counter() - began
-  frames = pump.next_index - start
   problem = None if stopped else reader.problem
-  if frames:
-    end_time = float(Fraction(pump.last_pts) * info.time_base) + 1 / rate
-    if options.encode.fps:
-      end_time = pump.next_index / float(options.encode.fps)
-    parts = ([output] if start else []) + [segment]
-    try:
-      video_mux.assemble(output, parts, info, end_time if stopped or problem else None)
-    finally:
-      _remove(segment)
-  else:
+  try:
+    _assemble(output, segment, info, options, pump, partial=stopped or problem is not None)
+  finally:
     _remove(segment)
   if stopped:
-    if frames:
-      video_mux.write_note(output, pump.next_index, pump.last_pts, end_time, options.settings)
-    if pump.next_index:
-      raise stop.stopped(
-          f" after frame {pump.next_index} of {source}: {output} is playable and holds its "
-          f"first {pump.next_index} frames; the same command with --resume continues")
-    raise stop.stopped(f" before the first frame of {source}; nothing was written")
+    _stop(output, source, options, pump, stop)
   video_mux.remove_note(output)
+  frames = pump.next_index - start
   summary = (f"{source}: {frames} frames{f' (from frame {start})' if start else ''} "
              f"{info.width}x{info.height} -> {out_width}x{out_height} in {seconds:.1f} s, "
              f"{frames / max(seconds, 1e-9):.2f} frames/s, "
-             f"{frames / rate / max(seconds, 1e-9):.2f}x realtime -> {output}")
+             f"{frames / float(info.rate) / max(seconds, 1e-9):.2f}x realtime -> {output}")
   return VideoResult(summary, problem)
 
 
+def _end_time(info, options: VideoOptions, pump: _Pump) -> float:
+  """Seconds at which the last frame written ends (the other streams are cut there)."""
+  if options.encode.fps:
+    return pump.next_index / float(options.encode.fps)
+  return float(Fraction(pump.last_pts) * info.time_base) + 1 / float(info.rate)
 
-def upscale_videos(jobs, upscaler: Upscaler) -> int:
+
+def _assemble(output, segment, info, options: VideoOptions, pump: _Pump, partial: bool) -> None:
+  """The output from what it held before this run (when resumed) and this run's segment."""
+  if pump.next_index > pump.start:
+    parts = ([output] if pump.start else []) + [segment]
+    end_time = _end_time(info, options, pump) if partial else None
+    video_mux.assemble(output, parts, info, end_time)
+  elif pump.start and not partial:  # resumed where the video ends: the other streams in full
+    video_mux.assemble(output, [output], info)
+
+
+def _stop(output, source, options: VideoOptions, pump: _Pump, stop: StopSignals) -> None:
+  """Notes where the output ends and raises the stop's cli.Stopped."""
+  if pump.next_index > pump.start:
+    video_mux.write_note(output, pump.next_index, pump.last_pts,
+                         _end_time(pump.reader.info, options, pump), options.settings)
+  if pump.next_index:
+    raise stop.stopped(
+        f" after frame {pump.next_index} of {source}: {output} is playable and holds its "
+        f"first {pump.next_index} frames; the same command with --resume continues")
+  raise stop.stopped(f" before the first frame of {source}; nothing was written")
+
+
+def upscale_videos(jobs, make_upscaler: Callable[[], Upscaler]) -> int:
   """Upscales each (input, output, VideoOptions, first frame) in turn, printing its summary
-  line; returns how many failed, each reported in one line. A stop ends the list (cli.Stopped)."""
+  line; returns how many failed, each reported in one line. A stop ends the list (cli.Stopped).
+  Each video gets its own Upscaler (`make_upscaler()`): one that failed may hold its frames."""
   failures = 0
   with StopSignals() as stop:
     for source, output, options, start in jobs:
       if stop.requested:
         raise stop.stopped(f" before {source}; the outputs before it are complete")
       try:
-        result = upscale_video(source, output, upscaler, options, stop, start)
+        result = upscale_video(source, output, make_upscaler(), options, stop, start)
       except (video_decode.VideoReadError, video_encode.VideoWriteError) as error:
         failures += cli.error(str(error))
         continue

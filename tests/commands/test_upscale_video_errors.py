@@ -5,9 +5,11 @@ import os
 from fractions import Fraction
 
 import av
+import numpy as np
 import pytest
 
 from esrgan_jax.data.images import write_image
+from esrgan_jax.inference import video_encode
 from tests.commands.test_upscale_video import checkpoint, upscale  # pylint: disable=unused-import
 from tests.video_clips import decoded, frame_times_ms, make_clip, panned_frames
 
@@ -127,3 +129,29 @@ def test_bad_video_flags_are_one_line(tmp_path, capsys, checkpoint, flags, messa
   lines = error_lines(err)
   assert code == 1 and message in lines[0], err
   assert "Traceback" not in err
+
+
+def test_a_video_that_fails_mid_way_leaves_nothing_and_the_next_is_right(
+    tmp_path, capsys, checkpoint, monkeypatch):
+  make_clip(tmp_path / "a.mkv", count=6, audio=False)
+  make_clip(tmp_path / "b.mkv", count=6, audio=False, height=32, width=24)
+  flags = ["--vcodec", "ffv1", "--batch_size", "4"]
+  code, _, err = upscale([str(tmp_path / "b.mkv"), "-o", str(tmp_path / "alone")] + flags,
+                         capsys, checkpoint)
+  assert code == 0, err
+  real_put = video_encode.SegmentWriter.put
+
+  def put(self, pixels, pts, index):
+    if index == 3 and "a_out" in self.path:
+      raise video_encode.VideoWriteError(f"{self.path}: no space left on device")
+    real_put(self, pixels, pts, index)
+
+  monkeypatch.setattr(video_encode.SegmentWriter, "put", put)
+  code, _, err = upscale([str(tmp_path / "a.mkv"), str(tmp_path / "b.mkv"), "-o",
+                          str(tmp_path / "out")] + flags, capsys, checkpoint)
+  assert code == 1 and "a_out.part.mkv: no space left on device" in error_lines(err)[0]
+  assert os.listdir(tmp_path / "out") == ["b_out.mkv"]  # no partial of a, no segment left
+  together, alone = decoded(tmp_path / "out" / "b_out.mkv"), decoded(tmp_path / "alone" /
+                                                                      "b_out.mkv")
+  assert len(together) == 6 and all(
+      np.array_equal(x, y) for (_, x), (_, y) in zip(together, alone))
