@@ -73,6 +73,21 @@ def test_lossless_video_equals_the_image_upscaler_frame_by_frame(tmp_path, capsy
   for kind in ("audio", "subtitle"):
     assert packets(out, kind) == packets(tmp_path / "clip.mkv", kind) != []
   assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip_out.mkv"]
+  with av.open(str(out)) as container:  # lossless 8-bit RGB
+    assert container.streams.video[0].codec_context.name == "ffv1"
+    assert container.streams.video[0].codec_context.pix_fmt == "bgr0"
+
+
+def test_outscale_resizes_video_frames_as_it_does_images(tmp_path, capsys, checkpoint):
+  frames = make_clip(tmp_path / "clip.mkv", count=4, audio=False)
+  flags = TILING + ["--outscale", "2.5"]
+  code, _, err = upscale([str(tmp_path / "clip.mkv"), "-o", str(tmp_path / "out"), "--vcodec",
+                          "ffv1"] + flags, capsys, checkpoint)
+  assert code == 0, err
+  video = decoded(tmp_path / "out" / "clip_out.mkv")
+  expected = image_upscaler_outputs(frames, tmp_path, capsys, checkpoint, flags)
+  assert [p.shape for _, p in video] == [(60, 80, 3)] * 4
+  assert all(np.array_equal(p, e) for (_, p), e in zip(video, expected))
 
 
 def test_summary_line_names_rates_and_output(tmp_path, capsys, checkpoint):
