@@ -53,7 +53,10 @@ def parse_args(argv=None):
   parser.add_argument("--plan", default="", help="SIZES:SCALES:ROWS[;...] instead of the "
                       f"product of the three (default on a CPU without --sizes: {CPU_PLAN})")
   parser.add_argument("--frames", type=int, default=4, help="frames per clip (default 4)")
-  parser.add_argument("--batch_size", type=int, default=2, help="frames per network call")
+  parser.add_argument("--batch_size", type=int, default=2,
+                      help="windows per network call (frames, at --tile 0)")
+  parser.add_argument("--tile", type=int, default=0, help="as the command's (default 0: whole "
+                      "frames; the command's own default is 256, tile_pad 10)")
   parser.add_argument("--repeats", type=int, default=1, help="timed runs per figure (median)")
   parser.add_argument("--vcodec", default="libx264")
   parser.add_argument("--preset", default=None)
@@ -204,7 +207,8 @@ def measure(args, work, size_name, frames, clip, scale, row, dtype, encode):
   model, params, count = build_model(row, scale, dtype)
   multiple = tiling.input_multiple(scale) if MODELS[row][1] == "rrdbnet" else 1
   upscaler = video.video_upscaler(lambda batch: apply_generator(model, params, batch), scale,
-                                  None, 0, 0, args.batch_size, multiple)
+                                  None, args.tile, 10 if args.tile else 0, args.batch_size,
+                                  multiple)
   start = time.perf_counter()
   model_only(upscaler, frames[:args.batch_size])  # compiles the full-batch programs
   compile_s = time.perf_counter() - start
@@ -219,7 +223,7 @@ def measure(args, work, size_name, frames, clip, scale, row, dtype, encode):
   height, width = frames[0].shape[:2]
   return dict(size=size_name, input=f"{height}x{width}", scale=scale, row=row,
               model=MODELS[row][0], dtype=dtype, params=count, frames=len(frames),
-              batch_size=args.batch_size, model_fps=model_fps, e2e_fps=e2e_fps,
+              batch_size=args.batch_size, tile=args.tile, model_fps=model_fps, e2e_fps=e2e_fps,
               model_realtime=model_fps / RATE, e2e_realtime=e2e_fps / RATE,
               e2e_over_model=e2e_fps / model_fps, model_s=model_s, e2e_s=e2e_s,
               compile_s=compile_s, platform=jax.default_backend(),
@@ -245,7 +249,8 @@ def main(argv=None):
   from esrgan_jax.inference import video_encode  # pylint: disable=g-import-not-at-top
   load = os.getloadavg()
   print(f"{time.strftime('%Y-%m-%d %H:%M')}  {platform.node()}  {os.cpu_count()} CPUs, load "
-        f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; --batch_size {args.batch_size}, --tile 0, "
+        f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; --batch_size {args.batch_size}, --tile "
+        f"{args.tile}, "
         f"{args.vcodec} preset {args.preset or 'default'} CRF {args.crf}", flush=True)
   encode = video_encode.EncodeSettings(args.vcodec, args.crf, args.preset, None)
   results, failures, codecs, clips = [], [], {}, {}
@@ -290,7 +295,7 @@ def write_json(args, results, failures, load):
   plan = [dict(sizes=s, scales=c, rows=r) for s, c, r in args.plan]
   with open(args.json, "w") as f:
     json.dump(dict(args=dict(plan=plan, dtypes=args.dtypes, frames=args.frames,
-                             batch_size=args.batch_size, repeats=args.repeats,
+                             batch_size=args.batch_size, tile=args.tile, repeats=args.repeats,
                              vcodec=args.vcodec, preset=args.preset, crf=args.crf),
                    load=load, results=results, failures=failures), f, indent=1)
 

@@ -347,9 +347,8 @@ def _video_settings(args, source: str) -> dict:
 def plan_videos(args, paths, outputs) -> list:
   """(input, output, options, first frame) of each video to do; before any work, refuses
   outputs that exist (unless --overwrite or --resume) and notes from other settings."""
-  encode = video_encode.EncodeSettings(args.vcodec, args.crf, args.preset,
-                                   Fraction(args.fps).limit_denominator(1001000)
-                                   if args.fps else None)
+  fps = Fraction(args.fps).limit_denominator(1001000) if args.fps else None  # 29.97: 2997/100
+  encode = video_encode.EncodeSettings(args.vcodec, args.crf, args.preset, fps)
   jobs = []
   for path, out in zip(paths, outputs):
     if is_video(path):
