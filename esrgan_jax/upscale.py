@@ -32,23 +32,33 @@ network calls (`--batch_size` windows per call). An animated GIF/PNG/WebP is ups
 frame into an animation with the same frame durations and loop count; all its output frames are
 held until it is written.
 
-Errors are one line each on stderr. An unreadable image is reported and skipped, the other
-images are still processed.
+Videos (.mp4 .mkv .mov .webm .avi) stream through the same upscaler, decoding, the network and
+encoding overlapped, in bounded memory: same frames, timestamps, rotation and colour tags, audio
+and subtitles copied; `--vcodec` (default libx264) with `--crf` and `--preset`, `--fps` to
+override the timing. `--vcodec ffv1` is lossless 8-bit RGB. Ctrl-C or SIGTERM finishes the current
+batch and leaves a playable partial output and a resume note; the same command with `--resume`
+continues it. An existing video output is refused unless `--overwrite` (or `--resume`). See
+esrgan_jax/inference/video.py.
+
+Errors are one line each on stderr. An unreadable image or video is reported and skipped, the
+other inputs are still processed.
 """
 
 import os
 import sys
+from fractions import Fraction
 from typing import NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image, ImageSequence
 from tqdm import tqdm
 
 from esrgan_jax import cli
 from esrgan_jax.data import images as images_io
-from esrgan_jax.inference import tiling
+from esrgan_jax.inference import tiling, video, video_decode, video_encode
+from esrgan_jax.inference.animation import (ANIMATION_FORMATS, Animation, read_animation,
+                                            write_animation)
 from esrgan_jax.inference.apply import apply_generator
 from esrgan_jax.runtime import xla_flags
 from esrgan_jax.weights import generator as generator_weights
@@ -59,9 +69,8 @@ from esrgan_jax.inference.upscaler import Upscaler
 # Extensions that can hold 16-bit pixels and an alpha channel; others fall back to PNG for them.
 HIGH_DEPTH_EXTENSIONS = (".png", ".tif", ".tiff")
 ALPHA_EXTENSIONS = (".png", ".tif", ".tiff", ".webp", ".bmp")
-# Formats that hold an animation, with Pillow's names.
-ANIMATION_FORMATS = {".gif": "GIF", ".png": "PNG", ".webp": "WEBP"}
 INPUT_EXTENSIONS = IMAGE_EXTENSIONS + (".gif",)
+VIDEO_EXTENSIONS = video_decode.VIDEO_EXTENSIONS
 
 
 def _tile_pad(value: str):
@@ -78,7 +87,8 @@ def parse_args(argv: Optional[Sequence[str]]):
   parser = cli.argument_parser("esrgan_jax.upscale",
                                "Super-resolve images with an ESRGAN generator checkpoint.\n\n"
                                + __doc__.split("\n\n", 2)[2])
-  parser.add_argument("inputs", nargs="*", metavar="INPUT", help="image files and/or folders")
+  parser.add_argument("inputs", nargs="*", metavar="INPUT",
+                      help="image and video files and/or folders")
   parser.add_argument(*cli.flag("input", "-i"), action="append", default=[], dest="more_inputs",
                       metavar="INPUT", help="an image file or folder (repeatable), as in "
                       "Real-ESRGAN; positional inputs work too")
@@ -106,9 +116,23 @@ def parse_args(argv: Optional[Sequence[str]]):
   parser.add_argument(*cli.flag("suffix"), default="out",
                       help="appended to output names as NAME_SUFFIX.EXT ('' for none)")
   parser.add_argument(*cli.flag("ext"), default="auto",
-                      choices=("auto",) + tuple(e.lstrip(".") for e in INPUT_EXTENSIONS),
+                      choices=("auto",) + tuple(e.lstrip(".") for e in INPUT_EXTENSIONS
+                                                + VIDEO_EXTENSIONS),
                       help="output format (default: the input's, PNG where it cannot hold the "
-                      "image's alpha or 16-bit pixels)")
+                      "image's alpha or 16-bit pixels, MKV where a video's container cannot "
+                      "hold --vcodec); an image format applies to images, a video one to videos")
+  parser.add_argument("--fps", type=float, help="video: output frame rate (default: the "
+                      "input's timestamps, variable frame rate kept)")
+  parser.add_argument("--vcodec", default="libx264", help="video encoder (default libx264; "
+                      "libx265, libvpx-vp9, libsvtav1, ffv1: lossless 8-bit RGB)")
+  parser.add_argument("--crf", type=int, default=18, help="video: constant-quality level for "
+                      "libx264/libx265/libvpx-vp9/libsvtav1 (default 18)")
+  parser.add_argument("--preset", help="video: the encoder's preset (libx264/libx265: medium, "
+                      "slow, ...; libsvtav1: 0-13); default the encoder's")
+  parser.add_argument("--resume", action="store_true", help="video: continue the partial "
+                      "outputs of stopped runs (their notes); skip complete ones")
+  parser.add_argument("--overwrite", action="store_true",
+                      help="video: replace existing outputs (images are always replaced)")
   args = parser.parse_args(argv)
   args.inputs = args.inputs + args.more_inputs
   if not args.inputs:
@@ -127,14 +151,19 @@ def check_values(args) -> None:
     raise cli.UserError(f"--batch_size must be >= 1, got {args.batch_size}")
   if args.outscale is not None and not (args.outscale > 0 and np.isfinite(args.outscale)):
     raise cli.UserError(f"--outscale must be a positive number, got {args.outscale}")
+  if args.fps is not None and not (args.fps > 0 and np.isfinite(args.fps)):
+    raise cli.UserError(f"--fps must be a positive number, got {args.fps}")
+  video_encode.check_encoder(args.vcodec, args.preset)
 
 
 def _list_folder(folder: str) -> list[str]:
   names = sorted(n for n in os.listdir(folder)
-                 if not n.startswith(".") and n.lower().endswith(INPUT_EXTENSIONS)
+                 if not n.startswith(".") and n.lower().endswith(INPUT_EXTENSIONS
+                                                                 + VIDEO_EXTENSIONS)
                  and os.path.isfile(os.path.join(folder, n)))
   if not names:
-    raise cli.UserError(f"{folder}: no image files ({', '.join(INPUT_EXTENSIONS)}) found")
+    raise cli.UserError(f"{folder}: no image files ({', '.join(INPUT_EXTENSIONS)}) or videos "
+                        f"({', '.join(VIDEO_EXTENSIONS)}) found")
   return [os.path.join(folder, n) for n in names]
 
 
@@ -151,10 +180,20 @@ def collect_inputs(inputs: Sequence[str]) -> list[str]:
   return paths
 
 
-def output_path(input_path: str, outdir: str, suffix: str, ext: str) -> str:
-  """OUTDIR/NAME_SUFFIX.EXT; the extension may still change to PNG, see `writable_path`."""
+def is_video(path: str) -> bool:
+  return path.lower().endswith(VIDEO_EXTENSIONS)
+
+
+def output_path(input_path: str, outdir: str, suffix: str, ext: str,
+                vcodec: str = "libx264") -> str:
+  """OUTDIR/NAME_SUFFIX.EXT; an image's extension may still change to PNG, see `writable_path`."""
   stem, input_ext = os.path.splitext(os.path.basename(input_path))
   name = f"{stem}_{suffix}" if suffix else stem
+  if is_video(input_path):
+    video_ext = ext if "." + ext in VIDEO_EXTENSIONS else "auto"
+    return os.path.join(outdir, name + video.output_extension(input_path, video_ext, vcodec))
+  if "." + ext in VIDEO_EXTENSIONS:
+    ext = "auto"
   if ext != "auto":
     input_ext = "." + ext
   elif input_ext.lower() not in INPUT_EXTENSIONS:
@@ -174,12 +213,13 @@ def writable_path(path: str, image: np.ndarray) -> str:
   return path
 
 
-def plan_outputs(paths: Sequence[str], outdir: str, suffix: str, ext: str) -> list[str]:
+def plan_outputs(paths: Sequence[str], outdir: str, suffix: str, ext: str,
+                 vcodec: str = "libx264") -> list[str]:
   """Output paths, refusing any that would overwrite an input or another output."""
   outputs, owners = [], {}
   real_inputs = {os.path.realpath(p) for p in paths}
   for path in paths:
-    out = output_path(path, outdir, suffix, ext)
+    out = output_path(path, outdir, suffix, ext, vcodec)
     # Compare without the extension: a fallback to PNG must not collide either.
     key = os.path.splitext(os.path.realpath(out))[0]
     if os.path.realpath(out) in real_inputs:
@@ -226,45 +266,6 @@ def make_apply_fn(model, params):
   """float32 NHWC -> float32 NHWC through the process-wide cached jitted apply."""
   params = jax.device_put(params)
   return lambda batch: apply_generator(model, params, batch)
-
-
-class Animation(NamedTuple):
-  frames: list  # HxWxC uint8, every frame composited onto the canvas as a viewer shows it
-  durations: list  # milliseconds per frame
-  loop: int  # 0: forever
-
-
-def read_animation(path: str) -> Optional[Animation]:
-  """The frames of an animated GIF/PNG/WebP, or None for a still image (or not an image)."""
-  try:
-    pil = Image.open(path)
-  except Exception:  # Not an image Pillow knows: read_image_any reports it in one line.
-    return None
-  with pil:
-    if getattr(pil, "n_frames", 1) < 2 or pil.format not in ANIMATION_FORMATS.values():
-      return None
-    try:
-      frames, durations = [], []
-      for frame in ImageSequence.Iterator(pil):
-        frame.load()  # WebP sets a frame's duration only when it is decoded.
-        durations.append(int(frame.info.get("duration", pil.info.get("duration", 100))))
-        frames.append(np.asarray(frame.convert("RGBA")))
-      loop = int(pil.info.get("loop", 0))
-    except Exception as e:  # Decoders raise many types.
-      raise ImageReadError(f"{path}: not a readable animation ({type(e).__name__}: {e})") \
-          from None
-  if all((frame[..., 3] == 255).all() for frame in frames):
-    frames = [np.ascontiguousarray(frame[..., :3]) for frame in frames]
-  return Animation(frames, durations, loop)
-
-
-def write_animation(path: str, animation: Animation) -> None:
-  ext = os.path.splitext(path)[1]
-  options = {"quality": 95} if ext == ".webp" else {}
-  images = [Image.fromarray(frame) for frame in animation.frames]
-  with images_io.local_file_written_whole(path) as f:
-    images[0].save(f, format=ANIMATION_FORMATS[ext], save_all=True, append_images=images[1:],
-                   duration=animation.durations, loop=animation.loop, **options)
 
 
 def write_output(path: str, image: np.ndarray) -> None:
@@ -328,35 +329,73 @@ def run(args, upscaler: Upscaler, paths, outputs, images_bar) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
   xla_flags.apply_defaults()
   args = parse_args(argv)
-  return cli.run(lambda: _upscale_all(args), stopped="; the images written before it are complete")
+  return cli.run(lambda: _upscale_all(args),
+                 stopped="; the images written before it are complete")
+
+
+def _video_settings(args, source: str) -> dict:
+  """What a resumed run must share with the stopped one: its input file and every flag that
+  changes its frames or their encoding (--batch_size too: the batches a frame meets)."""
+  stat = os.stat(source)
+  return {"input": os.path.abspath(source), "input_bytes": stat.st_size,
+          "input_mtime_ns": stat.st_mtime_ns, "checkpoint": os.path.abspath(args.checkpoint),
+          "outscale": args.outscale, "tile": args.tile, "tile_pad": args.tile_pad,
+          "batch_size": args.batch_size, "half": args.half, "vcodec": args.vcodec,
+          "crf": args.crf, "preset": args.preset, "fps": args.fps}
+
+
+def plan_videos(args, paths, outputs) -> list:
+  """(input, output, options, first frame) of each video to do; before any work, refuses
+  outputs that exist (unless --overwrite or --resume) and notes from other settings."""
+  fps = Fraction(args.fps).limit_denominator(1001000) if args.fps else None  # 29.97: 2997/100
+  encode = video_encode.EncodeSettings(args.vcodec, args.crf, args.preset, fps)
+  jobs = []
+  for path, out in zip(paths, outputs):
+    if is_video(path):
+      options = video.VideoOptions(encode, args.resume, args.overwrite,
+                                   _video_settings(args, path))
+      start = video.plan_start(path, out, options)
+      if start == video.SKIP:
+        print(f"{out}: complete, skipped (--resume)")
+      else:
+        jobs.append((path, out, options, start))
+  return jobs
 
 
 def _upscale_all(args) -> int:
   check_values(args)
   paths = collect_inputs(args.inputs)
-  outputs = plan_outputs(paths, args.output, args.suffix, args.ext)
+  outputs = plan_outputs(paths, args.output, args.suffix, args.ext, args.vcodec)
   prepare_output_dir(args.output)
+  videos = plan_videos(args, paths, outputs)
+  images = [(p, o) for p, o in zip(paths, outputs) if not is_video(p)]
   model, params = load_model(args.checkpoint, args.model_scale, args.half)
   arch = generator_weights.arch_of(model)
   tile_pad = args.tile_pad
   if tile_pad == "exact":
     tile_pad = tiling.generator_radius(arch)
-  # disable=None: bars on a terminal, nothing in logs and pipes.
-  with tqdm(total=len(paths), unit="image", disable=None, file=sys.stderr) as images_bar, \
-      tqdm(unit="window", leave=False, disable=None, file=sys.stderr) as windows_bar:
+  upscaler_args = (make_apply_fn(model, params), arch["scale"], args.outscale, args.tile,
+                   tile_pad, args.batch_size, args.alpha_upsampler)
+  multiple = tiling.generator_multiple(arch)
+  failures = 0
+  if images:
+    # disable=None: bars on a terminal, nothing in logs and pipes.
+    with tqdm(total=len(images), unit="image", disable=None, file=sys.stderr) as images_bar, \
+        tqdm(unit="window", leave=False, disable=None, file=sys.stderr) as windows_bar:
 
-    def progress(done, total):
-      windows_bar.total = total
-      windows_bar.update(done - windows_bar.n)
+      def progress(done, total):
+        windows_bar.total = total
+        windows_bar.update(done - windows_bar.n)
 
-    upscaler = Upscaler(make_apply_fn(model, params), arch["scale"], args.outscale, args.tile,
-                        tile_pad, args.batch_size, args.alpha_upsampler, progress,
-                        multiple=tiling.generator_multiple(arch))
-    failures = run(args, upscaler, paths, outputs, images_bar)
-    written = images_bar.n - failures
+      upscaler = Upscaler(*upscaler_args, progress, multiple=multiple)
+      failures = run(args, upscaler, *zip(*images), images_bar)
+  if videos:
+    failures += video.upscale_videos(
+        videos, lambda: video.video_upscaler(*upscaler_args[:6], multiple))
   if failures:
-    return cli.error(f"{failures} of {len(paths)} image(s) failed; the other {written} are in "
-                     f"{args.output}")
+    kind = {0: "image(s)", len(paths): "video(s)"}.get(sum(map(is_video, paths)), "file(s)")
+    return cli.error(f"{failures} of {len(paths)} {kind} failed; the other "
+                     f"{len(paths) - failures} are in {args.output}")
   return cli.EXIT_OK
 
 

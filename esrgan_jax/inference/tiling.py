@@ -155,6 +155,11 @@ class Batcher:
     self._in_flight = None
     self.calls = 0
 
+  @property
+  def waiting(self) -> int:
+    """Windows queued for a batch that has not run yet."""
+    return sum(len(queue) for queue in self._waiting.values())
+
   def submit(self, window: np.ndarray, deliver: Callable[[np.ndarray], None]) -> None:
     queue = self._waiting.setdefault(window.shape, [])
     queue.append((window, deliver))

@@ -48,8 +48,9 @@ class _RegionWriter:
 
   def paste(self, top: int, left: int, block: np.ndarray) -> None:
     if self.resize is None:
-      self.out[top:top + block.shape[0], left:left + block.shape[1], self.channels] = (
-          to_pixels(block, self.out.dtype))
+      # Pixels already rounded (on the device: apply.to_uint8) are copied as they are.
+      pixels = block if block.dtype == self.out.dtype else to_pixels(block, self.out.dtype)
+      self.out[top:top + block.shape[0], left:left + block.shape[1], self.channels] = pixels
       return
     # Jobs come row-major: a band is complete when its blocks span the width.
     if top != self.band_top:
@@ -72,7 +73,8 @@ class Upscaler:
   def __init__(self, apply_fn, scale: int, outscale: Optional[float], tile: int, tile_pad: int,
                batch_size: int, alpha_upsampler: str = "model",
                progress: Optional[Callable[[int, int], None]] = None,
-               multiple: Optional[int] = None):
+               multiple: Optional[int] = None,
+               batch_output_bytes: Optional[int] = BATCH_OUTPUT_BYTES):
     self.scale, self.progress = scale, progress
     # The size the model's input must be a multiple of (tiling.generator_multiple).
     self.multiple = tiling.input_multiple(scale) if multiple is None else multiple
@@ -81,6 +83,9 @@ class Upscaler:
     self.alpha_upsampler = alpha_upsampler
     self.batcher = tiling.Batcher(apply_fn, batch_size)
     self._done = collections.deque()
+    # None: no limit; the caller bounds what it submits (video.py: batches that do not depend on
+    # how many outputs happen to be held, so a resumed video is batched as an uninterrupted one).
+    self.batch_output_bytes = batch_output_bytes
     self._held_bytes = 0
     self.windows_total = self.windows_done = 0
 
@@ -97,8 +102,8 @@ class Upscaler:
                        f"{image.dtype} {image.shape}")
     height, width, channels = image.shape
     out_shape = self.output_size(height, width) + (channels,)
-    if self._held_bytes and (self._held_bytes + math.prod(out_shape) * image.itemsize
-                             > BATCH_OUTPUT_BYTES):
+    if self.batch_output_bytes is not None and self._held_bytes and (
+        self._held_bytes + math.prod(out_shape) * image.itemsize > self.batch_output_bytes):
       self.flush()
     out = np.empty(out_shape, image.dtype)
     self._held_bytes += out.nbytes
@@ -160,6 +165,11 @@ class Upscaler:
       inverse_peak = 1.0 / float(np.iinfo(alpha.dtype).max)
       for top in range(0, alpha.shape[0], 256):
         writer.paste(top, 0, alpha[top:top + 256].astype(np.float32) * inverse_peak)
+
+  @property
+  def windows_waiting(self) -> int:
+    """Windows submitted but not yet in a network call (a partial batch)."""
+    return self.batcher.waiting
 
   def flush(self) -> None:
     self.batcher.flush()
