@@ -159,6 +159,22 @@ def test_resumed_run_matches_uninterrupted_run_bit_for_bit(stage, straight_runs,
   assert_bit_identical(state_arrays(resumed), straight_runs[stage][1])
 
 
+def test_resume_with_accumulation_and_clipping_is_bit_exact(tmp_path):
+  """Two micro-batches per step and a clip that binds (the optimiser state's layout is that of
+  a run without clipping; see training/optim.py): still the uninterrupted run to the bit."""
+  def config(num_steps):
+    config = psnr_config(num_steps)
+    config.train.grad_accum_steps = 2
+    config.optimizer_g.clip_grad_norm = 1e-3
+    return config
+
+  straight = state_arrays(train.train_and_evaluate(config(PSNR_STEPS), str(tmp_path / "a")))
+  workdir = str(tmp_path / "b")
+  train.train_and_evaluate(config(PSNR_STEPS // 2), workdir)
+  resumed = train.train_and_evaluate(config(PSNR_STEPS), workdir)
+  assert_bit_identical(state_arrays(resumed), straight)
+
+
 def test_crash_saves_last_step_and_async_checkpoints_restore_exactly(straight_runs, tmp_path,
                                                                      monkeypatch):
   """An input error at step 4 saves step 3; the periodic step 2 was saved asynchronously while
