@@ -22,7 +22,7 @@ from absl import logging
 from configs import esrgan, esrgan_psnr
 from esrgan_jax.data import pipeline
 from esrgan_jax.runtime import parallel
-from esrgan_jax.training import failures, train
+from esrgan_jax.training import failures, steps, train
 from esrgan_jax.training.state import TrainState, build_networks, state_initializer
 from esrgan_jax.weights import checkpoints
 from esrgan_jax.weights import generator as generator_weights
@@ -254,7 +254,7 @@ def test_non_finite_loss_stops_after_last_good_checkpoint(tmp_path, monkeypatch)
 
 def test_non_finite_parameters_are_never_checkpointed(tmp_path, monkeypatch):
   """A step whose loss is finite but whose update is not (an overflowing gradient)."""
-  make_step = train.steps.make_train_step
+  make_step = steps.make_train_step
 
   def poisoned_make_train_step(networks, config):
     step_fn = make_step(networks, config)
@@ -268,7 +268,7 @@ def test_non_finite_parameters_are_never_checkpointed(tmp_path, monkeypatch):
 
   config = psnr_config(num_steps=5)
   config.train.checkpoint_every_steps = 1
-  monkeypatch.setattr(train.steps, "make_train_step", poisoned_make_train_step)
+  monkeypatch.setattr(steps, "make_train_step", poisoned_make_train_step)
   with pytest.raises(failures.NonFiniteLossError, match=r"parameters after step 3\b"):
     train.train_and_evaluate(config, str(tmp_path))
   assert saved_steps(str(tmp_path)) == [1, 2]
