@@ -121,7 +121,8 @@ def devices(topology: Topology) -> list:
   except ImportError:
     raise PlanError(f"libtpu is not installed, and plan needs it to compile for TPUs: "
                     f"{INSTALL_HINT}") from None
-  from jax.experimental import topologies  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  # pylint: disable-next=g-import-not-at-top,import-outside-toplevel
+  from jax.experimental import topologies
   # Only compiles: another process (a trainer on this machine) may hold libtpu's lock file.
   os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
   options = dict(chip_config_name="megacore" if topology.generation in _MEGACORE else "default",

@@ -49,7 +49,8 @@ def test_prints_the_compiled_steps_own_memory_and_flops(monkeypatch, capsys):
                               "16.00", "GiB", f"({total / 2**34:.0%})"]
   assert lines[5] == (f"FLOPs     {flops * 16:.3e} per step ({flops:.3e} per chip), "
                       f"{flops:.3e} per image")
-  assert lines[-1] == f"fits: {size(total)} of the 16.00 GiB per chip, {size(2**34 - total)} to spare"
+  assert lines[-1] == (f"fits: {size(total)} of the 16.00 GiB per chip, "
+                       f"{size(2**34 - total)} to spare")
 
 
 def test_does_not_fit_exits_3_with_one_line_saying_by_how_much():
@@ -120,3 +121,16 @@ def test_help_names_the_exit_statuses(capsys):
   assert "exit status: 0 the config fits" in out
   assert "3 it does not, with one line saying by how much" in out
   assert "libtpu missing: how to install it" in out
+
+
+def test_the_plan_checks_the_config_but_looks_up_none_of_its_files():
+  """A config written for the pod's disks plans anywhere: its fields are checked, its paths not."""
+  config = plan.load_config("configs/esrgan.py", [
+      "--config.data.dataset=folder", "--config.data.hr_dir=/pod/disk/hr",
+      "--config.generator_init=gs://bucket/psnr", "--config.loss.vgg19_weights=/pod/vgg19",
+      "--config.eval.lpips_weights=/pod/lpips"])
+  config.data.eval_sets = {"set5": {"hr_dir": "/pod/set5"}}
+  checked = plan.checked(config, 4, 8)
+  assert checked.train.batch_size == 8 and checked.data.hr_dir == "/pod/disk/hr"
+  with pytest.raises(plan.config_checks.ConfigError, match="multiple of the device count"):
+    plan.checked(config, 4, 6)
