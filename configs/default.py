@@ -42,6 +42,9 @@ def optimizer_config(learning_rate: float, milestones: tuple[int, ...],
       gamma=0.5,
       restart_periods=(num_steps // 4,) * 4,  # cosine_restarts: BasicSR's periods and eta_min
       eta_min=1e-7,
+      # > 0: scale the step's gradients down to this global L2 norm first (optax's
+      # clip_by_global_norm; the norm of the whole batch's mean gradient); 0: no clipping.
+      clip_grad_norm=0.0,
   ))
 
 
@@ -137,6 +140,10 @@ def get_config() -> ml_collections.ConfigDict:
       keep_checkpoints=3,  # the latest N, plus the best by eval PSNR
       profile_steps=0,  # > 0: write a profiler trace of that many steps after warm-up
       fsdp=False,  # shard params and optimiser state over the mesh instead of replicating
+      # Split each step's batch into this many micro-batches, run one after the other inside the
+      # step, and update once from their mean gradient: batch_size's update in the memory of
+      # batch_size / grad_accum_steps (training/accumulation.py says what RaGAN and BatchNorm see).
+      grad_accum_steps=1,
   ))
   config.optimizer_g = optimizer_config(2e-4, (200_000, 400_000, 600_000, 800_000), num_steps)
   # GAN stage only.

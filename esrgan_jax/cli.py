@@ -119,6 +119,34 @@ def flag(name: str, *short: str) -> Sequence[str]:
   return names
 
 
+def unknown_config_field(argv: list[str], error: Exception) -> str:
+  """Names the `--config.a.b=...` argument whose path the config does not have.
+
+  ml_collections raises AttributeError(KeyError("'b'\nDid you mean ...")) while parsing it.
+  """
+  detail = error
+  while isinstance(detail, BaseException) and detail.args:
+    detail = detail.args[0]
+  lines = str(detail).splitlines() or [""]
+  key = lines[0].strip("'\"")
+  hint = f" ({lines[1].strip()})" if len(lines) > 1 else ""
+  for arg in argv[1:]:
+    path = arg[len("--config."):].split("=", 1)[0].split(".")
+    if arg.startswith("--config.") and key in path:
+      parent = ".".join(["config", *path[:path.index(key)]])
+      return f"{arg}: {parent} has no field {key!r}{hint}"
+  return f"unknown config field {key!r}{hint}"
+
+
+def nested_error_line(message: str) -> str:
+  """absl wraps errors raised while loading a config file with their whole traceback."""
+  lines = [line.strip() for line in message.splitlines() if line.strip()]
+  if any(line.startswith("Traceback") for line in lines):
+    lines = [line for line in lines if not line.startswith(("During handling", "The above"))]
+    return lines[-1]
+  return lines[0] if lines else message
+
+
 def _note(stopped: Union[str, Callable[[], str]]) -> str:
   return stopped() if callable(stopped) else stopped
 

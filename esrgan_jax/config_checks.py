@@ -139,6 +139,13 @@ def _validate_train(config: ml_collections.ConfigDict, num_devices: int) -> None
   _require(batch > 0 and batch % num_devices == 0,
            f"config.train.batch_size={batch} must be a positive multiple of the device count "
            f"({num_devices}), since the global batch is split evenly over the devices")
+  accum = config.train.grad_accum_steps
+  _require(isinstance(accum, int) and accum >= 1,
+           f"config.train.grad_accum_steps must be a positive integer, got {accum!r}")
+  _require(batch % (accum * num_devices) == 0,
+           f"config.train.batch_size={batch} must be a multiple of config.train.grad_accum_steps"
+           f"={accum} times the device count ({num_devices}): each micro-batch is split evenly "
+           "over the devices")
   _require(config.train.num_steps > 0, "config.train.num_steps must be positive")
   for name in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps",
                "keep_checkpoints"):
@@ -161,6 +168,9 @@ def _validate_train(config: ml_collections.ConfigDict, num_devices: int) -> None
 def _validate_optimizer(config: ml_collections.ConfigDict, name: str) -> None:
   optimizer = config[name]
   _require(optimizer.learning_rate > 0, f"config.{name}.learning_rate must be positive")
+  clip = optimizer.clip_grad_norm
+  _require(clip is None or (isinstance(clip, (int, float)) and clip >= 0),
+           f"config.{name}.clip_grad_norm must be >= 0 (0 or None: no clipping), got {clip!r}")
   _require(optimizer.schedule in SCHEDULES, f"config.{name}.schedule must be one of "
            f"{tuple(SCHEDULES)}, got {optimizer.schedule!r}")
   if optimizer.schedule == "cosine_restarts":

@@ -7,7 +7,9 @@
 # Commands:
 #   create   create the TPU VM (or, with --queued, a queued resource, then wait until it is ACTIVE)
 #   setup    copy this checkout (or clone REPO_URL) to all workers and install the requirements
-#   train    start `python -m esrgan_jax.main` on all workers, workdir on gs://
+#   train    plan the run for the slice (`python -m esrgan_jax.plan` on worker 0; it stops here
+#            with the plan's line when the config does not fit), then start
+#            `python -m esrgan_jax.main` on all workers, workdir on gs://
 #   up       create, setup and train in one go
 #   logs     follow the trainer's log on one worker (WORKER, default 0)
 #   stop     stop the trainer on all workers
@@ -19,6 +21,7 @@
 #                  `tpu-vm create`: it waits for capacity instead of failing when there is none
 #   --spot         ask for Spot capacity (cheaper, can be preempted)
 #   --foreground   run the trainer attached to this terminal instead of under nohup
+#   --no-plan      start training without planning it first
 #   --dry-run      print the commands instead of running them; nothing is created or copied
 #   -h, --help     show this help
 # Anything after `--` is passed to the trainer, e.g. `-- --config.train.batch_size=64`.
@@ -26,7 +29,8 @@
 # Required variables (all commands): PROJECT, ZONE, TPU_NAME.
 #   create/up: ACCELERATOR_TYPE (e.g. v4-32, v5litepod-16, v6e-8) and TPU_VERSION (runtime, e.g.
 #   tpu-ubuntu2204-base for v4, v2-alpha-tpuv5-lite for v5e, v2-alpha-tpuv6e for v6e).
-#   train/up: CONFIG (e.g. configs/esrgan_psnr.py) and BUCKET (a GCS bucket; or set WORKDIR).
+#   train/up: CONFIG (e.g. configs/esrgan_psnr.py) and BUCKET (a GCS bucket; or set WORKDIR);
+#   train also ACCELERATOR_TYPE, the slice the plan sizes the run for (not with --no-plan).
 # Optional: WORKDIR (default gs://$BUCKET/esrgan_jax/$RUN_NAME), RUN_NAME (default: the config's
 #   name), REPO_URL and REPO_REF (clone instead of copying this checkout), QUEUED_RESOURCE_ID
 #   (default $TPU_NAME-qr), PYTHON_VERSION (default 3.12), QUEUED_TIMEOUT_S (default 86400).
@@ -56,6 +60,7 @@ DRY_RUN=0
 USE_QUEUED=0
 USE_SPOT=0
 FOREGROUND=0
+PLAN=1
 COMMAND=""
 TRAINER_FLAGS=()
 
@@ -65,6 +70,7 @@ while [[ $# -gt 0 ]]; do
     --queued) USE_QUEUED=1 ;;
     --spot) USE_SPOT=1 ;;
     --foreground) FOREGROUND=1 ;;
+    --no-plan) PLAN=0 ;;
     -h|--help) usage; exit 0 ;;
     --) shift; TRAINER_FLAGS=("$@"); break ;;
     -*) die "unknown option '$1' (see --help)" ;;
@@ -91,9 +97,11 @@ needed=(
   "ZONE|a zone that has your TPU type, e.g. us-central2-b for v4 (export ZONE=us-central2-b)"
   "TPU_NAME|a name for the TPU VM, e.g. esrgan-v4-32 (export TPU_NAME=esrgan-v4-32)"
 )
+if [[ "${COMMAND}" == create || "${COMMAND}" == up || ( "${COMMAND}" == train && PLAN -eq 1 ) ]]; then
+  needed+=("ACCELERATOR_TYPE|the TPU type and size, e.g. v4-32, v5litepod-16 or v6e-8")
+fi
 if [[ "${COMMAND}" == create || "${COMMAND}" == up ]]; then
   needed+=(
-    "ACCELERATOR_TYPE|the TPU type and size, e.g. v4-32, v5litepod-16 or v6e-8"
     "TPU_VERSION|the TPU software (runtime) version: tpu-ubuntu2204-base for v4, v2-alpha-tpuv5-lite for v5e, v2-alpha-tpuv5 for v5p, v2-alpha-tpuv6e for v6e"
   )
 fi
@@ -219,6 +227,37 @@ setup_workers() {
   ssh_all_workers "set -e; cd \$HOME && ${fetch_code} && PYTHON_VERSION=$(quote_cmd "${PYTHON_VERSION}") VENV_DIR=${REMOTE_VENV} bash ${REMOTE_CODE_DIR}/launch/tpu_worker_setup.sh"
 }
 
+# Plans the run on worker 0 (its virtualenv has libtpu, from jax[tpu]) for the slice's topology:
+# `python -m esrgan_jax.plan` compiles the config's train step for it without running anything,
+# and exits 3 when a chip's HBM cannot hold it. The plan sees the trainer's --config.* flags.
+plan_training() {
+  if (( ! PLAN )); then
+    return
+  fi
+  local config_flags=() arg planner status=0 output
+  for arg in ${TRAINER_FLAGS[@]+"${TRAINER_FLAGS[@]}"}; do
+    if [[ "${arg}" == --config.* ]]; then
+      config_flags+=("${arg}")
+    fi
+  done
+  planner="$(quote_cmd -m esrgan_jax.plan --config="${CONFIG}" --topology="${ACCELERATOR_TYPE}" ${config_flags[@]+"${config_flags[@]}"})"
+  local plan_cmd=(gcloud compute tpus tpu-vm ssh "${TPU_NAME}" "${LOCATION_FLAGS[@]}" --worker=0
+    --command="cd \$HOME/${REMOTE_CODE_DIR} && ${REMOTE_VENV}/bin/python ${planner}")
+  if [[ "${DRY_RUN}" == 1 ]]; then
+    quote_cmd "${plan_cmd[@]}"
+    return
+  fi
+  log "planning ${CONFIG} for ${ACCELERATOR_TYPE} on worker 0 (skip with --no-plan)"
+  echo "+ $(quote_cmd "${plan_cmd[@]}")" >&2
+  # Shown as it comes (a large config compiles for minutes) and kept for its last line.
+  output="$("${plan_cmd[@]}" 2>&1 | tee /dev/stderr)" || status=$?
+  case "${status}" in
+    0) ;;
+    3) die "not starting: ${CONFIG} does not fit ${ACCELERATOR_TYPE}: ${output##*$'\n'}" ;;
+    *) die "not starting: the plan failed (exit ${status}): ${output##*$'\n'} (--no-plan skips it)" ;;
+  esac
+}
+
 start_training() {
   # One process per worker; main.py calls jax.distributed.initialize(), which finds the other
   # workers of the slice by itself on Cloud TPU. All workers must start together, which
@@ -269,8 +308,8 @@ delete_tpu() {
 case "${COMMAND}" in
   create) create_tpu ;;
   setup) setup_workers ;;
-  train) start_training ;;
-  up) create_tpu; setup_workers; start_training ;;
+  train) plan_training; start_training ;;
+  up) create_tpu; setup_workers; plan_training; start_training ;;
   logs) show_logs ;;
   stop) stop_training ;;
   status) show_status ;;

@@ -338,6 +338,17 @@ def create_train_iterator(data_config, *, scale: int, global_batch_size: int, se
                        executor=executor, gt_only=gt_only)
 
 
+def global_batch_spec(data_config, *, scale: int,
+                      global_batch_size: int) -> Dict[str, Tuple[Tuple[int, ...], np.dtype]]:
+  """{key: (shape, dtype)} of the global batch that the processes' iterators make together."""
+  if data_config.lr_source == "degradation":
+    size = data_config.crop_pad_size
+    return {"hr": ((global_batch_size, size, size, 3), np.dtype(np.uint8))}
+  patch = data_config.patch_size
+  return {"lr": ((global_batch_size, patch // scale, patch // scale, 3), np.dtype(np.float32)),
+          "hr": ((global_batch_size, patch, patch, 3), np.dtype(np.float32))}
+
+
 def prefetch_to_mesh(iterator: Iterator[Dict[str, np.ndarray]],
                      sharding: jax.sharding.NamedSharding,
                      buffer_size: int = 2) -> Iterator[Dict[str, jax.Array]]:

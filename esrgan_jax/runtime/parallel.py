@@ -47,8 +47,9 @@ def log_topology() -> None:
                jax.device_count(), jax.devices())
 
 
-def create_mesh() -> Mesh:
-  return Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
+def create_mesh(devices=None) -> Mesh:
+  """A 'data' mesh over `devices` (default: every device of the run; plan: a TPU topology's)."""
+  return Mesh(np.asarray(jax.devices() if devices is None else devices), (DATA_AXIS,))
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

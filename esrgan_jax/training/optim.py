@@ -1,4 +1,5 @@
-"""Adam optimisers and the learning-rate schedules of the ESRGAN paper and BasicSR."""
+"""Adam optimisers, optional gradient clipping, and the learning-rate schedules of the ESRGAN paper
+and BasicSR."""
 
 from typing import Callable, Mapping
 
@@ -37,7 +38,24 @@ def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
   return SCHEDULES[config.schedule](config)
 
 
+def clipped(tx: optax.GradientTransformation, max_norm: float) -> optax.GradientTransformation:
+  """`tx` fed gradients scaled down to global L2 norm `max_norm` (optax.clip_by_global_norm).
+
+  Not optax.chain: the clip keeps no state, and leaving it out of the optimiser state keeps that
+  state's layout the same with clipping on or off, so a run can resume with either setting.
+  """
+  clip = optax.clip_by_global_norm(max_norm)
+
+  def update(grads, state, params=None):
+    grads, _ = clip.update(grads, clip.init(grads), params)
+    return tx.update(grads, state, params)
+  return optax.GradientTransformation(tx.init, update)
+
+
 def make_optimizer(config: ml_collections.ConfigDict):
   """Returns (optax transformation, schedule); the schedule is also used to log the rate."""
   schedule = learning_rate_schedule(config)
-  return optax.adam(schedule, b1=config.b1, b2=config.b2, eps=config.eps), schedule
+  tx = optax.adam(schedule, b1=config.b1, b2=config.b2, eps=config.eps)
+  if config.clip_grad_norm:  # 0 or None: off
+    tx = clipped(tx, config.clip_grad_norm)
+  return tx, schedule

@@ -12,6 +12,11 @@ spectral-norm power iteration (the U-Net D's batch_stats) from the previous one,
 forward in train mode does, so the step is exact for spectral norm too. Real-ESRGAN's targets:
 L1 / perceptual / D's real input are batch['hr_usm'] where l1_gt_usm / percep_gt_usm /
 gan_gt_usm say so (the USM-sharpened GT of esrgan_jax/training/realworld_batch.py), else batch['hr'].
+
+Each step computes its gradients (and the discriminator's new statistics) from the batch, then
+updates once. With config.train.grad_accum_steps > 1 the gradients are the mean over that many
+micro-batches of the batch (esrgan_jax/training/accumulation.py, which says what RaGAN's batch means
+and BatchNorm see then); with 1 the step is the program it always was.
 """
 
 import functools
@@ -22,7 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from esrgan_jax.training import losses
+from esrgan_jax.training import accumulation, losses
 from esrgan_jax.training.state import Networks, TrainState
 
 
@@ -39,6 +44,7 @@ class StepSettings(NamedTuple):
   l1_gt_usm: bool
   percep_gt_usm: bool
   gan_gt_usm: bool
+  grad_accum_steps: int
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> "StepSettings":
@@ -48,7 +54,7 @@ class StepSettings(NamedTuple):
                perceptual_layers=tuple(loss.perceptual_layers.items()),
                perceptual_criterion=loss.perceptual_criterion, gan_weight=loss.gan_weight,
                l1_gt_usm=loss.l1_gt_usm, percep_gt_usm=loss.percep_gt_usm,
-               gan_gt_usm=loss.gan_gt_usm)
+               gan_gt_usm=loss.gan_gt_usm, grad_accum_steps=config.train.grad_accum_steps)
 
 
 def ema_update(ema_params, params, decay: float):
@@ -87,9 +93,12 @@ def _content_losses(networks: Networks, state: TrainState, sr, batch, settings: 
   return l_pix, l_percep
 
 
-def _gan_updates(state: TrainState, networks: Networks, settings: StepSettings, g_grads, d_grads,
-                 d_stats, metrics):
-  """Both GAN steps end alike: G's and D's updates from the step's start, then the EMA."""
+def _gan_step(gradients, state: TrainState, batch, networks: Networks, settings: StepSettings):
+  """Both GAN steps end alike: `gradients(state, batch) -> ((G grads, D grads, D statistics),
+  metrics)`, accumulated; G's and D's updates from the step's start, then the EMA."""
+  (g_grads, d_grads, d_stats), metrics = accumulation.accumulate(
+      functools.partial(gradients, state, networks=networks, settings=settings), batch,
+      settings.grad_accum_steps)
   generator, g_opt_state = _apply_updates(networks.generator_tx, g_grads,
                                           state.generator_opt_state, state.generator)
   discriminator, d_opt_state = _apply_updates(networks.discriminator_tx, d_grads,
@@ -109,26 +118,33 @@ def psnr_train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Arr
   """Stage 1: L1 (or the configured pixel criterion) on the generator alone."""
   del rng  # the PSNR stage is deterministic given the batch
 
-  target = _target(batch, settings.l1_gt_usm)
+  def gradients(batch):
+    target = _target(batch, settings.l1_gt_usm)
 
-  def loss_fn(params):
-    sr = _generate(networks, params, batch["lr"])
-    return settings.pixel_weight * losses.pixel_loss(sr, target, settings.pixel_criterion)
+    def loss_fn(params):
+      sr = _generate(networks, params, batch["lr"])
+      return settings.pixel_weight * losses.pixel_loss(sr, target, settings.pixel_criterion)
 
-  loss, grads = jax.value_and_grad(loss_fn)(state.generator)
+    loss, grads = jax.value_and_grad(loss_fn)(state.generator)
+    return grads, {"l_pix": loss}
+
+  grads, metrics = accumulation.accumulate(gradients, batch, settings.grad_accum_steps)
   generator, opt_state = _apply_updates(networks.generator_tx, grads, state.generator_opt_state,
                                         state.generator)
   new_state = state.replace(
       step=state.step + 1, generator=generator, generator_opt_state=opt_state,
       generator_ema=ema_update(state.generator_ema, generator, settings.ema_decay))
-  metrics = {"l_pix": loss, "lr_g": networks.generator_schedule(state.step)}
-  return new_state, metrics
+  return new_state, {**metrics, "lr_g": networks.generator_schedule(state.step)}
 
 
 def gan_train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *,
                    networks: Networks, settings: StepSettings):
   """Stage 2: G update (percep + lambda * RaGAN + eta * pixel), then D update, then EMA."""
   del rng  # no stochastic layers in ESRGAN's networks
+  return _gan_step(_ragan_gradients, state, batch, networks, settings)
+
+
+def _ragan_gradients(state: TrainState, batch, *, networks: Networks, settings: StepSettings):
   lr_images, hr = batch["lr"], _target(batch, settings.gan_gt_usm)
   sr, generator_vjp = jax.vjp(lambda p: _generate(networks, p, lr_images), state.generator)
 
@@ -162,7 +178,7 @@ def gan_train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Arra
 
   metrics = {**g_metrics, **d_metrics, "l_g_total": g_loss, "l_d_total": d_loss,
              "out_d_real": jnp.mean(real_logits), "out_d_fake": jnp.mean(fake_logits)}
-  return _gan_updates(state, networks, settings, g_grads, d_grads, d_stats, metrics)
+  return (g_grads, d_grads, d_stats), metrics
 
 
 def vanilla_gan_train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *,
@@ -170,6 +186,10 @@ def vanilla_gan_train_step(state: TrainState, batch: dict[str, jax.Array], rng: 
   """Stage 2 of Real-ESRGAN: G (L1 + perceptual + weight * BCE(C(G(x)), 1)) with D frozen, then
   D (BCE(C(xr), 1) + BCE(C(G(x) stopped), 0)), then EMA; see the module docstring."""
   del rng
+  return _gan_step(_vanilla_gradients, state, batch, networks, settings)
+
+
+def _vanilla_gradients(state: TrainState, batch, *, networks: Networks, settings: StepSettings):
   d_params = state.discriminator
 
   def generator_loss(g_params):
@@ -196,7 +216,7 @@ def vanilla_gan_train_step(state: TrainState, batch: dict[str, jax.Array], rng: 
   (d_loss, (d_stats, d_metrics)), d_grads = jax.value_and_grad(
       discriminator_loss, has_aux=True)(d_params)
   metrics = {**g_metrics, **d_metrics, "l_g_total": g_loss, "l_d_total": d_loss}
-  return _gan_updates(state, networks, settings, g_grads, d_grads, d_stats, metrics)
+  return (g_grads, d_grads, d_stats), metrics
 
 
 def make_train_step(networks: Networks, config: ml_collections.ConfigDict):

@@ -26,7 +26,7 @@ from esrgan_jax.data import pipeline
 from esrgan_jax.data.eval_sets import create_eval_sets, eval_lr_sources
 from esrgan_jax.evaluation import evaluate, reports
 from esrgan_jax.runtime import flops, parallel
-from esrgan_jax.training import failures, progress, realworld_batch, steps, stop_request
+from esrgan_jax.training import failures, progress, realworld_batch, sharded_step, stop_request
 from esrgan_jax.training.state import (TrainState, build_networks, generator_arch,
                                        state_initializer)
 from esrgan_jax.weights import checkpoints
@@ -129,9 +129,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     seed_key = jax.random.key(config.seed, impl=config.prng_impl)
     init_rng, step_rng = jax.random.split(seed_key)
     init_fn = state_initializer(networks, config, realworld_batch.pool_spec(config))
-    state_sharding = _pool_by_group(
-        parallel.state_shardings(jax.eval_shape(init_fn, init_rng), mesh, config.train.fsdp),
-        mesh, realworld_batch.pool_groups(config)[0])
+    state_sharding = sharded_step.state_sharding(init_fn, config, mesh)
     state = jax.jit(init_fn, out_shardings=state_sharding)(init_rng)
     if vgg_params is not None:
       state = state.replace(vgg=_place_like(vgg_params, state.vgg))
@@ -158,11 +156,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         train_iterator.close()
       train_iterator, eval_sets = _open_data(config, start_step=start_step)
 
-    train_step = jax.jit(
-        make_step_fn(networks, config),
-        in_shardings=(state_sharding, parallel.batch_sharding(mesh), parallel.replicated(mesh)),
-        out_shardings=(state_sharding, parallel.replicated(mesh)),
-        donate_argnums=0)
+    train_step = sharded_step.jit_train_step(networks, config, mesh, state_sharding)
     trainer = _Trainer(config, workdir, manager, networks, train_step, eval_sets, state,
                        start_step)
     batches = pipeline.prefetch_to_mesh(train_iterator, parallel.batch_sharding(mesh))
@@ -175,24 +169,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if train_iterator is not None:
       train_iterator.close()
     manager.close()
-
-
-def _pool_by_group(state_sharding, mesh, groups: int):
-  """The pair pools split over the 'data' axis by group when the groups divide evenly: then
-  each device keeps the pools of its own batch slots, as each Real-ESRGAN GPU does."""
-  if state_sharding.pool is None or groups % mesh.shape[parallel.DATA_AXIS]:
-    return state_sharding
-  by_group = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(parallel.DATA_AXIS))
-  return state_sharding.replace(pool=jax.tree.map(lambda _: by_group, state_sharding.pool))
-
-
-def make_step_fn(networks, config: ml_collections.ConfigDict):
-  """The stage's `train_step(state, batch, rng)`; with lr_source='degradation' it starts with
-  realworld_batch.make_batch on the GT batch, in the same jitted program."""
-  train_step = steps.make_train_step(networks, config)
-  if realworld_batch.uses_degradations(config):
-    return realworld_batch.with_degradations(train_step, config)
-  return train_step
 
 
 def _write_config(config: ml_collections.ConfigDict, workdir: str, writer) -> None:

@@ -133,6 +133,16 @@ def test_bundled_batches_have_the_documented_layout():
     np.testing.assert_allclose(lr[2:-2, 2:-2], expected, atol=1.5 / 255)
 
 
+@pytest.mark.parametrize("lr_source", ["bicubic", "degradation"])
+def test_global_batch_spec_is_what_the_iterators_yield(lr_source):
+  """What `python -m esrgan_jax.plan` compiles for without reading a single image."""
+  config = default.data_config()
+  config.update(patch_size=PATCH, lr_source=lr_source, crop_pad_size=2 * PATCH)
+  batch = take(config, steps=1, batch_size=4)[0]
+  spec = pipeline.global_batch_spec(config, scale=SCALE, global_batch_size=4)
+  assert {k: (v.shape, v.dtype) for k, v in batch.items()} == spec
+
+
 def test_paired_folder_gives_the_same_batches_as_lr_made_on_the_fly(tmp_path):
   hr_dir = make_folder(tmp_path / "hr", 4, lr_dir=tmp_path / "lr")
   on_the_fly = take(folder_config(hr_dir), steps=3)

@@ -71,6 +71,10 @@ elif tool == "nvidia-smi":
     print(f"GPU {i}: NVIDIA H100 80GB HBM3 (UUID: GPU-{i})")
 elif "esrgan_jax.main" in args:  # the trainer; other python calls just return
   time.sleep(float(os.environ.get("STUB_SLEEP_S", "0")))
+elif "esrgan_jax.plan" in args:  # the plan: the verdict and status the test asks for
+  print("config    (the plan's report)")
+  print(os.environ.get("STUB_PLAN_LINE", "fits: 1.00 GiB of the 32.00 GiB per chip"))
+  sys.exit(int(os.environ.get("STUB_PLAN_STATUS", "0")))
 '''
 
 
@@ -185,7 +189,7 @@ def test_tpu_dry_run_prints_the_gcloud_commands_and_runs_none(stand_ins):
   result = run_script("tpu_vm.sh", "--dry-run", "up", "--", "--config.train.batch_size=64",
                       env=stand_ins.env(**TPU_VARIABLES))
   assert result.returncode == 0, result.stderr
-  create, scp, setup, train = command_lines(result.stdout)
+  create, scp, setup, plan, train = command_lines(result.stdout)
   assert stand_ins.calls() == []
 
   assert create[:5] == ["gcloud", "compute", "tpus", "tpu-vm", "create"]
@@ -211,6 +215,14 @@ def test_tpu_dry_run_prints_the_gcloud_commands_and_runs_none(stand_ins):
   assert flag(trainer, "--workdir") == "gs://my-bucket/esrgan_jax/esrgan_psnr"
   assert flag(trainer, "--config.train.batch_size") == "64"
   assert remote[remote.index("-m") - 2] == "nohup"
+
+  # Before training, worker 0 plans the run for the slice, with the trainer's config flags.
+  assert plan[:6] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "esrgan-v4-32"]
+  assert flag(plan, "--worker") == "0"
+  remote = shlex.split(flag(plan, "--command"))
+  assert remote[remote.index("-m"):] == [
+      "-m", "esrgan_jax.plan", "--config=configs/esrgan_psnr.py", "--topology=v4-32",
+      "--config.train.batch_size=64"]
 
 
 def test_tpu_dry_run_with_a_queued_resource(stand_ins):
@@ -247,7 +259,8 @@ def test_tpu_queued_create_waits_for_active(stand_ins):
 
 @pytest.mark.parametrize("command, missing", [
     ("create", "PROJECT"), ("create", "ACCELERATOR_TYPE"), ("create", "TPU_VERSION"),
-    ("up", "ZONE"), ("train", "CONFIG"), ("train", "BUCKET"), ("delete", "TPU_NAME"),
+    ("up", "ZONE"), ("train", "CONFIG"), ("train", "BUCKET"), ("train", "ACCELERATOR_TYPE"),
+    ("delete", "TPU_NAME"),
 ])
 def test_tpu_missing_variable_fails_before_any_gcloud_call(stand_ins, command, missing):
   variables = {k: v for k, v in TPU_VARIABLES.items() if k != missing}
