@@ -164,8 +164,9 @@ def flops_of(compiled) -> Optional[float]:
   return float(analysis["flops"]) if analysis and "flops" in analysis else None
 
 
-class OutOfMemory(Exception):
-  """The TPU compiler's refusal: the program needs more HBM than the chip has."""
+class OutOfMemory(cli.UserError, MemoryError):
+  """The TPU compiler's refusal: the program needs more HBM than the chip has. plan.py turns it
+  into its verdict (exit 3); anywhere else it is one line, as every error of the package."""
 
   def __init__(self, message: str):
     super().__init__(message)

@@ -27,6 +27,7 @@ BUILTIN_BASES = {
     "esrgan_jax.interpolate.InterpolationError": ValueError,
     "esrgan_jax.metrics.naturalness.NiqeParamsError": ValueError,
     "esrgan_jax.prepare.PrepareError": ValueError,
+    "esrgan_jax.runtime.tpu_plan.OutOfMemory": MemoryError,
     "esrgan_jax.training.failures.NonFiniteLossError": RuntimeError,
     "esrgan_jax.weights.store.CheckpointError": ValueError,
 }
