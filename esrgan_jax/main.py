@@ -7,12 +7,13 @@ evaluation/evaluate.py.
 Exit status (esrgan_jax/cli.py's convention): 0 when training reached config.train.num_steps
 (also when a rerun finds it already complete) or eval finished; 1 with one line
 `esrgan_jax: error: ...` on stderr for a bad flag, config field or file (missing config file,
-unwritable workdir, unreadable images, damaged checkpoints), a full disk or a non-finite loss --
-main's flag errors stay 1, not argparse's 2, since absl parses them together with the config
-file and its fields; 130 when Ctrl-C stopped training (after a checkpoint); 143 (as for a process
-killed by SIGTERM) when a SIGTERM stopped training after a checkpoint, so that scripts and
-schedulers do not take a preempted run for a finished one. The same command resumes both.
-`--verbose` shows the start-up and Orbax lines that are hidden otherwise.
+unwritable workdir, a workdir another run is using, unreadable images, damaged checkpoints), a
+full disk or a non-finite loss -- main's flag errors stay 1, not argparse's 2, since absl parses
+them together with the config file and its fields; 130 when Ctrl-C stopped training (after a
+checkpoint); 143 (as for a process killed by SIGTERM) when a SIGTERM stopped training after a
+checkpoint, so that scripts and schedulers do not take a preempted run for a finished one. The
+same command resumes both. `--verbose` shows the start-up and Orbax lines that are hidden
+otherwise.
 """
 
 import logging as std_logging
@@ -39,7 +40,7 @@ from ml_collections import config_flags
 # Only light modules here: the trainer and evaluator are imported once the config has passed its
 # checks, since they pull in TensorFlow (clu's summary writers), seconds a typo should not cost.
 from esrgan_jax import config_checks
-from esrgan_jax.runtime import parallel, xla_flags
+from esrgan_jax.runtime import parallel, workdir_lock, xla_flags
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
@@ -186,10 +187,12 @@ def _train_or_evaluate() -> int:
   cli.stop_deferring()  # the imports are done: a stop now raises where it lands
   if FLAGS.verbose:
     checkpoints.show_orbax_logs(logging.get_absl_handler())
-  if mode == "eval":
-    evaluate.run(config, FLAGS.workdir)
-    return cli.EXIT_OK
-  state = train.train_and_evaluate(config, FLAGS.workdir)
+  # One command at a time per workdir: a second one would write over the first's steps.
+  with workdir_lock.held(FLAGS.workdir, "evaluation" if mode == "eval" else "training"):
+    if mode == "eval":
+      evaluate.run(config, FLAGS.workdir)
+      return cli.EXIT_OK
+    state = train.train_and_evaluate(config, FLAGS.workdir)
   if int(state.step) < config.train.num_steps:
     logging.warning("Training stopped at step %d of %d; the same command resumes it.",
                     int(state.step), config.train.num_steps)
