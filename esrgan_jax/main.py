@@ -183,10 +183,10 @@ def _train_or_evaluate() -> int:
   cli.stop_point()
   from esrgan_jax.evaluation import evaluate  # pylint: disable=g-import-not-at-top
   from esrgan_jax.training import train  # pylint: disable=g-import-not-at-top
-  from esrgan_jax.weights import checkpoints  # pylint: disable=g-import-not-at-top
+  from esrgan_jax.weights import orbax_logs  # pylint: disable=g-import-not-at-top
   cli.stop_deferring()  # the imports are done: a stop now raises where it lands
   if FLAGS.verbose:
-    checkpoints.show_orbax_logs(logging.get_absl_handler())
+    orbax_logs.show_orbax_logs(logging.get_absl_handler())
   # One command at a time per workdir: a second one would write over the first's steps.
   with workdir_lock.held(FLAGS.workdir, "evaluation" if mode == "eval" else "training"):
     if mode == "eval":
