@@ -10,6 +10,7 @@ One convention for every command, printed at the end of each `--help`:
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -57,7 +58,81 @@ class Terminated(BaseException):
   """SIGTERM, raised in the main thread like KeyboardInterrupt (see `sigterm_raises`)."""
 
 
+# The stop signal received and not yet acted on, and whether stops are deferred (`defer_stops`).
+_stops = {"pending": None, "deferring": False, "note": ""}
+
+
+def _stop_exception(signum: int) -> BaseException:
+  return KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+
+
+def _on_stop_signal(signum, frame):
+  del frame
+  if _stops["deferring"]:
+    if _stops["pending"] is not None:  # asked twice while deferred: stop now
+      _exit_now(signum)
+    _stops["pending"] = signum
+    return
+  # Also kept: an exception raised inside a C extension's callback (JAX's gc callback, an
+  # extension module's init) is swallowed there; `stop_point` raises it again.
+  _stops["pending"] = signum
+  raise _stop_exception(signum)
+
+
+def _exit_now(signum: int) -> None:
+  """The second stop signal while stops are deferred (a start-up that hangs): nothing written
+  yet needs finishing, and os._exit skips interpreter finalisation, which can crash while
+  native threads run."""
+  name, status = ("Ctrl-C", EXIT_INTERRUPTED) if signum == signal.SIGINT else (
+      "SIGTERM", EXIT_TERMINATED)
+  os.write(2, f"esrgan_jax: stopped by {name}{_note(_stops['note'])}\n".encode())
+  os._exit(status)  # pylint: disable=protected-access
+
+
+def defer_stops(note: Union[str, Callable[[], str]] = "") -> None:
+  """From now on Ctrl-C and SIGTERM are only recorded, raised at each `stop_point` and at
+  `stop_deferring`.
+
+  For a command's start-up: KeyboardInterrupt raised inside the import of a C extension or a gc
+  callback is lost (the run goes on) or leaves the extension half initialised, and the process
+  can then crash at exit (exit 139). A second signal while deferred exits at once with the stop
+  line ending with `note`. Main thread only.
+  """
+  if threading.current_thread() is not threading.main_thread():
+    return
+  _stops.update(pending=None, deferring=True, note=note)
+  signal.signal(signal.SIGINT, _on_stop_signal)
+  signal.signal(signal.SIGTERM, _on_stop_signal)
+
+
+def stop_point() -> None:
+  """Raises a stop received while deferred, or one whose exception something swallowed."""
+  pending, _stops["pending"] = _stops["pending"], None
+  if pending is not None:
+    raise _stop_exception(pending)
+
+
+def stop_deferring() -> None:
+  """Ends `defer_stops`: a stop received meanwhile raises now, later ones where they land."""
+  _stops["deferring"] = False
+  stop_point()
+
+
 @contextlib.contextmanager
+def _stops_raise(signums):
+  """Within it, each of `signums` raises its exception (KeyboardInterrupt, Terminated) in the
+  main thread, unless stops are deferred; the previous handlers come back on exit."""
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  previous = {signum: signal.signal(signum, _on_stop_signal) for signum in signums}
+  try:
+    yield
+  finally:
+    for signum, handler in previous.items():
+      signal.signal(signum, handler)
+
+
 def sigterm_raises():
   """Within it, SIGTERM raises Terminated instead of killing the process on the spot.
 
@@ -66,19 +141,7 @@ def sigterm_raises():
   main thread (where no handler can be set) this does nothing. The previous handler comes back
   on exit, so in-process callers (tests, the trainer) keep theirs.
   """
-  if threading.current_thread() is not threading.main_thread():
-    yield
-    return
-
-  def handle(signum, frame):
-    del signum, frame
-    raise Terminated
-
-  previous = signal.signal(signal.SIGTERM, handle)
-  try:
-    yield
-  finally:
-    signal.signal(signal.SIGTERM, previous)
+  return _stops_raise([signal.SIGTERM])
 
 
 def error(message: str) -> int:
@@ -162,7 +225,7 @@ def run(action: Callable[[], Union[str, int]], stopped: Union[str, Callable[[], 
   sigterm=False leaves SIGTERM's handler alone (multi-process training: JAX's preemption service
   owns it)."""
   try:
-    with sigterm_raises() if sigterm else contextlib.nullcontext():
+    with _stops_raise([signal.SIGINT] + ([signal.SIGTERM] if sigterm else [])):
       result = action()
   except UserError as caught:
     return error(" ".join(str(caught).split()))  # one line, whatever the cause said
@@ -178,6 +241,8 @@ def run(action: Callable[[], Union[str, int]], stopped: Union[str, Callable[[], 
   except Terminated:
     print(f"esrgan_jax: stopped by SIGTERM{_note(stopped)}", file=sys.stderr)
     return EXIT_TERMINATED
+  finally:
+    _stops["pending"] = None  # acted on (or the action finished regardless)
   if isinstance(result, int):
     return result
   print(result)

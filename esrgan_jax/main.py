@@ -7,27 +7,41 @@ evaluation/evaluate.py.
 Exit status (esrgan_jax/cli.py's convention): 0 when training reached config.train.num_steps
 (also when a rerun finds it already complete) or eval finished; 1 with one line
 `esrgan_jax: error: ...` on stderr for a bad flag, config field or file (missing config file,
-unwritable workdir, unreadable images, damaged checkpoints), a full disk or a non-finite loss --
-main's flag errors stay 1, not argparse's 2, since absl parses them together with the config
-file and its fields; 130 when Ctrl-C stopped training (after a checkpoint); 143 (as for a process
-killed by SIGTERM) when a SIGTERM stopped training after a checkpoint, so that scripts and
-schedulers do not take a preempted run for a finished one. The same command resumes both.
-`--verbose` shows the start-up and Orbax lines that are hidden otherwise.
+unwritable workdir, a workdir another run is using, unreadable images, damaged checkpoints), a
+full disk or a non-finite loss -- main's flag errors stay 1, not argparse's 2, since absl parses
+them together with the config file and its fields; 130 when Ctrl-C stopped training (after a
+checkpoint); 143 (as for a process killed by SIGTERM) when a SIGTERM stopped training after a
+checkpoint, so that scripts and schedulers do not take a preempted run for a finished one. The
+same command resumes both. `--verbose` shows the start-up and Orbax lines that are hidden
+otherwise.
 """
 
 import logging as std_logging
 import os
+import signal
 import sys
 import warnings
 
+from esrgan_jax import cli  # the standard library only
+
+# What a Ctrl-C or SIGTERM outside the training loop (which saves first, then reports itself)
+# leaves behind: nothing in either case, but the line says which work it interrupted.
+_STOP_NOTE = [" before training started"]
+# Ctrl-C and SIGTERM are recorded, not raised, until the imports below and in
+# _train_or_evaluate are done: raised inside a C extension's import they are lost or leave it
+# half initialised (then the process can crash at exit).
+cli.defer_stops(lambda: _STOP_NOTE[0])
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 # Only light modules here: the trainer and evaluator are imported once the config has passed its
 # checks, since they pull in TensorFlow (clu's summary writers), seconds a typo should not cost.
-from esrgan_jax import cli, config_checks
-from esrgan_jax.runtime import parallel, xla_flags
+from esrgan_jax import config_checks
+from esrgan_jax.runtime import parallel, workdir_lock, xla_flags
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -96,15 +110,25 @@ def parse_flags(argv: list[str]) -> list[str]:
 def main(argv) -> int:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  # Ctrl-C and SIGTERM before the loop takes them over (training/stop_request.py): nothing to
+  # save yet.
+  return cli.run(_start_and_run, stopped=lambda: _STOP_NOTE[0])
+
+
+def _start_and_run() -> int:
+  """Start-up, then `_train_or_evaluate`; a stop deferred so far acts at each stop point."""
   _quiet_logs(FLAGS.verbose)
   xla_flags.apply_defaults()
+  cli.stop_point()
   parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
                                   FLAGS.process_id)
   parallel.log_topology()
-  # Ctrl-C and SIGTERM before the loop takes them over (training/stop_request.py): nothing to
-  # save yet. With several processes JAX's preemption service owns SIGTERM.
-  return cli.run(_train_or_evaluate, stopped=lambda: _STOP_NOTE[0],
-                 sigterm=jax.process_count() == 1)
+  if jax.process_count() > 1 and not jax.config.jax_enable_preemption_service:
+    # Otherwise JAX's preemption service has taken SIGTERM over; without it, as before
+    # defer_stops, SIGTERM kills the process (one process cannot stop alone mid-collective).
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+  cli.stop_point()
+  return _train_or_evaluate()
 
 
 def _load_config():
@@ -119,11 +143,6 @@ def _load_config():
         f"--config={config_flags.get_config_filename(FLAGS['config'])}: {detail}") from None
 
 
-# What a Ctrl-C or SIGTERM outside the training loop (which saves first, then reports itself)
-# leaves behind: nothing in either case, but the line says which work it interrupted.
-_STOP_NOTE = [" before training started"]
-
-
 def _train_or_evaluate() -> int:
   """Eval mode, or training to config.train.num_steps: 0, or 143 when SIGTERM stopped it after a
   checkpoint. Every failure is a cli.UserError (one line) and Ctrl-C in the loop a cli.Stopped
@@ -133,15 +152,19 @@ def _train_or_evaluate() -> int:
     _STOP_NOTE[0] = " during evaluation"
   config_checks.validate(config, jax.device_count(), mode)
   _check_workdir(FLAGS.workdir)
+  cli.stop_point()
   from esrgan_jax.evaluation import evaluate  # pylint: disable=g-import-not-at-top
   from esrgan_jax.training import train  # pylint: disable=g-import-not-at-top
-  from esrgan_jax.weights import checkpoints  # pylint: disable=g-import-not-at-top
+  from esrgan_jax.weights import orbax_logs  # pylint: disable=g-import-not-at-top
+  cli.stop_deferring()  # the imports are done: a stop now raises where it lands
   if FLAGS.verbose:
-    checkpoints.show_orbax_logs(logging.get_absl_handler())
-  if mode == "eval":
-    evaluate.run(config, FLAGS.workdir)
-    return cli.EXIT_OK
-  state = train.train_and_evaluate(config, FLAGS.workdir)
+    orbax_logs.show_orbax_logs(logging.get_absl_handler())
+  # One command at a time per workdir: a second one would write over the first's steps.
+  with workdir_lock.held(FLAGS.workdir, "evaluation" if mode == "eval" else "training"):
+    if mode == "eval":
+      evaluate.run(config, FLAGS.workdir)
+      return cli.EXIT_OK
+    state = train.train_and_evaluate(config, FLAGS.workdir)
   if int(state.step) < config.train.num_steps:
     logging.warning("Training stopped at step %d of %d; the same command resumes it.",
                     int(state.step), config.train.num_steps)

@@ -157,6 +157,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       train_iterator, eval_sets = _open_data(config, start_step=start_step)
 
     train_step = sharded_step.jit_train_step(networks, config, mesh, state_sharding)
+    cli.stop_point()  # a Ctrl-C whose exception a gc callback swallowed: stop here
     trainer = _Trainer(config, workdir, manager, networks, train_step, eval_sets, state,
                        start_step)
     batches = pipeline.prefetch_to_mesh(train_iterator, parallel.batch_sharding(mesh))
@@ -263,7 +264,7 @@ class _Trainer:
       self._save_after_crash()
       raise
     except KeyboardInterrupt:  # a second Ctrl-C, inside a step
-      self._save_after_crash()
+      self._save_after_crash(cause="a second Ctrl-C")
       raise stop_request.Interrupted(self.saved_step) from None
     finally:
       self.writer.flush()
@@ -347,8 +348,9 @@ class _Trainer:
     except Exception:  # pylint: disable=broad-except  # the error being raised says more
       pass
 
-  def _save_after_crash(self):
-    """Saves the state of the last completed step, unless that step is already saved.
+  def _save_after_crash(self, cause: Optional[str] = None):
+    """Saves the state of the last completed step, unless that step is already saved; `cause`
+    names a stop that was not an error (a second Ctrl-C).
 
     Single-process runs only: a save is collective, and the other processes of a multi-process
     run are not crashing with this one, so they would never join it.
@@ -364,10 +366,10 @@ class _Trainer:
         # The save runs in a background thread: only its end says whether the step was written.
         self.manager.wait_until_finished()
         self._report_finished_save()
-        logging.warning("Training stopped by an error: saved step %d first.", step)
+        logging.warning("Training stopped by %s: saved step %d first.", cause or "an error", step)
     except Exception as error:  # the state may have been donated to the failed step
       self.unreported_save = None
-      logging.error("Could not save a checkpoint after the error: %s", error)
+      logging.error("Could not save a checkpoint after %s: %s", cause or "the error", error)
 
   def _checked(self, step: int, device_metrics) -> dict[str, float]:
     values = {k: float(v) for k, v in jax.device_get(device_metrics).items()}

@@ -6,12 +6,9 @@ loaded from a training run without its config. Orbax writes each step to a tempo
 renames it when complete, so a kill mid-save never leaves an unreadable latest checkpoint.
 """
 
-import contextlib
-import gc
-import logging
+import json
 import os
-import sys
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import numpy as np
@@ -22,56 +19,19 @@ from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers
 
 from esrgan_jax import cli
+from esrgan_jax.weights import orbax_logs
 
 CHECKPOINT_SUBDIR = "checkpoints"
 BEST_METRIC = "eval_psnr"
 DAMAGED_SUFFIX = ".damaged"
 
 
-# Orbax warnings that say nothing is wrong: a step saved before Orbax wrote step metadata (read
-# as if the checkpoint were broken), and metrics left out of a save that evaluates nothing.
-_HARMLESS_ORBAX_WARNINGS = ("Metadata file does not exist", "Requested `tracked_metric`")
-_show_orbax_detail = False
-
-
 class CheckpointDamagedError(cli.UserError):
   """No saved step of a checkpoint directory could be restored; the message names them."""
 
 
-class _DropOrbaxDetail(logging.Filter):
-  """Orbax logs a dozen INFO lines for every save; its real warnings and errors still pass."""
-
-  def filter(self, record: logging.LogRecord) -> bool:
-    if f"{os.sep}orbax{os.sep}" not in record.pathname:
-      return True
-    if record.levelno < logging.WARNING:
-      return False
-    # A full disk fails Orbax's background write with a traceback; the trainer says it in one line.
-    error = record.exc_info[1] if record.exc_info else None
-    if "No space left on device" in f"{record.getMessage()} {error}":
-      return False
-    return not str(record.msg).startswith(_HARMLESS_ORBAX_WARNINGS)
-
-
-def quiet_orbax_logs(handler: logging.Handler) -> None:
-  if not _show_orbax_detail and not any(isinstance(f, _DropOrbaxDetail) for f in handler.filters):
-    handler.addFilter(_DropOrbaxDetail())
-
-
-class _DropAllOrbax(logging.Filter):
-  """While trying steps that may be damaged: Orbax logs each failure with TensorStore's whole
-  spec (dozens of lines); restore_latest_good says it in one."""
-
-  def filter(self, record: logging.LogRecord) -> bool:
-    return f"{os.sep}orbax{os.sep}" not in record.pathname
-
-
-def show_orbax_logs(handler: logging.Handler) -> None:
-  """--verbose: every Orbax line, from now on."""
-  global _show_orbax_detail
-  _show_orbax_detail = True
-  for f in [f for f in handler.filters if isinstance(f, _DropOrbaxDetail)]:
-    handler.removeFilter(f)
+class CheckpointUnreadableError(cli.UserError):
+  """A step this user may not read: not damage, so nothing is skipped or moved."""
 
 
 def orbax_path(path: str | os.PathLike) -> epath.Path:
@@ -84,6 +44,18 @@ def _best_psnr(metrics) -> float:
   return float(metrics[BEST_METRIC])
 
 
+class _Manager(ocp.CheckpointManager):
+  """Orbax's manager, except that a step whose metrics file does not read (empty, garbage) has
+  no metrics, where Orbax's constructor fails with a JSONDecodeError: restore_latest_good then
+  finds the step damaged and sets it aside."""
+
+  def metrics(self, step: int):
+    try:
+      return super().metrics(step)
+    except ValueError:  # JSONDecodeError, or metrics that are not a mapping
+      return None
+
+
 def create_manager(workdir: str | os.PathLike, keep: int,
                    read_only: bool = False) -> ocp.CheckpointManager:
   """Keeps the latest `keep` steps plus the one with the best eval PSNR; saves asynchronously.
@@ -91,7 +63,7 @@ def create_manager(workdir: str | os.PathLike, keep: int,
   `best_fn` makes Orbax write each step's metrics next to it (without it they live only in
   memory), so the best checkpoint is still known, and kept, after a restart.
   """
-  quiet_orbax_logs(absl_logging.get_absl_handler())
+  orbax_logs.quiet_orbax_logs(absl_logging.get_absl_handler())
   preservation = checkpoint_managers.AnyPreservationPolicy([
       checkpoint_managers.LatestN(keep),
       checkpoint_managers.BestN(get_metric_fn=_best_psnr, reverse=False, n=1,
@@ -101,8 +73,8 @@ def create_manager(workdir: str | os.PathLike, keep: int,
       preservation_policy=preservation, best_fn=_best_psnr, best_mode="max",
       enable_async_checkpointing=not read_only,
       read_only=read_only, create=not read_only)
-  return ocp.CheckpointManager(orbax_path(workdir) / CHECKPOINT_SUBDIR, options=options,
-                               item_names=("state", "meta"))
+  return _Manager(orbax_path(workdir) / CHECKPOINT_SUBDIR, options=options,
+                  item_names=("state", "meta"))
 
 
 def save(manager: ocp.CheckpointManager, state, meta: dict[str, Any],
@@ -122,32 +94,17 @@ def restore(manager: ocp.CheckpointManager, abstract_state, step: Optional[int] 
   return restored["state"].replace(vgg=abstract_state.vgg)
 
 
-@contextlib.contextmanager
-def _quiet_failed_read():
-  """Keeps a failed Orbax read to the one exception it raises."""
-  silence, unraisable_hook = _DropAllOrbax(), sys.unraisablehook
-  absl_logger = logging.getLogger("absl")
-  absl_logger.addFilter(silence)
-  # A failed read leaves Orbax's other reads as coroutines whose errors Python would print as
-  # "Exception ignored in ..." tracebacks when they are collected.
-  sys.unraisablehook = lambda unraisable: None
-  try:
-    yield
-  finally:
-    gc.collect()
-    sys.unraisablehook = unraisable_hook
-    absl_logger.removeFilter(silence)
-
-
 def restore_latest_good(manager: ocp.CheckpointManager, target, rename_damaged: bool = True
                         ) -> Optional[tuple[Any, int]]:
   """(state, step) of the newest saved step that restores cleanly; None when nothing is saved.
 
-  A step that fails to restore (a truncated, zeroed or missing array file, a missing _METADATA)
-  is skipped with one warning naming its directory and why. Once an older step has restored into
-  the same `target` (so the failure was the files, not a changed config), the bad step's
-  directory is renamed to `<step>.damaged`, never deleted: Orbax ignores that name, so the
-  run's next save of that step writes a fresh directory. If no step restores, nothing is renamed
+  A step that fails to restore (a truncated, zeroed or missing array file, a missing _METADATA,
+  a missing or garbled meta or metrics file) is skipped with one warning naming its directory
+  and why; one this user may not read raises CheckpointUnreadableError instead (a permission is
+  not damage: nothing is moved). Once an older step has restored into the same `target` (so
+  the failure was the files, not a changed config), the bad step's directory is renamed to
+  `<step>.damaged`, never deleted: Orbax ignores that name, so the run's next save of that step
+  writes a fresh directory. If no step restores, nothing is renamed
   and CheckpointDamagedError names the directory and the first reason. `rename_damaged=False`
   (read-only callers: eval mode, generator_init) only skips.
   """
@@ -156,11 +113,10 @@ def restore_latest_good(manager: ocp.CheckpointManager, target, rename_damaged: 
     return None
   damaged = []
   for step in steps:
-    try:
-      with _quiet_failed_read():
-        state = restore(manager, target, step)
-    except Exception as error:  # pylint: disable=broad-except  # Orbax/TensorStore raise many
-      damaged.append((step, describe_restore_error(manager.directory / str(step), error)))
+    state, reason = _read_whole(manager.directory / str(step),
+                                lambda step=step: restore(manager, target, step))
+    if reason is not None:
+      damaged.append((step, reason))
       continue
     for bad_step, reason in damaged:
       absl_logging.warning("checkpoint step %d in %s is damaged (%s); resuming from step %d%s",
@@ -175,11 +131,69 @@ def restore_latest_good(manager: ocp.CheckpointManager, target, rename_damaged: 
       f"whose model differs from the run's); step {bad_step}: {reason}")
 
 
+def _read_whole(step_dir: epath.Path, read: Callable[[], Any]) -> tuple[Any, Optional[str]]:
+  """(what `read` returned, None), or (None, why the step is damaged): one rule for training
+  and readers, a step is used only when its meta, metrics (if any) and state all read.
+  CheckpointUnreadableError when this user may not read it: that is not damage."""
+  try:
+    reason = _small_files_damage(step_dir)
+    if reason is None:
+      with orbax_logs.quiet_failed_read():
+        return read(), None
+  except Exception as error:  # pylint: disable=broad-except  # Orbax/TensorStore raise many
+    check_readable(step_dir)
+    return None, describe_restore_error(step_dir, error)
+  return None, reason
+
+
+def _small_files_damage(step_dir: epath.Path) -> Optional[str]:
+  """What is wrong with a step's JSON files that a restore would let pass: meta, which training
+  does not read but readers of its generator need, and metrics (Orbax's manager reads them)."""
+  metrics = step_dir / "metrics" / "metrics"
+  return (_json_file_damage(step_dir / "meta" / "metadata")
+          or (_json_file_damage(metrics) if metrics.exists() else None))
+
+
+def _json_file_damage(path: epath.Path) -> Optional[str]:
+  """What is wrong with one of a step's small JSON files, None when it reads."""
+  name = f"{path.parent.name}/{path.name}"
+  if not path.exists():
+    return f"{name} is missing"
+  text = path.read_text()
+  try:
+    json.loads(text)
+  except ValueError:
+    return f"{name} is empty" if not text.strip() else f"{name} is not JSON"
+  return None
+
+
+def check_readable(step_dir: epath.Path) -> None:
+  """CheckpointUnreadableError naming the first file or folder of a step this user may not
+  read (a permission, not damage); local paths only, others pass."""
+  if "://" in str(step_dir):
+    return
+  denied = []
+  for folder, subfolders, files in os.walk(step_dir, onerror=lambda e: denied.append(e.filename)):
+    denied += [os.path.join(folder, name) for name in subfolders
+               if not os.access(os.path.join(folder, name), os.R_OK | os.X_OK)]
+    denied += [os.path.join(folder, name) for name in files
+               if not os.access(os.path.join(folder, name), os.R_OK)]
+    if denied:
+      break
+  if denied:
+    raise CheckpointUnreadableError(
+        f"{denied[0]}: permission denied: this user cannot read training checkpoint {step_dir}; "
+        "give it read access (a permission is not damage: nothing was skipped or moved)")
+
+
 def describe_restore_error(step_dir: epath.Path, error: BaseException) -> str:
   """The useful part of a failed restore, on one line: Orbax wraps TensorStore's reason in a
   message holding the whole TensorStore spec."""
   if not (step_dir / "state" / "_METADATA").exists():
     return "state/_METADATA is missing"
+  damage = _json_file_damage(step_dir / "state" / "_METADATA")
+  if damage:
+    return damage
   innermost = error
   while innermost.__cause__ is not None or innermost.__context__ is not None:
     innermost = innermost.__cause__ or innermost.__context__
@@ -254,12 +268,11 @@ def read_latest_generator(path: str | os.PathLike, which: str = "generator_ema"
   """
   failures = []
   for step_dir in step_directories(path):
-    try:
-      with _quiet_failed_read():
-        params, meta = read_generator(step_dir, which)
-    except Exception as error:  # pylint: disable=broad-except  # Orbax/TensorStore raise many
-      failures.append((step_dir, describe_restore_error(step_dir, error)))
+    read, reason = _read_whole(step_dir, lambda step_dir=step_dir: read_generator(step_dir, which))
+    if reason is not None:
+      failures.append((step_dir, reason))
       continue
+    params, meta = read
     for bad_dir, reason in failures:
       absl_logging.warning("checkpoint %s is damaged (%s); reading %s instead", bad_dir, reason,
                            step_dir)

@@ -126,3 +126,28 @@ def test_run_without_sigterm_leaves_the_callers_handler():
     assert seen == [signal.SIGTERM]
   finally:
     signal.signal(signal.SIGTERM, previous)
+
+
+def test_deferred_stops_raise_at_stop_points_then_where_they_land():
+  previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+  try:
+    cli.defer_stops(" before training started")
+    os.kill(os.getpid(), signal.SIGINT)  # recorded only: an import under way finishes
+    with pytest.raises(KeyboardInterrupt):
+      cli.stop_point()
+    cli.stop_point()  # acted on once
+    os.kill(os.getpid(), signal.SIGTERM)
+    with pytest.raises(cli.Terminated):
+      cli.stop_deferring()
+    with pytest.raises(KeyboardInterrupt):
+      os.kill(os.getpid(), signal.SIGINT)  # no longer deferred: raised at once
+    # A stop whose exception something swallowed is raised again at the next stop point.
+    try:
+      os.kill(os.getpid(), signal.SIGTERM)
+    except cli.Terminated:
+      pass
+    with pytest.raises(cli.Terminated):
+      cli.stop_point()
+  finally:
+    for signum, handler in previous.items():
+      signal.signal(signum, handler)
