@@ -242,7 +242,9 @@ def run(action: Callable[[], Union[str, int]], stopped: Union[str, Callable[[], 
     print(f"esrgan_jax: stopped by SIGTERM{_note(stopped)}", file=sys.stderr)
     return EXIT_TERMINATED
   finally:
-    _stops["pending"] = None  # acted on (or the action finished regardless)
+    # Acted on (or the action finished regardless); a start-up that ended early (a config
+    # error) leaves no deferral behind for whatever this process runs next.
+    _stops.update(pending=None, deferring=False)
   if isinstance(result, int):
     return result
   print(result)
