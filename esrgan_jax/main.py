@@ -16,6 +16,7 @@ same command resumes both. `--verbose` shows the start-up and Orbax lines that a
 otherwise.
 """
 
+import contextlib
 import logging as std_logging
 import os
 import signal
@@ -188,7 +189,8 @@ def _train_or_evaluate() -> int:
   if FLAGS.verbose:
     orbax_logs.show_orbax_logs(logging.get_absl_handler())
   # One command at a time per workdir: a second one would write over the first's steps.
-  with workdir_lock.held(FLAGS.workdir, "evaluation" if mode == "eval" else "training"):
+  with workdir_lock.held(FLAGS.workdir, "evaluation" if mode == "eval" else "training"), \
+      _disk_full_in_one_line(FLAGS.workdir):
     if mode == "eval":
       evaluate.run(config, FLAGS.workdir)
       return cli.EXIT_OK
@@ -198,6 +200,21 @@ def _train_or_evaluate() -> int:
                     int(state.step), config.train.num_steps)
     return EXIT_STOPPED_BY_SIGNAL
   return cli.EXIT_OK
+
+
+@contextlib.contextmanager
+def _disk_full_in_one_line(workdir: str):
+  """A full disk wherever the trainer did not foresee it (TensorBoard's writer raises
+  TensorFlow's ResourceExhaustedError): one line, like the checkpoints' own."""
+  from esrgan_jax.training import failures  # pylint: disable=g-import-not-at-top
+  try:
+    yield
+  except Exception as error:  # pylint: disable=broad-except
+    if isinstance(error, (cli.UserError, OSError)) or not failures.is_disk_full(error):
+      raise
+    raise failures.DiskFullError(
+        f"no space left on device writing in {workdir}; free some and run the same command "
+        "again (it resumes from the last checkpoint)") from None
 
 
 if __name__ == "__main__":
