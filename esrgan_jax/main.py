@@ -30,8 +30,10 @@ from esrgan_jax import cli  # the standard library only
 _STOP_NOTE = [" before training started"]
 # Ctrl-C and SIGTERM are recorded, not raised, until the imports below and in
 # _train_or_evaluate are done: raised inside a C extension's import they are lost or leave it
-# half initialised (then the process can crash at exit).
-cli.defer_stops(lambda: _STOP_NOTE[0])
+# half initialised (then the process can crash at exit). As the command only: a module that
+# imports this one (tests) keeps its handlers.
+if __name__ == "__main__":
+  cli.defer_stops(lambda: _STOP_NOTE[0])
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax
