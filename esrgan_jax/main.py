@@ -16,6 +16,7 @@ same command resumes both. `--verbose` shows the start-up and Orbax lines that a
 otherwise.
 """
 
+import contextlib
 import logging as std_logging
 import os
 import signal
@@ -29,8 +30,8 @@ from esrgan_jax import cli  # the standard library only
 _STOP_NOTE = [" before training started"]
 # Ctrl-C and SIGTERM are recorded, not raised, until the imports below and in
 # _train_or_evaluate are done: raised inside a C extension's import they are lost or leave it
-# half initialised (then the process can crash at exit). Only when run as the command: a process
-# that merely imports this module (tests, tools) keeps its own signal handling.
+# half initialised (then the process can crash at exit). As the command only: a module that
+# imports this one (tests) keeps its handlers.
 if __name__ == "__main__":
   cli.defer_stops(lambda: _STOP_NOTE[0])
 
@@ -94,6 +95,34 @@ def _check_workdir(workdir: str) -> None:
         f"--workdir={workdir}: cannot write there ({error.strerror or error})") from None
 
 
+def _unknown_config_field(argv: list[str], error: Exception) -> str:
+  """Names the `--config.a.b=...` argument whose path the config does not have.
+
+  ml_collections raises AttributeError(KeyError("'b'\nDid you mean ...")) while parsing it.
+  """
+  detail = error
+  while isinstance(detail, BaseException) and detail.args:
+    detail = detail.args[0]
+  lines = str(detail).splitlines() or [""]
+  key = lines[0].strip("'\"")
+  hint = f" ({lines[1].strip()})" if len(lines) > 1 else ""
+  for arg in argv[1:]:
+    path = arg[len("--config."):].split("=", 1)[0].split(".")
+    if arg.startswith("--config.") and key in path:
+      parent = ".".join(["config", *path[:path.index(key)]])
+      return f"{arg}: {parent} has no field {key!r}{hint}"
+  return f"unknown config field {key!r}{hint}"
+
+
+def _last_line_of_nested_error(message: str) -> str:
+  """absl wraps errors raised while loading a config file with their whole traceback."""
+  lines = [line.strip() for line in message.splitlines() if line.strip()]
+  if any(line.startswith("Traceback") for line in lines):
+    lines = [line for line in lines if not line.startswith(("During handling", "The above"))]
+    return lines[-1]
+  return lines[0] if lines else message
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with every failure reported as one line and exit status 1."""
   if any(arg in ("--help", "-h", "-?", "--helpshort", "--helpfull") for arg in argv[1:]):
@@ -102,9 +131,9 @@ def parse_flags(argv: list[str]) -> list[str]:
   try:
     return FLAGS(argv)
   except flags.Error as error:
-    fail(cli.nested_error_line(str(error)))
+    fail(_last_line_of_nested_error(str(error)))
   except (AttributeError, KeyError) as error:
-    fail(cli.unknown_config_field(argv, error))
+    fail(_unknown_config_field(argv, error))
   except OSError as error:  # a missing or unreadable config file
     fail(f"{error.filename or argv}: {error.strerror or error}")
 
@@ -162,7 +191,8 @@ def _train_or_evaluate() -> int:
   if FLAGS.verbose:
     orbax_logs.show_orbax_logs(logging.get_absl_handler())
   # One command at a time per workdir: a second one would write over the first's steps.
-  with workdir_lock.held(FLAGS.workdir, "evaluation" if mode == "eval" else "training"):
+  with workdir_lock.held(FLAGS.workdir, "evaluation" if mode == "eval" else "training"), \
+      _disk_full_in_one_line(FLAGS.workdir):
     if mode == "eval":
       evaluate.run(config, FLAGS.workdir)
       return cli.EXIT_OK
@@ -172,6 +202,21 @@ def _train_or_evaluate() -> int:
                     int(state.step), config.train.num_steps)
     return EXIT_STOPPED_BY_SIGNAL
   return cli.EXIT_OK
+
+
+@contextlib.contextmanager
+def _disk_full_in_one_line(workdir: str):
+  """A full disk wherever the trainer did not foresee it (TensorBoard's writer raises
+  TensorFlow's ResourceExhaustedError): one line, like the checkpoints' own."""
+  from esrgan_jax.training import failures  # pylint: disable=g-import-not-at-top
+  try:
+    yield
+  except Exception as error:  # pylint: disable=broad-except
+    if isinstance(error, (cli.UserError, OSError)) or not failures.is_disk_full(error):
+      raise
+    raise failures.DiskFullError(
+        f"no space left on device writing in {workdir}; free some and run the same command "
+        "again (it resumes from the last checkpoint)") from None
 
 
 if __name__ == "__main__":

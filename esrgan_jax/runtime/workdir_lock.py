@@ -177,10 +177,14 @@ class WorkdirLock:
         fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
       except FileExistsError:
         return False
-      with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+      try:
+        with os.fdopen(fd, "w") as f:
+          f.write(text)
+          f.flush()
+          os.fsync(f.fileno())
+      except OSError as error:  # a full disk: no half-written lock left behind
+        os.remove(self.path)
+        raise OSError(error.errno, error.strerror, str(self.path)) from None
       return True
     if self.path.exists():
       return False

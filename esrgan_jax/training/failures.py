@@ -46,12 +46,27 @@ def all_finite(tree) -> jax.Array:
 
 
 def is_disk_full(error: BaseException) -> bool:
+  return _disk_full_cause(error) is not None
+
+
+def _disk_full_cause(error: BaseException):
+  """The exception of `error`'s chain that says the disk is full; None if none does."""
   seen = set()
   while error is not None and id(error) not in seen:
     seen.add(id(error))
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-      return True
+      return error
     if "No space left on device" in str(error):
-      return True
+      return error
     error = error.__cause__ or error.__context__
-  return False
+  return None
+
+
+def disk_full_error(error: BaseException, manager, removed: list[str]) -> DiskFullError:
+  """The one line for a full disk: the file being written (a checkpoint unless the error names
+  another, such as eval_results.json), the last good checkpoint, what was cleaned up."""
+  cause = _disk_full_cause(error)
+  where = getattr(cause, "filename", None) or manager.directory
+  return DiskFullError(
+      f"no space left on device writing {where}; {last_good_checkpoint(manager)}"
+      + (f" (removed {len(removed)} unfinished save directories)" if removed else ""))

@@ -174,8 +174,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
 def _write_config(config: ml_collections.ConfigDict, workdir: str, writer) -> None:
   """The whole config into WORKDIR/config.json and TensorBoard's hparams, not onto the console."""
-  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-  (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+  path = epath.Path(workdir) / "config.json"
+  path.parent.mkdir(parents=True, exist_ok=True)
+  try:
+    path.write_text(config.to_json_best_effort(indent=2) + "\n")
+  except OSError as error:  # a full disk fails at close, without the file's name
+    raise OSError(error.errno, error.strerror, str(path)) from None
   writer.write_hparams(_flat_hparams(config))
 
 
@@ -256,11 +260,7 @@ class _Trainer:
       if failures.is_disk_full(error):
         self._wait_for_saves()
         removed = checkpoints.remove_unfinished_saves(self.manager)
-        raise failures.DiskFullError(
-            f"no space left on device writing {self.manager.directory}; "
-            f"{failures.last_good_checkpoint(self.manager)}"
-            + (f" (removed {len(removed)} unfinished save directories)" if removed else "")
-        ) from None
+        raise failures.disk_full_error(error, self.manager, removed) from None
       self._save_after_crash()
       raise
     except KeyboardInterrupt:  # a second Ctrl-C, inside a step

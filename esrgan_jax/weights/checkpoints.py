@@ -8,6 +8,7 @@ renames it when complete, so a kill mid-save never leaves an unreadable latest c
 
 import json
 import os
+import time
 from typing import Any, Callable, Optional
 
 import jax
@@ -222,13 +223,25 @@ def _set_aside(manager: ocp.CheckpointManager, steps: list[int]) -> None:
 
 def remove_unfinished_saves(manager: ocp.CheckpointManager) -> list[str]:
   """Deletes this run's half-written step directories (Orbax's `*.orbax-checkpoint-tmp*`), as
-  after a full disk; finished steps are never touched. Returns the names removed."""
+  after a full disk; finished steps are never touched. Returns the names removed.
+
+  TensorStore can still be finishing writes of the failed save into them (each fails in turn),
+  so a removal that meets a file written meanwhile is tried again.
+  """
   removed = []
   if jax.process_index() == 0 and manager.directory.exists():
     for path in manager.directory.iterdir():
       if ".orbax-checkpoint-tmp" in path.name:
-        path.rmtree()
-        removed.append(path.name)
+        for attempt in range(5):
+          try:
+            path.rmtree()
+            break
+          except FileNotFoundError:
+            break
+          except OSError:  # "Directory not empty": a late write landed
+            time.sleep(0.1 * (attempt + 1))
+        if not path.exists():
+          removed.append(path.name)
   return removed
 
 

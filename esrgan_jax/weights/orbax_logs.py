@@ -51,8 +51,8 @@ class _DropUnretrievedErrors(logging.Filter):
 
 
 def _from_closed_loop(kind, value, trace) -> bool:
-  """TensorStore's callback for an operation that ended after its asyncio loop closed (the read
-  or write had already failed): it prints RuntimeError('Event loop is closed') by excepthook."""
+  """TensorStore's callback for an operation that ended after its asyncio loop had closed (the
+  read or write had already failed); it reports the RuntimeError as unraisable."""
   if kind is not RuntimeError or str(value) != "Event loop is closed":
     return False
   while trace is not None:
@@ -70,12 +70,22 @@ def _quiet_async_leftovers() -> None:
   asyncio_logger = logging.getLogger("asyncio")
   if not any(isinstance(f, _DropUnretrievedErrors) for f in asyncio_logger.filters):
     asyncio_logger.addFilter(_DropUnretrievedErrors())
-  if not getattr(sys.excepthook, "drops_closed_loop_callbacks", False):
-    previous = sys.excepthook
+  if not getattr(sys.unraisablehook, "drops_closed_loop_callbacks", False):
+    previous_unraisable = sys.unraisablehook
 
-    def excepthook(kind, value, trace):
+    def unraisablehook(unraisable):
+      if not _from_closed_loop(unraisable.exc_type, unraisable.exc_value,
+                               unraisable.exc_traceback):
+        previous_unraisable(unraisable)
+
+    unraisablehook.drops_closed_loop_callbacks = True
+    sys.unraisablehook = unraisablehook
+  if not getattr(sys.excepthook, "drops_closed_loop_callbacks", False):
+    previous_except = sys.excepthook
+
+    def excepthook(kind, value, trace):  # the same, printed with PyErr_Print
       if not _from_closed_loop(kind, value, trace):
-        previous(kind, value, trace)
+        previous_except(kind, value, trace)
 
     excepthook.drops_closed_loop_callbacks = True
     sys.excepthook = excepthook

@@ -136,3 +136,43 @@ def test_without_create_if_absent_the_last_writer_wins(tmp_path, monkeypatch):
                       lambda: _write_record(tmp_path, command="training"))
   with pytest.raises(workdir_lock.WorkdirInUseError, match="in use by training"):
     loser.acquire()
+
+
+_TWO_PROCESSES = """
+import sys
+import jax
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+jax.distributed.initialize(sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
+from esrgan_jax.runtime import workdir_lock
+try:
+  with workdir_lock.held(sys.argv[3], "training"):
+    print("held", flush=True)
+except workdir_lock.WorkdirInUseError as error:
+  print("refused:", error, flush=True)
+"""
+
+
+def test_in_a_multi_process_run_process_0_takes_it_for_all(tmp_path):
+  free, taken = tmp_path / "free", tmp_path / "taken"
+  free.mkdir()
+  taken.mkdir()
+  started = workdir_lock._process_start(os.getpid())  # pylint: disable=protected-access
+  _write_record(taken, process_start=started)
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO_ROOT)
+  runs = {}
+  for workdir in (free, taken):
+    with socket.socket() as s:
+      s.bind(("127.0.0.1", 0))
+      coordinator = f"127.0.0.1:{s.getsockname()[1]}"
+    runs[workdir] = [subprocess.Popen([sys.executable, "-c", _TWO_PROCESSES, coordinator, str(i),
+                                       str(workdir)], cwd=REPO_ROOT, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                     for i in range(2)]
+  outputs = {workdir: [[line for line in p.communicate(timeout=300)[0].splitlines()
+                        if line.startswith(("held", "refused"))] for p in procs]
+             for workdir, procs in runs.items()}  # Gloo prints to stdout too
+  assert outputs[free] == [["held"], ["held"]], outputs
+  assert not os.path.exists(_lock_file(free))
+  for lines in outputs[taken]:  # both stop, both naming the holder
+    assert len(lines) == 1 and lines[0].startswith("refused: "), outputs
+    assert f"PID {os.getpid()}" in lines[0], outputs
