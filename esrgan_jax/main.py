@@ -30,8 +30,8 @@ from esrgan_jax import cli  # the standard library only
 _STOP_NOTE = [" before training started"]
 # Ctrl-C and SIGTERM are recorded, not raised, until the imports below and in
 # _train_or_evaluate are done: raised inside a C extension's import they are lost or leave it
-# half initialised (then the process can crash at exit). As the command only: a module that
-# imports this one (tests) keeps its handlers.
+# half initialised (then the process can crash at exit). Only when run as the command: a process
+# that merely imports this module (tests, tools) keeps its own signal handling.
 if __name__ == "__main__":
   cli.defer_stops(lambda: _STOP_NOTE[0])
 
@@ -95,34 +95,6 @@ def _check_workdir(workdir: str) -> None:
         f"--workdir={workdir}: cannot write there ({error.strerror or error})") from None
 
 
-def _unknown_config_field(argv: list[str], error: Exception) -> str:
-  """Names the `--config.a.b=...` argument whose path the config does not have.
-
-  ml_collections raises AttributeError(KeyError("'b'\nDid you mean ...")) while parsing it.
-  """
-  detail = error
-  while isinstance(detail, BaseException) and detail.args:
-    detail = detail.args[0]
-  lines = str(detail).splitlines() or [""]
-  key = lines[0].strip("'\"")
-  hint = f" ({lines[1].strip()})" if len(lines) > 1 else ""
-  for arg in argv[1:]:
-    path = arg[len("--config."):].split("=", 1)[0].split(".")
-    if arg.startswith("--config.") and key in path:
-      parent = ".".join(["config", *path[:path.index(key)]])
-      return f"{arg}: {parent} has no field {key!r}{hint}"
-  return f"unknown config field {key!r}{hint}"
-
-
-def _last_line_of_nested_error(message: str) -> str:
-  """absl wraps errors raised while loading a config file with their whole traceback."""
-  lines = [line.strip() for line in message.splitlines() if line.strip()]
-  if any(line.startswith("Traceback") for line in lines):
-    lines = [line for line in lines if not line.startswith(("During handling", "The above"))]
-    return lines[-1]
-  return lines[0] if lines else message
-
-
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with every failure reported as one line and exit status 1."""
   if any(arg in ("--help", "-h", "-?", "--helpshort", "--helpfull") for arg in argv[1:]):
@@ -131,9 +103,9 @@ def parse_flags(argv: list[str]) -> list[str]:
   try:
     return FLAGS(argv)
   except flags.Error as error:
-    fail(_last_line_of_nested_error(str(error)))
+    fail(cli.nested_error_line(str(error)))
   except (AttributeError, KeyError) as error:
-    fail(_unknown_config_field(argv, error))
+    fail(cli.unknown_config_field(argv, error))
   except OSError as error:  # a missing or unreadable config file
     fail(f"{error.filename or argv}: {error.strerror or error}")
 
