@@ -1,6 +1,7 @@
 """Runs the README's demo (both stages on the bundled photos) and says whether it shows ESRGAN working.
 
     python -m benchmarks.demo_check --workdir=workdir/demo_check
+    python -m benchmarks.demo_check --workdir=workdir/demo_check_span --arch=span
 
 Prints, per held-out photo: PSNR-Y of bicubic, of stage 1 and of stage 2 (EMA generators), and
 stage 2's per-channel mean colour error against the HR image (levels of 255). Exits 1 when stage 1
@@ -45,6 +46,8 @@ def super_resolve(workdir: str, lr: np.ndarray) -> np.ndarray:
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", required=True)
+  parser.add_argument("--arch", default="rrdbnet", choices=generator_weights.ARCHITECTURES,
+                      help="the generator of both stages (config.model.arch)")
   parser.add_argument("--max_colour_error", type=float, default=6.0,
                       help="largest per-channel mean difference to HR allowed for stage 2")
   parser.add_argument("--psnr_override", action="append", default=[],
@@ -53,9 +56,10 @@ def main(argv=None) -> int:
                       help="a flag for stage 2 (repeatable)")
   args = parser.parse_args(argv)
   psnr_dir, gan_dir = (os.path.join(args.workdir, stage) for stage, _ in STAGES)
-  seconds = {"psnr": run_stage(STAGES[0][1], psnr_dir, args.psnr_override),
+  arch = [f"--config.model.arch={args.arch}"]
+  seconds = {"psnr": run_stage(STAGES[0][1], psnr_dir, [*arch, *args.psnr_override]),
              "gan": run_stage(STAGES[1][1], gan_dir,
-                              [f"--config.generator_init={psnr_dir}", *args.gan_override])}
+                              [*arch, f"--config.generator_init={psnr_dir}", *args.gan_override])}
   ok = True
   scale = 4
   eval_images = datasets.load_eval_images(

@@ -26,6 +26,14 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # on the held-out photos): a network started from random weights first has to learn plain
     # interpolation. Measured with the same settings: 27.0 at step 300, 29.8 at 600, 30.6 at 900,
     # 30.97 at 1500, above bicubic on both photos (benchmarks/demo_check.py prints it).
+    # `--config.model.arch=srvgg_compact` (apply_demo: 16 features, 8 convs) prints 31.0742
+    # against bicubic's 30.7335, above it on both photos (32.0 / 30.2 against 31.5 / 30.0), in
+    # 47 s on this shared machine (demo_check.py --arch=srvgg_compact). `=span` (16 channels)
+    # prints 30.8086 in 179 s, but rocket stays below bicubic (29.96 against 29.99), so
+    # demo_check.py --arch=span fails: a SPAN learns the upsampling from nothing (no skip), and
+    # neither shared knob fixes it without breaking RRDBNet's demo (3000 steps: SPAN 31.06 or
+    # 30.94 by seed, rocket still below with the latter, RRDBNet 30.94 with rocket below; a
+    # learning rate of 2e-3: SPAN 30.93, RRDBNet 30.84 with rocket below).
     default.apply_demo(config, num_steps=1500, learning_rates={"optimizer_g": 1e-3})
     config.optimizer_g.milestones = (1000,)
   elif variant:

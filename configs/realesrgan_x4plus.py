@@ -14,18 +14,8 @@ import ml_collections
 from configs import default
 
 
-def realesrgan_config(scale: int, name: str, variant: str) -> ml_collections.ConfigDict:
-  config = default.get_config()
-  config.stage = "gan"
-  default.apply_realworld(config, scale=scale)
-  num_steps = 400_000  # yml: train.total_iter 400000
-  config.train.num_steps = num_steps
-  # yml: optim_g / optim_d Adam lr 1e-4, betas [0.9, 0.99]; scheduler MultiStepLR milestones
-  # [400000], gamma 0.5
-  config.optimizer_g = default.optimizer_config(1e-4, (400_000,), num_steps)
-  config.optimizer_d = default.optimizer_config(1e-4, (400_000,), num_steps)
-  # yml: network_d UNetDiscriminatorSN, num_feat 64, skip_connection true
-  config.discriminator.update(name="unet_sn", num_feat=64)
+def apply_losses(config: ml_collections.ConfigDict) -> None:
+  """The yml's loss terms and their targets (configs/fast_realworld.py reuses them)."""
   config.loss.update(
       pixel_criterion="l1", pixel_weight=1.0,  # yml: pixel_opt L1Loss, loss_weight 1.0
       # yml: perceptual_opt.layer_weights, vgg_type vgg19, use_input_norm true, range_norm
@@ -40,6 +30,21 @@ def realesrgan_config(scale: int, name: str, variant: str) -> ml_collections.Con
       percep_gt_usm=True,  # yml: percep_gt_usm true
       gan_gt_usm=False,  # yml: gan_gt_usm false
   )
+
+
+def realesrgan_config(scale: int, name: str, variant: str) -> ml_collections.ConfigDict:
+  config = default.get_config()
+  config.stage = "gan"
+  default.apply_realworld(config, scale=scale)
+  num_steps = 400_000  # yml: train.total_iter 400000
+  config.train.num_steps = num_steps
+  # yml: optim_g / optim_d Adam lr 1e-4, betas [0.9, 0.99]; scheduler MultiStepLR milestones
+  # [400000], gamma 0.5
+  config.optimizer_g = default.optimizer_config(1e-4, (400_000,), num_steps)
+  config.optimizer_d = default.optimizer_config(1e-4, (400_000,), num_steps)
+  # yml: network_d UNetDiscriminatorSN, num_feat 64, skip_connection true
+  config.discriminator.update(name="unet_sn", num_feat=64)
+  apply_losses(config)
   if variant == "demo":
     # Without converted VGG19 weights the perceptual loss runs on a random VGG19 (see
     # configs/esrgan.py); the demo shows the mechanics, not Real-ESRGAN's restorations.
