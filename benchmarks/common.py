@@ -17,6 +17,21 @@ TORCH_PRECISIONS = ("fp32", "amp_bf16")
 OPTIONS = {"jax": ("remat", "concat", "fused"), "torch": ("compile", "channels_last")}
 SCALE = 4
 GAN_PATCHES = (128, 256)  # what BasicSR's VGG-style discriminator takes
+# --arch -> config.model.arch. The fast architectures take the train rows of stage 1 only: no
+# dense block to probe (conv), and their inference is benchmarks/fast_models.py's (SPAN's in the
+# folded form, which the infer row here, built as the trainer builds G, would not run).
+ARCHS = {"rrdbnet": "rrdbnet", "compact": "srvgg_compact", "span": "span"}
+FAST_ARCH_ROWS = ("grad", "psnr")
+
+
+def model_label(args):
+  """The generator the rows ran, for the table's title."""
+  arch = getattr(args, "arch", "rrdbnet")  # --json files written before --arch: RRDBNet's
+  if arch == "compact":
+    return f"Compact {args.num_conv} convs x {args.num_feat} feat (PReLU)"
+  if arch == "span":
+    return f"SPAN {args.feature_channels}"
+  return f"RRDBNet {args.num_block} blocks x {args.num_feat} feat (grow {args.num_grow_ch})"
 
 
 @dataclasses.dataclass(frozen=True)
