@@ -137,18 +137,21 @@ def prefolded(module):
 
 
 def jax_variants(args, model: Model, variants):
-  """esrgan_jax's module, jitted and compiled ahead; params float32, compute dtype per variant."""
+  """esrgan_jax's module through its inference apply (inference/apply.py, as evaluation and the
+  upscaler run it), compiled ahead; params float32, compute dtype per variant."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from esrgan_jax.inference import apply as inference  # pylint: disable=g-import-not-at-top
   x = jax.device_put(model.image)
   built = {}
   for variant in variants:
     dtype = jnp.dtype(variant.split(":")[1])
     options = dict(model.options, deploy=True) if model.network == "span" else model.options
     module = jax_module(model.network, options, dtype)
+    jitted = inference.jitted_apply(module)
     apply = lambda p, x, module=module: module.apply({"params": p}, x)
     start = time.perf_counter()
-    compiled = jax.jit(apply).lower(model.infer_params, x).compile()
+    compiled = jitted.lower(module, model.infer_params, x).compile()
     compile_s = time.perf_counter() - start
     progress(f"{model.network} {variant}: compiled in {compile_s:.1f} s")
     forward = None  # bfloat16 is timed, not checked

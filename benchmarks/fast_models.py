@@ -15,7 +15,9 @@ megapixels per second (the figure that carries over between sizes).
 Rows (--rows): rrdb23x64 (RRDBNet, ESRGAN's), compact16 and compact32 (SRVGGNetCompact,
 num_feat 64, PReLU), span48 (SPAN, feature_channels 48; JAX runs the folded, deploy=True form).
 Variants (--frameworks; a backend's name, "jax" or "torch", names all of its variants):
-  jax:float32, jax:bfloat16      esrgan_jax's module, jitted, params float32 (compute dtype only);
+  jax:float32, jax:bfloat16      esrgan_jax's module through inference/apply.py, as evaluation
+                                 and the upscaler run it (Compact on the CPU: with YNNPACK's
+                                 convolutions), params float32 (compute dtype only);
   torch:fp32                     reference/'s PyTorch module, eager, eval mode, torch.no_grad;
                                  SPAN's eval form refolds every Conv3XC at each forward, as
                                  spandrel does;
