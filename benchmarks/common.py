@@ -85,22 +85,22 @@ def size_name(row, batch, patch):
 
 
 
-def time_interleaved(calls, warmup: int, steps: int):
-  """`calls`: (run_once, sync) pairs. Per pair, the wall times of `steps` calls, each synced
-  alone and taken in turn with the other pairs' calls, and the seconds its `warmup` untimed calls
-  took."""
+def time_interleaved(calls, warmup: int, steps: int, clock=time.perf_counter):
+  """`calls`: (run_once, sync) pairs. Per pair, the times of `steps` calls, each synced alone and
+  taken in turn with the other pairs' calls, and the seconds its `warmup` untimed calls took.
+  `clock`: wall time, or e.g. time.process_time for the process's CPU seconds."""
   warmup_s = []
   for run_once, sync in calls:
-    start = time.perf_counter()
+    start = clock()
     for _ in range(warmup):
       sync(run_once())
-    warmup_s.append(time.perf_counter() - start)
+    warmup_s.append(clock() - start)
   times = [[] for _ in calls]
   for _ in range(steps):
     for (run_once, sync), its_times in zip(calls, times):
-      start = time.perf_counter()
+      start = clock()
       sync(run_once())
-      its_times.append(time.perf_counter() - start)
+      its_times.append(clock() - start)
   return times, warmup_s
 
 

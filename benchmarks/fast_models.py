@@ -37,7 +37,10 @@ Timing as benchmarks/benchmark.py: the trainer's XLA flags (esrgan_jax/runtime/x
 `--warmup` untimed calls (JAX compiles before them, compile time reported apart), then `--steps`
 calls each synced alone (jax.block_until_ready / torch.cuda.synchronize), median reported; the
 variants of one model take turns call by call (common.time_interleaved), so that a shared CPU's
-changing load hits them alike. torch keeps its default thread count (printed).
+changing load hits them alike. torch keeps its default thread count (printed). On a loaded
+shared CPU, wall times measure the load as much as the frameworks (PyTorch's OpenMP threads lose
+most when another process takes their core): `taskset -c 0 ... --clock cpu` gives every framework
+one thread and times the CPU seconds each call takes instead.
 """
 
 import argparse
@@ -61,6 +64,7 @@ MODELS = {  # row -> (label, network, its options)
     "span48": ("SPAN 48", "span", dict(feature_channels=48)),
 }
 SIZE = (480, 640)  # traiNNer-redux's benchmark input
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 TOLERANCE = 1e-3
 # traiNNer-redux's published RTX 4090 fp16 frames/s at 480x640 -> 1920x2560, for a GPU run.
 PUBLISHED_4090_FP16 = {"rrdb23x64": 4.73, "span48": 82.0, "compact16": 227.0}
@@ -79,6 +83,10 @@ def parse_args(argv=None):
                       help=f"subset of {variants}, or a backend's name for all of its variants")
   parser.add_argument("--json", default="", help="also write every measurement to this file")
   parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+  parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                      help="cpu: the process's CPU seconds per call (all its threads, spinning "
+                      "ones too), for a loaded shared CPU; with `taskset -c 0` every framework "
+                      "runs one thread and its CPU time is its work")
   args = parser.parse_args(argv)
   args.rows = [r.strip() for r in args.rows.split(",") if r.strip()]
   bad = [r for r in args.rows if r not in MODELS]
@@ -99,6 +107,8 @@ def parse_args(argv=None):
     args.height, args.width = SIZE
   if args.steps < 1 or args.warmup < 0:
     parser.error("--steps must be positive and --warmup not negative")
+  if args.clock == "cpu" and args.device != "cpu":
+    parser.error("--clock cpu times the host: it is for --device cpu")
   return args
 
 
@@ -138,7 +148,7 @@ def measure(args, row, image):
   variants = list(built)
   progress(f"{row}: timing {', '.join(variants)} ({args.warmup} warm-up + {steps} calls each)")
   times, warmup_s = time_interleaved([(built[v].run_once, built[v].sync) for v in variants],
-                                     args.warmup, steps)
+                                     args.warmup, steps, CLOCKS[args.clock])
   output_mp = args.height * SCALE * args.width * SCALE / 1e6
   rows = []
   for variant, its_times, its_warmup in zip(variants, times, warmup_s):
@@ -146,7 +156,7 @@ def measure(args, row, image):
     rows.append(dict(row=row, model=MODELS[row][0], variant=variant, params=param_count,
                      seconds=seconds, frames_per_s=1 / seconds, mp_per_s=output_mp / seconds,
                      times=its_times, warmup_s=its_warmup, steps=steps,
-                     size=f"{args.height}x{args.width}", platform=args.device,
+                     size=f"{args.height}x{args.width}", platform=args.device, clock=args.clock,
                      **built[variant].facts))
   return rows, lines, failures
 
@@ -155,7 +165,10 @@ def measure(args, row, image):
 # The table.
 
 
-def print_table(rows):
+def print_table(rows, clock="wall"):
+  if clock == "cpu":
+    print("\nTimes are the process's CPU seconds per call (--clock cpu): frames/s and MP/s are per "
+          "CPU second.")
   print(f"\n{'model':<15} {'variant':<22} {'params':>9} {'ms/frame':>10} {'frames/s':>9} "
         f"{'MP/s':>8}")
   for r in rows:
@@ -193,7 +206,7 @@ def main(argv=None):
     failures += failed
     if args.json:  # after every model, so a run cut short keeps what it measured
       write_json(args, results, checks, failures, load)
-  print_table(results)
+  print_table(results, args.clock)
   for facts in sorted({f"{r['variant'].split(':')[0]}: {r['device']} ({r['versions']}"
                        + (f", {r['threads']} threads)" if "threads" in r else ")")
                        for r in results}):
@@ -213,7 +226,7 @@ def write_json(args, results, checks, failures, load):
   with open(args.json, "w") as f:
     json.dump(dict(args=dict(size=f"{args.height}x{args.width}", steps=args.steps,
                              warmup=args.warmup, rows=args.rows, variants=args.variants,
-                             device=args.device),
+                             device=args.device, clock=args.clock),
                    load=load, results=results, checks=checks, failures=failures), f, indent=1)
 
 

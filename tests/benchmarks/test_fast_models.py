@@ -41,6 +41,7 @@ def test_tiny_run_writes_one_row_per_model_and_variant(tmp_path):
     assert r["frames_per_s"] == pytest.approx(1 / r["seconds"])
     assert r["mp_per_s"] == pytest.approx(output_mp / r["seconds"])
     assert ("compile_s" in r) == r["variant"].startswith("jax")
+    assert r["clock"] == "wall"
   # One check per model and torch variant, each printed; the table has every row.
   assert len(run_["checks"]) == 5
   for line in run_["checks"]:
@@ -88,7 +89,8 @@ def test_a_failed_check_is_printed_and_exits_1(monkeypatch, capsys):
     (["--rows", "esrgan"], "--rows: unknown row(s) ['esrgan']"),
     (["--frameworks", "jax:float16"], "--frameworks: unknown ['jax:float16']"),
     (["--size", "480"], "--size '480': expected HxW"),
-    (["--steps", "0"], "--steps must be positive")])
+    (["--steps", "0"], "--steps must be positive"),
+    (["--device", "cuda", "--clock", "cpu"], "--clock cpu times the host")])
 def test_refusals(args, message, capsys):
   with pytest.raises(SystemExit) as exit_:
     fast_models.parse_args(args)
@@ -105,3 +107,18 @@ def test_defaults_take_traiNNer_redux_size_and_expand_the_frameworks():
   assert args.variants == ["jax:bfloat16", "torch:fp32", "torch:fp32:prefolded"]
   args = fast_models.parse_args(["--size", "120x160"])
   assert (args.height, args.width) == (120, 160)
+
+
+def test_cpu_clock_times_the_process_cpu_seconds(monkeypatch, tmp_path, capsys):
+  seconds = iter(range(100))  # a stand-in process clock: one CPU second a reading
+  monkeypatch.setitem(fast_models.CLOCKS, "cpu", lambda: float(next(seconds)))
+  monkeypatch.setenv("XLA_FLAGS", "")  # main() adds the trainer's flags; restored afterwards
+  path = tmp_path / "rows.json"
+  fast_models.main(["--rows", "compact16", "--size", "4x6", "--frameworks", "jax,torch",
+                    "--steps", "2", "--warmup", "0", "--clock", "cpu", "--json", str(path)])
+  run = json.loads(path.read_text())
+  assert run["args"]["clock"] == "cpu"
+  assert [r["variant"] for r in run["results"]] == ["jax:float32", "jax:bfloat16", "torch:fp32"]
+  for r in run["results"]:
+    assert r["clock"] == "cpu" and r["times"] == [1.0, 1.0] and r["frames_per_s"] == 1.0
+  assert "Times are the process's CPU seconds per call" in capsys.readouterr().out
