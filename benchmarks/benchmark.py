@@ -98,7 +98,7 @@ import sys
 import tempfile
 import time
 
-from benchmarks.common import (ARCHS, FAST_ARCH_ROWS, GAN_PATCHES, REALESRGAN_ROWS, ROWS,
+from benchmarks.common import (ARCHS, CLOCKS, FAST_ARCH_ROWS, GAN_PATCHES, REALESRGAN_ROWS, ROWS,
                                SCALE, median_step_seconds, parse_group, progress, row_result,
                                size_name, size_plan, time_interleaved)
 from benchmarks.jax_rows import count_jax_flops, jax_measurables
@@ -143,6 +143,9 @@ def parse_args(argv=None):
                       help="CPU: run every group in one process, alternating their calls, so "
                       "that a shared machine's changing load hits all groups alike")
   parser.add_argument("--json", default="", help="also write every measurement to this file")
+  parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall", help="cpu: the process's "
+                      "CPU seconds per step, for a loaded shared CPU (with taskset -c 0: one "
+                      "thread per framework)")
   parser.add_argument("--sizes", default="", help="train rows at each BATCHxPATCH, comma "
                       "separated (e.g. 32x128,64x192); default: --batch x --patch")
   parser.add_argument("--compile_threads", type=int, default=1,
@@ -199,10 +202,10 @@ def measurables(args, group):
 def run_group(args, group, report):
   for measurable in measurables(args, group):
     seconds, times, warmup_s = median_step_seconds(measurable.run_once, measurable.sync,
-                                                   args.warmup, args.steps)
+                                                   args.warmup, args.steps, CLOCKS[args.clock])
     result = row_result(measurable.row, seconds, times, warmup_s, args=measurable.args,
                         batch=measurable.batch, peak_bytes=measurable.peak_bytes(),
-                        **measurable.facts)
+                        clock=args.clock, **measurable.facts)
     report(result)
     if args.profile and measurable.trace:
       try:
@@ -229,11 +232,11 @@ def run_interleaved(args, groups, report):
               for row_of_each_group in zip(*(measurables(args, group) for group in groups)))
   for pairs in rounds:
     times, warmup_s = time_interleaved([(m.run_once, m.sync) for _, m in pairs],
-                                       args.warmup, args.steps)
+                                       args.warmup, args.steps, CLOCKS[args.clock])
     for (group, measurable), its_times, its_warmup_s in zip(pairs, times, warmup_s):
       report(row_result(measurable.row, statistics.median(its_times), its_times, its_warmup_s,
                         args=measurable.args, batch=measurable.batch, group=group.name,
-                        **measurable.facts))
+                        clock=args.clock, **measurable.facts))
 
 
 # ------------------------------------------------------------------------------------------------

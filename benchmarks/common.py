@@ -16,6 +16,9 @@ JAX_PRECISIONS = ("float32", "bfloat16")
 TORCH_PRECISIONS = ("fp32", "amp_bf16")
 OPTIONS = {"jax": ("remat", "concat", "fused"), "torch": ("compile", "channels_last")}
 SCALE = 4
+# How a call is timed: wall time, or the process's CPU seconds (all its threads) for a loaded
+# shared CPU, where wall times measure the load as much as the frameworks.
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 GAN_PATCHES = (128, 256)  # what BasicSR's VGG-style discriminator takes
 # --arch -> config.model.arch. The fast architectures take the train rows of stage 1 only: no
 # dense block to probe (conv), and their inference is benchmarks/fast_models.py's (SPAN's in the
@@ -104,9 +107,9 @@ def time_interleaved(calls, warmup: int, steps: int, clock=time.perf_counter):
   return times, warmup_s
 
 
-def median_step_seconds(run_once, sync, warmup: int, steps: int):
-  """Median wall time of `steps` calls, each synced alone, after `warmup` untimed calls."""
-  (times,), (warmup_s,) = time_interleaved([(run_once, sync)], warmup, steps)
+def median_step_seconds(run_once, sync, warmup: int, steps: int, clock=time.perf_counter):
+  """Median time of `steps` calls, each synced alone, after `warmup` untimed calls."""
+  (times,), (warmup_s,) = time_interleaved([(run_once, sync)], warmup, steps, clock)
   return statistics.median(times), times, warmup_s
 
 

@@ -55,7 +55,7 @@ import time
 import numpy as np
 
 from benchmarks import fast_backends
-from benchmarks.common import SCALE, progress, time_interleaved
+from benchmarks.common import CLOCKS, SCALE, progress, time_interleaved
 
 MODELS = {  # row -> (label, network, its options)
     "rrdb23x64": ("RRDBNet 23x64", "rrdbnet", dict(num_block=23, num_feat=64, num_grow_ch=32)),
@@ -64,7 +64,6 @@ MODELS = {  # row -> (label, network, its options)
     "span48": ("SPAN 48", "span", dict(feature_channels=48)),
 }
 SIZE = (480, 640)  # traiNNer-redux's benchmark input
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 TOLERANCE = 1e-3
 # traiNNer-redux's published RTX 4090 fp16 frames/s at 480x640 -> 1920x2560, for a GPU run.
 PUBLISHED_4090_FP16 = {"rrdb23x64": 4.73, "span48": 82.0, "compact16": 227.0}

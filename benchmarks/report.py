@@ -31,7 +31,9 @@ def print_table(results, flops, args):
   print(f"\nx4 {model_label(args)}; train: batch x HR patch {sizes}"
         + (f", D width {args.d_feat}; infer: {args.infer_batch} x {args.infer_size}^2 -> "
            f"{args.infer_size * SCALE}^2" if rrdbnet else "")
-        + f"; median of {args.steps} after {args.warmup} warm-up")
+        + f"; median of {args.steps} after {args.warmup} warm-up"
+        + ("; times: the process's CPU seconds (--clock cpu)"
+           if getattr(args, "clock", "wall") == "cpu" else ""))
   header = (f"{'row':<24}{'group':<28}{'rate':>12} {'unit':<8}{'ms/step':>10}{'TFLOP/s':>9}"
             f"{'MFU':>18}{'peak mem':>12}{'program':>11}{'compile s':>10}")
   print(header)

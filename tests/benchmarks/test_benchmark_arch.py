@@ -29,18 +29,21 @@ def test_jax_and_torch_train_the_same_generator(arch):
   assert jax_count == torch_count > 0
 
 
-@pytest.mark.parametrize("arch, title", [("compact", "x4 Compact 2 convs x 8 feat (PReLU)"),
-                                         ("span", "x4 SPAN 8")])
-def test_tiny_train_rows_of_a_fast_architecture(arch, title, tmp_path):
+@pytest.mark.parametrize("arch, clock, title", [
+    ("compact", "wall", "x4 Compact 2 convs x 8 feat (PReLU)"), ("span", "cpu", "x4 SPAN 8")])
+def test_tiny_train_rows_of_a_fast_architecture(arch, clock, title, tmp_path):
   path = tmp_path / "rows.json"
   result = subprocess.run(
       [sys.executable, "-m", "benchmarks.benchmark", "--arch", arch, *TINY[arch],
        "--rows", "grad,psnr", "--sizes", "2x32", "--steps", "1", "--warmup", "1", "--interleave",
-       "--groups", "jax:float32,torch:fp32", "--json", str(path)],
+       "--groups", "jax:float32,torch:fp32", "--clock", clock, "--json", str(path)],
       cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stdout + result.stderr
   run = json.loads(path.read_text())
   assert not run["failures"] and run["args"]["arch"] == arch
+  assert {r["clock"] for r in run["results"]} == {clock}
+  cpu_note = "; times: the process's CPU seconds (--clock cpu)"
+  assert (cpu_note in result.stdout) == (clock == "cpu")
   rows = {(r["group"], r["size"]) for r in run["results"]}
   assert rows == {(group, size) for group in ("jax:float32", "torch:fp32")
                   for size in ("grad:2x32", "psnr:2x32")}
