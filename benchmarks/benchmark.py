@@ -3,9 +3,16 @@
   python -m benchmarks.benchmark                      # full size, on a GPU (RESULTS.md)
   python -m benchmarks.benchmark --num_block 2 --num_feat 32 --d_feat 32 --batch 4 \
       --infer_size 64 --steps 5 --warmup 2 --rows psnr,gan,infer,conv --profile   # small CPU
+  python -m benchmarks.benchmark --arch compact --rows psnr --interleave   # Compact 32, 16x128
 
 From the repository root. The JAX rows are in jax_rows.py, the PyTorch rows in torch_rows.py,
 what they share in common.py, the tables and the dense-block decision in report.py.
+
+Generator (--arch): rrdbnet (--num_block, --num_feat, --num_grow_ch), or one of the fast
+architectures, compact (SRVGGNetCompact with PReLU: --num_conv, --num_feat) or span (SPAN:
+--feature_channels), which take the grad and psnr rows: configs/esrgan_psnr.py's L1 step with
+config.model.arch set, against the same reference/ module under torch.optim.Adam (SPAN in its
+branch form on both sides). Their inference is benchmarks/fast_models.py's.
 
 Rows (each measured for every group):
   psnr   generator-only train step (L1, Adam, EMA): images/s at --batch HR patches of --patch;
@@ -91,9 +98,9 @@ import sys
 import tempfile
 import time
 
-from benchmarks.common import (GAN_PATCHES, REALESRGAN_ROWS, ROWS, SCALE, median_step_seconds,
-                               parse_group, progress, row_result, size_name, size_plan,
-                               time_interleaved)
+from benchmarks.common import (ARCHS, CLOCKS, FAST_ARCH_ROWS, GAN_PATCHES, REALESRGAN_ROWS, ROWS,
+                               SCALE, median_step_seconds, parse_group, progress, row_result,
+                               size_name, size_plan, time_interleaved)
 from benchmarks.jax_rows import count_jax_flops, jax_measurables
 from benchmarks.report import (decide_dense, print_profile, print_table, report_runs,
                                write_json)
@@ -105,6 +112,11 @@ INTERLEAVED = "interleaved"  # the child that runs every group (--interleave)
 
 def parse_args(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--arch", choices=tuple(ARCHS), default="rrdbnet",
+                      help=f"the generator: RRDBNet, Compact (SRVGGNetCompact, PReLU) or SPAN; "
+                      f"compact and span take the rows {','.join(FAST_ARCH_ROWS)}")
+  parser.add_argument("--num_conv", type=int, default=32, help="compact: body convs")
+  parser.add_argument("--feature_channels", type=int, default=48, help="span: feature width")
   parser.add_argument("--num_block", type=int, default=23)
   parser.add_argument("--num_feat", type=int, default=64)
   parser.add_argument("--num_grow_ch", type=int, default=32)
@@ -118,7 +130,8 @@ def parse_args(argv=None):
   parser.add_argument("--infer_batch", type=int, default=1)
   parser.add_argument("--steps", type=int, default=20, help="timed steps (median reported)")
   parser.add_argument("--warmup", type=int, default=3, help="untimed steps, compilation included")
-  parser.add_argument("--rows", default="psnr,gan,infer", help=f"subset of {ROWS}")
+  parser.add_argument("--rows", default="", help=f"subset of {ROWS}; default psnr,gan,infer "
+                      "(--arch compact or span: psnr)")
   parser.add_argument("--groups", default="", help="default: jax:float32,torch:fp32 on CPU, "
                       "plus jax:bfloat16,torch:amp_bf16 where nvidia-smi finds a GPU")
   parser.add_argument("--profile", action="store_true",
@@ -130,6 +143,9 @@ def parse_args(argv=None):
                       help="CPU: run every group in one process, alternating their calls, so "
                       "that a shared machine's changing load hits all groups alike")
   parser.add_argument("--json", default="", help="also write every measurement to this file")
+  parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall", help="cpu: the process's "
+                      "CPU seconds per step, for a loaded shared CPU (with taskset -c 0: one "
+                      "thread per framework)")
   parser.add_argument("--sizes", default="", help="train rows at each BATCHxPATCH, comma "
                       "separated (e.g. 32x128,64x192); default: --batch x --patch")
   parser.add_argument("--compile_threads", type=int, default=1,
@@ -143,10 +159,14 @@ def parse_args(argv=None):
   parser.add_argument("--child", default="", help=argparse.SUPPRESS)
   parser.add_argument("--child_output", default="", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
-  args.rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+  rows = args.rows or ("psnr,gan,infer" if args.arch == "rrdbnet" else "psnr")
+  args.rows = [r.strip() for r in rows.split(",") if r.strip()]
   bad = [r for r in args.rows if r not in ROWS]
   if bad:
     parser.error(f"--rows: unknown row(s) {bad}; choose from {ROWS}")
+  bad = [r for r in args.rows if r not in FAST_ARCH_ROWS]
+  if args.arch != "rrdbnet" and bad:
+    parser.error(f"--rows: --arch {args.arch} takes {list(FAST_ARCH_ROWS)}, not {bad}")
   try:
     args.sizes = [tuple(int(n) for n in size.lower().split("x"))
                   for size in args.sizes.split(",") if size.strip()]
@@ -168,10 +188,10 @@ def parse_args(argv=None):
     parser.error(f"--crop_pad_size {args.crop_pad_size} is smaller than a patch of {args.sizes}")
   if args.interleave and args.profile:
     parser.error("--profile traces one group at a time; leave out --interleave")
-  if min(args.steps, args.batch, args.num_block, args.num_feat, args.infer_size,
-         args.compile_threads) < 1:
-    parser.error("--steps, --batch, --num_block, --num_feat, --infer_size and --compile_threads "
-                 "must be positive")
+  if min(args.steps, args.batch, args.num_block, args.num_feat, args.num_conv,
+         args.feature_channels, args.infer_size, args.compile_threads) < 1:
+    parser.error("--steps, --batch, --num_block, --num_feat, --num_conv, --feature_channels, "
+                 "--infer_size and --compile_threads must be positive")
   return args
 
 
@@ -182,10 +202,10 @@ def measurables(args, group):
 def run_group(args, group, report):
   for measurable in measurables(args, group):
     seconds, times, warmup_s = median_step_seconds(measurable.run_once, measurable.sync,
-                                                   args.warmup, args.steps)
+                                                   args.warmup, args.steps, CLOCKS[args.clock])
     result = row_result(measurable.row, seconds, times, warmup_s, args=measurable.args,
                         batch=measurable.batch, peak_bytes=measurable.peak_bytes(),
-                        **measurable.facts)
+                        clock=args.clock, **measurable.facts)
     report(result)
     if args.profile and measurable.trace:
       try:
@@ -212,12 +232,11 @@ def run_interleaved(args, groups, report):
               for row_of_each_group in zip(*(measurables(args, group) for group in groups)))
   for pairs in rounds:
     times, warmup_s = time_interleaved([(m.run_once, m.sync) for _, m in pairs],
-                                       args.warmup, args.steps)
+                                       args.warmup, args.steps, CLOCKS[args.clock])
     for (group, measurable), its_times, its_warmup_s in zip(pairs, times, warmup_s):
       report(row_result(measurable.row, statistics.median(its_times), its_times, its_warmup_s,
                         args=measurable.args, batch=measurable.batch, group=group.name,
-                        **measurable.facts))
-
+                        clock=args.clock, **measurable.facts))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -299,10 +318,11 @@ def child_main(args):
     run_group(args, parse_group(args.child), report)
 
 
-
 def flops_cache_path(args, name):
   key = (f"{name.replace(':', '_')}_b{args.num_block}_f{args.num_feat}_g{args.num_grow_ch}"
          f"_d{args.d_feat}_i{args.infer_batch}x{args.infer_size}")
+  if args.arch != "rrdbnet":  # RRDBNet's keys stay as they were
+    key += f"_{args.arch}_n{args.num_conv}_c{args.feature_channels}"
   if name.startswith("realesrgan"):
     key += f"_c{args.crop_pad_size}"
   return os.path.join(args.flops_cache, key + ".json")
@@ -334,7 +354,6 @@ def count_flops(args):
         json.dump(dict(flops=r["flops"]), f)
       os.replace(path + ".tmp", path)  # parallel runs of one size write the same count
   return flops, error
-
 
 
 def main():

@@ -16,7 +16,25 @@ JAX_PRECISIONS = ("float32", "bfloat16")
 TORCH_PRECISIONS = ("fp32", "amp_bf16")
 OPTIONS = {"jax": ("remat", "concat", "fused"), "torch": ("compile", "channels_last")}
 SCALE = 4
+# How a call is timed: wall time, or the process's CPU seconds (all its threads) for a loaded
+# shared CPU, where wall times measure the load as much as the frameworks.
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 GAN_PATCHES = (128, 256)  # what BasicSR's VGG-style discriminator takes
+# --arch -> config.model.arch. The fast architectures take the train rows of stage 1 only: no
+# dense block to probe (conv), and their inference is benchmarks/fast_models.py's (SPAN's in the
+# folded form, which the infer row here, built as the trainer builds G, would not run).
+ARCHS = {"rrdbnet": "rrdbnet", "compact": "srvgg_compact", "span": "span"}
+FAST_ARCH_ROWS = ("grad", "psnr")
+
+
+def model_label(args):
+  """The generator the rows ran, for the table's title."""
+  arch = getattr(args, "arch", "rrdbnet")  # --json files written before --arch: RRDBNet's
+  if arch == "compact":
+    return f"Compact {args.num_conv} convs x {args.num_feat} feat (PReLU)"
+  if arch == "span":
+    return f"SPAN {args.feature_channels}"
+  return f"RRDBNet {args.num_block} blocks x {args.num_feat} feat (grow {args.num_grow_ch})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,28 +88,28 @@ def size_name(row, batch, patch):
 
 
 
-def time_interleaved(calls, warmup: int, steps: int):
-  """`calls`: (run_once, sync) pairs. Per pair, the wall times of `steps` calls, each synced
-  alone and taken in turn with the other pairs' calls, and the seconds its `warmup` untimed calls
-  took."""
+def time_interleaved(calls, warmup: int, steps: int, clock=time.perf_counter):
+  """`calls`: (run_once, sync) pairs. Per pair, the times of `steps` calls, each synced alone and
+  taken in turn with the other pairs' calls, and the seconds its `warmup` untimed calls took.
+  `clock`: wall time, or e.g. time.process_time for the process's CPU seconds."""
   warmup_s = []
   for run_once, sync in calls:
-    start = time.perf_counter()
+    start = clock()
     for _ in range(warmup):
       sync(run_once())
-    warmup_s.append(time.perf_counter() - start)
+    warmup_s.append(clock() - start)
   times = [[] for _ in calls]
   for _ in range(steps):
     for (run_once, sync), its_times in zip(calls, times):
-      start = time.perf_counter()
+      start = clock()
       sync(run_once())
-      its_times.append(time.perf_counter() - start)
+      its_times.append(clock() - start)
   return times, warmup_s
 
 
-def median_step_seconds(run_once, sync, warmup: int, steps: int):
-  """Median wall time of `steps` calls, each synced alone, after `warmup` untimed calls."""
-  (times,), (warmup_s,) = time_interleaved([(run_once, sync)], warmup, steps)
+def median_step_seconds(run_once, sync, warmup: int, steps: int, clock=time.perf_counter):
+  """Median time of `steps` calls, each synced alone, after `warmup` untimed calls."""
+  (times,), (warmup_s,) = time_interleaved([(run_once, sync)], warmup, steps, clock)
   return statistics.median(times), times, warmup_s
 
 

@@ -18,9 +18,12 @@
 #   torch     PyTorch fp32 and AMP bf16 (eager) at the same sizes: the ratios against PyTorch
 #   sweep     per-device batch 32 and 64 at patch 128, 16/32/64 at patch 192 (psnr step), gan at
 #             32 and 64 (patch 128), with the dense block that won
-#   fast      inference of the fast architectures beside RRDBNet at traiNNer-redux's shape (one
+#   fast      the fast architectures: inference beside RRDBNet at traiNNer-redux's shape (one
 #             480x640 input, x4): Compact 16 / 32, SPAN 48 and RRDBNet 23x64, JAX float32 and
-#             bfloat16 against PyTorch eager fp32 (benchmarks.fast_models; frames/s and MP/s)
+#             bfloat16 against PyTorch eager fp32 (benchmarks.fast_models, fast.json; frames/s
+#             and MP/s); then the L1 (psnr) train step of Compact 32 and SPAN 48 at batch 16, HR
+#             patch 128, JAX against PyTorch eager with Adam, fp32 and bf16 / AMP bf16
+#             (benchmarks.benchmark --arch, fast_train_compact.json and fast_train_span.json)
 #   compile   PyTorch torch.compile baselines (fp32, then AMP bf16; infer and psnr rows)
 #   degradations  Real-ESRGAN's degradation pipeline, JAX against PyTorch on the GPU, GT 12 x 256
 #             and 12 x 400 (benchmarks.degradations speed), and a Real-ESRGAN step row once
@@ -38,8 +41,10 @@
 # 2 gan), float32 3, PyTorch none (compile: Inductor, about a minute per group, a guess). Each JAX
 # child compiles its programs 3-4 at a time (--compile_threads) and the FLOP count runs on the CPU
 # beside the GPU work, so per part: env 10 s, dense 2 x 80 = 160 s, decision 5 s, torch 50 s,
-# sweep 180 s -- about 6.8 minutes for the parts that matter most, then fast (~60 s, a guess: four
-# small inference programs per dtype, PyTorch eager), compile (~120 s),
+# sweep 180 s -- about 6.8 minutes for the parts that matter most, then fast (~150 s, a guess:
+# four inference programs per dtype and PyTorch eager, ~60 s; then two psnr runs of four groups,
+# each a child that imports its framework, and two small train programs per JAX group, ~90 s),
+# compile (~120 s),
 # degradations (<= 45 s), metrics (<= 60 s) and float32 (~100 s) in what is left. --budget
 # (default 470 s) is the whole suite's limit: a part that would start with too little time left is skipped and named in
 # the summary with the command that runs it later. The compile times assume XLA compiles in
@@ -121,6 +126,8 @@ if ((tiny)); then
   degradation_args=(speed --batch 2 --sizes 80 --steps 1 --device cpu)
   realesrgan_args=(--crop_pad_size 80)  # the GT squares the realesrgan row degrades
   fast_args=(--size 8x12 --steps 1 --warmup 1)
+  fast_train_args=(--num_conv 2 --feature_channels 8)  # --num_feat 8 from the model's
+  fast_groups=2  # benchmark.py's default groups on a CPU: jax:float32, torch:fp32
 else
   model=(--steps 10 --warmup 2 --infer_size 256)
   base_size=16x128
@@ -128,7 +135,9 @@ else
   train_rows=psnr,gan
   degradation_args=(speed --batch 12 --sizes 256 400 --steps 5 --device cuda)
   realesrgan_args=(--crop_pad_size 400)  # configs/realesrgan_x4plus.py's
-  fast_args=(--device cuda --steps 10 --warmup 2)  # --size: 480x640 on CUDA
+  fast_args=(--device cuda --steps 10 --warmup 2)  # --size: 480x640
+  fast_train_args=(--num_conv 32 --feature_channels 48)  # realesr-general-x4v3's, SPAN 48
+  fast_groups=4  # on a GPU, bf16 and AMP bf16 too
 fi
 bench=("$PYTHON" -m benchmarks.benchmark "${model[@]}" --flops_cache "$out/flops")
 
@@ -227,7 +236,23 @@ part_sweep() {
 }
 
 part_fast() {
-  "$PYTHON" -m benchmarks.fast_models "${fast_args[@]}" --json "$out/fast.json"
+  local status=0 arch total
+  "$PYTHON" -m benchmarks.fast_models "${fast_args[@]}" --json "$out/fast.json" || status=$?
+  # The train rows share what is left of the part: Compact half of it, SPAN the rest; each run's
+  # groups share its time equally.
+  for arch in compact span; do
+    total=$((PART_LIMIT - SECONDS - 10))
+    [[ "$arch" == compact ]] && total=$((total / 2))
+    if ((total < 10)); then
+      echo "!!! fast: no time left for the $arch train rows"
+      status=1
+      continue
+    fi
+    "${bench[@]}" --arch "$arch" "${fast_train_args[@]}" --sizes "$base_size" --rows psnr \
+      --json "$out/fast_train_$arch.json" --total_timeout "$total" \
+      --group_timeout $((total / fast_groups)) || status=$?
+  done
+  return "$status"
 }
 
 part_compile() {
@@ -301,7 +326,7 @@ main() {
   fi
   run_part torch 80
   run_part sweep 200
-  run_part fast 90
+  run_part fast 200
   run_part compile 150
   run_part degradations 60
   run_part metrics 60

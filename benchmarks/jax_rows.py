@@ -9,7 +9,7 @@ import platform
 import tempfile
 import time
 
-from benchmarks.common import (REALESRGAN_ROWS, SCALE, TRAIN_ROWS, Group, Measurable,
+from benchmarks.common import (ARCHS, REALESRGAN_ROWS, SCALE, TRAIN_ROWS, Group, Measurable,
                                conv_probe_shape, peak_rss_bytes, progress, size_name, size_plan)
 
 
@@ -38,8 +38,9 @@ def jax_config(args, group, stage):
   from configs import esrgan, esrgan_psnr, realesrgan_x4plus  # pylint: disable=g-import-not-at-top
   modules = {"gan": esrgan, "psnr": esrgan_psnr, "realesrgan": realesrgan_x4plus}
   config = modules[stage].get_config()
-  config.model.update(num_feat=args.num_feat, num_block=args.num_block,
-                      num_grow_ch=args.num_grow_ch, remat_blocks="remat" in group.options)
+  config.model.update(arch=ARCHS[args.arch], num_feat=args.num_feat, num_block=args.num_block,
+                      num_grow_ch=args.num_grow_ch, remat_blocks="remat" in group.options,
+                      num_conv=args.num_conv, feature_channels=args.feature_channels)
   for dense_block in ("concat", "fused"):
     if dense_block in group.options:
       config.model.dense_block = dense_block

@@ -7,7 +7,7 @@ import json
 import math
 import time
 
-from benchmarks.common import SCALE, conv_probe_flops, parse_group, sized
+from benchmarks.common import SCALE, conv_probe_flops, model_label, parse_group, sized
 
 
 def print_profile(profile):
@@ -27,10 +27,13 @@ def format_bytes(n):
 def print_table(results, flops, args):
   from esrgan_jax.runtime import flops as flop_counts  # pylint: disable=g-import-not-at-top
   sizes = ", ".join(f"{b}x{p}" for b, p in args.sizes)
-  print(f"\nx4 RRDBNet {args.num_block} blocks x {args.num_feat} feat (grow {args.num_grow_ch}); "
-        f"train: batch x HR patch {sizes}, D width {args.d_feat}; infer: "
-        f"{args.infer_batch} x {args.infer_size}^2 -> {args.infer_size * SCALE}^2; "
-        f"median of {args.steps} after {args.warmup} warm-up")
+  rrdbnet = getattr(args, "arch", "rrdbnet") == "rrdbnet"  # the others: grad and psnr rows only
+  print(f"\nx4 {model_label(args)}; train: batch x HR patch {sizes}"
+        + (f", D width {args.d_feat}; infer: {args.infer_batch} x {args.infer_size}^2 -> "
+           f"{args.infer_size * SCALE}^2" if rrdbnet else "")
+        + f"; median of {args.steps} after {args.warmup} warm-up"
+        + ("; times: the process's CPU seconds (--clock cpu)"
+           if getattr(args, "clock", "wall") == "cpu" else ""))
   header = (f"{'row':<24}{'group':<28}{'rate':>12} {'unit':<8}{'ms/step':>10}{'TFLOP/s':>9}"
             f"{'MFU':>18}{'peak mem':>12}{'program':>11}{'compile s':>10}")
   print(header)

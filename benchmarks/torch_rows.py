@@ -11,6 +11,18 @@ PIXEL_WEIGHT, PERCEPTUAL_WEIGHT, GAN_WEIGHT = 1e-2, 1.0, 5e-3
 EMA_DECAY = 0.999
 
 
+def torch_generator(args):
+  """--arch's generator, as reference/ states it in PyTorch (train mode)."""
+  from reference import torch_models, torch_span, torch_srvgg  # pylint: disable=g-import-not-at-top
+  if args.arch == "compact":
+    return torch_srvgg.SRVGGNetCompact(num_feat=args.num_feat, num_conv=args.num_conv,
+                                       upscale=SCALE, act_type="prelu")
+  if args.arch == "span":  # in train mode a Conv3XC runs its branches, as the JAX step does
+    return torch_span.SPAN(feature_channels=args.feature_channels, upscale=SCALE)
+  return torch_models.RRDBNet(num_feat=args.num_feat, num_block=args.num_block,
+                              num_grow_ch=args.num_grow_ch)
+
+
 def torch_measurables(args, group):
   """Builds the requested rows of a PyTorch group one at a time, as they are timed."""
   for sized_args, rows in size_plan(args):
@@ -66,13 +78,9 @@ def torch_measurables_at(args, group, rows):
     return Measurable(row, run_once, sync, batch, facts,
                       torch.cuda.max_memory_allocated if cuda else peak_rss_bytes, args=args)
 
-  def new_generator():
-    return ref.RRDBNet(num_feat=args.num_feat, num_block=args.num_block,
-                       num_grow_ch=args.num_grow_ch)
-
   for row in rows:
     if row == "infer":
-      net_g = prepare(new_generator().eval())
+      net_g = prepare(torch_generator(args).eval())
       x = images(args.infer_batch, args.infer_size)
 
       def upscale(net_g=net_g, x=x):
@@ -94,7 +102,7 @@ def torch_measurables_at(args, group, rows):
 
       yield measurable(row, conv_grads, args.batch)
     else:
-      net_g = new_generator().to(device, memory_format=memory_format)
+      net_g = torch_generator(args).to(device, memory_format=memory_format)
       run_g = prepare(net_g)
       optimizer_g = torch.optim.Adam(net_g.parameters(), lr=2e-4, betas=(0.9, 0.99))
       ema_update = make_ema(net_g)

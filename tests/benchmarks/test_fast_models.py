@@ -7,9 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
-from benchmarks import fast_models
+from benchmarks import fast_backends, fast_models
 from tests import REPO_ROOT
 
 # Inference-form parameters: Real-ESRGAN's x4plus RRDBNet, realesr-animevideov3 (16 convs) and
@@ -42,6 +41,7 @@ def test_tiny_run_writes_one_row_per_model_and_variant(tmp_path):
     assert r["frames_per_s"] == pytest.approx(1 / r["seconds"])
     assert r["mp_per_s"] == pytest.approx(output_mp / r["seconds"])
     assert ("compile_s" in r) == r["variant"].startswith("jax")
+    assert r["clock"] == "wall"
   # One check per model and torch variant, each printed; the table has every row.
   assert len(run_["checks"]) == 5
   for line in run_["checks"]:
@@ -54,9 +54,9 @@ def test_tiny_run_writes_one_row_per_model_and_variant(tmp_path):
 
 
 def fake_built(jax_output, torch_output):
-  torch_module = lambda x: torch.from_numpy(torch_output.transpose(0, 3, 1, 2))
-  return {"jax:float32": (lambda: jax_output, None, {}, None),
-          "torch:fp32": (None, None, {}, torch_module)}
+  return {"jax:float32": fast_backends.Variant(None, None, {}, lambda image: jax_output),
+          "jax:bfloat16": fast_backends.Variant(None, None, {}),  # timed, never checked
+          "torch:fp32": fast_backends.Variant(None, None, {}, lambda image: torch_output)}
 
 
 @pytest.mark.parametrize("magnitude, difference, passes", [
@@ -68,7 +68,7 @@ def test_agreement_check_is_relative_to_outputs_over_one(magnitude, difference, 
   actual = expected.copy()
   actual[0, 1, 2, 0] += difference
   args = fast_models.parse_args([])
-  lines, failures = fast_models.check_agreement(args, "span48", fake_built(expected, actual), None,
+  lines, failures = fast_models.check_agreement(args, "span48", fake_built(expected, actual),
                                                 np.zeros((1, 1, 1, 3), np.float32))
   assert len(lines) == 1 and "jax:float32 against torch:fp32" in lines[0]
   assert failures == ([] if passes else lines)
@@ -85,34 +85,12 @@ def test_a_failed_check_is_printed_and_exits_1(monkeypatch, capsys):
   assert "FAILED check compact16: off" in capsys.readouterr().out
 
 
-def test_weights_take_torch_default_ranges():
-  abstract = {"conv": {"kernel": np.zeros((3, 3, 4, 8)), "bias": np.zeros(8)},
-              "act": {"weight": np.zeros(8)}}
-  params = fast_models.torch_like_params(abstract)
-  bound = 1 / np.sqrt(3 * 3 * 4)
-  for leaf in (params["conv"]["kernel"], params["conv"]["bias"]):
-    assert leaf.dtype == np.float32 and np.abs(leaf).max() <= bound
-    assert np.abs(leaf).max() > bound / 2
-  assert (params["act"]["weight"] == 0.25).all()
-
-
-def test_prefolded_span_runs_no_conv3xc_and_computes_the_same():
-  from reference import torch_span  # pylint: disable=import-outside-toplevel
-  torch.manual_seed(0)
-  model = torch_span.SPAN(feature_channels=8).eval()
-  folded = fast_models.prefolded(model)
-  assert not any(isinstance(m, torch_span.Conv3XC) for m in folded.modules())
-  assert sum(isinstance(m, torch_span.Conv3XC) for m in model.modules()) == 20  # untouched
-  x = torch.rand(1, 3, 6, 7)
-  with torch.no_grad():
-    torch.testing.assert_close(folded(x), model(x), rtol=0, atol=1e-4)
-
-
 @pytest.mark.parametrize("args, message", [
     (["--rows", "esrgan"], "--rows: unknown row(s) ['esrgan']"),
     (["--frameworks", "jax:float16"], "--frameworks: unknown ['jax:float16']"),
     (["--size", "480"], "--size '480': expected HxW"),
-    (["--steps", "0"], "--steps must be positive")])
+    (["--steps", "0"], "--steps must be positive"),
+    (["--device", "cuda", "--clock", "cpu"], "--clock cpu times the host")])
 def test_refusals(args, message, capsys):
   with pytest.raises(SystemExit) as exit_:
     fast_models.parse_args(args)
@@ -120,9 +98,27 @@ def test_refusals(args, message, capsys):
   assert message in capsys.readouterr().err
 
 
-def test_defaults_pick_the_size_by_device_and_expand_the_frameworks():
+def test_defaults_take_traiNNer_redux_size_and_expand_the_frameworks():
   args = fast_models.parse_args([])
-  assert (args.height, args.width) == (120, 160) and args.variants == list(fast_models.VARIANTS)
+  assert (args.height, args.width) == (480, 640)  # traiNNer-redux's input, on every device
+  assert args.variants == ["jax:float32", "jax:bfloat16", "torch:fp32", "torch:fp32:prefolded"]
   args = fast_models.parse_args(["--device", "cuda", "--frameworks", "torch,jax:bfloat16"])
   assert (args.height, args.width) == (480, 640)
   assert args.variants == ["jax:bfloat16", "torch:fp32", "torch:fp32:prefolded"]
+  args = fast_models.parse_args(["--size", "120x160"])
+  assert (args.height, args.width) == (120, 160)
+
+
+def test_cpu_clock_times_the_process_cpu_seconds(monkeypatch, tmp_path, capsys):
+  seconds = iter(range(100))  # a stand-in process clock: one CPU second a reading
+  monkeypatch.setitem(fast_models.CLOCKS, "cpu", lambda: float(next(seconds)))
+  monkeypatch.setenv("XLA_FLAGS", "")  # main() adds the trainer's flags; restored afterwards
+  path = tmp_path / "rows.json"
+  fast_models.main(["--rows", "compact16", "--size", "4x6", "--frameworks", "jax,torch",
+                    "--steps", "2", "--warmup", "0", "--clock", "cpu", "--json", str(path)])
+  run = json.loads(path.read_text())
+  assert run["args"]["clock"] == "cpu"
+  assert [r["variant"] for r in run["results"]] == ["jax:float32", "jax:bfloat16", "torch:fp32"]
+  for r in run["results"]:
+    assert r["clock"] == "cpu" and r["times"] == [1.0, 1.0] and r["frames_per_s"] == 1.0
+  assert "Times are the process's CPU seconds per call" in capsys.readouterr().out

@@ -23,8 +23,8 @@ from esrgan_jax.models import rrdbnet
 from tests import REPO_ROOT  # pylint: disable=wrong-import-position
 REPO = Path(REPO_ROOT)
 SUITE = REPO / "benchmarks" / "gpu_suite.sh"
-PARTS = ("env", "dense", "decision", "torch", "sweep", "compile", "degradations", "metrics",
-         "float32", "report", "summary")
+PARTS = ("env", "dense", "decision", "torch", "sweep", "fast", "compile", "degradations",
+         "metrics", "float32", "report", "summary")
 
 FAILING_PYTHON = f"""#!{sys.executable}
 import os, sys
@@ -82,6 +82,23 @@ def test_tiny_suite_prints_every_part_and_goes_on_after_a_failing_one(tiny_run):
   assert output.index("=== end degradations") > output.index("!!! part compile")
   report = output.split("=== part report")[1]
   assert "JAX / PyTorch throughput" in report and "psnr:1x48" in report
+
+
+def test_tiny_suite_times_the_fast_architectures_inference_and_train_steps(tiny_run):
+  result, out = tiny_run
+  assert "!!! part fast" not in result.stdout
+  inference = json.loads((out / "fast.json").read_text())
+  assert not inference["failures"] and inference["args"]["size"] == "8x12"
+  assert {r["row"] for r in inference["results"]} == {"rrdb23x64", "compact16", "compact32",
+                                                      "span48"}
+  for arch in ("compact", "span"):
+    run = json.loads((out / f"fast_train_{arch}.json").read_text())
+    assert not run["failures"] and run["args"]["arch"] == arch, arch
+    assert {(r["group"], r["size"]) for r in run["results"]} == {
+        ("jax:float32", "psnr:2x32"), ("torch:fp32", "psnr:2x32")}, arch
+    assert run["flops"]["psnr:2x32"] > 0
+  (rows_in,) = [line for line in result.stdout.splitlines() if line.startswith("rows in: ")]
+  assert {"fast.json", "fast_train_compact.json", "fast_train_span.json"} <= set(rows_in.split())
 
 
 def test_tiny_suite_times_the_realesrgan_step_with_and_without_its_degradations(tiny_run):

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from esrgan_jax.evaluation import evaluate
-from esrgan_jax.inference.apply import apply_generator
+from esrgan_jax.inference import apply
 from esrgan_jax.training import train
 from tests.compile_events import recorded_compiles
 from tests.training.test_train import psnr_config
@@ -28,13 +28,13 @@ def test_two_evaluations_compile_once_per_image_shape(tmp_path, monkeypatch, cap
     return results
 
   monkeypatch.setattr(evaluate, "evaluate_sets", timed_evaluate_sets)
-  apply_generator.clear_cache()
+  apply.clear_cache()
   with recorded_compiles() as compiles:
     train.train_and_evaluate(config, str(tmp_path))
 
   assert len(durations) == 2 and len(shapes) == 2
   # One cache entry per eval image shape, whatever the number of evaluations.
-  assert apply_generator._cache_size() == len(shapes)  # pylint: disable=protected-access
+  assert apply.cache_size() == len(shapes)
   generator_compiles = [name for name in compiles if "apply_generator" in name]
   assert len(generator_compiles) == len(shapes), compiles
   with capsys.disabled():

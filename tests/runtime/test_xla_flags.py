@@ -59,3 +59,17 @@ def test_pinned_jaxlib_starts_with_the_defaults_and_they_change_nothing_numerica
   with_flags = np.load(io.BytesIO(run()))
   without = np.load(io.BytesIO(run(**{xla_flags.OPT_OUT_VARIABLE: "1"})))
   np.testing.assert_allclose(with_flags, without, rtol=1e-5, atol=1e-5)
+
+
+def test_library_convolutions_only_where_the_default_took_them_away(monkeypatch):
+  default = [f for f in xla_flags.DEFAULT_FLAGS if f.startswith(xla_flags.YNN_FUSION_FLAG)]
+  for flags, taken_away in (("", False), (" ".join(xla_flags.DEFAULT_FLAGS), True),
+                            ("--xla_dump_to=/tmp/hlo " + default[0], True),
+                            (default[0] + " " + xla_flags.YNN_FUSION_FLAG + "=-reduce", False),
+                            (xla_flags.YNN_FUSION_FLAG + "=-reduce", False)):
+    monkeypatch.setenv("XLA_FLAGS", flags)
+    assert xla_flags.library_convolutions_taken_away() == taken_away, flags
+  # XLA's own defaults in the pinned jaxlib: the default flag takes convolutions out of them.
+  assert xla_flags.LIBRARY_CONVOLUTIONS == {
+      "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,"
+      "LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION,LIBRARY_FUSION_TYPE_REDUCE"}
