@@ -230,13 +230,13 @@ def measure(args, work, size_name, frames, clip, scale, row, dtype, encode):
               device=jax.devices()[0].device_kind)
 
 
-HEADER = (f"{'size':<6} {'scale':>5} {'model':<14} {'dtype':<9} {'frames':>6} {'model f/s':>10} "
+HEADER = (f"{'size':<8} {'scale':>5} {'model':<14} {'dtype':<9} {'frames':>6} {'model f/s':>10} "
           f"{'x rt':>7} {'e2e f/s':>9} {'x rt':>7} {'e2e/model':>9} {'decode f/s':>10} "
           f"{'encode f/s':>10}")
 
 
 def line(r):
-  return (f"{r['size']:<6} {'x' + str(r['scale']):>5} {r['model']:<14} {r['dtype']:<9} "
+  return (f"{r['size']:<8} {'x' + str(r['scale']):>5} {r['model']:<14} {r['dtype']:<9} "
           f"{r['frames']:>6} {r['model_fps']:10.3f} {r['model_realtime']:7.3f} "
           f"{r['e2e_fps']:9.3f} {r['e2e_realtime']:7.3f} {r['e2e_over_model']:9.2f} "
           f"{r['decode_fps']:10.1f} {r['encode_fps']:10.1f}")
