@@ -156,14 +156,6 @@ def memory_of(compiled) -> Memory:
                 code=stats.generated_code_size_in_bytes)
 
 
-def flops_of(compiled) -> Optional[float]:
-  """FLOPs per chip of one call, from the compiled program's cost analysis."""
-  analysis = compiled.cost_analysis()
-  if isinstance(analysis, (list, tuple)):
-    analysis = analysis[0] if analysis else None
-  return float(analysis["flops"]) if analysis and "flops" in analysis else None
-
-
 class OutOfMemory(cli.UserError, MemoryError):
   """The TPU compiler's refusal: the program needs more HBM than the chip has. plan.py turns it
   into its verdict (exit 3); anywhere else it is one line, as every error of the package."""

@@ -6,14 +6,14 @@ a Cloud TPU topology that is not there (runtime/tpu_plan.py), so what plan measu
 run would execute.
 """
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import jax
 import ml_collections
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from esrgan_jax.data import pipeline
-from esrgan_jax.runtime import parallel
+from esrgan_jax.runtime import flops, parallel
 from esrgan_jax.training import realworld_batch, steps
 from esrgan_jax.training.state import Networks, TrainState
 
@@ -66,3 +66,20 @@ def abstract_arguments(init_fn: Callable[[jax.Array], TrainState],
                global_batch_size=config.train.batch_size).items()}
   rng = jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=parallel.replicated(mesh))
   return state, batch, rng
+
+
+def step_flops(networks: Networks, config: ml_collections.ConfigDict, arguments,
+               lowered=None) -> Optional[float]:
+  """XLA's FLOP count of one step (runtime/flops.py: the lowered program's), given its
+  arguments (arrays or ShapeDtypeStructs) and, without accumulation, the lowered step itself.
+
+  XLA counts a loop's body once, so a step that accumulates over micro-batches is counted as the
+  same step on the whole batch in one pass, which does the same arithmetic; that program is only
+  lowered, on the default device, never compiled.
+  """
+  if config.train.grad_accum_steps == 1 and lowered is not None:
+    return flops.lowered_flops(lowered)
+  one_pass = config.copy_and_resolve_references()
+  one_pass.train.grad_accum_steps = 1
+  shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), arguments)
+  return flops.lowered_flops(jax.jit(make_step_fn(networks, one_pass)).lower(*shapes))

@@ -25,7 +25,7 @@ from esrgan_jax import cli
 from esrgan_jax.data import pipeline
 from esrgan_jax.data.eval_sets import create_eval_sets, eval_lr_sources
 from esrgan_jax.evaluation import evaluate, reports
-from esrgan_jax.runtime import flops, parallel
+from esrgan_jax.runtime import parallel
 from esrgan_jax.training import failures, progress, realworld_batch, sharded_step, stop_request
 from esrgan_jax.training.state import (TrainState, build_networks, generator_arch,
                                        state_initializer)
@@ -278,7 +278,8 @@ class _Trainer:
     if self.compiled is None:
       lowered = self.train_step.lower(self.state, batch, rng)
       # The lowered module counts convolutions; the compiled one on GPU leaves cuDNN's out.
-      flops_per_step = flops.lowered_flops(lowered)
+      flops_per_step = sharded_step.step_flops(self.networks, self.config,
+                                               (self.state, batch, rng), lowered)
       self.compiled = lowered.compile()
       logging.info("Compiled the %s step: %s FLOPs per step per device.", self.config.stage,
                    f"{flops_per_step:.3e}" if flops_per_step else "unknown")

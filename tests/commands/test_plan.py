@@ -7,10 +7,15 @@ import os
 import subprocess
 import sys
 
+import jax
 import pytest
 
 from esrgan_jax import plan
+from esrgan_jax.data import pipeline
+from esrgan_jax.runtime import flops as flops_lib
 from esrgan_jax.runtime import tpu_plan
+from esrgan_jax.training import steps
+from esrgan_jax.training.state import build_networks, state_initializer
 from tests import REPO_ROOT
 
 TINY = ["--config=configs/esrgan_psnr.py", "--config.model.num_feat=8",
@@ -36,7 +41,16 @@ def test_prints_the_compiled_steps_own_memory_and_flops(monkeypatch, capsys):
   total = (stats.argument_size_in_bytes + stats.output_size_in_bytes
            - stats.alias_size_in_bytes + stats.temp_size_in_bytes
            + stats.generated_code_size_in_bytes)
-  flops = compiled[0].executable.cost_analysis()["flops"]
+  # FLOPs are training's count (runtime/flops.py): the lowered step on the global batch.
+  config = plan.load_config(TINY[0].split("=", 1)[1], TINY[1:])
+  networks = build_networks(config)
+  init_fn = state_initializer(networks, config)
+  arguments = (jax.eval_shape(init_fn, jax.random.key(0, impl=config.prng_impl)),
+               {k: jax.ShapeDtypeStruct(*spec) for k, spec in pipeline.global_batch_spec(
+                   config.data, scale=4, global_batch_size=16).items()},
+               jax.eval_shape(lambda: jax.random.key(0, impl=config.prng_impl)))
+  flops = flops_lib.lowered_flops(jax.jit(steps.make_train_step(networks, config)).lower(
+      *arguments))
   assert lines[1] == ("slice     v5e:4x4: 16 chips (TPU v5 lite) on 4 host(s), 16.00 GiB of HBM "
                       "per chip (a v5e chip's HBM)")
   assert lines[2] == "batch     16 per step: 1 per chip, 4 per host, in 1 micro-batch(es)"
@@ -47,8 +61,8 @@ def test_prints_the_compiled_steps_own_memory_and_flops(monkeypatch, capsys):
       f"{size(stats.generated_code_size_in_bytes)}")
   assert lines[4].split() == ["total", size(total).split()[0], size(total).split()[1], "of",
                               "16.00", "GiB", f"({total / 2**34:.0%})"]
-  assert lines[5] == (f"FLOPs     {flops * 16:.3e} per step ({flops:.3e} per chip), "
-                      f"{flops:.3e} per image")
+  assert lines[5] == (f"FLOPs     {flops:.3e} per step ({flops / 16:.3e} per chip), "
+                      f"{flops / 16:.3e} per image")
   assert lines[-1] == (f"fits: {size(total)} of the 16.00 GiB per chip, "
                        f"{size(2**34 - total)} to spare")
 

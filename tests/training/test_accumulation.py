@@ -12,7 +12,8 @@ import pytest
 
 from configs import esrgan_psnr
 from esrgan_jax import config_checks
-from esrgan_jax.training import accumulation, optim, steps
+from esrgan_jax.runtime import flops
+from esrgan_jax.training import accumulation, optim, sharded_step, steps
 from esrgan_jax.training.state import build_networks
 from tests.training.test_steps import close, init_state, photo_batch, tiny_config
 
@@ -86,6 +87,22 @@ def test_accumulated_ragan_step_is_the_mean_of_its_micro_batch_steps():
     assert_close_trees(getattr(accumulated, field),
                        mean(*(getattr(single, field) for single, _ in singles)))
   assert_close_trees(metrics, mean(*(single_metrics for _, single_metrics in singles)))
+
+
+def test_an_accumulated_step_counts_the_flops_of_the_whole_batch():
+  """XLA counts a loop's body once: the count of an accumulated step is the one-pass step's."""
+  config = tiny_config("psnr")
+  config.data.patch_size = 32
+  networks = build_networks(config)
+  state = jax.eval_shape(lambda: init_state(networks, config))
+  arguments = (state, jax.eval_shape(lambda: photo_batch(4, patch=32)),
+               jax.eval_shape(lambda: jax.random.key(0)))
+  one_pass = sharded_step.step_flops(networks, config, arguments)
+  lowered = lambda: jax.jit(steps.make_train_step(networks, config)).lower(*arguments)
+  assert one_pass == flops.lowered_flops(lowered())
+  config.train.grad_accum_steps = 4
+  assert sharded_step.step_flops(networks, config, arguments, lowered()) == one_pass
+  assert flops.lowered_flops(lowered()) < 0.5 * one_pass  # what the loop alone would give
 
 
 def test_clipping_scales_the_gradient_to_the_norm_and_keeps_the_state_layout():
