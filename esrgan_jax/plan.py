@@ -256,7 +256,7 @@ def plan_max_batch(args, config) -> int:
   say(header_lines(args.config, best_config, where)[2])
   for line in report_lines(best_config, where, results[best]):
     say(line)
-  note = (f" (--max_batch_limit; raise it to look further)" if best == candidates[-1] else "")
+  note = (" (--max_batch_limit; raise it to look further)" if best == candidates[-1] else "")
   say(f"largest per-chip batch that fits: {best}{note}; --config.train.batch_size="
       f"{best * chips}, {tpu_plan.format_bytes(results[best].memory.total)} of "
       f"{tpu_plan.format_bytes(where.hbm)} per chip")
