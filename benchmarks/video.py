@@ -35,7 +35,8 @@ import time
 import numpy as np
 
 from benchmarks.common import progress
-from benchmarks.fast_models import MODELS, torch_like_params
+from benchmarks.fast_backends import torch_like_params
+from benchmarks.fast_models import MODELS
 
 SIZES = {"480p": (480, 854), "720p": (720, 1280), "1080p": (1080, 1920), "tiny": (24, 32)}
 RATE = 24
