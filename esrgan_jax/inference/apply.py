@@ -6,7 +6,7 @@ training run reuse the same programs, since the params are an argument, not bake
 
 On the CPU, SRVGGNetCompact's program is compiled with XLA's own YNNPACK convolutions, which the
 trainer's default flags take away for the sake of weight gradients (runtime/xla_flags.py): a
-forward pass has none, and Compact's inference ran 1.10-1.13x faster with them, its outputs
+forward pass has none, and Compact's inference ran 1.06-1.13x faster with them, its outputs
 within 2e-7 of the Eigen ones (benchmarks/RESULTS.md). RRDBNet and SPAN keep the process's flags:
 their outputs would move by more than 1e-6 (2.4e-6 and 2.7e-5 on the benchmark's random weights),
 and SPAN measured no faster.

@@ -25,7 +25,7 @@ OPT_OUT_VARIABLE = "ESRGAN_NO_DEFAULT_XLA_FLAGS"
 # pinned jaxlib: YNNPACK for single dots, single convolutions and reductions) where the default
 # flag above took the convolutions away. For forward-only programs of plain conv stacks: the weight
 # gradients that flag is for are not in them, and YNNPACK's forward 3x3 convolutions beat XLA's
-# Eigen ones there (SRVGGNetCompact inference 1.10-1.13x, benchmarks/RESULTS.md).
+# Eigen ones there (SRVGGNetCompact inference 1.06-1.13x, benchmarks/RESULTS.md).
 LIBRARY_CONVOLUTIONS = {YNN_FUSION_FLAG[2:]: ",".join(
     f"LIBRARY_FUSION_TYPE_{kind}" for kind in ("INDIVIDUAL_DOT", "INDIVIDUAL_CONVOLUTION",
                                                "REDUCE"))}
