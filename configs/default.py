@@ -181,6 +181,8 @@ def get_config() -> ml_collections.ConfigDict:
       num_comparison_images=4,  # LR | bicubic | SR | HR pictures written per evaluation
       # LPIPS weights converted by `python -m esrgan_jax.convert --lpips` (empty: LPIPS is not computed).
       lpips_weights="",
+      # DISTS weights converted by `python -m esrgan_jax.convert --dists` (empty: no DISTS).
+      dists_weights="",
       # NIQE pristine model, BasicSR's niqe_pris_params.npz or MATLAB's modelparameters.mat (or one
       # made by esrgan_jax.metrics.fit_niqe_params); empty: NIQE is not computed.
       niqe_params="",

@@ -120,7 +120,8 @@ def _validate_eval(config: ml_collections.ConfigDict) -> None:
     _require(isinstance(value, int) and value >= 1,
              f"config.eval.{name} must be a positive integer, got {value!r}")
   # Weight files are read at the first evaluation, after compiling and training: check them now.
-  for name in ("checkpoint", "lpips_weights", "niqe_params", "inception_weights"):
+  for name in ("checkpoint", "lpips_weights", "dists_weights", "niqe_params",
+              "inception_weights"):
     value = evaluation[name]
     _require(not value or epath.Path(value).exists(),
              f"config.eval.{name}: {value} does not exist")

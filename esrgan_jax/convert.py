@@ -6,6 +6,7 @@
   python -m esrgan_jax.convert --export CKPT_DIR OUT.onnx [--half] generator -> ONNX graph
   python -m esrgan_jax.convert --vgg19 vgg19.pth OUT_DIR           torchvision VGG19 (loss)
   python -m esrgan_jax.convert --lpips alex LIN.pth OUT_DIR --backbone alexnet.pth  (LPIPS)
+  python -m esrgan_jax.convert --dists weights.pt OUT_DIR --backbone vgg16.pth     (DISTS)
   python -m esrgan_jax.convert --discriminator net_d.pth OUT_DIR   BasicSR / Real-ESRGAN net_d
 
 Generators are RRDBNet (ESRGAN / BasicSR / Real-ESRGAN, three key layouts), Real-ESRGAN's
@@ -25,7 +26,8 @@ from typing import Callable, NamedTuple, Sequence
 from esrgan_jax import cli
 from esrgan_jax.models.lpips import NETS as LPIPS_NETS
 from esrgan_jax.models.srvgg import ACT_TYPES
-from esrgan_jax.weights import discriminators, generator, inception, lpips, onnx_export, vgg19
+from esrgan_jax.weights import dists, discriminators, generator, inception, lpips, onnx_export
+from esrgan_jax.weights import vgg19
 from esrgan_jax.weights.torch_io import WRAPPER_KEYS
 
 PROG = "esrgan_jax.convert"
@@ -73,6 +75,11 @@ def _lpips(args) -> str:
   return f"LPIPS-{args.lpips} v{lpips.VERSION}"
 
 
+def _dists(args) -> str:
+  dists.convert_dists(args.source, args.backbone, args.destination)
+  return f"DISTS v{dists.VERSION}"
+
+
 def _inception(args) -> str:
   inception.convert_inception(args.source, args.destination)
   return "the FID InceptionV3 (pt_inception-2015-12-05)"
@@ -96,6 +103,9 @@ MODES = (
     Mode("lpips", _lpips, choices=LPIPS_NETS,
          help="SOURCE is the lpips package's lpips/weights/v0.1/NET.pth (or a full LPIPS "
               "state_dict); write LPIPS weights for config.eval.lpips_weights"),
+    Mode("dists", _dists,
+         help="SOURCE is the dists-pytorch package's DISTS_pytorch/weights.pt (alpha and beta; "
+              "or a full DISTS state_dict); write DISTS weights for config.eval.dists_weights"),
     Mode("inception", _inception,
          help="SOURCE is pytorch-fid's pt_inception-2015-12-05-6726825d.pth; write the FID "
               "InceptionV3 for FID/KID/IS"),
@@ -147,7 +157,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="with --export from a training workdir: which generator to write")
   parser.add_argument(*cli.flag("backbone"), default=None,
                       help="with --lpips: torchvision's ImageNet alexnet or vgg16 .pth "
-                           "(features.N.* keys); not needed with a full LPIPS state_dict")
+                           "(features.N.* keys); not needed with a full LPIPS state_dict. With "
+                           "--dists: torchvision's vgg16 .pth; not needed with a full DISTS "
+                           "state_dict")
   return parser
 
 
@@ -155,8 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser = _parser()
   args = parser.parse_args(argv)
   chosen = [mode for mode in MODES if getattr(args, mode.name) not in (None, False)]
-  if args.backbone is not None and not (chosen and chosen[0].name == "lpips"):
-    parser.error("--backbone goes with --lpips")
+  if args.backbone is not None and not (chosen and chosen[0].name in ("lpips", "dists")):
+    parser.error("--backbone goes with --lpips or --dists")
   to_onnx = bool(args.export) and onnx_export.is_onnx_path(args.destination)
   if args.half and not to_onnx:
     parser.error("--half goes with --export to a .onnx file")

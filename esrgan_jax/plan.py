@@ -93,7 +93,8 @@ def without_paths(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
   config.data.eval_sets = ml_collections.ConfigDict()
   config.generator_init = ""
   config.loss.vgg19_weights = ""
-  for name in ("checkpoint", "lpips_weights", "niqe_params", "inception_weights"):
+  for name in ("checkpoint", "lpips_weights", "dists_weights", "niqe_params",
+              "inception_weights"):
     config.eval[name] = ""
   return config
 

@@ -5,13 +5,13 @@ checkpoint and writes a table (console, JSON, TensorBoard) plus LR | bicubic | S
 Every result carries the bicubic baseline (MATLAB bicubic upscaling of the same LR, measured on the
 same crop), so a number can always be read against "doing nothing".
 
-Perceptual metrics join when config.eval names their files: LPIPS (`lpips_weights`) and NIQE
-(`niqe_params`) per image, FID / KID / IS (`inception_weights`) over the set, on
-`fid_grid` x `fid_grid` crops of `fid_crop_size` pixels per image (metrics/fid.py). All are
-measured on the image without its `scale`-pixel border, like PSNR; every header says which way is
-better. The metric objects are loaded once per file and run on the same cached jitted programs at
-every evaluation; bicubic's values (and its and the HR images' Inception features) are computed
-once per run.
+Perceptual metrics join when config.eval names their files: LPIPS (`lpips_weights`), DISTS
+(`dists_weights`) and NIQE (`niqe_params`) per image, FID / KID / IS (`inception_weights`) over
+the set, on `fid_grid` x `fid_grid` crops of `fid_crop_size` pixels per image (metrics/fid.py).
+All are measured on the image without its `scale`-pixel border, like PSNR; every header says which
+way is better. The metric objects are loaded once per file and run on the same cached jitted
+programs at every evaluation; bicubic's values (and its and the HR images' Inception features) are
+computed once per run.
 """
 
 import functools
@@ -32,7 +32,7 @@ from esrgan_jax.evaluation import comparison, reports
 from esrgan_jax.evaluation.reports import SetResult
 from esrgan_jax.inference import tiling
 from esrgan_jax.inference.apply import apply_generator
-from esrgan_jax.metrics import fid, lpips, naturalness
+from esrgan_jax.metrics import dists, fid, lpips, naturalness
 from esrgan_jax.models import COMPUTE_DTYPES
 from esrgan_jax.models.span import SPAN
 from esrgan_jax.weights import checkpoints
@@ -47,6 +47,7 @@ class Extras(NamedTuple):
   lpips: Any = None  # lpips.LpipsMetric
   niqe: Any = None  # naturalness.NiqeParams
   fid: Any = None  # fid.FidMetric
+  dists: Any = None  # dists.DistsMetric
 
   def key(self) -> tuple:
     return tuple(id(m) if m is not None else None for m in self)
@@ -118,6 +119,8 @@ def _measure(sr: np.ndarray, hr: np.ndarray, scale: int, extras: Extras) -> dict
   row = image_metrics(sr, hr, scale)
   if extras.lpips:
     row[extras.lpips.name] = extras.lpips(_inner(sr, scale), _inner(hr, scale))
+  if extras.dists:
+    row[extras.dists.name] = extras.dists(_inner(sr, scale), _inner(hr, scale))
   if extras.niqe:
     row["niqe"] = _niqe(sr, extras.niqe, scale)
   return row
@@ -125,6 +128,7 @@ def _measure(sr: np.ndarray, hr: np.ndarray, scale: int, extras: Extras) -> dict
 
 def _metric_names(extras: Extras) -> tuple[str, ...]:
   return (METRIC_NAMES + ((extras.lpips.name,) if extras.lpips else ())
+          + ((extras.dists.name,) if extras.dists else ())
           + (("niqe",) if extras.niqe else ()))
 
 
@@ -183,15 +187,17 @@ def _gather(values: np.ndarray) -> np.ndarray:
 
 def evaluate_set(generate_fn, eval_images, scale: int, tile: int, tile_pad: int,
                  num_comparisons: int, lpips_metric=None, niqe_params=None,
-                 fid_metric=None, multiple: Optional[int] = None) -> SetResult:
+                 fid_metric=None, dists_metric=None,
+                 multiple: Optional[int] = None) -> SetResult:
   """Each process evaluates images i::process_count; the values are gathered on every process.
 
   With `lpips_metric` (an `lpips.LpipsMetric`) and `niqe_params` (`naturalness.NiqeParams`),
   LPIPS and NIQE join the per-image metrics; with `fid_metric` (`fid.FidMetric`), FID, KID and IS
-  of the set; all on the crop PSNR sees. The bicubic baseline is measured the same way (and
+  of the set; with `dists_metric` (`dists.DistsMetric`), DISTS per image; all on the crop PSNR
+  sees. The bicubic baseline is measured the same way (and
   cached: see `_bicubic_baseline`).
   """
-  extras = Extras(lpips_metric, niqe_params, fid_metric)
+  extras = Extras(lpips_metric, niqe_params, fid_metric, dists_metric)
   count = len(eval_images)
   names = _metric_names(extras)
   # Columns: the model's metrics, then bicubic's, so one gather brings both.
@@ -253,6 +259,12 @@ def _lpips_metric(path: str):
 
 
 @functools.cache
+def _dists_metric(path: str):
+  """One DistsMetric per weights directory: loaded once per run."""
+  return dists.DistsMetric.from_dir(path)
+
+
+@functools.cache
 def _niqe_params(path: str):
   try:
     return naturalness.load_niqe_params(path)
@@ -270,7 +282,7 @@ def _fid_metric(path: str, crop_size: int, grid: int, kid_subsets: int, is_split
 
 def configured_metrics(eval_config: ml_collections.ConfigDict) -> Extras:
   """The perceptual metrics config.eval asks for (lpips_weights, niqe_params,
-  inception_weights), each loaded once per process."""
+  inception_weights, dists_weights), each loaded once per process."""
   lpips_weights = eval_config.lpips_weights
   niqe_params = eval_config.niqe_params
   inception_weights = eval_config.inception_weights
@@ -278,7 +290,8 @@ def configured_metrics(eval_config: ml_collections.ConfigDict) -> Extras:
       _lpips_metric(os.fspath(lpips_weights)) if lpips_weights else None,
       _niqe_params(os.fspath(niqe_params)) if niqe_params else None,
       _fid_metric(os.fspath(inception_weights), eval_config.fid_crop_size, eval_config.fid_grid,
-                  eval_config.kid_subsets, eval_config.is_splits) if inception_weights else None)
+                  eval_config.kid_subsets, eval_config.is_splits) if inception_weights else None,
+      _dists_metric(os.fspath(eval_config.dists_weights)) if eval_config.dists_weights else None)
 
 
 def evaluate_sets(generate_fn, eval_sets: dict[str, Any], scale: int,

@@ -14,7 +14,7 @@ from esrgan_jax.data import images
 # Which way is better, for the table headers.
 METRIC_DIRECTIONS = {"psnr_y": "\u2191", "ssim_y": "\u2191", "psnr_rgb": "\u2191",
                      "niqe": "\u2193", "fid": "\u2193", "kid": "\u2193", "is": "\u2191"}
-LOWER_IS_BETTER_PREFIXES = ("lpips",)
+LOWER_IS_BETTER_PREFIXES = ("lpips", "dists")
 
 
 class SetResult(NamedTuple):

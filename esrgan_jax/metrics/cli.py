@@ -67,6 +67,17 @@ def _build_lpips(args):
   return metric
 
 
+def _build_dists(args):
+  if not args.dists_weights:
+    raise cli.UserError("--metrics dists needs --dists_weights DIR (convert them with "
+                        "python -m esrgan_jax.convert --dists)")
+  from esrgan_jax.metrics import dists  # Flax and Orbax are only imported when DISTS is asked for.
+  try:
+    return dists.DistsMetric.from_dir(args.dists_weights)
+  except Exception as e:  # CheckpointError and the errors of a missing directory.
+    raise cli.UserError(f"--dists_weights {args.dists_weights}: {e}") from None
+
+
 def _build_fid(args):
   if not args.inception_weights:
     raise cli.UserError("--metrics fid needs --inception_weights DIR (convert pytorch-fid's "
@@ -90,6 +101,7 @@ METRICS = {m.name: m for m in (
     Metric("ssim", True, True, lambda args: lambda sr, hr: psnr_ssim.ssim(
         sr, hr, args.crop_border, args.test_y_channel)),
     Metric("lpips", False, True, _build_lpips),
+    Metric("dists", False, True, _build_dists),
     Metric("niqe", False, False, _build_niqe),
     SetMetric("fid", (("fid", False), ("kid", False), ("is", True)), _build_fid),
 )}
@@ -120,6 +132,8 @@ def _parser():
                       help="SR names end in _SUFFIX before the extension (BasicSR's naming)")
   parser.add_argument(*cli.flag("niqe_params"), help=".npz or .mat NIQE pristine model")
   parser.add_argument(*cli.flag("lpips_weights"), help="LPIPS weights directory")
+  parser.add_argument(*cli.flag("dists_weights"),
+                      help="DISTS weights directory written by convert --dists")
   parser.add_argument(*cli.flag("inception_weights"),
                       help="FID Inception directory written by convert --inception (or the .pth)")
   parser.add_argument(*cli.flag("fid_crop_size"), type=int, default=128,
@@ -249,6 +263,7 @@ def run(args) -> int:
                        for m in set_metrics for row, higher in m.rows}},
         "settings": {"crop_border": args.crop_border, "test_y_channel": args.test_y_channel,
                      "niqe_params": args.niqe_params, "lpips_weights": args.lpips_weights,
+                     "dists_weights": args.dists_weights,
                      "inception_weights": args.inception_weights,
                      "fid_crop_size": args.fid_crop_size, "fid_grid": args.fid_grid,
                      "is_splits": args.is_splits},

@@ -1,4 +1,4 @@
-"""DISTS weights on disk: the dists-pytorch package's and torchvision's files, converted directories.
+"""DISTS weights on disk: dists-pytorch's and torchvision's files in, converted directories out.
 
 Weights come from two PyTorch files: the dists-pytorch wheel's `DISTS_pytorch/weights.pt`
 ({'alpha', 'beta'}, each (1, 1475, 1, 1)) and torchvision's ImageNet `vgg16` state dict
