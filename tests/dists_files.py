@@ -12,7 +12,7 @@ this torch, so `published_dists` imports the package with stand-in `torchvision`
 features, then puts sys.modules' torchvision entries back (as tests/spandrel_loader.py does).
 """
 
-import importlib
+import importlib.util
 import os
 import sys
 import types
