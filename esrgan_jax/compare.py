@@ -111,14 +111,14 @@ def check_values(args) -> list[float]:
   return alphas
 
 
-def prepare_output(out: str, overwrite: bool) -> None:
+def check_output(out: str, overwrite: bool) -> None:
+  """Refuses, before any work, an OUT that is a file or holds an earlier report."""
   if os.path.exists(out) and not os.path.isdir(out):
     raise cli.UserError(f"-o {out}: is a file, not a folder")
   if os.path.exists(os.path.join(out, compare_report.REPORT_JSON)) and not overwrite:
     raise cli.UserError(f"-o {out}: holds the report of an earlier comparison "
                         f"({compare_report.REPORT_JSON}); choose another folder or pass "
                         "--overwrite")
-  os.makedirs(out, exist_ok=True)
 
 
 def sweep(ends: Sequence[str], alphas: Sequence[float]) -> list[Candidate]:
@@ -243,7 +243,7 @@ def _eval_directions(runs) -> dict[str, str]:
 
 def compare(args) -> str:
   alphas = check_values(args)
-  prepare_output(args.output, args.overwrite)
+  check_output(args.output, args.overwrite)
   chosen = metrics_cli.chosen_metrics(",".join(("psnr", "ssim", args.metrics)))
   chosen = list({m.name: m for m in chosen}.values())
   candidates = [resolve(spec) for spec in args.models]
@@ -254,6 +254,7 @@ def compare(args) -> str:
   if any(c.name == BICUBIC for c in candidates):
     raise ModelSpecError("a MODEL is named 'bicubic', the baseline row's name; rename it")
   eval_images, lr_source = load_images(args, scale)
+  os.makedirs(args.output, exist_ok=True)
   args.crop_border, args.test_y_channel = scale, True  # evaluation's rule, for every metric
   score_set = scorer(args, chosen)
   results = []
