@@ -15,7 +15,8 @@ architecture, one row per alpha (theta = (1 - alpha) * PSNR_MODEL + alpha * GAN_
 
 The metrics are the metrics command's (`python -m esrgan_jax.metrics`, with --crop_border SCALE
 --test_y_channel), with its flags (--niqe_params, --lpips_weights, --inception_weights, ...): psnr
-and ssim always, on the Y channel without the `scale` border, and whatever --metrics adds.
+and ssim always, on the Y channel without the `scale` border, and whatever --metrics adds, each
+as that command measures it (LPIPS on the whole image, where evaluation drops the border first).
 
 OUT gets report.json (every row: name, checkpoint as given, arch, params, the means, per_image,
 seconds_per_mp of output, compile time left out), report.md (the table, best of each column in

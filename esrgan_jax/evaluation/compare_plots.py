@@ -24,7 +24,8 @@ SWEEP_COLOUR = "black"
 
 
 def save(figure, path: str) -> None:
-  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=import-outside-toplevel
+  # pylint: disable-next=import-outside-toplevel
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
   FigureCanvasAgg(figure)
   figure.savefig(path)
 

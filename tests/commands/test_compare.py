@@ -159,3 +159,15 @@ def test_bad_input_is_one_line(setup, tmp_path, capsys, case, message):
   lines = err.strip().splitlines()
   assert status == 1 and len(lines) == 1, err
   assert message.format(root=root) in lines[0]
+
+
+def test_the_eval_sets_of_a_config(setup, tmp_path, capsys):
+  out = tmp_path / "out"
+  config = os.path.join(REPO_ROOT, "configs", "esrgan_psnr.py") + ":demo"
+  status, _, err = run([setup / "c1", "-o", out, "--config", config, "--num_crops", "1"], capsys)
+  assert status == 0, err
+  report = json.loads((out / "report.json").read_text())
+  # The demo config names no eval set: the bundled held-out photos, LR by MATLAB bicubic.
+  assert report["settings"]["images"] == ["chelsea", "rocket"]
+  assert report["settings"]["lr"] == "bundled: bicubic"
+  assert [r["name"] for r in report["models"]] == ["bicubic", "c1"]

@@ -57,7 +57,8 @@ def test_event_files_are_read_back_and_drawn(tmp_path):
   writer = metric_writers.SummaryWriter(str(tmp_path))  # as training writes them
   for step in (10, 20, 30):
     writer.write_scalars(step, {"eval/set5/psnr_y": 20.0 + step / 10, "train/l_pix": 0.5,
-                                "eval/set5/bicubic_psnr_y": 22.0, "eval/set5/niqe": 9.0 - step / 10})
+                                "eval/set5/bicubic_psnr_y": 22.0,
+                                "eval/set5/niqe": 9.0 - step / 10})
   writer.close()
   scalars = compare_curves.read_eval_scalars(str(tmp_path))
   assert scalars["eval/set5/psnr_y"] == [(10, 21.0), (20, 22.0), (30, 23.0)]
