@@ -2,7 +2,7 @@
 
 perception_distortion: one panel per perceptual metric, every row (bicubic, each model) a labelled
 point with its distortion (PSNR-Y) on x and the metric on y, the Pareto front (rows no other row
-beats on both axes) dashed, the interpolation sweep as a line through its alphas: the ESRGAN
+beats on both axes) as a pale band, the interpolation sweep as a line through its alphas: the ESRGAN
 paper's perception-distortion trade-off (Blau and Michaeli's plane).
 
 crops: the same few crops of every row, where the models' outputs disagree most (the largest
@@ -59,8 +59,9 @@ def perception_distortion_figure(names: Sequence[str], means: Sequence[dict], ki
     axes = figure.add_subplot(1, len(panels), k + 1)
     ys = [m[metric] for m in means]
     front = pareto_front(xs, ys, higher_is_better[metric])
-    axes.plot([xs[i] for i in front], [ys[i] for i in front], "--", color="tab:red",
-              linewidth=1.2, label="Pareto front", zorder=1)
+    # A wide pale band under the points: visible where the sweep's line runs along it.
+    axes.plot([xs[i] for i in front], [ys[i] for i in front], "-", color="tab:red",
+              linewidth=7, alpha=0.25, solid_capstyle="round", label="Pareto front", zorder=1)
     sweep = [i for i, kind in enumerate(kinds) if kind == "sweep"]
     if sweep:
       axes.plot([xs[i] for i in sweep], [ys[i] for i in sweep], "-", color=SWEEP_COLOUR,

@@ -113,7 +113,7 @@ def console_table(results: Sequence[Result], directions: dict[str, bool]) -> str
   for cells in rows:
     lines.append("  ".join(c.ljust(w) if j < 2 else c.rjust(w)
                            for j, (c, w) in enumerate(zip(cells, widths))))
-  return "\n".join(lines) + "\n(* the best of each column)"
+  return "\n".join(line.rstrip() for line in lines) + "\n(* the best of each column)"
 
 
 def write(out_dir: str, results: Sequence[Result], directions: dict[str, bool],
