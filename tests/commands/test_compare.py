@@ -171,3 +171,27 @@ def test_the_eval_sets_of_a_config(setup, tmp_path, capsys):
   assert report["settings"]["images"] == ["chelsea", "rocket"]
   assert report["settings"]["lr"] == "bundled: bicubic"
   assert [r["name"] for r in report["models"]] == ["bicubic", "c1"]
+
+
+def test_a_metric_registered_with_its_flag_reaches_compare(setup, tmp_path, capsys, monkeypatch):
+  # How DISTS (or any new metric) arrives: a METRICS entry and its flag in the metrics parser.
+  original = metrics_cli._parser  # pylint: disable=protected-access
+
+  def parser():
+    extended = original()
+    extended.add_argument("--brightness_weight", type=float, default=1.0)
+    return extended
+
+  monkeypatch.setattr(metrics_cli, "_parser", parser)
+  monkeypatch.setitem(metrics_cli.METRICS, "brightness", metrics_cli.Metric(
+      "brightness", False, True,
+      lambda args: lambda sr, hr: args.brightness_weight * float(np.mean(sr))))
+  out = tmp_path / "out"
+  status, printed, err = run([setup / "c1", "-o", out, "--hr", setup / "hr", "--metrics",
+                              "brightness", "--brightness_weight", "2", "--save_sr"], capsys)
+  assert status == 0, err
+  row = json.loads((out / "report.json").read_text())["models"][1]
+  for name, values in row["per_image"].items():
+    sr = np.asarray(Image.open(out / "sr" / "c1" / f"{name}.png"))
+    assert values["brightness"] == 2 * float(np.mean(sr))
+  assert "brightness ↓" in printed
