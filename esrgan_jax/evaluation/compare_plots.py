@@ -83,7 +83,7 @@ def perception_distortion_figure(names: Sequence[str], means: Sequence[dict], ki
       axes.annotate(names[i], (xs[i], ys[i]), textcoords="offset points", xytext=(6, 5),
                     fontsize=10)
     better = "up" if higher_is_better[metric] else "down"
-    axes.set_xlabel(f"distortion: PSNR-Y (dB) \u2191", fontsize=11)
+    axes.set_xlabel("distortion: PSNR-Y (dB) \u2191", fontsize=11)
     arrow = "\u2191" if higher_is_better[metric] else "\u2193"
     axes.set_ylabel(f"{metric.upper()} {arrow}", fontsize=11)
     axes.set_title(f"{metric.upper()} against PSNR-Y (better: right and {better})", fontsize=11)
