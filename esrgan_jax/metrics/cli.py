@@ -9,7 +9,8 @@ A metric is a `Metric` in METRICS: its name, its direction, whether it needs the
 images. A set-level metric (`fid`: FID, KID and IS, which are statistics of the whole set, not of
 one image) is a `SetMetric`: `build(args)` returns an accumulator with `add(sr, hr)` and
 `result() -> {name: value}`; its rows are printed below the per-image table and carried in the
-JSON's "set" entry. Adding one is a new entry and, if it needs a file, a flag in `_parser`.
+JSON's "set" entry. Adding one is a new entry and, if it needs a file, a flag in `_parser`; `python
+-m esrgan_jax.compare` takes the same entries and flags (`add_metric_flags`, `score_pair`).
 """
 
 import json
@@ -204,16 +205,64 @@ def _set_table(values: dict[str, float], set_metrics, count: int) -> str:
   return "\n".join(lines)
 
 
-def run(args) -> int:
-  from esrgan_jax.data import images
-  names = [n.strip() for n in args.metrics.split(",") if n.strip()]
+def chosen_metrics(text: str) -> list:
+  """The METRICS entries a comma-separated `--metrics` value names; UserError for others."""
+  names = [n.strip() for n in text.split(",") if n.strip()]
   unknown = [n for n in names if n not in METRICS]
   if unknown or not names:
     raise cli.UserError(f"--metrics: unknown metric {', '.join(map(repr, unknown)) or '(none)'}; "
                         f"choose from {', '.join(METRICS)}")
+  return [METRICS[n] for n in names]
+
+
+# The metrics command's own flags; every other flag of `_parser` is read by a metric's build.
+_COMMAND_FLAGS = ("help", "sr", "hr", "metrics", "suffix", "json")
+
+
+def add_metric_flags(parser, leave_out: Sequence[str] = ()) -> None:
+  """Gives another command's parser the flags the metrics' `build(args)` read (--niqe_params,
+  --lpips_weights, FID's settings, ...), so a metric registered here arrives there with its
+  flag. `leave_out`: dests that command sets itself (e.g. crop_border)."""
+  for action in _parser()._actions:  # pylint: disable=protected-access
+    if action.dest not in _COMMAND_FLAGS + tuple(leave_out):
+      parser._add_action(action)  # pylint: disable=protected-access
+
+
+def score_pair(sr, hr, where: str, metrics, scores, set_metrics, accumulators,
+               crop_border: int) -> dict[str, float]:
+  """{name: value} of one SR/HR pair for each per-image metric (`scores`: their builds); the
+  set metrics' `accumulators` are given the pair without its `crop_border` border."""
+  row = {}
+  for metric, score in zip(metrics, scores):
+    try:
+      row[metric.name] = float(score(sr, hr))
+    except ValueError as e:
+      raise cli.UserError(f"{where}: {metric.name}: {e}") from None
+  inner = (slice(crop_border, -crop_border),) * 2 if crop_border else (slice(None),) * 2
+  for metric, accumulator in zip(set_metrics, accumulators):
+    try:
+      accumulator.add(sr[inner], hr[inner])
+    except ValueError as e:
+      raise cli.UserError(f"{where}: {metric.name}: {e}") from None
+  return row
+
+
+def set_results(set_metrics, accumulators, where: str) -> dict[str, float]:
+  """The set metrics' values ({fid, kid, kid_std, is, is_std}) once every pair was added."""
+  values = {}
+  for metric, accumulator in zip(set_metrics, accumulators):
+    try:
+      values.update(accumulator.result())
+    except ValueError as e:
+      raise cli.UserError(f"{where}: {metric.name}: {e}") from None
+  return values
+
+
+def run(args) -> int:
+  from esrgan_jax.data import images
+  chosen = chosen_metrics(args.metrics)
   if args.crop_border < 0:
     raise cli.UserError(f"--crop_border must be >= 0, got {args.crop_border}")
-  chosen = [METRICS[n] for n in names]
   metrics = [m for m in chosen if isinstance(m, Metric)]
   set_metrics = [m for m in chosen if isinstance(m, SetMetric)]
   needs_hr = [m.name for m in chosen if m.needs_hr]
@@ -232,27 +281,11 @@ def run(args) -> int:
     if hr is not None and sr.shape != hr.shape:
       raise cli.UserError(f"{sr_path} is {sr.shape[1]}x{sr.shape[0]} but {hr_path} is "
                           f"{hr.shape[1]}x{hr.shape[0]} (width x height)")
-    row = {"name": name, "sr": sr_path, "hr": hr_path}
-    for metric, score in zip(metrics, scores):
-      try:
-        row[metric.name] = float(score(sr, hr))
-      except ValueError as e:
-        raise cli.UserError(f"{sr_path}: {metric.name}: {e}") from None
-    border = args.crop_border
-    inner = (slice(border, -border),) * 2 if border else (slice(None),) * 2
-    for metric, accumulator in zip(set_metrics, accumulators):
-      try:
-        accumulator.add(sr[inner], hr[inner])
-      except ValueError as e:
-        raise cli.UserError(f"{sr_path}: {metric.name}: {e}") from None
-    rows.append(row)
+    rows.append({"name": name, "sr": sr_path, "hr": hr_path,
+                 **score_pair(sr, hr, sr_path, metrics, scores, set_metrics, accumulators,
+                              args.crop_border)})
 
-  set_values = {}
-  for metric, accumulator in zip(set_metrics, accumulators):
-    try:
-      set_values.update(accumulator.result())
-    except ValueError as e:
-      raise cli.UserError(f"--sr {args.sr}: {metric.name}: {e}") from None
+  set_values = set_results(set_metrics, accumulators, f"--sr {args.sr}")
   print("\n\n".join(t for t in (_table(rows, metrics),
                                  _set_table(set_values, set_metrics, len(rows)) if set_metrics
                                  else "") if t))

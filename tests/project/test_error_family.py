@@ -21,6 +21,7 @@ BUILTIN_BASES = {
     "esrgan_jax.data.images.ImageWriteError": OSError,
     "esrgan_jax.data.images.NotAnImageFolderError": NotADirectoryError,
     "esrgan_jax.data.prepared.PreparedDataError": ValueError,
+    "esrgan_jax.evaluation.compare_models.ModelSpecError": ValueError,
     "esrgan_jax.inference.video_decode.VideoReadError": ValueError,
     "esrgan_jax.inference.video_encode.VideoWriteError": OSError,
     "esrgan_jax.inference.video_mux.ResumeError": ValueError,

@@ -17,7 +17,8 @@ _LIBRARIES = ("esrgan_jax.data", "esrgan_jax.models", "esrgan_jax.weights", "esr
               "esrgan_jax.inference", "esrgan_jax.evaluation", "esrgan_jax.training",
               "esrgan_jax.runtime")
 COMMANDS = ("esrgan_jax.main", "esrgan_jax.upscale", "esrgan_jax.convert", "esrgan_jax.interpolate",
-            "esrgan_jax.degrade", "esrgan_jax.prepare", "esrgan_jax.plan", "esrgan_jax.metrics.cli",
+            "esrgan_jax.degrade", "esrgan_jax.prepare", "esrgan_jax.plan", "esrgan_jax.compare",
+            "esrgan_jax.metrics.cli",
             "esrgan_jax.metrics.__main__")
 FORBIDDEN = (
     ("esrgan_jax.models", ("esrgan_jax.weights", "esrgan_jax.data", "esrgan_jax.training",
