@@ -34,10 +34,31 @@ def test_writes_reproducible_lr_images_and_reports_a_bad_file(tmp_path, capsys):
   assert sorted(os.listdir(tmp_path / "a")) == ["img0_lr.png", "img1_lr.png"]
   os.remove(src / "zz_broken.png")
   assert degrade.main([str(src), str(tmp_path / "b"), "--seed", "3", "--suffix", "lr"]) == 0
-  assert capsys.readouterr().out == f"wrote 2 degraded image(s) to {tmp_path / 'b'} (x4, seed 3)\n"
+  assert capsys.readouterr().out == (
+      f"degrading 2 image(s) from {src} (x4, seed 3); each new image size compiles its program "
+      f"first\nwrote 2 degraded image(s) to {tmp_path / 'b'} (x4, seed 3)\n")
   np.testing.assert_array_equal(read_image(tmp_path / "b" / "img0_lr.png"), first)
   # Slots differ per image: the two images get different degradations.
   assert not np.array_equal(read_image(tmp_path / "b" / "img1_lr.png"), first)
+
+
+def test_a_progress_bar_counts_the_images(tmp_path, monkeypatch):
+  src = tmp_path / "gt"
+  src.mkdir()
+  _photos(str(src), n=3)
+  bars = []
+
+  def recording_tqdm(items, **kwargs):
+    bars.append(kwargs)
+    for item in items:
+      bars.append(item)
+      yield item
+
+  monkeypatch.setattr(degrade, "tqdm", recording_tqdm)
+  assert degrade.main([str(src), str(tmp_path / "out")]) == 0
+  # disable=None: drawn on a terminal only, like upscale's bars.
+  assert bars[0]["unit"] == "image" and bars[0]["disable"] is None
+  assert [os.path.basename(p) for p in bars[1:]] == ["img0.png", "img1.png", "img2.png"]
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "unwritable"])
