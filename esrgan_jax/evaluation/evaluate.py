@@ -309,7 +309,17 @@ def _checkpoint_to_evaluate(config: ml_collections.ConfigDict, workdir: str) -> 
       return path
     return checkpoints.find_step_directory(path, config.eval.checkpoint_step)
   except FileNotFoundError as error:
-    raise generator_weights.CheckpointError(str(error)) from error
+    hint = ("" if config.eval.checkpoint else
+            "; eval mode reads a trained workdir, or --config.eval.checkpoint=DIR")
+    raise generator_weights.CheckpointError(f"{error}{hint}") from error
+
+
+def check_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Eval mode's one-line refusal of a missing checkpoint or a workdir without checkpoints,
+  before anything (the workdir itself) is created."""
+  path = _checkpoint_to_evaluate(config, workdir)
+  if not path.exists():
+    raise generator_weights.CheckpointError(f"{path}: no such checkpoint directory")
 
 
 def eval_mode_dir(workdir: str, source: epath.Path, step: Optional[int]) -> epath.Path:

@@ -160,3 +160,18 @@ def test_readme_commands_stop_resume_and_evaluate(tmp_path):
   returncode, _, stderr = finish(wrong_scale)
   assert_one_line_error(returncode, stderr, "checkpoint is a x4 model but config.model.scale "
                         "is 2")
+
+
+def test_eval_mode_without_a_checkpoint_is_refused_before_making_the_workdir(tmp_path):
+  untrained, elsewhere = tmp_path / "untrained", tmp_path / "elsewhere"
+  missing = tmp_path / "missing_checkpoint"
+  runs = [start([*PSNR_DEMO, f"--workdir={untrained}", "--mode=eval"]),
+          start([*PSNR_DEMO, f"--workdir={elsewhere}", "--mode=eval",
+                 f"--config.eval.checkpoint={missing}"])]
+  expected = [f"{untrained}: no training checkpoint found; eval mode reads a trained workdir, "
+              "or --config.eval.checkpoint=DIR", f"config.eval.checkpoint: {missing} does not exist"]
+  for run, line in zip(runs, expected):
+    returncode, _, stderr = finish(run, timeout=120)
+    assert_one_line_error(returncode, stderr, line)
+    assert "XLA compilation" not in stderr
+  assert not untrained.exists() and not elsewhere.exists()
