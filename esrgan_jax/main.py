@@ -180,7 +180,24 @@ def _train_or_evaluate() -> int:
     logging.warning("Training stopped at step %d of %d; the same command resumes it.",
                     int(state.step), config.train.num_steps)
     return EXIT_STOPPED_BY_SIGNAL
+  if jax.process_index() == 0:
+    logging.info("%s", "\n".join(written_lines(FLAGS.workdir, int(state.step))))
   return cli.EXIT_OK
+
+
+def written_lines(workdir: str, step: int) -> list[str]:
+  """The run's last lines: where its checkpoint, results, pictures and TensorBoard run are."""
+  from esrgan_jax.evaluation import reports  # pylint: disable=g-import-not-at-top
+  from esrgan_jax.weights import checkpoints  # pylint: disable=g-import-not-at-top
+  saved = checkpoints.orbax_path(workdir) / checkpoints.CHECKPOINT_SUBDIR / str(step)
+  lines = [f"Done at step {step}. Written in {workdir}:", f"  checkpoint   {saved}"]
+  results = reports.results_dir(workdir)
+  if (results / "eval_results.json").exists():
+    pictures = sorted(p.name for p in results.glob("*_comparison.png"))
+    lines += [f"  results      {results / 'eval_results.json'}",
+              f"  pictures     {results}/ ({len(pictures)} LR | bicubic | SR | HR comparisons)"]
+  lines.append(f"  TensorBoard  tensorboard --logdir {workdir}")
+  return lines
 
 
 @contextlib.contextmanager

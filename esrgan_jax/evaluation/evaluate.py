@@ -165,7 +165,8 @@ def _bicubic_baseline(item, scale: int, extras: Extras, keep_picture: bool):
 
 
 def _labels(row: dict[str, float], baseline: dict[str, float], names) -> tuple[str, ...]:
-  """Captions: PSNR-Y (named, since the pictures are RGB), and each perceptual metric with its direction, of bicubic and SR."""
+  """Captions: PSNR-Y (named: the pictures are RGB), and each perceptual metric with its
+  direction, of bicubic and SR."""
   def caption(method, values):
     extra = [f"{m.split('_')[0].upper()}{reports.direction(m)} {values[m]:.3f}" for m in names
              if m not in METRIC_NAMES]

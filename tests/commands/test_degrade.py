@@ -1,5 +1,6 @@
 """python -m esrgan_jax.degrade: LR PNGs of a folder, reproducible by seed; one-line errors."""
 
+import logging
 import os
 
 import numpy as np
@@ -92,7 +93,7 @@ def test_seed_outside_32_bits_is_a_usage_error(tmp_path, capsys, seed):
   assert "Traceback" not in err and not (tmp_path / "out").exists()
 
 
-def test_real_world_eval_sets_are_what_the_command_writes(tmp_path):
+def test_real_world_eval_sets_are_what_the_command_writes(tmp_path, caplog):
   """config.data.eval_lr='degradation': a set without lr_dir gets the LR that `python -m
   esrgan_jax.degrade HR OUT --seed eval_lr_seed` writes; a set with one keeps its files."""
   hr_dir, lr_dir = tmp_path / "hr", tmp_path / "lr"
@@ -109,7 +110,11 @@ def test_real_world_eval_sets_are_what_the_command_writes(tmp_path):
   (tmp_path / "given").mkdir()
   for name in ("aa_broken", "img0", "img1"):
     write_image(tmp_path / "given" / f"{name}.png", np.full((9, 8, 3), 7, np.uint8))
-  sets = create_eval_sets(config.data, scale=4, degradation=config.degradation)
+  with caplog.at_level(logging.INFO):
+    sets = create_eval_sets(config.data, scale=4, degradation=config.degradation)
+  # A line before the slow part (the paired set reads its LR files instead).
+  assert [r.getMessage() for r in caplog.records if "degraded" in r.getMessage()] == [
+      "Making the degraded evaluation LR of plain (3 images)..."]
   assert [image.name for image in sets["plain"]] == ["img0", "img1"]
   for i, image in enumerate(sets["plain"]):
     assert image.hr.shape == (36, 32, 3)

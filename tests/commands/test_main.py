@@ -168,8 +168,8 @@ def test_eval_mode_without_a_checkpoint_is_refused_before_making_the_workdir(tmp
   runs = [start([*PSNR_DEMO, f"--workdir={untrained}", "--mode=eval"]),
           start([*PSNR_DEMO, f"--workdir={elsewhere}", "--mode=eval",
                  f"--config.eval.checkpoint={missing}"])]
-  expected = [f"{untrained}: no training checkpoint found; eval mode reads a trained workdir, "
-              "or --config.eval.checkpoint=DIR", f"config.eval.checkpoint: {missing} does not exist"]
+  expected = [f"{untrained}: no training checkpoint found; eval mode reads a trained "
+              "workdir, or --config.eval.checkpoint=DIR", f"config.eval.checkpoint: {missing} does not exist"]
   for run, line in zip(runs, expected):
     returncode, _, stderr = finish(run, timeout=120)
     assert_one_line_error(returncode, stderr, line)
