@@ -42,9 +42,10 @@ class Mode(NamedTuple):
 
 
 def _generator_name(arch) -> str:
-  """The record as printed where no key layout is involved (a checkpoint, an ONNX graph)."""
+  """The record as a constructor call, the form every mode prints, without a key layout where
+  none is involved (a checkpoint, an ONNX graph)."""
   if generator.arch_name(arch) == generator.rrdbnet.ARCH_NAME:
-    return f"RRDBNet {arch}"
+    return generator.rrdbnet.describe(arch)
   return generator.describe(arch)
 
 

@@ -16,6 +16,7 @@ import sys
 from typing import Optional, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from configs.realesrgan_degradation import get_degradation_config
 from esrgan_jax import cli
@@ -60,8 +61,12 @@ def degrade_folder(args: argparse.Namespace):
   """Writes every image's LR; a line saying so (exit 0), or EXIT_ERROR after naming each failure."""
   paths = list_images(args.in_dir)  # its errors are one-line cli.UserErrors
   _check_out_dir(args.out_dir)
+  # Each image takes seconds and each new size a compilation: say so before the first, then a
+  # bar (on a terminal; disable=None keeps logs and pipes clean, as upscale's does).
+  print(f"degrading {len(paths)} image(s) from {args.in_dir} (x{args.scale}, seed {args.seed}); "
+        "each new image size compiles its program first", flush=True)
   failures = 0
-  for slot, path in enumerate(paths):
+  for slot, path in enumerate(tqdm(paths, unit="image", disable=None, file=sys.stderr)):
     stem = os.path.splitext(os.path.basename(path))[0]
     name = f"{stem}_{args.suffix}.png" if args.suffix else f"{stem}.png"
     try:

@@ -154,12 +154,19 @@ def _train_or_evaluate() -> int:
   if mode == "eval":
     _STOP_NOTE[0] = " during evaluation"
   config_checks.validate(config, jax.device_count(), mode)
-  _check_workdir(FLAGS.workdir)
+  if mode != "eval":
+    _check_workdir(FLAGS.workdir)
   cli.stop_point()
   from esrgan_jax.evaluation import evaluate  # pylint: disable=g-import-not-at-top
   from esrgan_jax.training import train  # pylint: disable=g-import-not-at-top
   from esrgan_jax.weights import orbax_logs  # pylint: disable=g-import-not-at-top
   cli.stop_deferring()  # the imports are done: a stop now raises where it lands
+  if mode == "eval":
+    # Nothing to evaluate is refused before the workdir is made (it stayed behind, empty); a
+    # locked workdir is left to the lock, whose line names the run holding it.
+    if not workdir_lock.lock_exists(FLAGS.workdir):
+      evaluate.check_checkpoint(config, FLAGS.workdir)
+    _check_workdir(FLAGS.workdir)
   if FLAGS.verbose:
     orbax_logs.show_orbax_logs(logging.get_absl_handler())
   # One command at a time per workdir: a second one would write over the first's steps.
@@ -173,7 +180,24 @@ def _train_or_evaluate() -> int:
     logging.warning("Training stopped at step %d of %d; the same command resumes it.",
                     int(state.step), config.train.num_steps)
     return EXIT_STOPPED_BY_SIGNAL
+  if jax.process_index() == 0:
+    logging.info("%s", "\n".join(written_lines(FLAGS.workdir, int(state.step))))
   return cli.EXIT_OK
+
+
+def written_lines(workdir: str, step: int) -> list[str]:
+  """The run's last lines: where its checkpoint, results, pictures and TensorBoard run are."""
+  from esrgan_jax.evaluation import reports  # pylint: disable=g-import-not-at-top
+  from esrgan_jax.weights import checkpoints  # pylint: disable=g-import-not-at-top
+  saved = checkpoints.orbax_path(workdir) / checkpoints.CHECKPOINT_SUBDIR / str(step)
+  lines = [f"Done at step {step}. Written in {workdir}:", f"  checkpoint   {saved}"]
+  results = reports.results_dir(workdir)
+  if (results / "eval_results.json").exists():
+    pictures = sorted(p.name for p in results.glob("*_comparison.png"))
+    lines += [f"  results      {results / 'eval_results.json'}",
+              f"  pictures     {results}/ ({len(pictures)} LR | bicubic | SR | HR comparisons)"]
+  lines.append(f"  TensorBoard  tensorboard --logdir {workdir}")
+  return lines
 
 
 @contextlib.contextmanager

@@ -30,17 +30,25 @@ def create_eval_sets(data_config, *, scale: int,
   eval_sets = data_config.eval_sets
   if not eval_sets:
     hr_paths = datasets.bundled_photo_paths(datasets.BUNDLED_EVAL_PHOTOS)[:max_images or None]
+    _say_degrading("bundled", hr_paths, make_lr)
     return {"bundled": datasets.load_eval_images(hr_paths, None, scale, make_lr=make_lr)}
   result = {}
   for name, spec in eval_sets.items():
     hr_dir = spec.hr_dir
     hr_paths, lr_paths = datasets.eval_set_paths(hr_dir, spec.get("lr_dir"), scale, max_images)
+    _say_degrading(name, hr_paths if lr_paths is None else [], make_lr)
     images = datasets.load_eval_images(hr_paths, lr_paths, scale, data_config.on_bad_image, warn,
                                        make_lr)
     if not images:
       raise cli.ConfigError(f"config.data.eval_sets.{name}: no readable images in {hr_dir}")
     result[name] = images
   return result
+
+
+def _say_degrading(name: str, hr_paths, make_lr) -> None:
+  """A line before the degradations run: minutes on a CPU (one program per image size)."""
+  if make_lr is not None and hr_paths:
+    logging.info("Making the degraded evaluation LR of %s (%d images)...", name, len(hr_paths))
 
 
 def eval_lr_sources(data_config) -> Dict[str, str]:

@@ -91,7 +91,8 @@ def comparison_strip(lr: np.ndarray, bicubic: np.ndarray, sr: np.ndarray, hr: np
     crop: None for whole images, or the (height, width) (one int: a square) of the centre crop
       shown of every panel, clipped to the image size.
     separator: width in pixels of the white bars between panels.
-    labels: None, or four captions (e.g. "LR", "bicubic 29.99 dB", "SR 30.63 dB", "HR") drawn
+    labels: None, or four captions (e.g. "LR", "bicubic PSNR-Y 29.99 dB", "SR PSNR-Y 30.63 dB",
+      "HR") drawn
       in a bar above the panels, which stay pixel for pixel as without labels.
   """
   if labels is not None and len(labels) != len(PANEL_NAMES):

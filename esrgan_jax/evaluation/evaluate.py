@@ -169,11 +169,12 @@ def _bicubic_baseline(item, scale: int, extras: Extras, keep_picture: bool):
 
 
 def _labels(row: dict[str, float], baseline: dict[str, float], names) -> tuple[str, ...]:
-  """Captions: PSNR-Y, and each perceptual metric with its direction, of bicubic and SR."""
+  """Captions: PSNR-Y (named: the pictures are RGB), and each perceptual metric with its
+  direction, of bicubic and SR."""
   def caption(method, values):
     extra = [f"{m.split('_')[0].upper()}{reports.direction(m)} {values[m]:.3f}" for m in names
              if m not in METRIC_NAMES]
-    return ", ".join([f"{method} {values['psnr_y']:.2f} dB"] + extra)
+    return ", ".join([f"{method} PSNR-Y {values['psnr_y']:.2f} dB"] + extra)
   return ("LR", caption("bicubic", baseline), caption("SR", row), "HR")
 
 
@@ -322,7 +323,17 @@ def _checkpoint_to_evaluate(config: ml_collections.ConfigDict, workdir: str) -> 
       return path
     return checkpoints.find_step_directory(path, config.eval.checkpoint_step)
   except FileNotFoundError as error:
-    raise generator_weights.CheckpointError(str(error)) from error
+    hint = ("" if config.eval.checkpoint else
+            "; eval mode reads a trained workdir, or --config.eval.checkpoint=DIR")
+    raise generator_weights.CheckpointError(f"{error}{hint}") from error
+
+
+def check_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Eval mode's one-line refusal of a missing checkpoint or a workdir without checkpoints,
+  before anything (the workdir itself) is created."""
+  path = _checkpoint_to_evaluate(config, workdir)
+  if not path.exists():
+    raise generator_weights.CheckpointError(f"{path}: no such checkpoint directory")
 
 
 def eval_mode_dir(workdir: str, source: epath.Path, step: Optional[int]) -> epath.Path:

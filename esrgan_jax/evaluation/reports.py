@@ -75,17 +75,24 @@ def format_table(results: dict[str, SetResult]) -> str:
   return "\n".join(rows)
 
 
+def results_dir(workdir: str) -> epath.Path:
+  """WORKDIR/eval: the training run's eval_results.json and comparison pictures."""
+  return epath.Path(workdir) / "eval"
+
+
 def write_results(results: dict[str, SetResult], workdir: str, source: str, step: int,
                   lr_sources: dict[str, str]) -> None:
-  """The training run's eval_results.json, TensorBoard scalars and images, and comparison PNGs,
-  all under WORKDIR/eval. The caller shows the table (it is not printed here). `lr_sources`:
-  eval_lr_sources, written as each set's "lr"."""
-  out_dir = epath.Path(workdir) / "eval"
-  write(results, out_dir, out_dir, source, step, lr_sources)
+  """The training run's eval_results.json and comparison PNGs under `results_dir`. No
+  TensorBoard events: the trainer's writer has put the same tags into WORKDIR's run, and a
+  second run under eval/ would show every tag twice. The caller shows the table (it is not
+  printed here). `lr_sources`: eval_lr_sources, written as each set's "lr"."""
+  write(results, results_dir(workdir), None, source, step, lr_sources)
 
 
-def write(results: dict[str, SetResult], out_dir: epath.Path, events_dir: epath.Path,
-           source: str, step: Optional[int], lr_sources: dict[str, str]) -> None:
+def write(results: dict[str, SetResult], out_dir: epath.Path, events_dir: Optional[epath.Path],
+          source: str, step: Optional[int], lr_sources: dict[str, str]) -> None:
+  """eval_results.json and the pictures into `out_dir`, and TensorBoard scalars and images into
+  `events_dir` unless it is None."""
   out_dir.mkdir(parents=True, exist_ok=True)
   summary = {"checkpoint": source, "step": step,
              "directions": {m: direction(m) for r in results.values()
@@ -98,6 +105,8 @@ def write(results: dict[str, SetResult], out_dir: epath.Path, events_dir: epath.
   for set_name, result in results.items():
     for image_name, picture in result.comparisons.items():
       images.write_image(os.fspath(out_dir / f"{set_name}_{image_name}_comparison.png"), picture)
+  if events_dir is None:
+    return
   # An exported generator has no training step; its one point is drawn at 0.
   writer = metric_writers.create_default_writer(os.fspath(events_dir))
   writer.write_scalars(step or 0, scalar_summaries(results))

@@ -51,6 +51,11 @@ class WorkdirInUseError(cli.UserError):
   """Another live run holds the workdir's lock; the message names it."""
 
 
+def lock_exists(workdir: str) -> bool:
+  """Whether WORKDIR holds a lock file (live or stale); reads only."""
+  return (epath.Path(workdir) / LOCK_NAME).exists()
+
+
 def _process_start(pid: int) -> Optional[str]:
   """The start time of process `pid` in clock ticks since boot (Linux), None where unknown."""
   try:

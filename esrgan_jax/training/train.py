@@ -128,6 +128,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     # takes minutes on CPU), whatever the process-wide default is.
     seed_key = jax.random.key(config.seed, impl=config.prng_impl)
     init_rng, step_rng = jax.random.split(seed_key)
+    logging.info("Initialising the %s state on %d device(s)...", config.stage, jax.device_count())
     init_fn = state_initializer(networks, config, realworld_batch.pool_spec(config))
     state_sharding = sharded_step.state_sharding(init_fn, config, mesh)
     state = jax.jit(init_fn, out_shardings=state_sharding)(init_rng)
@@ -276,13 +277,15 @@ class _Trainer:
     """Runs step `step` and what follows it; False: stop here."""
     train_config = self.config.train
     if self.compiled is None:
+      # Minutes on a CPU: a line first, so the silence has a name.
+      logging.info("Compiling the %s step...", self.config.stage)
       lowered = self.train_step.lower(self.state, batch, rng)
       # The lowered module counts convolutions; the compiled one on GPU leaves cuDNN's out.
       flops_per_step = sharded_step.step_flops(self.networks, self.config,
                                                (self.state, batch, rng), lowered)
       self.compiled = lowered.compile()
-      logging.info("Compiled the %s step: %s FLOPs per step per device.", self.config.stage,
-                   f"{flops_per_step:.3e}" if flops_per_step else "unknown")
+      logging.info("Compiled the %s step: %s.", self.config.stage,
+                   progress.flops_text(flops_per_step))
       self.timer = progress.Throughput(train_config.batch_size, flops_per_step, step)
     self.state, metrics = self.compiled(self.state, batch, rng)
     self.last_metrics = metrics
@@ -397,6 +400,8 @@ class _Trainer:
 
   def _evaluate(self, step: int, write_files: bool) -> dict[str, float]:
     """Evaluates the EMA generator; the final one also writes WORKDIR/eval (JSON, pictures)."""
+    logging.info("Evaluating step %d on %s...", step, ", ".join(
+        f"{name} ({len(items)} images)" for name, items in self.eval_sets.items()))
     generate = evaluate.make_generate_fn(self.networks.generator, self.state.generator_ema)
     results = evaluate.evaluate_sets(generate, self.eval_sets, self.config.model.scale,
                                      self.config.eval,

@@ -15,7 +15,7 @@ reads a missing one as "rrdbnet").
 """
 
 import re
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from esrgan_jax.models import RRDBNet
 from esrgan_jax.weights import torch_io, trees
@@ -59,9 +59,11 @@ def model_from_arch(arch: Mapping[str, Any], **module_kwargs) -> RRDBNet:
   return RRDBNet(**{f: int(arch[f]) for f in ARCH_FIELDS}, **module_kwargs)
 
 
-def describe(arch: Mapping[str, int], layout: str) -> str:
-  fields = ", ".join(f"{k}={v}" for k, v in arch.items())
-  return f"RRDBNet({fields}) in the {layout} layout"
+def describe(arch: Mapping[str, int], layout: Optional[str] = None) -> str:
+  """`RRDBNet(num_in_ch=3, ...)`, the constructor call as for the other architectures, then the
+  key layout where one is involved (a PyTorch file)."""
+  fields = ", ".join(f"{k}={arch[k]}" for k in ARCH_FIELDS if k in arch)
+  return f"RRDBNet({fields})" + (f" in the {layout} layout" if layout else "")
 
 
 # ------------------------------------------------------------------------------------------------

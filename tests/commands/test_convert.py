@@ -78,6 +78,17 @@ def test_cli_export_loads_strictly_in_torch(tmp_path, layout, export_key):
     np.testing.assert_array_equal(fresh.state_dict()[key].numpy(), value.numpy(), err_msg=key)
 
 
+def test_import_and_export_print_the_model_one_way(tmp_path, capsys):
+  torch.save(torch_generator(generator.BASICSR).state_dict(), tmp_path / "in.pth")
+  call = "RRDBNet(" + ", ".join(f"{k}={ARCH[k]}" for k in generator.rrdbnet.ARCH_FIELDS) + ")"
+  assert convert.main([str(tmp_path / "in.pth"), str(tmp_path / "ckpt")]) == 0
+  assert capsys.readouterr().out == f"wrote {tmp_path / 'ckpt'}: {call}\n"
+  assert convert.main(["--export", str(tmp_path / "ckpt"), str(tmp_path / "out.pth")]) == 0
+  assert capsys.readouterr().out == f"wrote {tmp_path / 'out.pth'}: {call} in the basicsr layout\n"
+  assert convert.main(["--export", str(tmp_path / "ckpt"), str(tmp_path / "out.onnx")]) == 0
+  assert capsys.readouterr().out.startswith(f"wrote {tmp_path / 'out.onnx'}: {call} as ONNX")
+
+
 # Real-ESRGAN compact and SPAN: (reference builder, its constructor arguments, expected record).
 FAST_GENERATORS = {
     "srvgg": (torch_srvgg.SRVGGNetCompact, dict(TINY_SRVGG, upscale=4), srvgg_arch()),

@@ -1,5 +1,6 @@
 """python -m esrgan_jax.degrade: LR PNGs of a folder, reproducible by seed; one-line errors."""
 
+import logging
 import os
 
 import numpy as np
@@ -34,10 +35,31 @@ def test_writes_reproducible_lr_images_and_reports_a_bad_file(tmp_path, capsys):
   assert sorted(os.listdir(tmp_path / "a")) == ["img0_lr.png", "img1_lr.png"]
   os.remove(src / "zz_broken.png")
   assert degrade.main([str(src), str(tmp_path / "b"), "--seed", "3", "--suffix", "lr"]) == 0
-  assert capsys.readouterr().out == f"wrote 2 degraded image(s) to {tmp_path / 'b'} (x4, seed 3)\n"
+  assert capsys.readouterr().out == (
+      f"degrading 2 image(s) from {src} (x4, seed 3); each new image size compiles its program "
+      f"first\nwrote 2 degraded image(s) to {tmp_path / 'b'} (x4, seed 3)\n")
   np.testing.assert_array_equal(read_image(tmp_path / "b" / "img0_lr.png"), first)
   # Slots differ per image: the two images get different degradations.
   assert not np.array_equal(read_image(tmp_path / "b" / "img1_lr.png"), first)
+
+
+def test_a_progress_bar_counts_the_images(tmp_path, monkeypatch):
+  src = tmp_path / "gt"
+  src.mkdir()
+  _photos(str(src), n=3)
+  bars = []
+
+  def recording_tqdm(items, **kwargs):
+    bars.append(kwargs)
+    for item in items:
+      bars.append(item)
+      yield item
+
+  monkeypatch.setattr(degrade, "tqdm", recording_tqdm)
+  assert degrade.main([str(src), str(tmp_path / "out")]) == 0
+  # disable=None: drawn on a terminal only, like upscale's bars.
+  assert bars[0]["unit"] == "image" and bars[0]["disable"] is None
+  assert [os.path.basename(p) for p in bars[1:]] == ["img0.png", "img1.png", "img2.png"]
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "unwritable"])
@@ -71,7 +93,7 @@ def test_seed_outside_32_bits_is_a_usage_error(tmp_path, capsys, seed):
   assert "Traceback" not in err and not (tmp_path / "out").exists()
 
 
-def test_real_world_eval_sets_are_what_the_command_writes(tmp_path):
+def test_real_world_eval_sets_are_what_the_command_writes(tmp_path, caplog):
   """config.data.eval_lr='degradation': a set without lr_dir gets the LR that `python -m
   esrgan_jax.degrade HR OUT --seed eval_lr_seed` writes; a set with one keeps its files."""
   hr_dir, lr_dir = tmp_path / "hr", tmp_path / "lr"
@@ -88,7 +110,11 @@ def test_real_world_eval_sets_are_what_the_command_writes(tmp_path):
   (tmp_path / "given").mkdir()
   for name in ("aa_broken", "img0", "img1"):
     write_image(tmp_path / "given" / f"{name}.png", np.full((9, 8, 3), 7, np.uint8))
-  sets = create_eval_sets(config.data, scale=4, degradation=config.degradation)
+  with caplog.at_level(logging.INFO):
+    sets = create_eval_sets(config.data, scale=4, degradation=config.degradation)
+  # A line before the slow part (the paired set reads its LR files instead).
+  assert [r.getMessage() for r in caplog.records if "degraded" in r.getMessage()] == [
+      "Making the degraded evaluation LR of plain (3 images)..."]
   assert [image.name for image in sets["plain"]] == ["img0", "img1"]
   for i, image in enumerate(sets["plain"]):
     assert image.hr.shape == (36, 32, 3)

@@ -130,6 +130,21 @@ def test_readme_commands_stop_resume_and_evaluate(tmp_path):
                                         "--config.train.num_steps=2"]))
   assert returncode == 0, stderr[-3000:]
   assert f"Generator initialised from {psnr_dir}" in stderr
+  # Each long wait is named before it starts; the last lines say what was written where.
+  for before, after in (("Initialising the gan state on 1 device(s)...",
+                         "Compiling the gan step..."),
+                        ("Compiling the gan step...", "Compiled the gan step: "),
+                        ("Evaluating step 2 on bundled (1 images)...", "step 2 evaluation:")):
+    assert 0 <= stderr.find(before) < stderr.find(after), stderr[-3000:]
+  lines = stderr.splitlines()
+  assert lines[-5].endswith(f"Done at step 2. Written in {gan_dir}:"), stderr[-3000:]
+  assert lines[-4:] == [
+      f"  checkpoint   {gan_dir}/checkpoints/2",
+      f"  results      {gan_dir}/eval/eval_results.json",
+      f"  pictures     {gan_dir}/eval/ (1 LR | bicubic | SR | HR comparisons)",
+      f"  TensorBoard  tensorboard --logdir {gan_dir}"], stderr[-3000:]
+  assert not [f for f in os.listdir(os.path.join(gan_dir, "eval"))
+              if f.startswith("events.out.tfevents")]  # the one run is gan_dir's own
   for workdir, last_step in ((psnr_dir, stopped_at + 2), (gan_dir, 2)):
     assert last_step in saved_steps(workdir)
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir)), workdir
@@ -160,3 +175,19 @@ def test_readme_commands_stop_resume_and_evaluate(tmp_path):
   returncode, _, stderr = finish(wrong_scale)
   assert_one_line_error(returncode, stderr, "checkpoint is a x4 model but config.model.scale "
                         "is 2")
+
+
+def test_eval_mode_without_a_checkpoint_is_refused_before_making_the_workdir(tmp_path):
+  untrained, elsewhere = tmp_path / "untrained", tmp_path / "elsewhere"
+  missing = tmp_path / "missing_checkpoint"
+  runs = [start([*PSNR_DEMO, f"--workdir={untrained}", "--mode=eval"]),
+          start([*PSNR_DEMO, f"--workdir={elsewhere}", "--mode=eval",
+                 f"--config.eval.checkpoint={missing}"])]
+  expected = [f"{untrained}: no training checkpoint found; eval mode reads a trained "
+              "workdir, or --config.eval.checkpoint=DIR",
+              f"config.eval.checkpoint: {missing} does not exist"]
+  for run, line in zip(runs, expected):
+    returncode, _, stderr = finish(run, timeout=120)
+    assert_one_line_error(returncode, stderr, line)
+    assert "XLA compilation" not in stderr
+  assert not untrained.exists() and not elsewhere.exists()

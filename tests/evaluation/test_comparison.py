@@ -66,7 +66,7 @@ def test_mismatched_sizes_are_refused():
 def test_labels_sit_in_a_caption_bar_above_unchanged_panels():
   lr, bicubic, sr, hr = _images(height=96, width=80)
   plain = comparison_strip(lr, bicubic, sr, hr, separator=3)
-  labels = ("LR", "bicubic 29.99 dB", "SR 30.63 dB", "HR")
+  labels = ("LR", "bicubic PSNR-Y 29.99 dB", "SR PSNR-Y 30.63 dB", "HR")
   strip = comparison_strip(lr, bicubic, sr, hr, separator=3, labels=labels)
   bar_height = strip.shape[0] - plain.shape[0]
   assert 8 < bar_height < 40 and strip.shape[1] == plain.shape[1]
