@@ -144,6 +144,15 @@ def sigterm_raises():
   return _stops_raise([signal.SIGTERM])
 
 
+def quiet_tensorflow() -> None:
+  """Keeps TensorFlow's start-up lines off the console; call before anything imports it (clu's
+  TensorBoard writers do). TF 2.21 prints its oneDNN notice through absl logging, which
+  TF_CPP_MIN_LOG_LEVEL no longer filters; TensorFlow computes nothing here (it writes TensorBoard
+  events), so its oneDNN kernels are not needed. A user's own settings win."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
 def error(message: str) -> int:
   """Prints the one-line error and returns EXIT_ERROR, for `return cli.error(...)` in main()."""
   print(f"esrgan_jax: error: {message}", file=sys.stderr)

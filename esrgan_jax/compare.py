@@ -33,8 +33,11 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from esrgan_jax import cli
 
-from esrgan_jax import cli, interpolate
+cli.quiet_tensorflow()  # before the evaluation modules import TensorFlow (clu's writers)
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from esrgan_jax import interpolate
 from esrgan_jax.data import datasets, images
 from esrgan_jax.data.eval_sets import create_eval_sets, eval_lr_sources
 from esrgan_jax.evaluation import compare_curves, compare_plots, compare_report, reports
@@ -43,6 +46,7 @@ from esrgan_jax.evaluation.compare_models import (BICUBIC, Candidate, ModelSpecE
                                                   unique_names)
 from esrgan_jax.metrics import cli as metrics_cli
 from esrgan_jax.runtime import xla_flags
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 PROG = "esrgan_jax.compare"
 PERCEPTION_DISTORTION, CROPS, CURVES = "perception_distortion.png", "crops.png", "curves.png"

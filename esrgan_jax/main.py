@@ -70,11 +70,7 @@ def _quiet_logs(verbose: bool) -> None:
   """Keeps the console to the trainer's own lines unless --verbose."""
   if verbose:
     return
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up lines
-  # TF 2.21 prints its oneDNN notice through absl logging, which TF_CPP_MIN_LOG_LEVEL no longer
-  # filters; TensorFlow computes nothing here (it only writes TensorBoard events), so its oneDNN
-  # kernels are not needed.
-  os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+  cli.quiet_tensorflow()
   for name in ("jax", "orbax", "tensorflow", "absl.flags"):
     std_logging.getLogger(name).setLevel(std_logging.WARNING)
   warnings.filterwarnings("ignore", category=DeprecationWarning)

@@ -4,6 +4,8 @@ metrics command on the same outputs; its figures; one-line errors."""
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -195,3 +197,14 @@ def test_a_metric_registered_with_its_flag_reaches_compare(setup, tmp_path, caps
     sr = np.asarray(Image.open(out / "sr" / "c1" / f"{name}.png"))
     assert values["brightness"] == 2 * float(np.mean(sr))
   assert "brightness ↓" in printed
+
+
+def test_importing_compare_prints_no_tensorflow_lines():
+  # compare imports the evaluation modules, whose TensorBoard writers import TensorFlow; its
+  # start-up notices (the oneDNN one) must stay off a user's console, as main keeps them.
+  env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
+  done = subprocess.run([sys.executable, "-c", "import sys, esrgan_jax.compare; "
+                         "print('tensorflow' in sys.modules)"], cwd=REPO_ROOT, env=env,
+                        capture_output=True, text=True, check=True)
+  assert done.stdout.strip() == "True"  # the case the quieting is for
+  assert "oneDNN" not in done.stderr and "absl::InitializeLog" not in done.stderr, done.stderr
