@@ -193,6 +193,17 @@ def _set_table(values: dict[str, float], set_metrics, count: int) -> str:
   return "\n".join(lines)
 
 
+def _check_json_destination(path: str) -> None:
+  """Before the scores (FID can take long): a --json that could not be written loses them."""
+  folder = os.path.dirname(path) or "."
+  if os.path.isdir(path):
+    raise cli.UserError(f"--json {path}: cannot write (Is a directory)")
+  if not os.path.isdir(folder):
+    raise cli.UserError(f"--json {path}: cannot write ({folder} is not a folder)")
+  if not os.access(folder, os.W_OK):
+    raise cli.UserError(f"--json {path}: cannot write (Permission denied)")
+
+
 def _check_same_colour(sr_path: str, hr_path: Optional[str]) -> None:
   from esrgan_jax.data import images
   if hr_path is None:
@@ -213,6 +224,8 @@ def run(args) -> int:
                         f"choose from {', '.join(METRICS)}")
   if args.crop_border < 0:
     raise cli.UserError(f"--crop_border must be >= 0, got {args.crop_border}")
+  if args.json:
+    _check_json_destination(args.json)
   chosen = [METRICS[n] for n in names]
   metrics = [m for m in chosen if isinstance(m, Metric)]
   set_metrics = [m for m in chosen if isinstance(m, SetMetric)]

@@ -42,3 +42,18 @@ def test_grayscale_against_grayscale_is_scored(tmp_path, capsys):
   _save(tmp_path / "hr" / "a.png", "L")
   assert cli.main(["--sr", str(tmp_path / "sr"), "--hr", str(tmp_path / "hr")]) == 0
   assert "inf" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("where, reason", [
+    ("afile/scores.json", "afile is not a folder"), ("missing/scores.json", "missing is not a "
+                                                     "folder"), (".", "Is a directory")])
+def test_json_that_cannot_be_written_is_refused_before_the_scores(tmp_path, capsys, monkeypatch,
+                                                                  where, reason):
+  """Found only after every score (FID can take long) before; the scores were lost."""
+  monkeypatch.chdir(tmp_path)
+  (tmp_path / "afile").write_text("a file")
+  _save(tmp_path / "sr" / "a.png", "RGB")
+  _save(tmp_path / "hr" / "a.png", "RGB")
+  monkeypatch.setattr(cli, "match_pairs", lambda *args: pytest.fail("scored before the check"))
+  assert cli.main(["--sr", "sr", "--hr", "hr", "--json", where]) == 1
+  assert capsys.readouterr().err == f"esrgan_jax: error: --json {where}: cannot write ({reason})\n"
