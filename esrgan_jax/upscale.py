@@ -423,23 +423,27 @@ def _upscale_all(args):
       upscaler = Upscaler(*upscaler_args, progress, multiple=multiple)
       written, failures = run(args, upscaler, *zip(*images), images_bar)
   if videos:
-    video_failures = video.upscale_videos(
+    videos_written, video_failures = video.upscale_videos(
         videos, lambda: video.video_upscaler(*upscaler_args[:6], multiple))
-    written += len(videos) - video_failures
+    written += videos_written
     failures += video_failures
-  return _summary(paths, written, failures, args.output)
+  return _summary(paths, written, failures, len(paths) - len(images) - len(videos), args.output)
 
 
-def _summary(paths, written: int, failures: int, outdir: str):
-  """The last line: what was written where (exit 0), or how many failed (exit 1). Counted from
-  what was written, not from the progress bars (disabled where stderr is no terminal)."""
+def _summary(paths, written: int, failures: int, skipped: int, outdir: str):
+  """The last line: what was written where (exit 0), or how many failed and how many outputs
+  are complete (exit 1). Counted from what was written, not from the progress bars (disabled
+  where stderr is no terminal). Videos alone end with their own summary lines."""
   kind = {0: "image(s)", len(paths): "video(s)"}.get(sum(map(is_video, paths)), "file(s)")
-  skipped = len(paths) - written - failures  # complete videos skipped by --resume
-  done = f"{written} {kind} to {outdir}" + (f", {skipped} complete before" if skipped else "")
+  complete = written + skipped  # skipped: complete videos before (--resume)
   if failures:
-    rest = f"wrote the other {done}" if written or skipped else f"nothing written to {outdir}"
+    rest = (f"the other {complete} are in {outdir}" if complete else
+            f"no complete output in {outdir}")
     return cli.error(f"{failures} of {len(paths)} {kind} failed; {rest}")
-  return f"wrote {done}"
+  if kind == "video(s)":
+    return cli.EXIT_OK  # each video's own line has said where it went
+  return f"wrote {written} {kind} to {outdir}" + (
+      f" ({skipped} complete before, skipped)" if skipped else "")
 
 
 if __name__ == "__main__":

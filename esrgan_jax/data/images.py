@@ -123,6 +123,9 @@ def read_image_any(path) -> np.ndarray:
     image = _decode(data)
   except ImageReadError as e:
     raise ImageReadError(f"{path}: {e}") from None
+  except Image.UnidentifiedImageError:  # its message names only an in-memory buffer
+    raise ImageReadError(f"{path}: not a readable image (no format Pillow knows: damaged, or "
+                         "not an image)") from None
   except Exception as e:  # Decoders raise many types (OSError, SyntaxError, zlib.error, ...).
     raise ImageReadError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
   return image
@@ -156,8 +159,11 @@ def read_header(path) -> ImageHeader:
       if _is_16bit_colour_png(start) or pil.format == "TIFF" and _is_16bit_colour_tiff(pil):
         return ImageHeader(height, width, 4 if "A" in mode else 3, 2)
       transparent = mode == "P" and "transparency" in pil.info
-  except Exception as e:  # Decoders raise many types; Image.open UnidentifiedImageError.
-    raise ImageReadError(f"{path}: not a readable image ({type(e).__name__})") from None
+  except Image.UnidentifiedImageError:
+    raise ImageReadError(f"{path}: not a readable image (no format Pillow knows: damaged, or "
+                         "not an image)") from None
+  except Exception as e:  # Decoders raise many types.
+    raise ImageReadError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
   if mode in ("1", "L") or mode.startswith("I"):
     return ImageHeader(height, width, 1, 1 if mode in ("1", "L") else 2)
   if mode in _TO_RGBA_MODES or mode == "RGBA" or transparent:

@@ -74,6 +74,15 @@ class EncodeSettings(NamedTuple):
   fps: Optional[Fraction]  # None: the input's timestamps
 
 
+def _flags_of(settings: EncodeSettings) -> str:
+  """The flags that set the encoder's options, as typed: what a refusal is about."""
+  flags = [f"--crf {settings.crf}"] if settings.crf is not None and (
+      settings.vcodec in CRF_CODECS) else []
+  if settings.preset is not None:
+    flags.append(f"--preset {settings.preset}")
+  return " ".join(flags) or "its default options"
+
+
 def encoder_options(settings: EncodeSettings) -> dict:
   options = {}
   if settings.vcodec == "libx265":
@@ -136,8 +145,10 @@ class SegmentWriter:
       return container, stream
     except (av.FFmpegError, ValueError) as error:
       container.close()
-      raise VideoWriteError(f"{self.path}: cannot encode {settings.vcodec} "
-                            f"({ffmpeg_reason(error)})") from None
+      raise VideoWriteError(
+          f"{self.path}: cannot encode {settings.vcodec} {width}x{height} frames with "
+          f"{_flags_of(settings)} ({ffmpeg_reason(error)}); check those flags and --outscale") \
+          from None
 
   def _frame(self, pixels: np.ndarray, pts: int, index: int) -> av.VideoFrame:
     frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")

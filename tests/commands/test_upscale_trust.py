@@ -48,8 +48,7 @@ def test_counts_with_stderr_a_pipe(checkpoint, tmp_path):
                         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert done.returncode == 1, done.stderr
   assert done.stderr.splitlines()[-1] == (
-      f"esrgan_jax: error: 1 of 2 image(s) failed; wrote the other 1 image(s) to "
-      f"{tmp_path / 'out'}")
+      f"esrgan_jax: error: 1 of 2 image(s) failed; the other 1 are in {tmp_path / 'out'}")
   assert os.listdir(tmp_path / "out") == ["a_out.png"]
 
 
@@ -62,13 +61,13 @@ def test_success_says_what_was_written_where(checkpoint, tmp_path, capsys):
   assert out.splitlines() == [f"wrote 2 image(s) to {tmp_path / 'out'}"]
 
 
-def test_all_failed_says_nothing_was_written(checkpoint, tmp_path, capsys):
+def test_all_failed_says_no_output_is_complete(checkpoint, tmp_path, capsys):
   (tmp_path / "b.png").write_bytes(b"garbage")
   code, _, err = _run([str(tmp_path / "b.png"), "-o", str(tmp_path / "out"), "--checkpoint",
                        checkpoint], capsys)
   assert code == 1
   assert err.splitlines()[-1] == (
-      f"esrgan_jax: error: 1 of 1 image(s) failed; nothing written to {tmp_path / 'out'}")
+      f"esrgan_jax: error: 1 of 1 image(s) failed; no complete output in {tmp_path / 'out'}")
 
 
 def test_missing_checkpoint_creates_nothing(tmp_path, capsys):
@@ -136,7 +135,7 @@ def test_huge_png_is_refused_from_its_header_without_pillow_warning(checkpoint, 
       f"esrgan_jax: error: {tmp_path / 'big.png'}: 12000x12000 -> 48000x48000 is 2304000000 "
       "output pixels (6.4 GiB in memory), more than --max_pixels 1073741824; raise "
       "--max_pixels to upscale it, or lower --outscale",
-      f"esrgan_jax: error: 1 of 1 image(s) failed; nothing written to {tmp_path / 'out'}"]
+      f"esrgan_jax: error: 1 of 1 image(s) failed; no complete output in {tmp_path / 'out'}"]
   with images.no_pillow_pixel_limit():
     assert read_header(tmp_path / "big.png")[:2] == (12000, 12000)
 
@@ -158,3 +157,12 @@ def test_large_output_is_announced_before_the_work(checkpoint, tmp_path, capsys,
 def test_header_gives_what_the_reader_returns(tmp_path, mode, expected):
   Image.new(mode, (7, 5)).save(tmp_path / "x.png")
   assert tuple(read_header(tmp_path / "x.png")) == expected
+
+
+@pytest.mark.parametrize("read", [read_header, images.read_image_any])
+def test_garbage_named_png_is_one_line_without_a_buffer_address(tmp_path, read):
+  (tmp_path / "x.png").write_bytes(b"garbage")
+  with pytest.raises(images.ImageReadError) as error:
+    read(tmp_path / "x.png")
+  assert str(error.value) == (f"{tmp_path / 'x.png'}: not a readable image (no format Pillow "
+                              "knows: damaged, or not an image)")
