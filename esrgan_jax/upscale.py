@@ -44,10 +44,11 @@ continues it. An existing video output is refused unless `--overwrite` (or `--re
 esrgan_jax/inference/video.py.
 
 Errors are one line each on stderr. An unreadable image or video is reported and skipped, the
-other inputs are still processed.
+other inputs are still processed. The last line says how many were written where (exit 0), or
+how many failed and how many outputs are complete (exit 1); a missing checkpoint or a bad flag
+creates nothing.
 """
 
-import errno
 import os
 import sys
 from fractions import Fraction
@@ -245,34 +246,6 @@ def plan_outputs(paths: Sequence[str], outdir: str, suffix: str, ext: str,
   return outputs
 
 
-def check_output_dir(outdir: str) -> None:
-  """Refuses an `outdir` that cannot be created or written, creating nothing: the nearest
-  existing folder on its path must be a writable folder (prepare_output_dir proves it later)."""
-  existing = os.path.abspath(outdir)
-  while not os.path.exists(existing):
-    existing = os.path.dirname(existing)
-  if existing == os.path.abspath(outdir) and not os.path.isdir(existing):
-    raise cli.UserError(f"{outdir}: output folder is a file; choose another -o")
-  if not os.path.isdir(existing):
-    raise cli.UserError(f"{outdir}: output folder is not writable "
-                        f"({os.strerror(errno.ENOTDIR)})")
-  if not os.access(existing, os.W_OK | os.X_OK):
-    raise cli.UserError(f"{outdir}: output folder is not writable ({os.strerror(errno.EACCES)})")
-
-
-def prepare_output_dir(outdir: str) -> None:
-  """Creates `outdir` and proves that a file can be written there, before any work is done."""
-  probe = os.path.join(outdir, f".esrgan_jax-probe-{os.getpid()}")
-  try:
-    os.makedirs(outdir, exist_ok=True)
-    with open(probe, "wb"):
-      pass
-    os.remove(probe)
-  except OSError as error:
-    raise cli.UserError(f"{outdir}: output folder is not writable "
-                        f"({error.strerror or error})") from None
-
-
 def load_model(checkpoint: str, model_scale: Optional[int], half: bool):
   """The generator module and its params; one-line CheckpointError when they do not fit."""
   params, arch = generator_weights.load_generator(checkpoint)
@@ -397,10 +370,10 @@ def _upscale_all(args):
   paths = collect_inputs(args.inputs)
   outputs = plan_outputs(paths, args.output, args.suffix, args.ext, args.vcodec)
   # Everything that can fail at once is checked before -o is created: nothing left behind.
-  check_output_dir(args.output)
+  output_limits.check_output_dir(args.output)
   model, params = load_model(args.checkpoint, args.model_scale, args.half)
   videos = plan_videos(args, paths, outputs)
-  prepare_output_dir(args.output)
+  output_limits.prepare_output_dir(args.output)
   images = [(p, o) for p, o in zip(paths, outputs) if not is_video(p)]
   arch = generator_weights.arch_of(model)
   tile_pad = args.tile_pad

@@ -1,4 +1,5 @@
-"""How large an upscaled output may be: `--max_pixels`, checked before any work.
+"""How large an upscaled output may be (`--max_pixels`) and where it may go: both checked before
+any work.
 
 An output is held whole in host memory (inference/upscaler.py), so an input of 12000x12000 pixels
 at x4 means a 48000x48000 array of 6.4 GiB as 8-bit RGB; a mistyped `--outscale 1e9` means one no
@@ -6,9 +7,15 @@ computer holds. Each image's output size is worked out from its file header befo
 decoded, refused past `--max_pixels` output pixels with one line that says its size and memory
 and how to go on, and stated in one line when it is large but allowed.
 
+The output folder is checked before the checkpoint is read and created only after, so that a run
+that fails at once leaves nothing behind.
+
 The default, 2**30 pixels (32768 x 32768, 3 GiB as 8-bit RGB), includes the largest output
 benchmarks/upscale.py measured (32000x32000, 3.78 GiB peak); `--max_pixels` raises it.
 """
+
+import errno
+import os
 
 from esrgan_jax import cli
 from esrgan_jax.data import images
@@ -65,3 +72,31 @@ def check_file(path: str, output_size, max_pixels: int) -> None:
                       header.channels, header.itemsize, max_pixels)
   if note:
     print(note, flush=True)
+
+
+def check_output_dir(outdir: str) -> None:
+  """Refuses an `outdir` that cannot be created or written, creating nothing: the nearest
+  existing folder on its path must be a writable folder (prepare_output_dir proves it later)."""
+  existing = os.path.abspath(outdir)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if existing == os.path.abspath(outdir) and not os.path.isdir(existing):
+    raise cli.UserError(f"{outdir}: output folder is a file; choose another -o")
+  if not os.path.isdir(existing):
+    raise cli.UserError(f"{outdir}: output folder is not writable "
+                        f"({os.strerror(errno.ENOTDIR)})")
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise cli.UserError(f"{outdir}: output folder is not writable ({os.strerror(errno.EACCES)})")
+
+
+def prepare_output_dir(outdir: str) -> None:
+  """Creates `outdir` and proves that a file can be written there, before any work is done."""
+  probe = os.path.join(outdir, f".esrgan_jax-probe-{os.getpid()}")
+  try:
+    os.makedirs(outdir, exist_ok=True)
+    with open(probe, "wb"):
+      pass
+    os.remove(probe)
+  except OSError as error:
+    raise cli.UserError(f"{outdir}: output folder is not writable "
+                        f"({error.strerror or error})") from None
