@@ -166,3 +166,17 @@ def test_garbage_named_png_is_one_line_without_a_buffer_address(tmp_path, read):
     read(tmp_path / "x.png")
   assert str(error.value) == (f"{tmp_path / 'x.png'}: not a readable image (no format Pillow "
                               "knows: damaged, or not an image)")
+
+
+def test_pillow_bomb_warning_is_never_printed(tmp_path):
+  """Past 89 M pixels Pillow warned in its own words on stderr (metrics, prepare, degrade read
+  such files too); the commands state sizes in theirs."""
+  big = Image.new("P", (10000, 10000))
+  big.putpalette([0, 0, 0, 255, 255, 255])
+  big.save(tmp_path / "big.png")
+  code = ("from esrgan_jax.data import images; "
+          f"print(images.read_header({str(tmp_path / 'big.png')!r}))")
+  done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                        text=True, timeout=120)
+  assert done.returncode == 0 and done.stderr == "", done.stderr
+  assert done.stdout == "ImageHeader(height=10000, width=10000, channels=3, itemsize=1)\n"
