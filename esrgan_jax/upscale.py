@@ -166,7 +166,7 @@ def check_values(args) -> None:
   output_limits.check_outscale(args.outscale, args.max_pixels)
   if args.fps is not None and not (args.fps > 0 and np.isfinite(args.fps)):
     raise cli.UserError(f"--fps must be a positive number, got {args.fps}")
-  video_encode.check_encoder(args.vcodec, args.preset)
+  video_encode.check_encoder(args.vcodec, args.preset, args.crf)
 
 
 def _list_folder(folder: str) -> list[str]:

@@ -158,7 +158,6 @@ def test_a_video_that_fails_mid_way_leaves_nothing_and_the_next_is_right(
 
 
 @pytest.mark.parametrize("flags, settings", [
-    (["--crf", "-5"], "--crf -5"),
     (["--preset", "warp9"], "--crf 18 --preset warp9"),
 ])
 def test_an_encoder_refusal_names_the_frame_size_and_the_flags(tmp_path, capsys, checkpoint,
@@ -185,3 +184,18 @@ def test_videos_and_images_end_with_how_many_were_written_where(tmp_path, capsys
   lines = out.splitlines()
   assert len(lines) == 2 and lines[0].endswith(f"-> {tmp_path / 'out' / 'clip_out.mkv'}")
   assert lines[1] == f"wrote 2 file(s) to {tmp_path / 'out'}"
+
+
+@pytest.mark.parametrize("vcodec, crf, expected", [
+    ("libx264", "52", "--crf 52: libx264 takes 0 to 51"),  # clamped silently before
+    ("libx265", "-1", "--crf -1: libx265 takes 0 to 51"),  # taken silently before
+    ("libvpx-vp9", "64", "--crf 64: libvpx-vp9 takes 0 to 63"),
+])
+def test_crf_out_of_the_encoders_range_is_refused_at_once(tmp_path, capsys, checkpoint, vcodec,
+                                                          crf, expected):
+  make_clip(tmp_path / "clip.mkv", count=3, audio=False)
+  code, _, err = upscale([str(tmp_path / "clip.mkv"), "-o", str(tmp_path / "out"), "--vcodec",
+                          vcodec, "--crf", crf], capsys, checkpoint)
+  assert code == 1
+  assert err == f"esrgan_jax: error: {expected} (lower is better quality)\n"
+  assert not os.path.exists(tmp_path / "out")
