@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 from typing import Callable, Sequence, Union
 
 EXIT_OK = 0
@@ -217,6 +218,29 @@ def nested_error_line(message: str) -> str:
     lines = [line for line in lines if not line.startswith(("During handling", "The above"))]
     return lines[-1]
   return lines[0] if lines else message
+
+
+def config_file_error(argv: Sequence[str], error: BaseException) -> str:
+  """A config file that raised while it was loaded (a SyntaxError, a NameError in get_config):
+  the file, the line and the error, for one line instead of ml_collections' traceback."""
+  path = "?"
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      path = arg[len("--config="):]
+    elif arg == "--config" and i + 1 < len(argv):
+      path = argv[i + 1]
+  path = path.split(":", 1)[0]  # configs/x.py:variant
+  line = None
+  if isinstance(error, SyntaxError):
+    line, message = error.lineno, error.msg
+  else:
+    message = str(error)
+    real = os.path.realpath(path)
+    for frame in traceback.extract_tb(error.__traceback__):
+      if os.path.realpath(frame.filename) == real:
+        line = frame.lineno
+  where = f", line {line}" if line else ""
+  return f"--config={path}{where}: {type(error).__name__}: {message}"
 
 
 def _note(stopped: Union[str, Callable[[], str]]) -> str:

@@ -7,6 +7,7 @@ import ml_collections
 from etils import epath
 
 from esrgan_jax.cli import SEED_RANGE, ConfigError
+from esrgan_jax.data.images import ImageFolderError, list_images
 from esrgan_jax.data.pipeline import DATASETS, EVAL_LR_SOURCES, LR_SOURCES
 from esrgan_jax.models import COMPUTE_DTYPES, DISCRIMINATORS
 from esrgan_jax.models.discriminators import VGG_INPUT_SIZES
@@ -102,6 +103,7 @@ def _validate_eval(config: ml_collections.ConfigDict) -> None:
   for name, spec in data.eval_sets.items():
     _require(bool(spec.get("hr_dir")), f"config.data.eval_sets.{name}.hr_dir is not set")
     _require_dir(spec.hr_dir, f"config.data.eval_sets.{name}.hr_dir")
+    _require_images(spec.hr_dir, f"config.data.eval_sets.{name}.hr_dir")
     if spec.get("lr_dir"):
       _require_dir(spec.lr_dir, f"config.data.eval_sets.{name}.lr_dir")
   max_images = data.eval_max_images
@@ -247,6 +249,14 @@ def _tfds_name_scale(tfds_name: str) -> Optional[int]:
 
 def _require_dir(path: str, field: str) -> None:
   _require(epath.Path(path).is_dir(), f"{field}: {path} is not a directory")
+
+
+def _require_images(path: str, field: str) -> None:
+  """An evaluation folder without images would fail only at the first evaluation."""
+  try:
+    list_images(path)
+  except (ImageFolderError, OSError) as e:
+    raise ConfigError(f"{field}: {e}") from None
 
 
 def _validate_gan(config: ml_collections.ConfigDict) -> None:

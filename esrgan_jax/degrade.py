@@ -57,24 +57,44 @@ def _check_out_dir(out_dir):
     raise cli.UserError(f"{out_dir}: output folder is not writable")
 
 
+def plan_outputs(paths: Sequence[str], out_dir: str, suffix: str) -> list[str]:
+  """OUT_DIR/NAME[_SUFFIX].png of each input; refuses, before any work, an output that would
+  replace an input (OUT_DIR = IN_DIR without --suffix: the GT images would be lost) or another
+  output (a.jpg and a.png)."""
+  inputs = {os.path.realpath(p): p for p in paths}
+  outputs, owners = [], {}
+  for path in paths:
+    stem = os.path.splitext(os.path.basename(path))[0]
+    out = os.path.join(out_dir, f"{stem}_{suffix}.png" if suffix else f"{stem}.png")
+    real = os.path.realpath(out)
+    if real in inputs:
+      raise cli.UserError(f"{out}: would replace the input image {inputs[real]}; choose another "
+                          "OUT_DIR or a --suffix")
+    if real in owners:
+      raise cli.UserError(f"{owners[real]} and {path} would both be written to {out}; degrade "
+                          "them into different folders")
+    owners[real] = path
+    outputs.append(out)
+  return outputs
+
+
 def degrade_folder(args: argparse.Namespace):
   """Writes every image's LR; a line saying so (exit 0), or EXIT_ERROR after naming each failure."""
   paths = list_images(args.in_dir)  # its errors are one-line cli.UserErrors
+  outputs = plan_outputs(paths, args.out_dir, args.suffix)
   _check_out_dir(args.out_dir)
   # Each image takes seconds and each new size a compilation: say so before the first, then a
   # bar (on a terminal; disable=None keeps logs and pipes clean, as upscale's does).
   print(f"degrading {len(paths)} image(s) from {args.in_dir} (x{args.scale}, seed {args.seed}); "
         "each new image size compiles its program first", flush=True)
   failures = 0
-  for slot, path in enumerate(tqdm(paths, unit="image", disable=None, file=sys.stderr)):
-    stem = os.path.splitext(os.path.basename(path))[0]
-    name = f"{stem}_{args.suffix}.png" if args.suffix else f"{stem}.png"
+  for slot, (path, out) in enumerate(tqdm(list(zip(paths, outputs)), unit="image", disable=None,
+                                          file=sys.stderr)):
     try:
       image = read_image(path)
       if min(image.shape[:2]) < 2 * args.scale:
         raise ImageReadError(f"{path}: image is smaller than {2 * args.scale} pixels")
-      write_image(os.path.join(args.out_dir, name),
-                  degrade_image(image, args.seed, slot, args.scale))
+      write_image(out, degrade_image(image, args.seed, slot, args.scale))
     except (ImageReadError, ImageWriteError) as e:
       cli.error(str(e))  # Reported; the other images are still written.
       failures += 1

@@ -104,6 +104,8 @@ def parse_flags(argv: list[str]) -> list[str]:
     fail(cli.unknown_config_field(argv, error))
   except OSError as error:  # a missing or unreadable config file
     fail(f"{error.filename or argv}: {error.strerror or error}")
+  except Exception as error:  # pylint: disable=broad-except; the config file's own code raised
+    fail(cli.config_file_error(argv, error))
 
 
 def main(argv) -> int:

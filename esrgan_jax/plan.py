@@ -81,6 +81,8 @@ def load_config(path: str, overrides: Sequence[str]) -> ml_collections.ConfigDic
     lines = [line.strip() for line in str(error).splitlines()]
     detail = next((line.split("] ", 1)[-1] for line in lines if "[Errno" in line), lines[0])
     raise cli.UserError(f"--config={path}: {detail}") from None
+  except Exception as error:  # pylint: disable=broad-except; the config file's own code raised
+    raise cli.UserError(cli.config_file_error(argv, error)) from None
 
 
 def without_paths(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

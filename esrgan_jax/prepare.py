@@ -30,7 +30,9 @@ TFRecord or ArrayRecord would hold the same encoded bytes (the same decoding cos
 or a sequential reader; plain files already give the random access the pipeline's sampler needs.
 
 OUT/prepared.json lists the sub-images in order (the pipeline's image order) and how they were
-made; it is written last, so an interrupted run leaves no set the pipeline would read. An
+made; it is written last, so an interrupted run leaves no set the pipeline would read, and a run
+that fails or is stopped removes what it wrote (OUT was new or empty), so that the same command
+works again. An
 unreadable source image is skipped with a warning on stderr and counted in the final line; the
 command fails (exit 1) only when SRC has no readable image at all.
 """
@@ -38,6 +40,7 @@ command fails (exit 1) only when SRC has no readable image at all.
 import concurrent.futures
 import json
 import os
+import shutil
 import sys
 import tempfile
 from typing import List, Optional, Sequence, Tuple
@@ -180,10 +183,13 @@ def prepare(src_dir: str, out_dir: str, *, crop_size: int = 480, step: int = 240
   if crop_size <= 0 or step <= 0 or thresh_size < 0:
     raise PrepareError(f"--crop_size ({crop_size}) and --step ({step}) must be positive and "
                        f"--thresh_size ({thresh_size}) non-negative")
+  if num_workers < 0:
+    raise PrepareError(f"--num_workers must be >= 0 (0: one per CPU, at most 16), got "
+                       f"{num_workers}")
   if image_format not in FORMATS:
     raise PrepareError(f"--format must be one of {FORMATS}, got {image_format!r}")
   warn = warn or (lambda message: print(f"esrgan_jax: warning: {message}", file=sys.stderr))
-  if lr_dir and not scale:
+  if lr_dir and scale is None:
     raise PrepareError("--lr_dir needs --scale, the SR factor of its images")
   if scale is not None and not (scale > 0 and crop_size % scale == 0 and step % scale == 0):
     raise PrepareError(f"--scale ({scale}) must be a positive divisor of --crop_size "
@@ -195,7 +201,33 @@ def prepare(src_dir: str, out_dir: str, *, crop_size: int = 480, step: int = 240
       lr_paths = datasets.match_lr_paths(paths, lr_dir, scale)
     except (FileNotFoundError, NotADirectoryError, ValueError) as e:
       raise PrepareError(f"{e} (--lr_dir)") from None
+  created = not os.path.exists(out_dir)
   _prepare_output(out_dir)
+  try:
+    return _cut_all(paths, lr_paths, out_dir, crop_size, step, thresh_size, image_format,
+                    num_workers, src_dir, lr_dir, scale, warn)
+  except BaseException:
+    # OUT was new or empty: all in it is this run's, sub-images no manifest lists. Removed, so
+    # that the same command works again once the cause is fixed (it refuses a non-empty OUT).
+    _remove_contents(out_dir, created)
+    raise
+
+
+def _remove_contents(out_dir: str, remove_folder: bool) -> None:
+  if remove_folder:
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return
+  for name in os.listdir(out_dir):
+    path = os.path.join(out_dir, name)
+    if os.path.isdir(path):
+      shutil.rmtree(path, ignore_errors=True)
+    else:
+      os.remove(path)
+
+
+def _cut_all(paths, lr_paths, out_dir, crop_size, step, thresh_size, image_format, num_workers,
+             src_dir, lr_dir, scale, warn) -> dict:
+  """prepare's work once SRC, LR and OUT are checked: the sub-images, then the manifest."""
   if scale:
     os.makedirs(os.path.join(out_dir, LR_FOLDER))
   workers = num_workers or min(16, os.cpu_count() or 1)

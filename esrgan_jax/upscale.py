@@ -24,7 +24,10 @@ x4 model on 2 CPU cores, peak resident memory minus the uint8 output: 0.70, 0.74
 GiB for 1000, 2000, 4000 and 8000 px square inputs (the last a 32000x32000 output of 2.86 GiB,
 3.78 GiB peak). PNG and TIFF are written from the output as it is; JPEG, WebP and BMP go through
 Pillow, which first converts the pixels into its own copy (4 bytes per pixel); an output larger
-than its format can hold (JPEG 65500, WebP 16383 pixels a side) is refused before the work.
+than its format can hold (JPEG 65500, WebP 16383 pixels a side) is refused before the work, and
+so is one of more than `--max_pixels` pixels (default 2**30, 32768 x 32768: 3 GiB as 8-bit RGB;
+raise it for larger outputs); an output of 1 GiB or more is announced, size and memory, before
+its work starts (see esrgan_jax/inference/output_limits.py).
 `--tile 0` holds the whole float32 output (12 bytes per RGB pixel).
 
 Small images are upscaled several at a time (up to 256 MB of outputs) so that their windows share
@@ -41,7 +44,9 @@ continues it. An existing video output is refused unless `--overwrite` (or `--re
 esrgan_jax/inference/video.py.
 
 Errors are one line each on stderr. An unreadable image or video is reported and skipped, the
-other inputs are still processed.
+other inputs are still processed. The last line says how many were written where (exit 0), or
+how many failed and how many outputs are complete (exit 1); a missing checkpoint or a bad flag
+creates nothing.
 """
 
 import os
@@ -56,7 +61,7 @@ from tqdm import tqdm
 
 from esrgan_jax import cli
 from esrgan_jax.data import images as images_io
-from esrgan_jax.inference import tiling, video, video_decode, video_encode
+from esrgan_jax.inference import output_limits, tiling, video, video_decode, video_encode
 from esrgan_jax.inference.animation import (ANIMATION_FORMATS, Animation, read_animation,
                                             write_animation)
 from esrgan_jax.inference.apply import apply_generator
@@ -100,6 +105,11 @@ def parse_args(argv: Optional[Sequence[str]]):
                       help="refuse a checkpoint of any other scale")
   parser.add_argument(*cli.flag("outscale"), type=float,
                       help="final upscaling factor (default: the model's scale)")
+  parser.add_argument(*cli.flag("max_pixels"), type=int,
+                      default=output_limits.DEFAULT_MAX_PIXELS,
+                      help="refuse an output of more pixels than this, before the work "
+                      f"(default {output_limits.DEFAULT_MAX_PIXELS}: 32768 x 32768, 3 GiB as "
+                      "8-bit RGB)")
   parser.add_argument(*cli.flag("tile"), type=int, default=256,
                       help="tile size in input pixels, 0 for whole images (default 256)")
   parser.add_argument(*cli.flag("tile_pad"), default="10",
@@ -151,9 +161,12 @@ def check_values(args) -> None:
     raise cli.UserError(f"--batch_size must be >= 1, got {args.batch_size}")
   if args.outscale is not None and not (args.outscale > 0 and np.isfinite(args.outscale)):
     raise cli.UserError(f"--outscale must be a positive number, got {args.outscale}")
+  if args.max_pixels < 1:
+    raise cli.UserError(f"--max_pixels must be >= 1, got {args.max_pixels}")
+  output_limits.check_outscale(args.outscale, args.max_pixels)
   if args.fps is not None and not (args.fps > 0 and np.isfinite(args.fps)):
     raise cli.UserError(f"--fps must be a positive number, got {args.fps}")
-  video_encode.check_encoder(args.vcodec, args.preset)
+  video_encode.check_encoder(args.vcodec, args.preset, args.crf)
 
 
 def _list_folder(folder: str) -> list[str]:
@@ -233,19 +246,6 @@ def plan_outputs(paths: Sequence[str], outdir: str, suffix: str, ext: str,
   return outputs
 
 
-def prepare_output_dir(outdir: str) -> None:
-  """Creates `outdir` and proves that a file can be written there, before any work is done."""
-  probe = os.path.join(outdir, f".esrgan_jax-probe-{os.getpid()}")
-  try:
-    os.makedirs(outdir, exist_ok=True)
-    with open(probe, "wb"):
-      pass
-    os.remove(probe)
-  except OSError as error:
-    raise cli.UserError(f"{outdir}: output folder is not writable "
-                        f"({error.strerror or error})") from None
-
-
 def load_model(checkpoint: str, model_scale: Optional[int], half: bool):
   """The generator module and its params; one-line CheckpointError when they do not fit."""
   params, arch = generator_weights.load_generator(checkpoint)
@@ -278,12 +278,13 @@ class _Pending(NamedTuple):
   animation: Optional[Animation]
 
 
-def run(args, upscaler: Upscaler, paths, outputs, images_bar) -> int:
-  """Upscales and writes every image; returns how many failed (each reported in one line)."""
-  failures, pending = 0, {}
+def run(args, upscaler: Upscaler, paths, outputs, images_bar) -> tuple[int, int]:
+  """Upscales and writes every image; returns how many were written and how many failed (each
+  reported in one line)."""
+  failures, written, pending = 0, 0, {}
 
   def write_finished():
-    nonlocal failures
+    nonlocal failures, written
     for (index, frame), result in upscaler.finished():
       entry = pending[index]
       entry.frames[frame] = result
@@ -295,6 +296,7 @@ def run(args, upscaler: Upscaler, paths, outputs, images_bar) -> int:
           write_output(entry.out, entry.frames[0])
         else:
           write_animation(entry.out, entry.animation._replace(frames=entry.frames))
+        written += 1
       except (ImageWriteError, ValueError) as error:
         cli.error(str(error))
         failures += 1
@@ -303,6 +305,7 @@ def run(args, upscaler: Upscaler, paths, outputs, images_bar) -> int:
   for index, (path, out) in enumerate(zip(paths, outputs)):
     images_bar.set_postfix_str(os.path.basename(path))
     try:
+      output_limits.check_file(path, upscaler.output_size, args.max_pixels)
       animation = read_animation(path)
       if animation is not None and os.path.splitext(out)[1] not in ANIMATION_FORMATS:
         raise ImageReadError(f"{path}: an animation of {len(animation.frames)} frames cannot "
@@ -323,7 +326,7 @@ def run(args, upscaler: Upscaler, paths, outputs, images_bar) -> int:
       write_finished()
   upscaler.flush()
   write_finished()
-  return failures
+  return written, failures
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -362,14 +365,16 @@ def plan_videos(args, paths, outputs) -> list:
   return jobs
 
 
-def _upscale_all(args) -> int:
+def _upscale_all(args):
   check_values(args)
   paths = collect_inputs(args.inputs)
   outputs = plan_outputs(paths, args.output, args.suffix, args.ext, args.vcodec)
-  prepare_output_dir(args.output)
-  videos = plan_videos(args, paths, outputs)
-  images = [(p, o) for p, o in zip(paths, outputs) if not is_video(p)]
+  # Everything that can fail at once is checked before -o is created: nothing left behind.
+  output_limits.check_output_dir(args.output)
   model, params = load_model(args.checkpoint, args.model_scale, args.half)
+  videos = plan_videos(args, paths, outputs)
+  output_limits.prepare_output_dir(args.output)
+  images = [(p, o) for p, o in zip(paths, outputs) if not is_video(p)]
   arch = generator_weights.arch_of(model)
   tile_pad = args.tile_pad
   if tile_pad == "exact":
@@ -377,26 +382,41 @@ def _upscale_all(args) -> int:
   upscaler_args = (make_apply_fn(model, params), arch["scale"], args.outscale, args.tile,
                    tile_pad, args.batch_size, args.alpha_upsampler)
   multiple = tiling.generator_multiple(arch)
-  failures = 0
+  written = failures = 0
   if images:
     # disable=None: bars on a terminal, nothing in logs and pipes.
     with tqdm(total=len(images), unit="image", disable=None, file=sys.stderr) as images_bar, \
-        tqdm(unit="window", leave=False, disable=None, file=sys.stderr) as windows_bar:
+        tqdm(unit="window", leave=False, disable=None, file=sys.stderr) as windows_bar, \
+        images_io.no_pillow_pixel_limit():  # --max_pixels is the limit
 
       def progress(done, total):
         windows_bar.total = total
         windows_bar.update(done - windows_bar.n)
 
       upscaler = Upscaler(*upscaler_args, progress, multiple=multiple)
-      failures = run(args, upscaler, *zip(*images), images_bar)
+      written, failures = run(args, upscaler, *zip(*images), images_bar)
   if videos:
-    failures += video.upscale_videos(
+    videos_written, video_failures = video.upscale_videos(
         videos, lambda: video.video_upscaler(*upscaler_args[:6], multiple))
+    written += videos_written
+    failures += video_failures
+  return _summary(paths, written, failures, len(paths) - len(images) - len(videos), args.output)
+
+
+def _summary(paths, written: int, failures: int, skipped: int, outdir: str):
+  """The last line: what was written where (exit 0), or how many failed and how many outputs
+  are complete (exit 1). Counted from what was written, not from the progress bars (disabled
+  where stderr is no terminal). Videos alone end with their own summary lines."""
+  kind = {0: "image(s)", len(paths): "video(s)"}.get(sum(map(is_video, paths)), "file(s)")
+  complete = written + skipped  # skipped: complete videos before (--resume)
   if failures:
-    kind = {0: "image(s)", len(paths): "video(s)"}.get(sum(map(is_video, paths)), "file(s)")
-    return cli.error(f"{failures} of {len(paths)} {kind} failed; the other "
-                     f"{len(paths) - failures} are in {args.output}")
-  return cli.EXIT_OK
+    rest = (f"the other {complete} are in {outdir}" if complete else
+            f"no complete output in {outdir}")
+    return cli.error(f"{failures} of {len(paths)} {kind} failed; {rest}")
+  if kind == "video(s)":
+    return cli.EXIT_OK  # each video's own line has said where it went
+  return f"wrote {written} {kind} to {outdir}" + (
+      f" ({skipped} complete before, skipped)" if skipped else "")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from absl import logging
 
 from esrgan_jax import cli
 from esrgan_jax.data import datasets, degradations
+from esrgan_jax.data import images as images_io
 
 
 def create_eval_sets(data_config, *, scale: int,
@@ -34,13 +35,13 @@ def create_eval_sets(data_config, *, scale: int,
     return {"bundled": datasets.load_eval_images(hr_paths, None, scale, make_lr=make_lr)}
   result = {}
   for name, spec in eval_sets.items():
-    hr_dir = spec.hr_dir
-    hr_paths, lr_paths = datasets.eval_set_paths(hr_dir, spec.get("lr_dir"), scale, max_images)
+    field = f"config.data.eval_sets.{name}"
+    hr_paths, lr_paths = _paths(field, spec, scale, max_images)
     _say_degrading(name, hr_paths if lr_paths is None else [], make_lr)
     images = datasets.load_eval_images(hr_paths, lr_paths, scale, data_config.on_bad_image, warn,
                                        make_lr)
     if not images:
-      raise cli.ConfigError(f"config.data.eval_sets.{name}: no readable images in {hr_dir}")
+      raise cli.ConfigError(f"{field}.hr_dir: no readable images in {spec.hr_dir}")
     result[name] = images
   return result
 
@@ -49,6 +50,22 @@ def _say_degrading(name: str, hr_paths, make_lr) -> None:
   """A line before the degradations run: minutes on a CPU (one program per image size)."""
   if make_lr is not None and hr_paths:
     logging.info("Making the degraded evaluation LR of %s (%d images)...", name, len(hr_paths))
+
+
+def _paths(field: str, spec, scale: int, max_images):
+  """eval_set_paths, its folder errors naming the config field (`...NAME.hr_dir: ...`) as well
+  as the folder; the same exception types, for callers that catch them by their builtin base."""
+  folder_errors = (images_io.ImageFolderError, FileNotFoundError, NotADirectoryError)
+  try:
+    hr_paths, _ = datasets.eval_set_paths(spec.hr_dir, None, scale, max_images)
+  except folder_errors as e:
+    raise type(e)(f"{field}.hr_dir: {e}") from None
+  if not spec.get("lr_dir"):
+    return hr_paths, None
+  try:
+    return hr_paths, datasets.match_lr_paths(hr_paths, spec.lr_dir, scale)
+  except folder_errors as e:
+    raise type(e)(f"{field}.lr_dir: {e}") from None
 
 
 def eval_lr_sources(data_config) -> Dict[str, str]:

@@ -28,7 +28,8 @@ keep the builtin base (ValueError, FileNotFoundError, ...) callers catch them by
 import contextlib
 import io
 import os
-from typing import List
+import warnings
+from typing import List, NamedTuple
 
 import numpy as np
 from etils import epath
@@ -48,6 +49,10 @@ MAX_SIDE = {"JPEG": 65500, "WEBP": 16383}
 # Modes that Pillow converts to RGB / RGBA without losing anything we keep.
 _TO_RGB_MODES = ("RGBX", "CMYK", "YCbCr", "LAB", "HSV")
 _TO_RGBA_MODES = ("LA", "La", "PA", "RGBa")
+
+# Pillow's decompression-bomb guard prints its own multi-line warning past 89 M pixels; where a
+# size matters the commands say so in their own words (upscale: --max_pixels, from the header).
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 class ImageReadError(cli.UserError, ValueError):
@@ -118,9 +123,63 @@ def read_image_any(path) -> np.ndarray:
     image = _decode(data)
   except ImageReadError as e:
     raise ImageReadError(f"{path}: {e}") from None
+  except Image.UnidentifiedImageError:  # its message names only an in-memory buffer
+    raise ImageReadError(f"{path}: not a readable image (no format Pillow knows: damaged, or "
+                         "not an image)") from None
   except Exception as e:  # Decoders raise many types (OSError, SyntaxError, zlib.error, ...).
     raise ImageReadError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
   return image
+
+
+class ImageHeader(NamedTuple):
+  """What read_image_any will return, known from the file's header: no pixels decoded."""
+  height: int
+  width: int
+  channels: int
+  itemsize: int
+
+
+def read_header(path) -> ImageHeader:
+  """The size and pixel format of the image at `path` (EXIF orientation applied), without
+  decoding it: for callers that refuse an image too large before reading it."""
+  path = os.fspath(path)
+  try:
+    with open(path, "rb") as f:
+      start = f.read(26)
+  except OSError as e:
+    raise ImageReadError(f"{path}: cannot read file: {e.strerror or e}") from None
+  if not start:
+    raise ImageReadError(f"{path}: file is empty")
+  try:
+    with Image.open(path) as pil:
+      width, height = pil.size
+      if pil.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated a quarter turn
+        width, height = height, width
+      mode = pil.mode
+      if _is_16bit_colour_png(start) or pil.format == "TIFF" and _is_16bit_colour_tiff(pil):
+        return ImageHeader(height, width, 4 if "A" in mode else 3, 2)
+      transparent = mode == "P" and "transparency" in pil.info
+  except Image.UnidentifiedImageError:
+    raise ImageReadError(f"{path}: not a readable image (no format Pillow knows: damaged, or "
+                         "not an image)") from None
+  except Exception as e:  # Decoders raise many types.
+    raise ImageReadError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+  if mode in ("1", "L") or mode.startswith("I"):
+    return ImageHeader(height, width, 1, 1 if mode in ("1", "L") else 2)
+  if mode in _TO_RGBA_MODES or mode == "RGBA" or transparent:
+    return ImageHeader(height, width, 4, 1)
+  return ImageHeader(height, width, 3, 1)
+
+
+@contextlib.contextmanager
+def no_pillow_pixel_limit():
+  """Within it Pillow opens images of any size: for a caller with its own limit, stated in its
+  own flag (upscale's --max_pixels), which Pillow's 179 M pixel refusal would otherwise cut."""
+  previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+  try:
+    yield
+  finally:
+    Image.MAX_IMAGE_PIXELS = previous
 
 
 def _decode(data: bytes) -> np.ndarray:

@@ -257,11 +257,13 @@ def _stop(output, source, options: VideoOptions, pump: _Pump, stop: StopSignals)
   raise stop.stopped(f" before the first frame of {source}; nothing was written")
 
 
-def upscale_videos(jobs, make_upscaler: Callable[[], Upscaler]) -> int:
+def upscale_videos(jobs, make_upscaler: Callable[[], Upscaler]) -> tuple[int, int]:
   """Upscales each (input, output, VideoOptions, first frame) in turn, printing its summary
-  line; returns how many failed, each reported in one line. A stop ends the list (cli.Stopped).
-  Each video gets its own Upscaler (`make_upscaler()`): one that failed may hold its frames."""
-  failures = 0
+  line; returns how many outputs are complete and how many failed, each failure reported in
+  one line (a damaged input upscaled as far as it decodes failed). A stop ends the list
+  (cli.Stopped). Each video gets its own Upscaler (`make_upscaler()`): one that failed may hold
+  its frames."""
+  written = failures = 0
   with StopSignals() as stop:
     for source, output, options, start in jobs:
       if stop.requested:
@@ -274,4 +276,6 @@ def upscale_videos(jobs, make_upscaler: Callable[[], Upscaler]) -> int:
       print(result.summary, flush=True)
       if result.problem:
         failures += cli.error(result.problem)
-  return failures
+      else:
+        written += 1
+  return written, failures

@@ -24,6 +24,10 @@ LOSSLESS_RGB = {"ffv1": "bgr0"}  # codec -> its 8-bit RGB pixel format
 # 'deadline'/'cpu-used'; FFV1 is lossless).
 CRF_CODECS = ("libx264", "libx265", "libvpx-vp9", "libsvtav1")
 PRESET_CODECS = ("libx264", "libx265", "libsvtav1")
+# Each encoder's --crf range: libx264 clamps a larger value and libx265 takes -1 silently, the
+# others refuse theirs only when the encoder opens; all are told the same way before the work.
+CRF_RANGES = {"libx264": (0, 51), "libx265": (0, 51), "libvpx-vp9": (0, 63),
+              "libsvtav1": (0, 63)}
 _END = object()
 
 
@@ -31,8 +35,9 @@ class VideoWriteError(cli.UserError, OSError):
   """A video output that cannot be encoded or written."""
 
 
-def check_encoder(vcodec: str, preset: Optional[str]) -> None:
-  """--vcodec names a video encoder of this FFmpeg build, --preset one that takes a preset."""
+def check_encoder(vcodec: str, preset: Optional[str], crf: Optional[int] = None) -> None:
+  """--vcodec names a video encoder of this FFmpeg build, --preset one that takes a preset,
+  --crf a value in the encoder's range."""
   try:
     codec = av.codec.Codec(vcodec, "w")
   except (av.FFmpegError, ValueError):
@@ -43,6 +48,10 @@ def check_encoder(vcodec: str, preset: Optional[str]) -> None:
   if preset is not None and vcodec not in PRESET_CODECS:
     raise VideoWriteError(f"--preset: {vcodec} takes no preset (only "
                           f"{', '.join(PRESET_CODECS)} do)")
+  low, high = CRF_RANGES.get(vcodec, (None, None))
+  if crf is not None and low is not None and not low <= crf <= high:
+    raise VideoWriteError(f"--crf {crf}: {vcodec} takes {low} to {high} (lower is better "
+                          "quality)")
 
 
 def output_pixel_format(vcodec: str, input_pix_fmt: str) -> str:
@@ -72,6 +81,15 @@ class EncodeSettings(NamedTuple):
   crf: Optional[int]
   preset: Optional[str]
   fps: Optional[Fraction]  # None: the input's timestamps
+
+
+def _flags_of(settings: EncodeSettings) -> str:
+  """The flags that set the encoder's options, as typed: what a refusal is about."""
+  flags = [f"--crf {settings.crf}"] if settings.crf is not None and (
+      settings.vcodec in CRF_CODECS) else []
+  if settings.preset is not None:
+    flags.append(f"--preset {settings.preset}")
+  return " ".join(flags) or "its default options"
 
 
 def encoder_options(settings: EncodeSettings) -> dict:
@@ -136,8 +154,10 @@ class SegmentWriter:
       return container, stream
     except (av.FFmpegError, ValueError) as error:
       container.close()
-      raise VideoWriteError(f"{self.path}: cannot encode {settings.vcodec} "
-                            f"({ffmpeg_reason(error)})") from None
+      raise VideoWriteError(
+          f"{self.path}: cannot encode {settings.vcodec} {width}x{height} frames with "
+          f"{_flags_of(settings)} ({ffmpeg_reason(error)}); check those flags and --outscale") \
+          from None
 
   def _frame(self, pixels: np.ndarray, pts: int, index: int) -> av.VideoFrame:
     frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")

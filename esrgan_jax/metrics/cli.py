@@ -2,7 +2,10 @@
 
 SR files are matched to HR files by name without extension; BasicSR's `name_SUFFIX.png` (e.g.
 `baboon_ESRGAN.png`) matches `name.png` when `--suffix SUFFIX` is given or when only the name
-before the last '_' has an HR file. No-reference metrics (NIQE) need only --sr.
+before the last '_' has an HR file. No-reference metrics (NIQE) need only --sr. A grayscale
+file is scored as RGB with three equal channels, but a grayscale SR against a colour HR (or the
+reverse) is refused, naming both files: its scores would measure the missing colour, not the
+SR (BasicSR's calculate_psnr_ssim.py refuses it too, the shapes differ); convert one first.
 
 A metric is a `Metric` in METRICS: its name, its direction, whether it needs the HR image, and a
 `build(args)` that loads what it needs once and returns `score(sr, hr) -> float` on RGB uint8
@@ -205,6 +208,28 @@ def _set_table(values: dict[str, float], set_metrics, count: int) -> str:
   return "\n".join(lines)
 
 
+def _check_json_destination(path: str) -> None:
+  """Before the scores (FID can take long): a --json that could not be written loses them."""
+  folder = os.path.dirname(path) or "."
+  if os.path.isdir(path):
+    raise cli.UserError(f"--json {path}: cannot write (Is a directory)")
+  if not os.path.isdir(folder):
+    raise cli.UserError(f"--json {path}: cannot write ({folder} is not a folder)")
+  if not os.access(folder, os.W_OK):
+    raise cli.UserError(f"--json {path}: cannot write (Permission denied)")
+
+
+def _check_same_colour(sr_path: str, hr_path: Optional[str]) -> None:
+  from esrgan_jax.data import images
+  if hr_path is None:
+    return
+  gray = [images.read_header(p).channels == 1 for p in (sr_path, hr_path)]
+  if gray[0] != gray[1]:
+    kinds = ["grayscale" if g else "colour" for g in gray]
+    raise cli.UserError(f"{sr_path} is {kinds[0]} but {hr_path} is {kinds[1]}; scores would "
+                        "measure the colour, not the SR: convert one to match")
+
+
 def chosen_metrics(text: str) -> list:
   """The METRICS entries a comma-separated `--metrics` value names; UserError for others."""
   names = [n.strip() for n in text.split(",") if n.strip()]
@@ -263,6 +288,8 @@ def run(args) -> int:
   chosen = chosen_metrics(args.metrics)
   if args.crop_border < 0:
     raise cli.UserError(f"--crop_border must be >= 0, got {args.crop_border}")
+  if args.json:
+    _check_json_destination(args.json)
   metrics = [m for m in chosen if isinstance(m, Metric)]
   set_metrics = [m for m in chosen if isinstance(m, SetMetric)]
   needs_hr = [m.name for m in chosen if m.needs_hr]
@@ -278,6 +305,7 @@ def run(args) -> int:
   for name, sr_path, hr_path in pairs:
     sr = images.read_image(sr_path)  # an ImageReadError is a one-line cli.UserError
     hr = images.read_image(hr_path) if hr_path else None
+    _check_same_colour(sr_path, hr_path)
     if hr is not None and sr.shape != hr.shape:
       raise cli.UserError(f"{sr_path} is {sr.shape[1]}x{sr.shape[0]} but {hr_path} is "
                           f"{hr.shape[1]}x{hr.shape[0]} (width x height)")
@@ -309,6 +337,7 @@ def run(args) -> int:
         json.dump(result, f, indent=2)
     except OSError as e:
       raise cli.UserError(f"--json {args.json}: cannot write ({e.strerror or e})") from None
+    print(f"wrote {args.json}")
   return cli.EXIT_OK
 
 

@@ -32,9 +32,16 @@ def describe_error(error: Exception) -> str:
 
 
 def refuse_existing(path: str | os.PathLike, what: str = "output directory") -> None:
-  """Raised before any work, so a long conversion never ends by failing to write."""
+  """Raised before any work, so a long conversion never ends by failing to write: `path`
+  exists, or a file stands where one of its (local) parent folders would go."""
   if epath.Path(path).exists():
     raise CheckpointError(f"{path}: {what} already exists")
+  if "://" not in os.fspath(path):  # local: gs:// has no folders to be in the way
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+      parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+      raise CheckpointError(f"{path}: cannot write here ({parent} is a file, not a folder)")
 
 
 def make_parent(path: str | os.PathLike) -> None:

@@ -129,6 +129,16 @@ def test_eval_mode_checks_the_eval_sets_not_the_training_data(tmp_path):
     config_checks.validate(config, 1, "eval")
 
 
+def test_eval_set_without_images_fails_before_training(tmp_path):
+  """Found by the first evaluation otherwise, after compiling and training."""
+  (tmp_path / "set5").mkdir()
+  config = esrgan_psnr.get_config("demo")
+  config.data.eval_sets = {"set5": {"hr_dir": str(tmp_path / "set5")}}
+  with pytest.raises(config_checks.ConfigError,
+                     match=r"^config\.data\.eval_sets\.set5\.hr_dir: .*set5: no image files"):
+    config_checks.validate(config, 1, "eval")
+
+
 def test_lowered_flops_of_a_convolution_are_two_per_multiply_add():
   n, h, w, c_in, c_out, k = 2, 10, 12, 5, 7, 3
   conv = jax.jit(lambda x, kernel: jax.lax.conv_general_dilated(

@@ -126,3 +126,24 @@ def test_real_world_eval_sets_are_what_the_command_writes(tmp_path, caplog):
   bicubic = create_eval_sets(config.data, scale=4)["plain"]
   assert eval_lr_sources(config.data)["plain"] == "bicubic"
   assert not np.array_equal(bicubic[0].lr, sets["plain"][0].lr)
+
+
+@pytest.mark.parametrize("case", ["same_folder", "two_extensions"])
+def test_outputs_that_would_replace_an_input_or_each_other_are_refused(tmp_path, capsys, case):
+  """`degrade gt gt` once wrote each LR over its GT image; nothing is written now."""
+  src = tmp_path / "gt"
+  _photos(str(src), n=1)
+  before = read_image(src / "img0.png")
+  out = src if case == "same_folder" else tmp_path / "out"
+  if case == "two_extensions":
+    write_image(src / "img0.jpg", before)
+  status = degrade.main([str(src), str(out)])
+  err = capsys.readouterr().err
+  expected = {
+      "same_folder": f"{src / 'img0.png'}: would replace the input image {src / 'img0.png'}; "
+                     "choose another OUT_DIR or a --suffix",
+      "two_extensions": f"{src / 'img0.jpg'} and {src / 'img0.png'} would both be written to "
+                        f"{out / 'img0.png'}; degrade them into different folders"}[case]
+  assert status == 1 and err == f"esrgan_jax: error: {expected}\n"
+  np.testing.assert_array_equal(read_image(src / "img0.png"), before)
+  assert not os.path.exists(tmp_path / "out")

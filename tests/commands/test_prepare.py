@@ -235,3 +235,41 @@ def test_manifest_errors_are_one_line_user_errors(tmp_path):
   with pytest.raises(cli.ConfigError, match="config.data.prepared_dir="):
     prepared.prepared_source(str(tmp_path / "x4"), 2)
   assert issubclass(prepared.PreparedDataError, cli.UserError)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--num_workers", "-3"], "--num_workers must be >= 0 (0: one per CPU, at most 16), got -3"),
+    (["--scale", "0", "--lr_dir", "LR"], "--scale (0) must be a positive divisor of --crop_size "
+     "(480) and --step (240)"),
+])
+def test_flags_out_of_range_are_one_line_errors(tmp_path, capsys, flags, message):
+  """--num_workers -3 was a ValueError traceback from the thread pool; --scale 0 was told to
+  give --scale."""
+  write_image(str(tmp_path / "src" / "a.png"), np.zeros((8, 8, 3), np.uint8))
+  flags = [str(tmp_path / "src") if flag == "LR" else flag for flag in flags]
+  assert prepare.main([str(tmp_path / "src"), str(tmp_path / "out")] + flags) == cli.EXIT_ERROR
+  assert one_error_line(capsys) == f"esrgan_jax: error: {message}"
+  assert not os.path.exists(tmp_path / "out")
+
+
+@pytest.mark.parametrize("out_exists", [False, True])
+def test_a_failed_run_removes_what_it_wrote_and_can_be_run_again(tmp_path, capsys, out_exists):
+  """A pair of the wrong size, found after the first image was cut: OUT is as before, and the
+  same command works once the pair is fixed (it refuses a non-empty OUT)."""
+  for name, lr_side in (("a", 4), ("b", 3)):
+    write_image(str(tmp_path / "hr" / f"{name}.png"), np.zeros((16, 16, 3), np.uint8))
+    write_image(str(tmp_path / "lr" / f"{name}.png"), np.zeros((lr_side, lr_side, 3), np.uint8))
+  out = tmp_path / "out"
+  if out_exists:
+    out.mkdir()
+  argv = [str(tmp_path / "hr"), str(out), "--lr_dir", str(tmp_path / "lr"), "--scale", "4",
+          "--num_workers", "1", "--crop_size", "8", "--step", "8"]
+  assert prepare.main(argv) == cli.EXIT_ERROR
+  assert "b.png" in one_error_line(capsys)
+  if out_exists:
+    assert os.listdir(out) == []
+  else:
+    assert not os.path.exists(out)
+  write_image(str(tmp_path / "lr" / "b.png"), np.zeros((4, 4, 3), np.uint8))
+  assert prepare.main(argv) == 0
+  assert "wrote 8 sub-images of 2 images" in capsys.readouterr().out

@@ -172,7 +172,7 @@ def test_checkpoint_of_another_scale_is_refused(generator, tmp_path, capsys):
   assert code == cli.EXIT_ERROR  # Was 2 before the shared convention: 2 is argparse's only.
   assert err.strip() == (f"esrgan_jax: error: {checkpoint}: checkpoint is a x4 model, but "
                          "--model_scale 2 was given")
-  assert not os.listdir(tmp_path / "out")
+  assert not os.path.exists(tmp_path / "out")  # checked before -o is created
 
 
 def test_missing_checkpoint_and_colliding_outputs_are_one_line_errors(tmp_path, capsys):

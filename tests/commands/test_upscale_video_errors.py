@@ -155,3 +155,47 @@ def test_a_video_that_fails_mid_way_leaves_nothing_and_the_next_is_right(
                                                                       "b_out.mkv")
   assert len(together) == 6 and all(
       np.array_equal(x, y) for (_, x), (_, y) in zip(together, alone))
+
+
+@pytest.mark.parametrize("flags, settings", [
+    (["--preset", "warp9"], "--crf 18 --preset warp9"),
+])
+def test_an_encoder_refusal_names_the_frame_size_and_the_flags(tmp_path, capsys, checkpoint,
+                                                                flags, settings):
+  make_clip(tmp_path / "clip.mkv", count=3, audio=False)
+  code, _, err = upscale([str(tmp_path / "clip.mkv"), "-o", str(tmp_path / "out")] + flags,
+                         capsys, checkpoint)
+  lines = error_lines(err)
+  assert code == 1 and "Traceback" not in err
+  assert lines[0].startswith(f"esrgan_jax: error: {tmp_path / 'out' / 'clip_out.part.mkv'}: "
+                             f"cannot encode libx264 128x96 frames with {settings} (")
+  assert lines[0].endswith("); check those flags and --outscale")
+  assert lines[1] == (f"esrgan_jax: error: 1 of 1 video(s) failed; no complete output in "
+                      f"{tmp_path / 'out'}")
+
+
+def test_videos_and_images_end_with_how_many_were_written_where(tmp_path, capsys, checkpoint):
+  """A video's own line names its output; with images too, one line counts them all."""
+  make_clip(tmp_path / "clip.mkv", count=3, audio=False)
+  write_image(tmp_path / "photo.png", panned_frames(1)[0])
+  code, out, err = upscale([str(tmp_path / "clip.mkv"), str(tmp_path / "photo.png"), "-o",
+                            str(tmp_path / "out"), "--vcodec", "ffv1"], capsys, checkpoint)
+  assert code == 0, err
+  lines = out.splitlines()
+  assert len(lines) == 2 and lines[0].endswith(f"-> {tmp_path / 'out' / 'clip_out.mkv'}")
+  assert lines[1] == f"wrote 2 file(s) to {tmp_path / 'out'}"
+
+
+@pytest.mark.parametrize("vcodec, crf, expected", [
+    ("libx264", "52", "--crf 52: libx264 takes 0 to 51"),  # clamped silently before
+    ("libx265", "-1", "--crf -1: libx265 takes 0 to 51"),  # taken silently before
+    ("libvpx-vp9", "64", "--crf 64: libvpx-vp9 takes 0 to 63"),
+])
+def test_crf_out_of_the_encoders_range_is_refused_at_once(tmp_path, capsys, checkpoint, vcodec,
+                                                          crf, expected):
+  make_clip(tmp_path / "clip.mkv", count=3, audio=False)
+  code, _, err = upscale([str(tmp_path / "clip.mkv"), "-o", str(tmp_path / "out"), "--vcodec",
+                          vcodec, "--crf", crf], capsys, checkpoint)
+  assert code == 1
+  assert err == f"esrgan_jax: error: {expected} (lower is better quality)\n"
+  assert not os.path.exists(tmp_path / "out")

@@ -8,7 +8,7 @@ import pytest
 
 from configs import default, esrgan_psnr
 from esrgan_jax import cli, config_checks
-from esrgan_jax.data import datasets, pipeline
+from esrgan_jax.data import datasets, images, pipeline
 from esrgan_jax.data.bicubic import bicubic_downsample_uint8
 from esrgan_jax.data.eval_sets import create_eval_sets
 from esrgan_jax.data.images import read_image, write_image
@@ -154,7 +154,7 @@ def test_missing_data_and_empty_eval_sets_are_user_errors(tmp_path):
   (tmp_path / "bad").mkdir()
   (tmp_path / "bad" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
   config = eval_config(a=dict(hr_dir=str(tmp_path / "bad")))
-  with pytest.raises(cli.ConfigError, match="config.data.eval_sets.a: no readable images"):
+  with pytest.raises(cli.ConfigError, match="config.data.eval_sets.a.hr_dir: no readable images"):
     create_eval_sets(config, scale=SCALE)
   with pytest.raises(cli.ConfigError, match="config.data.tfds_name='no_such_dataset'"):
     datasets.open_tfds_builder("no_such_dataset", data_dir=str(tmp_path))
@@ -260,3 +260,17 @@ def test_div2k_scale_must_match_the_model(tmp_path):
     config_checks.validate(config, 1)
   config.model.scale = 4
   config_checks.validate(config, 1)
+
+
+def test_eval_set_folder_errors_name_the_config_field(tmp_path):
+  (tmp_path / "empty").mkdir()
+  config = eval_config(set5=dict(hr_dir=str(tmp_path / "empty")))
+  with pytest.raises(images.ImageFolderError,
+                     match=r"^config\.data\.eval_sets\.set5\.hr_dir: .*empty: no image files"):
+    create_eval_sets(config, scale=SCALE)
+  write_image(str(tmp_path / "hr" / "baby.png"), np.zeros((8, 8, 3), np.uint8))
+  write_image(str(tmp_path / "lr" / "other.png"), np.zeros((2, 2, 3), np.uint8))
+  config = eval_config(set5=dict(hr_dir=str(tmp_path / "hr"), lr_dir=str(tmp_path / "lr")))
+  with pytest.raises(datasets.DatasetNotFoundError,
+                     match=r"^config\.data\.eval_sets\.set5\.lr_dir: .*baby\.png: no LR image"):
+    create_eval_sets(config, scale=SCALE)
