@@ -59,7 +59,9 @@ def test_a_progress_bar_counts_the_images(tmp_path, monkeypatch):
   assert degrade.main([str(src), str(tmp_path / "out")]) == 0
   # disable=None: drawn on a terminal only, like upscale's bars.
   assert bars[0]["unit"] == "image" and bars[0]["disable"] is None
-  assert [os.path.basename(p) for p in bars[1:]] == ["img0.png", "img1.png", "img2.png"]
+  # Each item is (input, output): the bar goes over the planned pairs.
+  assert [os.path.basename(p) for p, _ in bars[1:]] == ["img0.png", "img1.png", "img2.png"]
+  assert [os.path.dirname(o) for _, o in bars[1:]] == [str(tmp_path / "out")] * 3
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "unwritable"])
