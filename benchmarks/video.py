@@ -178,7 +178,7 @@ def end_to_end(upscaler, clip, output, encode):
   from esrgan_jax.inference import video  # pylint: disable=g-import-not-at-top
   options = video.VideoOptions(encode, resume=False, overwrite=True, settings={})
   start = time.perf_counter()
-  video.upscale_video(clip, output, upscaler, options, video.StopSignals())
+  video.upscale_video(clip, output, upscaler, options, video.stop_signals())
   return time.perf_counter() - start
 
 
