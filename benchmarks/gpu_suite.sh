@@ -54,7 +54,8 @@
 # parallel; if it does not, the sweep is cut by its own limit and reports what it finished.
 #
 # --tiny: a 1-block, 8-feature model, 1 timed step, small sizes, no gan rows (the VGG19 loss at
-# 128 px is too slow on a CPU test), for tests/benchmarks/test_gpu_suite.py on a CPU.
+# 128 px is too slow on a CPU test), tiny clips and models for the video rows, for
+# tests/benchmarks/test_gpu_suite.py on a CPU.
 
 # The part_* functions are called by name ("part_$one_part"), which shellcheck cannot follow.
 # shellcheck disable=SC2329
@@ -131,7 +132,7 @@ if ((tiny)); then
   fast_args=(--size 8x12 --steps 1 --warmup 1)
   fast_train_args=(--num_conv 2 --feature_channels 8)  # --num_feat 8 from the model's
   fast_groups=2  # benchmark.py's default groups on a CPU: jax:float32, torch:fp32
-  video_args=(--tiny)
+  video_args=(--tiny --scales 2)  # 24x32 clips of 4 frames, Compact 2x8 and SPAN 8
 else
   model=(--steps 10 --warmup 2 --infer_size 256)
   base_size=16x128
