@@ -14,14 +14,17 @@ megapixels per second (the figure that carries over between sizes).
 
 Rows (--rows): rrdb23x64 (RRDBNet, ESRGAN's), compact16 and compact32 (SRVGGNetCompact,
 num_feat 64, PReLU), span48 (SPAN, feature_channels 48; JAX runs the folded, deploy=True form).
-Variants (--frameworks; a backend's name, "jax" or "torch", names all of its variants):
+Variants (--frameworks, default jax,torch; a backend's name names all of its variants):
   jax:float32, jax:bfloat16      esrgan_jax's module through inference/apply.py, as evaluation
                                  and the upscaler run it (Compact on the CPU: with YNNPACK's
                                  convolutions), params float32 (compute dtype only);
   torch:fp32                     reference/'s PyTorch module, eager, eval mode, torch.no_grad;
                                  SPAN's eval form refolds every Conv3XC at each forward, as
                                  spandrel does;
-  torch:fp32:prefolded           SPAN only: the same with eval_conv folded once beforehand.
+  torch:fp32:prefolded           SPAN only: the same with eval_conv folded once beforehand;
+  onnxruntime:fp32               CPU only, asked for by name: the ONNX graph of
+                                 `convert --export` (weights/onnx_export.py) in onnxruntime's
+                                 CPUExecutionProvider, default threads.
 The backends are benchmarks/fast_backends.py's BACKENDS: one builder function each.
 
 Weights: random, drawn by NumPy into the shapes jax.eval_shape gives (no init compile), with
@@ -78,8 +81,9 @@ def parse_args(argv=None):
   parser.add_argument("--rows", default=",".join(MODELS), help=f"subset of {list(MODELS)}")
   backends = {name: names for name, (names, _) in fast_backends.BACKENDS.items()}
   variants = [v for names in backends.values() for v in names]
-  parser.add_argument("--frameworks", default=",".join(backends),
-                      help=f"subset of {variants}, or a backend's name for all of its variants")
+  parser.add_argument("--frameworks", default=",".join(fast_backends.DEFAULT_BACKENDS),
+                      help=f"subset of {variants}, or a backend's name for all of its variants "
+                      f"(default: {', '.join(fast_backends.DEFAULT_BACKENDS)})")
   parser.add_argument("--json", default="", help="also write every measurement to this file")
   parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
   parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
