@@ -10,6 +10,7 @@ import pytest
 
 from benchmarks import fast_backends, fast_models
 from tests import REPO_ROOT
+from tests.usage_errors import assert_refused
 
 # Inference-form parameters: Real-ESRGAN's x4plus RRDBNet, realesr-animevideov3 (16 convs) and
 # realesr-general-x4v3 (32), and SPAN 48 folded (tests/models/test_span.py).
@@ -92,10 +93,7 @@ def test_a_failed_check_is_printed_and_exits_1(monkeypatch, capsys):
     (["--steps", "0"], "--steps must be positive"),
     (["--device", "cuda", "--clock", "cpu"], "--clock cpu times the host")])
 def test_refusals(args, message, capsys):
-  with pytest.raises(SystemExit) as exit_:
-    fast_models.parse_args(args)
-  assert exit_.value.code == 2
-  assert message in capsys.readouterr().err
+  assert_refused(fast_models.parse_args, args, message, capsys)
 
 
 def test_defaults_take_traiNNer_redux_size_and_expand_the_frameworks():
