@@ -54,7 +54,7 @@
 # parallel; if it does not, the sweep is cut by its own limit and reports what it finished.
 #
 # --tiny: a 1-block, 8-feature model, 1 timed step, small sizes, no gan rows (the VGG19 loss at
-# 128 px is too slow on a CPU test), tiny clips and models for the video rows, for
+# 128 px is too slow on a CPU test), tiny models for the fast and video rows, for
 # tests/benchmarks/test_gpu_suite.py on a CPU.
 
 # The part_* functions are called by name ("part_$one_part"), which shellcheck cannot follow.
@@ -100,7 +100,8 @@ if ! [[ "$budget" =~ ^[0-9]+$ ]]; then
   echo "gpu_suite.sh: --budget must be a whole number of seconds, got $budget" >&2
   exit 2
 fi
-all_parts="env,dense,decision,torch,sweep,fast,video,compile,degradations,metrics,float32,report,summary"
+all_parts="env,dense,decision,torch,sweep,fast,video,compile,degradations,metrics,float32,report"
+all_parts+=",summary"
 parts=${parts:-$all_parts}
 IFS=, read -ra wanted <<<"$parts"
 for name in "${wanted[@]}"; do
@@ -129,7 +130,7 @@ if ((tiny)); then
   # GT 80: torch's reflect padding of the 21-tap kernels needs at least about 72 pixels.
   degradation_args=(speed --batch 2 --sizes 80 --steps 1 --device cpu)
   realesrgan_args=(--crop_pad_size 80)  # the GT squares the realesrgan row degrades
-  fast_args=(--size 8x12 --steps 1 --warmup 1)
+  fast_args=(--tiny --size 8x12 --steps 1 --warmup 1)  # tiny models: no 23-block RRDBNet
   fast_train_args=(--num_conv 2 --feature_channels 8)  # --num_feat 8 from the model's
   fast_groups=2  # benchmark.py's default groups on a CPU: jax:float32, torch:fp32
   video_args=(--tiny --scales 2)  # 24x32 clips of 4 frames, Compact 2x8 and SPAN 8
@@ -143,7 +144,9 @@ else
   fast_args=(--device cuda --steps 10 --warmup 2)  # --size: 480x640
   fast_train_args=(--num_conv 32 --feature_channels 48)  # realesr-general-x4v3's, SPAN 48
   fast_groups=4  # on a GPU, bf16 and AMP bf16 too
-  video_args=(--plan "1080p:2:compact16,compact32,span48;480p:4,2:compact16,compact32,span48,rrdb23x64;1080p:4:compact16,compact32,span48"
+  # 1080p x2 Compact first (the real-time target), then 480p x4 / x2 and 1080p x4.
+  video_plan="1080p:2:compact16,compact32,span48;480p:4,2:compact16,compact32,span48,rrdb23x64"
+  video_args=(--plan "$video_plan;1080p:4:compact16,compact32,span48"
               --frames 24 --batch_size 8 --preset veryfast)
 fi
 bench=("$PYTHON" -m benchmarks.benchmark "${model[@]}" --flops_cache "$out/flops")

@@ -36,18 +36,11 @@ import numpy as np
 
 from benchmarks.common import progress
 from benchmarks.fast_backends import torch_like_params
-from benchmarks.fast_models import MODELS
+from benchmarks.fast_models import MODELS, model_spec
 
 SIZES = {"480p": (480, 854), "720p": (720, 1280), "1080p": (1080, 1920), "tiny": (24, 32)}
 RATE = 24
 DTYPES = ("float32", "bfloat16")
-# --tiny's stand-ins for MODELS' rows (label, options): the test times the plumbing, not networks.
-TINY_MODELS = {
-    "rrdb23x64": ("RRDBNet 1x8", dict(num_block=1, num_feat=8, num_grow_ch=4)),
-    "compact16": ("Compact 2x8", dict(num_conv=2, num_feat=8, act_type="prelu")),
-    "compact32": ("Compact 4x8", dict(num_conv=4, num_feat=8, act_type="prelu")),
-    "span48": ("SPAN 8", dict(feature_channels=8)),
-}
 # What a 2-core CPU gets through in minutes: RRDBNet takes about a minute per 480p x4 frame there.
 CPU_PLAN = "480p:4,2:compact16,compact32,span48;480p:2:rrdb23x64;1080p:2:compact16,span48"
 
@@ -72,7 +65,7 @@ def parse_args(argv=None):
   parser.add_argument("--json", default="", help="also write every row to this file")
   parser.add_argument("--tiny", action="store_true",
                       help="24x32 clips of 4 frames, Compact 16 and SPAN rows with tiny "
-                      "models (TINY_MODELS), float32 (tests)")
+                      "models (fast_models.TINY_MODELS), float32 (tests)")
   args = parser.parse_args(argv)
   if args.tiny:
     args.sizes, args.frames, args.dtypes = args.sizes or "tiny", 4, "float32"
@@ -148,20 +141,12 @@ def make_clip(path, height, width, frames):
     return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
 
 
-def model_label_and_options(row, tiny=False):
-  """(label, network, options) of a row: MODELS', or with --tiny its TINY_MODELS stand-in."""
-  label, network, options = MODELS[row]
-  if tiny:
-    label, options = TINY_MODELS[row]
-  return label, network, options
-
-
 def build_model(row, scale, dtype, tiny=False):
   """(module, inference params, parameter count) with random torch-like weights."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from esrgan_jax.models import rrdbnet, span, srvgg  # pylint: disable=g-import-not-at-top
-  _, network, options = model_label_and_options(row, tiny)
+  _, network, options = model_spec(row, tiny)
   dtype = jnp.dtype(dtype)
   make = {"rrdbnet": lambda **o: rrdbnet.RRDBNet(scale=scale, dtype=dtype, **o),
           "srvgg": lambda **o: srvgg.SRVGGNetCompact(upscale=scale, dtype=dtype, **o),
@@ -239,8 +224,9 @@ def measure(args, work, size_name, frames, clip, scale, row, dtype, encode):
   e2e_fps = len(frames) / statistics.median(e2e_s)
   height, width = frames[0].shape[:2]
   return dict(size=size_name, input=f"{height}x{width}", scale=scale, row=row,
-              model=model_label_and_options(row, args.tiny)[0], dtype=dtype, params=count, frames=len(frames),
-              batch_size=args.batch_size, tile=args.tile, model_fps=model_fps, e2e_fps=e2e_fps,
+              model=model_spec(row, args.tiny)[0], dtype=dtype, params=count,
+              frames=len(frames), batch_size=args.batch_size, tile=args.tile,
+              model_fps=model_fps, e2e_fps=e2e_fps,
               model_realtime=model_fps / RATE, e2e_realtime=e2e_fps / RATE,
               e2e_over_model=e2e_fps / model_fps, model_s=model_s, e2e_s=e2e_s,
               compile_s=compile_s, platform=jax.default_backend(),

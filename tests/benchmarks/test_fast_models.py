@@ -120,3 +120,17 @@ def test_cpu_clock_times_the_process_cpu_seconds(monkeypatch, tmp_path, capsys):
   for r in run["results"]:
     assert r["clock"] == "cpu" and r["times"] == [1.0, 1.0] and r["frames_per_s"] == 1.0
   assert "Times are the process's CPU seconds per call" in capsys.readouterr().out
+
+
+def test_tiny_runs_every_row_with_its_stand_in_network(tmp_path, monkeypatch):
+  monkeypatch.setenv("XLA_FLAGS", "")
+  path = tmp_path / "rows.json"
+  fast_models.main(["--tiny", "--size", "4x6", "--frameworks", "jax:float32,torch:fp32",
+                    "--steps", "1", "--warmup", "0", "--json", str(path)])
+  run = json.loads(path.read_text())
+  assert run["failures"] == [] and run["args"]["tiny"] and len(run["checks"]) == 4
+  labels = {r["row"]: r["model"] for r in run["results"]}
+  assert labels == {row: label for row, (label, _) in fast_models.TINY_MODELS.items()}
+  # Stand-ins, not the 0.4M-17M parameter networks: the gpu_suite test runs them on 2 cores.
+  assert all(r["params"] < 20_000 for r in run["results"]), run["results"]
+  assert fast_models.model_spec("span48") == fast_models.MODELS["span48"]
