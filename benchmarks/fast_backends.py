@@ -4,7 +4,7 @@ A backend is one entry of BACKENDS: its variant names and a function
 `build(args, model, variants) -> {variant: Variant}` that makes each variant ready to time. A
 variant's `forward` (NHWC float32 image in, NHWC output out, at full precision) is what the
 agreement check compares against jax:float32; a variant without one (jax:bfloat16) is timed but
-not checked. Adding a backend (onnxruntime, say) is one more such function and one more entry.
+not checked. Adding a backend (as onnxruntime was) is one more such function and one more entry.
 Also here: the random weights every backend loads, and the PyTorch modules they fill.
 """
 
@@ -207,12 +207,58 @@ def torch_variants(args, model: Model, variants):
   return built
 
 
+def onnxruntime_variants(args, model: Model, variants):
+  """The network exported by weights/onnx_export.py (as `convert --export OUT.onnx` writes it)
+  into a temporary file, run by onnxruntime's CPUExecutionProvider with its default threads; on
+  --device cuda none (onnxruntime here is the CPU build)."""
+  if args.device != "cpu":
+    progress("onnxruntime: CPU only, not timed on --device cuda")
+    return {}
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  try:
+    import onnxruntime  # pylint: disable=g-import-not-at-top
+  except ImportError as error:
+    raise RuntimeError("the onnxruntime rows need onnxruntime: pip install -r "
+                       "requirements-dev.txt") from error
+  from esrgan_jax.weights import generator, onnx_export  # pylint: disable=g-import-not-at-top
+  # The checkpoint's record and state dict (SPAN: branch form; the export writes it folded).
+  arch = generator.arch_of(jax_module(model.network, model.options, jnp.float32))
+  state = generator.params_to_torch(model.params, arch)
+  start = time.perf_counter()
+  with tempfile.TemporaryDirectory() as work:
+    path = f"{work}/model{onnx_export.ONNX_SUFFIX}"
+    onnx_export.write_onnx(path, state, arch, description=model.network)
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+  build_s = time.perf_counter() - start
+  progress(f"{model.network} onnxruntime:fp32: exported and loaded in {build_s:.1f} s")
+  name = onnx_export.INPUT_NAME
+
+  def as_input(image):
+    return np.ascontiguousarray(image.transpose(0, 3, 1, 2))
+
+  x = as_input(model.image)
+
+  def forward(image):
+    return session.run(None, {name: as_input(image)})[0].transpose(0, 2, 3, 1)
+
+  facts = dict(compile_s=build_s, versions=f"onnxruntime {onnxruntime.__version__}",
+               device=f"{platform.processor() or 'cpu'} (CPUExecutionProvider)")
+  built = {"onnxruntime:fp32": Variant(lambda: session.run(None, {name: x}), lambda _: None,
+                                       facts, forward)}
+  return {v: built[v] for v in variants}
+
+
 # backend -> (its variants, in table order; the function that builds them). The first variant of
 # all, jax:float32, is the reference every other variant with a `forward` is checked against.
 BACKENDS = {
     "jax": (("jax:float32", "jax:bfloat16"), jax_variants),
     "torch": (("torch:fp32", "torch:fp32:prefolded"), torch_variants),
+    "onnxruntime": (("onnxruntime:fp32",), onnxruntime_variants),
 }
+# What runs without --frameworks: onnxruntime is asked for by name (a CPU figure, and a dev-only
+# package).
+DEFAULT_BACKENDS = ("jax", "torch")
 REFERENCE = "jax:float32"
 
 

@@ -14,14 +14,17 @@ megapixels per second (the figure that carries over between sizes).
 
 Rows (--rows): rrdb23x64 (RRDBNet, ESRGAN's), compact16 and compact32 (SRVGGNetCompact,
 num_feat 64, PReLU), span48 (SPAN, feature_channels 48; JAX runs the folded, deploy=True form).
-Variants (--frameworks; a backend's name, "jax" or "torch", names all of its variants):
+Variants (--frameworks, default jax,torch; a backend's name names all of its variants):
   jax:float32, jax:bfloat16      esrgan_jax's module through inference/apply.py, as evaluation
                                  and the upscaler run it (Compact on the CPU: with YNNPACK's
                                  convolutions), params float32 (compute dtype only);
   torch:fp32                     reference/'s PyTorch module, eager, eval mode, torch.no_grad;
                                  SPAN's eval form refolds every Conv3XC at each forward, as
                                  spandrel does;
-  torch:fp32:prefolded           SPAN only: the same with eval_conv folded once beforehand.
+  torch:fp32:prefolded           SPAN only: the same with eval_conv folded once beforehand;
+  onnxruntime:fp32               CPU only, asked for by name: the ONNX graph of
+                                 `convert --export` (weights/onnx_export.py) in onnxruntime's
+                                 CPUExecutionProvider, default threads.
 The backends are benchmarks/fast_backends.py's BACKENDS: one builder function each.
 
 Weights: random, drawn by NumPy into the shapes jax.eval_shape gives (no init compile), with
@@ -63,10 +66,25 @@ MODELS = {  # row -> (label, network, its options)
     "compact32": ("Compact 32x64", "srvgg", dict(num_conv=32, num_feat=64, act_type="prelu")),
     "span48": ("SPAN 48", "span", dict(feature_channels=48)),
 }
+# --tiny's stand-ins for the rows (label, options): tests time the plumbing, not the networks.
+TINY_MODELS = {
+    "rrdb23x64": ("RRDBNet 1x8", dict(num_block=1, num_feat=8, num_grow_ch=4)),
+    "compact16": ("Compact 2x8", dict(num_conv=2, num_feat=8, act_type="prelu")),
+    "compact32": ("Compact 4x8", dict(num_conv=4, num_feat=8, act_type="prelu")),
+    "span48": ("SPAN 8", dict(feature_channels=8)),
+}
 SIZE = (480, 640)  # traiNNer-redux's benchmark input
 TOLERANCE = 1e-3
 # traiNNer-redux's published RTX 4090 fp16 frames/s at 480x640 -> 1920x2560, for a GPU run.
 PUBLISHED_4090_FP16 = {"rrdb23x64": 4.73, "span48": 82.0, "compact16": 227.0}
+
+
+def model_spec(row, tiny=False):
+  """(label, network, options) of a row: MODELS', or with `tiny` its TINY_MODELS stand-in."""
+  label, network, options = MODELS[row]
+  if tiny:
+    label, options = TINY_MODELS[row]
+  return label, network, options
 
 
 def parse_args(argv=None):
@@ -78,14 +96,17 @@ def parse_args(argv=None):
   parser.add_argument("--rows", default=",".join(MODELS), help=f"subset of {list(MODELS)}")
   backends = {name: names for name, (names, _) in fast_backends.BACKENDS.items()}
   variants = [v for names in backends.values() for v in names]
-  parser.add_argument("--frameworks", default=",".join(backends),
-                      help=f"subset of {variants}, or a backend's name for all of its variants")
+  parser.add_argument("--frameworks", default=",".join(fast_backends.DEFAULT_BACKENDS),
+                      help=f"subset of {variants}, or a backend's name for all of its variants "
+                      f"(default: {', '.join(fast_backends.DEFAULT_BACKENDS)})")
   parser.add_argument("--json", default="", help="also write every measurement to this file")
   parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
   parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
                       help="cpu: the process's CPU seconds per call (all its threads, spinning "
                       "ones too), for a loaded shared CPU; with `taskset -c 0` every framework "
                       "runs one thread and its CPU time is its work")
+  parser.add_argument("--tiny", action="store_true",
+                      help="tiny stand-ins for the rows' networks (TINY_MODELS; tests)")
   args = parser.parse_args(argv)
   args.rows = [r.strip() for r in args.rows.split(",") if r.strip()]
   bad = [r for r in args.rows if r not in MODELS]
@@ -136,7 +157,7 @@ def check_agreement(args, row, built, image):
 def measure(args, row, image):
   """The rows of one model (one per variant), its check lines and its failures."""
   import jax  # pylint: disable=g-import-not-at-top
-  _, network, options = MODELS[row]
+  label, network, options = model_spec(row, args.tiny)
   model = fast_backends.make_model(network, options, image)
   param_count = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(model.infer_params))
   built = fast_backends.build_variants(args, model, args.variants)
@@ -152,7 +173,7 @@ def measure(args, row, image):
   rows = []
   for variant, its_times, its_warmup in zip(variants, times, warmup_s):
     seconds = statistics.median(its_times)
-    rows.append(dict(row=row, model=MODELS[row][0], variant=variant, params=param_count,
+    rows.append(dict(row=row, model=label, variant=variant, params=param_count,
                      seconds=seconds, frames_per_s=1 / seconds, mp_per_s=output_mp / seconds,
                      times=its_times, warmup_s=its_warmup, steps=steps,
                      size=f"{args.height}x{args.width}", platform=args.device, clock=args.clock,
@@ -178,7 +199,8 @@ def print_table(rows, clock="wall"):
     jax_row = by_key.get((row, fast_backends.REFERENCE))
     if jax_row and not variant.startswith("jax:"):
       ratio = jax_row["frames_per_s"] / by_key[(row, variant)]["frames_per_s"]
-      print(f"{MODELS[row][0]}: {fast_backends.REFERENCE} / {variant} throughput {ratio:.2f}x")
+      print(f"{jax_row['model']}: {fast_backends.REFERENCE} / {variant} throughput "
+            f"{ratio:.2f}x")
 
 
 def main(argv=None):
@@ -225,7 +247,7 @@ def write_json(args, results, checks, failures, load):
   with open(args.json, "w") as f:
     json.dump(dict(args=dict(size=f"{args.height}x{args.width}", steps=args.steps,
                              warmup=args.warmup, rows=args.rows, variants=args.variants,
-                             device=args.device, clock=args.clock),
+                             device=args.device, clock=args.clock, tiny=args.tiny),
                    load=load, results=results, checks=checks, failures=failures), f, indent=1)
 
 

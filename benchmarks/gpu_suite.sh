@@ -24,6 +24,9 @@
 #             and MP/s); then the L1 (psnr) train step of Compact 32 and SPAN 48 at batch 16, HR
 #             patch 128, JAX against PyTorch eager with Adam, fp32 and bf16 / AMP bf16
 #             (benchmarks.benchmark --arch, fast_train_compact.json and fast_train_span.json)
+#   video     video upscaling end to end (decode + network + encode + remux) and model-only, in
+#             frames/s and realtime factor (benchmarks.video, video.json): 1080p x2 with Compact
+#             first (the real-time target), then 480p x4 / x2 and 1080p x4 rows
 #   compile   PyTorch torch.compile baselines (fp32, then AMP bf16; infer and psnr rows)
 #   degradations  Real-ESRGAN's degradation pipeline, JAX against PyTorch on the GPU, GT 12 x 256
 #             and 12 x 400 (benchmarks.degradations speed), and a Real-ESRGAN step row once
@@ -51,7 +54,8 @@
 # parallel; if it does not, the sweep is cut by its own limit and reports what it finished.
 #
 # --tiny: a 1-block, 8-feature model, 1 timed step, small sizes, no gan rows (the VGG19 loss at
-# 128 px is too slow on a CPU test), for tests/benchmarks/test_gpu_suite.py on a CPU.
+# 128 px is too slow on a CPU test), tiny models for the fast and video rows, for
+# tests/benchmarks/test_gpu_suite.py on a CPU.
 
 # The part_* functions are called by name ("part_$one_part"), which shellcheck cannot follow.
 # shellcheck disable=SC2329
@@ -96,7 +100,8 @@ if ! [[ "$budget" =~ ^[0-9]+$ ]]; then
   echo "gpu_suite.sh: --budget must be a whole number of seconds, got $budget" >&2
   exit 2
 fi
-all_parts="env,dense,decision,torch,sweep,fast,compile,degradations,metrics,float32,report,summary"
+all_parts="env,dense,decision,torch,sweep,fast,video,compile,degradations,metrics,float32,report"
+all_parts+=",summary"
 parts=${parts:-$all_parts}
 IFS=, read -ra wanted <<<"$parts"
 for name in "${wanted[@]}"; do
@@ -125,9 +130,10 @@ if ((tiny)); then
   # GT 80: torch's reflect padding of the 21-tap kernels needs at least about 72 pixels.
   degradation_args=(speed --batch 2 --sizes 80 --steps 1 --device cpu)
   realesrgan_args=(--crop_pad_size 80)  # the GT squares the realesrgan row degrades
-  fast_args=(--size 8x12 --steps 1 --warmup 1)
+  fast_args=(--tiny --size 8x12 --steps 1 --warmup 1)  # tiny models: no 23-block RRDBNet
   fast_train_args=(--num_conv 2 --feature_channels 8)  # --num_feat 8 from the model's
   fast_groups=2  # benchmark.py's default groups on a CPU: jax:float32, torch:fp32
+  video_args=(--tiny --scales 2)  # 24x32 clips of 4 frames, Compact 2x8 and SPAN 8
 else
   model=(--steps 10 --warmup 2 --infer_size 256)
   base_size=16x128
@@ -138,6 +144,10 @@ else
   fast_args=(--device cuda --steps 10 --warmup 2)  # --size: 480x640
   fast_train_args=(--num_conv 32 --feature_channels 48)  # realesr-general-x4v3's, SPAN 48
   fast_groups=4  # on a GPU, bf16 and AMP bf16 too
+  # 1080p x2 Compact first (the real-time target), then 480p x4 / x2 and 1080p x4.
+  video_plan="1080p:2:compact16,compact32,span48;480p:4,2:compact16,compact32,span48,rrdb23x64"
+  video_args=(--plan "$video_plan;1080p:4:compact16,compact32,span48"
+              --frames 24 --batch_size 8 --preset veryfast)
 fi
 bench=("$PYTHON" -m benchmarks.benchmark "${model[@]}" --flops_cache "$out/flops")
 
@@ -255,6 +265,11 @@ part_fast() {
   return "$status"
 }
 
+part_video() {
+  # Rows print and are saved as they finish, so a part cut short keeps them.
+  "$PYTHON" -m benchmarks.video "${video_args[@]}" --json "$out/video.json"
+}
+
 part_compile() {
   bench_part compile.json 2 --sizes "$base_size" --rows psnr,infer \
     --groups torch:fp32:compile,torch:amp_bf16:compile
@@ -327,6 +342,7 @@ main() {
   run_part torch 80
   run_part sweep 200
   run_part fast 200
+  run_part video 300
   run_part compile 150
   run_part degradations 60
   run_part metrics 60

@@ -2,7 +2,7 @@
 
   python -m benchmarks.video                                   # CPU: what is feasible there
   python -m benchmarks.video --sizes 480p,1080p --frames 48 --batch_size 8 --preset veryfast
-  python -m benchmarks.video --tiny --json rows.json           # tests: tiny frames, few rows
+  python -m benchmarks.video --tiny --json rows.json           # tests: tiny clips and models
 
 From the repository root. For each clip size, scale, model and dtype, three figures:
   model     the video Upscaler (esrgan_jax/inference/video.py's video_upscaler: --batch_size
@@ -36,7 +36,7 @@ import numpy as np
 
 from benchmarks.common import progress
 from benchmarks.fast_backends import torch_like_params
-from benchmarks.fast_models import MODELS
+from benchmarks.fast_models import MODELS, model_spec
 
 SIZES = {"480p": (480, 854), "720p": (720, 1280), "1080p": (1080, 1920), "tiny": (24, 32)}
 RATE = 24
@@ -64,7 +64,8 @@ def parse_args(argv=None):
   parser.add_argument("--crf", type=int, default=18)
   parser.add_argument("--json", default="", help="also write every row to this file")
   parser.add_argument("--tiny", action="store_true",
-                      help="24x32 clips of 4 frames, Compact 16 and SPAN, float32 (tests)")
+                      help="24x32 clips of 4 frames, Compact 16 and SPAN rows with tiny "
+                      "models (fast_models.TINY_MODELS), float32 (tests)")
   args = parser.parse_args(argv)
   if args.tiny:
     args.sizes, args.frames, args.dtypes = args.sizes or "tiny", 4, "float32"
@@ -140,12 +141,12 @@ def make_clip(path, height, width, frames):
     return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
 
 
-def build_model(row, scale, dtype):
+def build_model(row, scale, dtype, tiny=False):
   """(module, inference params, parameter count) with random torch-like weights."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from esrgan_jax.models import rrdbnet, span, srvgg  # pylint: disable=g-import-not-at-top
-  _, network, options = MODELS[row]
+  _, network, options = model_spec(row, tiny)
   dtype = jnp.dtype(dtype)
   make = {"rrdbnet": lambda **o: rrdbnet.RRDBNet(scale=scale, dtype=dtype, **o),
           "srvgg": lambda **o: srvgg.SRVGGNetCompact(upscale=scale, dtype=dtype, **o),
@@ -178,7 +179,7 @@ def end_to_end(upscaler, clip, output, encode):
   from esrgan_jax.inference import video  # pylint: disable=g-import-not-at-top
   options = video.VideoOptions(encode, resume=False, overwrite=True, settings={})
   start = time.perf_counter()
-  video.upscale_video(clip, output, upscaler, options, video.StopSignals())
+  video.upscale_video(clip, output, upscaler, options, video.stop_signals())
   return time.perf_counter() - start
 
 
@@ -205,7 +206,7 @@ def measure(args, work, size_name, frames, clip, scale, row, dtype, encode):
   import jax  # pylint: disable=g-import-not-at-top
   from esrgan_jax.inference import tiling, video  # pylint: disable=g-import-not-at-top
   from esrgan_jax.inference.apply import apply_generator  # pylint: disable=g-import-not-at-top
-  model, params, count = build_model(row, scale, dtype)
+  model, params, count = build_model(row, scale, dtype, args.tiny)
   multiple = tiling.input_multiple(scale) if MODELS[row][1] == "rrdbnet" else 1
   upscaler = video.video_upscaler(lambda batch: apply_generator(model, params, batch), scale,
                                   None, args.tile, 10 if args.tile else 0, args.batch_size,
@@ -223,8 +224,9 @@ def measure(args, work, size_name, frames, clip, scale, row, dtype, encode):
   e2e_fps = len(frames) / statistics.median(e2e_s)
   height, width = frames[0].shape[:2]
   return dict(size=size_name, input=f"{height}x{width}", scale=scale, row=row,
-              model=MODELS[row][0], dtype=dtype, params=count, frames=len(frames),
-              batch_size=args.batch_size, tile=args.tile, model_fps=model_fps, e2e_fps=e2e_fps,
+              model=model_spec(row, args.tiny)[0], dtype=dtype, params=count,
+              frames=len(frames), batch_size=args.batch_size, tile=args.tile,
+              model_fps=model_fps, e2e_fps=e2e_fps,
               model_realtime=model_fps / RATE, e2e_realtime=e2e_fps / RATE,
               e2e_over_model=e2e_fps / model_fps, model_s=model_s, e2e_s=e2e_s,
               compile_s=compile_s, platform=jax.default_backend(),

@@ -16,9 +16,7 @@ run: with a lossless codec the joined video equals an uninterrupted run's frame 
 """
 
 import os
-import signal
 import sys
-import threading
 import time
 from fractions import Fraction
 from typing import Callable, NamedTuple, Optional
@@ -30,6 +28,7 @@ from esrgan_jax.inference import tiling, video_decode, video_encode, video_mux
 from esrgan_jax.inference.apply import to_uint8
 from esrgan_jax.inference.upscaler import Upscaler
 from esrgan_jax.inference.video_encode import EncodeSettings
+from esrgan_jax.runtime.stop_request import StopRequest
 
 SKIP = -1  # `plan_start`: the output is complete, nothing to do
 
@@ -46,41 +45,17 @@ class VideoResult(NamedTuple):
   problem: Optional[str]  # why decoding ended early (the frames before it are in the output)
 
 
-class StopSignals:
-  """Ctrl-C and SIGTERM as a flag read between frames; a second Ctrl-C stops at once
-  (KeyboardInterrupt: the output keeps what it held before this run). Main thread only."""
+def stop_signals() -> StopRequest:
+  """Ctrl-C and SIGTERM as a flag read between frames; the first decides the exit status, and a
+  second Ctrl-C stops at once (KeyboardInterrupt: the output keeps what it held before this
+  run). Handlers from the main thread only."""
+  return StopRequest(_say_stopping, first_decides=True)
 
-  def __init__(self):
-    self.signal: Optional[int] = None
-    self._previous = {}
 
-  @property
-  def requested(self) -> bool:
-    return self.signal is not None
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT,
-                                                                      signal.SIGTERM)}
-    return self
-
-  def __exit__(self, *exc_info):
-    for signum, handler in self._previous.items():
-      signal.signal(signum, handler)
-
-  def _handle(self, signum, frame):
-    del frame
-    if signum == signal.SIGINT and self.signal == signal.SIGINT:
-      raise KeyboardInterrupt
-    if self.signal is None:
-      self.signal = signum
-      print("esrgan_jax: finishing the current batch and stopping (Ctrl-C again: stop at once)",
-            file=sys.stderr)
-
-  def stopped(self, message: str) -> cli.Stopped:
-    if self.signal == signal.SIGTERM:
-      return cli.Stopped(f"stopped by SIGTERM{message}", cli.EXIT_TERMINATED)
-    return cli.Stopped(f"stopped by Ctrl-C{message}", cli.EXIT_INTERRUPTED)
+def _say_stopping(signum: int) -> None:
+  del signum
+  print("esrgan_jax: finishing the current batch and stopping (Ctrl-C again: stop at once)",
+        file=sys.stderr)
 
 
 def video_upscaler(apply_fn: tiling.ApplyFn, scale: int, outscale: Optional[float], tile: int,
@@ -165,7 +140,7 @@ class _Pump:
       realtime = (self.next_index - self.start) / self._rate / elapsed
       self.bar.set_postfix_str(f"{realtime:.2f}x realtime", refresh=False)
 
-  def run(self, stop: StopSignals) -> bool:
+  def run(self, stop: StopRequest) -> bool:
     """Returns whether a stop request ended it before the video did."""
     for frame in self.reader:
       # A stop takes effect where no partial batch waits: the batches of a resumed run then
@@ -181,7 +156,7 @@ class _Pump:
 
 
 def upscale_video(source: str, output: str, upscaler: Upscaler, options: VideoOptions,
-                  stop: StopSignals, start: int = 0) -> VideoResult:
+                  stop: StopRequest, start: int = 0) -> VideoResult:
   """Upscales `source` into `output` from frame `start` (plan_start's); see the module doc.
 
   Raises VideoReadError / VideoWriteError for bad files (one line), and the stop's cli.Stopped
@@ -245,7 +220,7 @@ def _assemble(output, segment, info, options: VideoOptions, pump: _Pump, partial
     video_mux.assemble(output, [output], info)
 
 
-def _stop(output, source, options: VideoOptions, pump: _Pump, stop: StopSignals) -> None:
+def _stop(output, source, options: VideoOptions, pump: _Pump, stop: StopRequest) -> None:
   """Notes where the output ends and raises the stop's cli.Stopped."""
   if pump.next_index > pump.start:
     video_mux.write_note(output, pump.next_index, pump.last_pts,
@@ -264,7 +239,7 @@ def upscale_videos(jobs, make_upscaler: Callable[[], Upscaler]) -> tuple[int, in
   (cli.Stopped). Each video gets its own Upscaler (`make_upscaler()`): one that failed may hold
   its frames."""
   written = failures = 0
-  with StopSignals() as stop:
+  with stop_signals() as stop:
     for source, output, options, start in jobs:
       if stop.requested:
         raise stop.stopped(f" before {source}; the outputs before it are complete")

@@ -1,1 +1,1 @@
-"""The runtime: device mesh and multi-process start, XLA flags, FLOP counting."""
+"""The runtime: device mesh and multi-process start, XLA flags, FLOP counting, stop requests."""

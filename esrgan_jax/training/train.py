@@ -239,7 +239,7 @@ class _Trainer:
     self.interval_metrics: list[dict[str, float]] = []
     self.compiled = None
     self.timer = progress.Throughput(config.train.batch_size, None, start_step)
-    self.stop = stop_request.StopRequest()
+    self.stop = stop_request.stop_request()
 
   def run(self, batches, step_rng) -> TrainState:
     """Trains to num_steps; any crash but a non-finite loss first saves the last good state."""

@@ -28,7 +28,7 @@ from esrgan_jax.models import rrdbnet as rrdbnet_model
 from esrgan_jax.models import span as span_model
 from esrgan_jax.models import srvgg as srvgg_model
 from esrgan_jax.weights import rrdbnet, span, srvgg
-from esrgan_jax.weights.store import CheckpointError, refuse_existing, write_bytes
+from esrgan_jax.weights.store import has_suffix, import_for, refuse_existing, write_bytes
 
 ONNX_SUFFIX = ".onnx"
 OPSET = 17
@@ -39,16 +39,11 @@ OUT_HEIGHT, OUT_WIDTH = "out_height", "out_width"
 
 
 def is_onnx_path(path: str | os.PathLike) -> bool:
-  return str(path).lower().endswith(ONNX_SUFFIX)
+  return has_suffix(path, ONNX_SUFFIX)
 
 
 def _import_onnx(path):
-  try:
-    import onnx  # pylint: disable=import-outside-toplevel
-  except ImportError as error:
-    raise CheckpointError(f"{path}: writing .onnx files needs the onnx package "
-                          "(pip install onnx)") from error
-  return onnx
+  return import_for(path, "onnx", "writing .onnx files needs the onnx package (pip install onnx)")
 
 
 class _Graph:

@@ -7,7 +7,9 @@ it. It is an Orbax composite checkpoint, written atomically, readable locally or
 Every failure to read or write one is a one-line `CheckpointError` naming the path.
 """
 
+import importlib
 import os
+import sys
 from typing import Any
 
 import jax
@@ -29,6 +31,22 @@ def describe_error(error: Exception) -> str:
   """'Type: first line of the message', for one-line errors that wrap another."""
   lines = str(error).strip().splitlines()
   return f"{type(error).__name__}: {lines[0][:_MESSAGE_CHARS] if lines else ''}"
+
+
+def has_suffix(path: str | os.PathLike, suffix: str) -> bool:
+  """Whether `path` ends in `suffix` (lower case), in any case: what tells the file formats apart."""
+  return str(path).lower().endswith(suffix)
+
+
+def import_for(path: str | os.PathLike, module: str, need: str):
+  """`import module`, which reading or writing `path` needs; without it, a CheckpointError
+  "PATH: NEED" (NEED says what to install). Returns the top-level package, as `import a.b` binds
+  `a`: the optional packages are imported only when a file of theirs is met."""
+  try:
+    importlib.import_module(module)
+  except ImportError as error:
+    raise CheckpointError(f"{path}: {need}") from error
+  return sys.modules[module.split(".")[0]]
 
 
 def refuse_existing(path: str | os.PathLike, what: str = "output directory") -> None:

@@ -17,7 +17,8 @@ import numpy as np
 from etils import epath
 from flax import traverse_util
 
-from esrgan_jax.weights.store import CheckpointError, describe_error, refuse_existing, write_bytes
+from esrgan_jax.weights.store import (CheckpointError, describe_error, has_suffix, import_for,
+                                      refuse_existing, write_bytes)
 from esrgan_jax.weights.trees import describe_key_mismatch, preview
 
 # BasicSR's training saves both; the EMA copy is the one its inference and Real-ESRGAN's use.
@@ -162,12 +163,8 @@ def export_entries(tree, entries, description: str) -> dict[str, np.ndarray]:
 
 
 def _import_torch(path):
-  try:
-    import torch  # pylint: disable=import-outside-toplevel
-  except ImportError as error:
-    raise CheckpointError(f"{path}: reading or writing .pth files needs PyTorch "
-                          "(pip install torch); nothing else in esrgan_jax does") from error
-  return torch
+  return import_for(path, "torch", "reading or writing .pth files needs PyTorch "
+                    "(pip install torch); nothing else in esrgan_jax does")
 
 
 def _read_bytes(path, kind: str) -> bytes:
@@ -201,16 +198,12 @@ def read_torch_checkpoint(path: str | os.PathLike) -> Any:
 
 
 def is_safetensors_path(path: str | os.PathLike) -> bool:
-  return str(path).lower().endswith(SAFETENSORS_SUFFIX)
+  return has_suffix(path, SAFETENSORS_SUFFIX)
 
 
 def _import_safetensors(path):
-  try:
-    import safetensors.numpy  # pylint: disable=import-outside-toplevel
-  except ImportError as error:
-    raise CheckpointError(f"{path}: reading or writing .safetensors files needs the safetensors "
-                          "package (pip install safetensors)") from error
-  return safetensors
+  return import_for(path, "safetensors.numpy", "reading or writing .safetensors files needs the "
+                    "safetensors package (pip install safetensors)")
 
 
 def _bfloat16_tolerant_load(safetensors, data: bytes) -> dict[str, np.ndarray]:

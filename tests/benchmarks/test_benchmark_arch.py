@@ -11,6 +11,7 @@ import pytest
 
 from benchmarks import benchmark, common, jax_rows, torch_rows
 from tests import REPO_ROOT
+from tests.usage_errors import assert_refused
 
 TINY = {"compact": ["--num_conv", "2", "--num_feat", "8"], "span": ["--feature_channels", "8"]}
 
@@ -62,10 +63,7 @@ def test_tiny_train_rows_of_a_fast_architecture(arch, clock, title, tmp_path):
     (["--arch", "compact", "--num_conv", "0"], "--num_conv, --feature_channels"),
     (["--arch", "span", "--feature_channels", "0"], "must be positive")])
 def test_refusals(argv, message, capsys):
-  with pytest.raises(SystemExit) as exit_:
-    benchmark.parse_args(argv)
-  assert exit_.value.code == 2
-  assert message in capsys.readouterr().err
+  assert_refused(benchmark.parse_args, argv, message, capsys)
 
 
 def test_rrdbnet_defaults_and_flops_cache_keys_stay_as_they_were():

@@ -1,7 +1,8 @@
-"""benchmarks/fast_backends.py: the weights every backend loads, SPAN's prefolded torch form, and
-the one-function hook for another backend (how an onnxruntime row would come in)."""
+"""benchmarks/fast_backends.py: the weights every backend loads, SPAN's prefolded torch form, the
+one-function hook for another backend, and the onnxruntime backend that came in through it."""
 
 import json
+import types
 
 import numpy as np
 import pytest
@@ -66,3 +67,27 @@ def test_a_backend_added_as_one_function_is_timed_checked_and_compared(
   assert run["failures"] == [off] and f"FAILED {off}" in out and f"FAILED {right}" not in out
   assert "Compact 16x64: jax:float32 / fake:fp32 throughput" in out
   assert "fake: fake device (fake 1.0)" in out
+
+
+def test_onnxruntime_runs_the_exported_graph_and_agrees_with_jax(monkeypatch, tmp_path, capsys):
+  monkeypatch.setenv("XLA_FLAGS", "")
+  path = tmp_path / "rows.json"
+  fast_models.main(["--rows", "compact16,span48", "--size", "4x6", "--frameworks",
+                    "jax:float32,onnxruntime", "--steps", "1", "--warmup", "0", "--json", str(path)])
+  run = json.loads(path.read_text())
+  assert run["failures"] == []
+  assert [(r["row"], r["variant"]) for r in run["results"]] == [
+      ("compact16", "jax:float32"), ("compact16", "onnxruntime:fp32"),
+      ("span48", "jax:float32"), ("span48", "onnxruntime:fp32")]
+  assert len(run["checks"]) == 2
+  assert all("jax:float32 against onnxruntime:fp32" in line for line in run["checks"])
+  out = capsys.readouterr().out
+  assert "SPAN 48: jax:float32 / onnxruntime:fp32 throughput" in out
+  assert "(CPUExecutionProvider) (onnxruntime " in out
+
+
+def test_onnxruntime_is_asked_for_by_name_and_skipped_on_cuda():
+  assert "onnxruntime:fp32" not in fast_models.parse_args([]).variants
+  assert fast_models.parse_args(["--frameworks", "onnxruntime"]).variants == ["onnxruntime:fp32"]
+  args = types.SimpleNamespace(device="cuda")
+  assert fast_backends.onnxruntime_variants(args, None, ["onnxruntime:fp32"]) == {}

@@ -10,6 +10,7 @@ import pytest
 
 from benchmarks import fast_backends, fast_models
 from tests import REPO_ROOT
+from tests.usage_errors import assert_refused
 
 # Inference-form parameters: Real-ESRGAN's x4plus RRDBNet, realesr-animevideov3 (16 convs) and
 # realesr-general-x4v3 (32), and SPAN 48 folded (tests/models/test_span.py).
@@ -92,10 +93,7 @@ def test_a_failed_check_is_printed_and_exits_1(monkeypatch, capsys):
     (["--steps", "0"], "--steps must be positive"),
     (["--device", "cuda", "--clock", "cpu"], "--clock cpu times the host")])
 def test_refusals(args, message, capsys):
-  with pytest.raises(SystemExit) as exit_:
-    fast_models.parse_args(args)
-  assert exit_.value.code == 2
-  assert message in capsys.readouterr().err
+  assert_refused(fast_models.parse_args, args, message, capsys)
 
 
 def test_defaults_take_traiNNer_redux_size_and_expand_the_frameworks():
@@ -122,3 +120,17 @@ def test_cpu_clock_times_the_process_cpu_seconds(monkeypatch, tmp_path, capsys):
   for r in run["results"]:
     assert r["clock"] == "cpu" and r["times"] == [1.0, 1.0] and r["frames_per_s"] == 1.0
   assert "Times are the process's CPU seconds per call" in capsys.readouterr().out
+
+
+def test_tiny_runs_every_row_with_its_stand_in_network(tmp_path, monkeypatch):
+  monkeypatch.setenv("XLA_FLAGS", "")
+  path = tmp_path / "rows.json"
+  fast_models.main(["--tiny", "--size", "4x6", "--frameworks", "jax:float32,torch:fp32",
+                    "--steps", "1", "--warmup", "0", "--json", str(path)])
+  run = json.loads(path.read_text())
+  assert run["failures"] == [] and run["args"]["tiny"] and len(run["checks"]) == 4
+  labels = {r["row"]: r["model"] for r in run["results"]}
+  assert labels == {row: label for row, (label, _) in fast_models.TINY_MODELS.items()}
+  # Stand-ins, not the 0.4M-17M parameter networks: the gpu_suite test runs them on 2 cores.
+  assert all(r["params"] < 20_000 for r in run["results"]), run["results"]
+  assert fast_models.model_spec("span48") == fast_models.MODELS["span48"]

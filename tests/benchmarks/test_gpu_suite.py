@@ -23,7 +23,7 @@ from esrgan_jax.models import rrdbnet
 from tests import REPO_ROOT  # pylint: disable=wrong-import-position
 REPO = Path(REPO_ROOT)
 SUITE = REPO / "benchmarks" / "gpu_suite.sh"
-PARTS = ("env", "dense", "decision", "torch", "sweep", "fast", "compile", "degradations",
+PARTS = ("env", "dense", "decision", "torch", "sweep", "fast", "video", "compile", "degradations",
          "metrics", "float32", "report", "summary")
 
 FAILING_PYTHON = f"""#!{sys.executable}
@@ -99,6 +99,13 @@ def test_tiny_suite_times_the_fast_architectures_inference_and_train_steps(tiny_
     assert run["flops"]["psnr:2x32"] > 0
   (rows_in,) = [line for line in result.stdout.splitlines() if line.startswith("rows in: ")]
   assert {"fast.json", "fast_train_compact.json", "fast_train_span.json"} <= set(rows_in.split())
+
+
+def test_tiny_suite_times_video_upscaling(tiny_run):
+  result, out = tiny_run
+  assert "!!! part video" not in result.stdout
+  run = json.loads((out / "video.json").read_text())
+  assert run["results"] and not run["failures"]
 
 
 def test_tiny_suite_times_the_realesrgan_step_with_and_without_its_degradations(tiny_run):

@@ -15,6 +15,9 @@ def test_tiny_run_writes_every_row_with_its_rates(tmp_path, capsys):
   assert run["failures"] == []
   assert [(r["size"], r["scale"], r["row"], r["dtype"]) for r in run["results"]] == [
       ("tiny", 2, "compact16", "float32"), ("tiny", 2, "span48", "float32")]
+  # Tiny stand-ins, not Compact 16x64's 0.6M parameters: the gpu_suite test runs this on 2 cores.
+  assert [r["model"] for r in run["results"]] == ["Compact 2x8", "SPAN 8"]
+  assert all(r["params"] < 20_000 for r in run["results"]), run["results"]
   out = capsys.readouterr().out
   for r in run["results"]:
     assert r["input"] == "24x32" and r["frames"] == 4 and r["platform"] == "cpu"

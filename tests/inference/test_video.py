@@ -34,7 +34,7 @@ def test_peak_memory_does_not_grow_with_the_number_of_frames(tmp_path, upscaler)
     make_clip(tmp_path / f"clip{count}.mkv", count=count, height=height, width=width)
     tracemalloc.start()
     video.upscale_video(str(tmp_path / f"clip{count}.mkv"), str(tmp_path / f"out{count}.mkv"),
-                        upscaler, FFV1, video.StopSignals())
+                        upscaler, FFV1, video.stop_signals())
     peaks[count] = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert len(decoded(tmp_path / f"out{count}.mkv")) == count
@@ -55,14 +55,14 @@ def test_batcher_counts_windows_waiting_for_a_batch():
 
 
 def test_stop_signals_set_a_flag_and_a_second_ctrl_c_raises():
-  with video.StopSignals() as stop:
+  with video.stop_signals() as stop:
     assert not stop.requested
     signal.raise_signal(signal.SIGINT)
     assert stop.requested and stop.signal == signal.SIGINT
     with pytest.raises(KeyboardInterrupt):
       signal.raise_signal(signal.SIGINT)
   assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-  with video.StopSignals() as stop:
+  with video.stop_signals() as stop:
     signal.raise_signal(signal.SIGTERM)
     assert stop.stopped(" now").status == 143
 
