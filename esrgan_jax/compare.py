@@ -45,7 +45,7 @@ from esrgan_jax.evaluation.compare_models import (BICUBIC, Candidate, ModelSpecE
                                                   common_scale, resolve, run_candidate,
                                                   unique_names)
 from esrgan_jax.metrics import cli as metrics_cli
-from esrgan_jax.runtime import xla_flags
+from esrgan_jax.runtime import backends, xla_flags
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 PROG = "esrgan_jax.compare"
@@ -284,6 +284,7 @@ def compare(args) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
   xla_flags.apply_defaults()
   args = parse_args(argv)
+  backends.start_quietly()
   return cli.run(lambda: compare(args))
 
 

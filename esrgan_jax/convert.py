@@ -26,6 +26,7 @@ from typing import Callable, NamedTuple, Sequence
 from esrgan_jax import cli
 from esrgan_jax.models.lpips import NETS as LPIPS_NETS
 from esrgan_jax.models.srvgg import ACT_TYPES
+from esrgan_jax.runtime import backends
 from esrgan_jax.weights import dists, discriminators, generator, inception, lpips, onnx_export
 from esrgan_jax.weights import vgg19
 from esrgan_jax.weights.torch_io import WRAPPER_KEYS
@@ -177,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.error("--export_key and --export_layout are for .pth / .safetensors exports; an ONNX "
                  "model has no state-dict wrapper or key layout")
   run = chosen[0].run if chosen else _import_generator
+  backends.start_quietly()
   return cli.run(lambda: f"wrote {args.destination}: {run(args)}")
 
 

@@ -23,6 +23,7 @@ from esrgan_jax import cli
 from esrgan_jax.data.degradations import image_degrader
 from esrgan_jax.data.images import ImageReadError, ImageWriteError, list_images, read_image, \
     write_image
+from esrgan_jax.runtime import backends
 
 
 def parse_args(argv):
@@ -106,6 +107,7 @@ def degrade_folder(args: argparse.Namespace):
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parse_args(argv)
+  backends.start_quietly()
   return cli.run(lambda: degrade_folder(args))
 
 

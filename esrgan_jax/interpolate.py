@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from esrgan_jax import cli
+from esrgan_jax.runtime import backends
 from esrgan_jax.weights import generator, store, trees
 
 PROG = "esrgan_jax.interpolate"
@@ -98,6 +99,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     interpolate_checkpoints(args.psnr, args.gan, args.alpha, args.output)
     return f"wrote {args.output}: {1 - args.alpha:g} * {args.psnr} + {args.alpha:g} * {args.gan}"
 
+  backends.start_quietly()
   return cli.run(blend)
 
 

@@ -43,7 +43,7 @@ from ml_collections import config_flags
 # Only light modules here: the trainer and evaluator are imported once the config has passed its
 # checks, since they pull in TensorFlow (clu's summary writers), seconds a typo should not cost.
 from esrgan_jax import config_checks
-from esrgan_jax.runtime import parallel, workdir_lock, xla_flags
+from esrgan_jax.runtime import backends, parallel, workdir_lock, xla_flags
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
@@ -123,6 +123,7 @@ def _start_and_run() -> int:
   cli.stop_point()
   parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
                                   FLAGS.process_id)
+  backends.start_quietly()
   parallel.log_topology()
   if jax.process_count() > 1 and not jax.config.jax_enable_preemption_service:
     # Otherwise JAX's preemption service has taken SIGTERM over; without it, as before

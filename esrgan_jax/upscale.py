@@ -65,7 +65,7 @@ from esrgan_jax.inference import output_limits, tiling, video, video_decode, vid
 from esrgan_jax.inference.animation import (ANIMATION_FORMATS, Animation, read_animation,
                                             write_animation)
 from esrgan_jax.inference.apply import apply_generator
-from esrgan_jax.runtime import xla_flags
+from esrgan_jax.runtime import backends, xla_flags
 from esrgan_jax.weights import generator as generator_weights
 from esrgan_jax.data.images import (IMAGE_EXTENSIONS, ImageReadError, ImageWriteError,
                                     read_image_any, write_image)
@@ -332,6 +332,7 @@ def run(args, upscaler: Upscaler, paths, outputs, images_bar) -> tuple[int, int]
 def main(argv: Optional[Sequence[str]] = None) -> int:
   xla_flags.apply_defaults()
   args = parse_args(argv)
+  backends.start_quietly()
   return cli.run(lambda: _upscale_all(args),
                  stopped="; the images written before it are complete")
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from esrgan_jax import cli
 from esrgan_jax.metrics import naturalness, psnr_ssim
+from esrgan_jax.runtime import backends
 
 
 class Metric(NamedTuple):
@@ -343,6 +344,7 @@ def run(args) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = _parser().parse_args(argv)
+  backends.start_quietly()
   return cli.run(lambda: run(args))
 
 
