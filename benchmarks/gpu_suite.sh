@@ -28,6 +28,10 @@
 #   degradations  Real-ESRGAN's degradation pipeline, JAX against PyTorch on the GPU, GT 12 x 256
 #             and 12 x 400 (benchmarks.degradations speed), and a Real-ESRGAN step row once
 #             benchmarks.benchmark has one
+#   ldl       LDL's cost per step (configs/esrgan_ldl.py, realesrgan_x4plus_ldl.py): the ESRGAN
+#             gan step and Real-ESRGAN's step on a ready batch, each with and without the
+#             artifacts term and its EMA forward (rows gan_ldl, realesrgan_ldl; ldl.json). Under
+#             --tiny the Real-ESRGAN pair only
 #   metrics   PSNR/SSIM/NIQE/FID/KID/IS of a Set14-size set (benchmarks.metrics_speed; not
 #             under --tiny, where the Inception pass alone takes minutes on a CPU)
 #   float32   jax:float32 psnr/gan/infer rows (batch 16, patch 128)
@@ -45,7 +49,7 @@
 # four inference programs per dtype and PyTorch eager, ~60 s; then two psnr runs of four groups,
 # each a child that imports its framework, and two small train programs per JAX group, ~90 s),
 # compile (~120 s),
-# degradations (<= 45 s), metrics (<= 60 s) and float32 (~100 s) in what is left. --budget
+# degradations (<= 45 s), ldl (4 train programs, ~100 s, a guess), metrics (<= 60 s) and float32 (~100 s) in what is left. --budget
 # (default 470 s) is the whole suite's limit: a part that would start with too little time left is skipped and named in
 # the summary with the command that runs it later. The compile times assume XLA compiles in
 # parallel; if it does not, the sweep is cut by its own limit and reports what it finished.
@@ -96,7 +100,7 @@ if ! [[ "$budget" =~ ^[0-9]+$ ]]; then
   echo "gpu_suite.sh: --budget must be a whole number of seconds, got $budget" >&2
   exit 2
 fi
-all_parts="env,dense,decision,torch,sweep,fast,compile,degradations,metrics,float32,report,summary"
+all_parts="env,dense,decision,torch,sweep,fast,compile,degradations,ldl,metrics,float32,report,summary"
 parts=${parts:-$all_parts}
 IFS=, read -ra wanted <<<"$parts"
 for name in "${wanted[@]}"; do
@@ -128,6 +132,7 @@ if ((tiny)); then
   fast_args=(--size 8x12 --steps 1 --warmup 1)
   fast_train_args=(--num_conv 2 --feature_channels 8)  # --num_feat 8 from the model's
   fast_groups=2  # benchmark.py's default groups on a CPU: jax:float32, torch:fp32
+  ldl_rows=realesrgan_nodeg,realesrgan_ldl
 else
   model=(--steps 10 --warmup 2 --infer_size 256)
   base_size=16x128
@@ -138,6 +143,7 @@ else
   fast_args=(--device cuda --steps 10 --warmup 2)  # --size: 480x640
   fast_train_args=(--num_conv 32 --feature_channels 48)  # realesr-general-x4v3's, SPAN 48
   fast_groups=4  # on a GPU, bf16 and AMP bf16 too
+  ldl_rows=gan,gan_ldl,realesrgan_nodeg,realesrgan_ldl
 fi
 bench=("$PYTHON" -m benchmarks.benchmark "${model[@]}" --flops_cache "$out/flops")
 
@@ -271,6 +277,11 @@ part_degradations() {
   fi
 }
 
+part_ldl() {
+  bench_part ldl.json 1 --sizes "$base_size" --rows "$ldl_rows" --compile_threads 4 \
+    --groups "jax:bfloat16:$winner"
+}
+
 part_metrics() {
   if ((tiny)); then
     echo "not run under --tiny: the Inception pass of a Set14-size set takes minutes on a CPU"
@@ -286,7 +297,7 @@ part_float32() {
 
 part_report() {
   local runs=()
-  for name in dense torch sweep compile float32 realesrgan; do
+  for name in dense torch sweep compile float32 realesrgan ldl; do
     [[ -f "$out/$name.json" ]] && runs+=("$out/$name.json")
   done
   ((${#runs[@]})) || { echo "no rows were measured"; return 1; }
@@ -329,6 +340,7 @@ main() {
   run_part fast 200
   run_part compile 150
   run_part degradations 60
+  run_part ldl 120
   run_part metrics 60
   run_part float32 120
   run_part report 30
