@@ -103,8 +103,8 @@ import tempfile
 import time
 
 from benchmarks.common import (ARCHS, CLOCKS, FAST_ARCH_ROWS, GAN_PATCHES, REALESRGAN_ROWS, ROWS,
-                               SCALE, VGG_D_ROWS, median_step_seconds, parse_group, progress, row_result,
-                               size_name, size_plan, time_interleaved)
+                               SCALE, VGG_D_ROWS, median_step_seconds, parse_group, progress,
+                               row_result, size_name, size_plan, time_interleaved)
 from benchmarks.jax_rows import count_jax_flops, jax_measurables
 from benchmarks.report import (decide_dense, print_profile, print_table, report_runs,
                                write_json)

@@ -9,8 +9,9 @@ import platform
 import tempfile
 import time
 
-from benchmarks.common import (ARCHS, LDL_ROWS, REALESRGAN_ROWS, SCALE, TRAIN_ROWS, Group, Measurable,
-                               conv_probe_shape, peak_rss_bytes, progress, size_name, size_plan)
+from benchmarks.common import (ARCHS, LDL_ROWS, REALESRGAN_ROWS, SCALE, TRAIN_ROWS, Group,
+                               Measurable, conv_probe_shape, peak_rss_bytes, progress, size_name,
+                               size_plan)
 
 
 # Kernel (GPU) or thunk (CPU) names -> what they do. XLA names its own kernels after the fusion
