@@ -30,6 +30,10 @@ Rows (each measured for every group):
   realesrgan_nodeg  the same step without the degradations, fed a ready LR / HR / USM-HR batch
          of the same sizes; with both rows the table ends with the degradations' share of the
          step, (with - without) / with (issue #15's target: under 10% on a GPU);
+  gan_ldl, realesrgan_ldl  the gan and realesrgan_nodeg steps with LDL's artifacts term
+         (config.loss.ldl_weight 1.0, as configs/esrgan_ldl.py and realesrgan_x4plus_ldl.py):
+         the EMA generator's extra forward pass and the artifact map. JAX only; with its twin the
+         table ends with LDL's cost per step, (with - without) / without;
   conv   one 3x3 conv of the dense block's widest shape, forward + both gradients: TFLOP/s
          (a kernel-level probe: says whether a gap between frameworks is in the convolutions).
 Groups (--groups, comma separated): jax:float32, jax:bfloat16 (config.compute_dtype; params and
@@ -99,8 +103,8 @@ import tempfile
 import time
 
 from benchmarks.common import (ARCHS, CLOCKS, FAST_ARCH_ROWS, GAN_PATCHES, REALESRGAN_ROWS, ROWS,
-                               SCALE, median_step_seconds, parse_group, progress, row_result,
-                               size_name, size_plan, time_interleaved)
+                               SCALE, VGG_D_ROWS, median_step_seconds, parse_group, progress,
+                               row_result, size_name, size_plan, time_interleaved)
 from benchmarks.jax_rows import count_jax_flops, jax_measurables
 from benchmarks.report import (decide_dense, print_profile, print_table, report_runs,
                                write_json)
@@ -176,7 +180,8 @@ def parse_args(argv=None):
     parser.error(f"--sizes: expected BATCHxPATCH pairs, got {args.sizes}")
   args.sizes = args.sizes or [(args.batch, args.patch)]
   args.batch, args.patch = args.sizes[0]
-  if "gan" in args.rows and not any(patch in GAN_PATCHES for _, patch in args.sizes):
+  if any(r in VGG_D_ROWS for r in args.rows) and not any(
+      patch in GAN_PATCHES for _, patch in args.sizes):
     parser.error(f"patch {args.patch}: the gan row's VGG-style discriminator takes 128 or 256")
   for batch, patch in args.sizes:
     if patch % SCALE:

@@ -9,9 +9,14 @@ import time
 from typing import Any
 
 # Run in this order inside a child.
-ROWS = ("infer", "grad", "psnr", "gan", "realesrgan", "realesrgan_nodeg", "conv")
-REALESRGAN_ROWS = ("realesrgan", "realesrgan_nodeg")  # JAX only
-TRAIN_ROWS = ("psnr", "gan") + REALESRGAN_ROWS  # the state is donated from step to step
+ROWS = ("infer", "grad", "psnr", "gan", "gan_ldl", "realesrgan", "realesrgan_nodeg",
+        "realesrgan_ldl", "conv")
+REALESRGAN_ROWS = ("realesrgan", "realesrgan_nodeg", "realesrgan_ldl")
+VGG_D_ROWS = ("gan", "gan_ldl")  # ESRGAN's VGG-style discriminator: 128 or 256 px patches
+# A row with LDL's artifacts term (config.loss.ldl_weight 1.0) -> the same step without it.
+LDL_ROWS = {"gan_ldl": "gan", "realesrgan_ldl": "realesrgan_nodeg"}
+JAX_ONLY_ROWS = REALESRGAN_ROWS + ("gan_ldl",)
+TRAIN_ROWS = ("psnr",) + VGG_D_ROWS + REALESRGAN_ROWS  # the state is donated from step to step
 JAX_PRECISIONS = ("float32", "bfloat16")
 TORCH_PRECISIONS = ("fp32", "amp_bf16")
 OPTIONS = {"jax": ("remat", "concat", "fused"), "torch": ("compile", "channels_last")}
@@ -79,7 +84,8 @@ def size_plan(args):
   at the sizes whose patch the discriminator takes."""
   rows = [r for r in ROWS if r in args.rows]
   return [(sized(args, batch, patch),
-           [r for r in rows if (i == 0 or r != "infer") and (r != "gan" or patch in GAN_PATCHES)])
+           [r for r in rows if (i == 0 or r != "infer")
+            and (r not in VGG_D_ROWS or patch in GAN_PATCHES)])
           for i, (batch, patch) in enumerate(args.sizes)]
 
 

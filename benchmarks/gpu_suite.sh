@@ -31,6 +31,10 @@
 #   degradations  Real-ESRGAN's degradation pipeline, JAX against PyTorch on the GPU, GT 12 x 256
 #             and 12 x 400 (benchmarks.degradations speed), and a Real-ESRGAN step row once
 #             benchmarks.benchmark has one
+#   ldl       LDL's cost per step (configs/esrgan_ldl.py, realesrgan_x4plus_ldl.py): the ESRGAN
+#             gan step and Real-ESRGAN's step on a ready batch, each with and without the
+#             artifacts term and its EMA forward (rows gan_ldl, realesrgan_ldl; ldl.json). Under
+#             --tiny the Real-ESRGAN pair only
 #   metrics   PSNR/SSIM/NIQE/FID/KID/IS of a Set14-size set (benchmarks.metrics_speed; not
 #             under --tiny, where the Inception pass alone takes minutes on a CPU)
 #   float32   jax:float32 psnr/gan/infer rows (batch 16, patch 128)
@@ -47,10 +51,10 @@
 # sweep 180 s -- about 6.8 minutes for the parts that matter most, then fast (~150 s, a guess:
 # four inference programs per dtype and PyTorch eager, ~60 s; then two psnr runs of four groups,
 # each a child that imports its framework, and two small train programs per JAX group, ~90 s),
-# compile (~120 s),
-# degradations (<= 45 s), metrics (<= 60 s) and float32 (~100 s) in what is left. --budget
-# (default 470 s) is the whole suite's limit: a part that would start with too little time left is skipped and named in
-# the summary with the command that runs it later. The compile times assume XLA compiles in
+# video (~300 s, a guess), compile (~120 s), degradations (<= 45 s), ldl (4 train programs,
+# ~100 s, a guess), metrics (<= 60 s) and float32 (~100 s) in what is left. --budget (default
+# 470 s) is the whole suite's limit: a part that would start with too little time left is
+# skipped and named in the summary with the command that runs it later. The compile times assume XLA compiles in
 # parallel; if it does not, the sweep is cut by its own limit and reports what it finished.
 #
 # --tiny: a 1-block, 8-feature model, 1 timed step, small sizes, no gan rows (the VGG19 loss at
@@ -100,8 +104,8 @@ if ! [[ "$budget" =~ ^[0-9]+$ ]]; then
   echo "gpu_suite.sh: --budget must be a whole number of seconds, got $budget" >&2
   exit 2
 fi
-all_parts="env,dense,decision,torch,sweep,fast,video,compile,degradations,metrics,float32,report"
-all_parts+=",summary"
+all_parts="env,dense,decision,torch,sweep,fast,video,compile,degradations,ldl,metrics,float32"
+all_parts+=",report,summary"
 parts=${parts:-$all_parts}
 IFS=, read -ra wanted <<<"$parts"
 for name in "${wanted[@]}"; do
@@ -134,6 +138,7 @@ if ((tiny)); then
   fast_train_args=(--num_conv 2 --feature_channels 8)  # --num_feat 8 from the model's
   fast_groups=2  # benchmark.py's default groups on a CPU: jax:float32, torch:fp32
   video_args=(--tiny --scales 2)  # 24x32 clips of 4 frames, Compact 2x8 and SPAN 8
+  ldl_rows=realesrgan_nodeg,realesrgan_ldl
 else
   model=(--steps 10 --warmup 2 --infer_size 256)
   base_size=16x128
@@ -148,6 +153,7 @@ else
   video_plan="1080p:2:compact16,compact32,span48;480p:4,2:compact16,compact32,span48,rrdb23x64"
   video_args=(--plan "$video_plan;1080p:4:compact16,compact32,span48"
               --frames 24 --batch_size 8 --preset veryfast)
+  ldl_rows=gan,gan_ldl,realesrgan_nodeg,realesrgan_ldl
 fi
 bench=("$PYTHON" -m benchmarks.benchmark "${model[@]}" --flops_cache "$out/flops")
 
@@ -286,6 +292,11 @@ part_degradations() {
   fi
 }
 
+part_ldl() {
+  bench_part ldl.json 1 --sizes "$base_size" --rows "$ldl_rows" --compile_threads 4 \
+    --groups "jax:bfloat16:$winner"
+}
+
 part_metrics() {
   if ((tiny)); then
     echo "not run under --tiny: the Inception pass of a Set14-size set takes minutes on a CPU"
@@ -301,7 +312,7 @@ part_float32() {
 
 part_report() {
   local runs=()
-  for name in dense torch sweep compile float32 realesrgan; do
+  for name in dense torch sweep compile float32 realesrgan ldl; do
     [[ -f "$out/$name.json" ]] && runs+=("$out/$name.json")
   done
   ((${#runs[@]})) || { echo "no rows were measured"; return 1; }
@@ -345,6 +356,7 @@ main() {
   run_part video 300
   run_part compile 150
   run_part degradations 60
+  run_part ldl 120
   run_part metrics 60
   run_part float32 120
   run_part report 30

@@ -9,8 +9,9 @@ import platform
 import tempfile
 import time
 
-from benchmarks.common import (ARCHS, REALESRGAN_ROWS, SCALE, TRAIN_ROWS, Group, Measurable,
-                               conv_probe_shape, peak_rss_bytes, progress, size_name, size_plan)
+from benchmarks.common import (ARCHS, LDL_ROWS, REALESRGAN_ROWS, SCALE, TRAIN_ROWS, Group,
+                               Measurable, conv_probe_shape, peak_rss_bytes, progress, size_name,
+                               size_plan)
 
 
 # Kernel (GPU) or thunk (CPU) names -> what they do. XLA names its own kernels after the fusion
@@ -231,7 +232,10 @@ def jax_row_program(args, group, row, concrete: bool):
       output = generator.apply({"params": params}, lr_images).astype(jnp.float32)
       return losses.l1_loss(output, hr_images)
     return jax.jit(jax.grad(l1_loss)), (params, lr_images, hr_images), args.batch
-  config = jax_config(args, group, "realesrgan" if row in REALESRGAN_ROWS else row)
+  config = jax_config(args, group, "realesrgan" if row in REALESRGAN_ROWS
+                      else LDL_ROWS.get(row, row))
+  if row in LDL_ROWS:
+    config.loss.ldl_weight = 1.0  # the LDL configs' weight; the cost does not depend on it
   networks = build_networks(config)
   state = realise(jax.eval_shape(
       state_initializer(networks, config), keys[2]))
@@ -243,7 +247,7 @@ def jax_row_program(args, group, row, concrete: bool):
     side = args.crop_pad_size
     batch = {"hr": random_array(keys[0], (args.batch, side, side, 3), jnp.uint8, scale=255.0)}
     train_step = realworld_batch.with_degradations(train_step, config)
-  elif row == "realesrgan_nodeg":
+  elif row in ("realesrgan_nodeg", "realesrgan_ldl"):
     batch["hr_usm"] = random_array(keys[4], (args.batch, patch, patch, 3))
   return jax.jit(train_step, donate_argnums=0), (state, batch, keys[3]), args.batch
 

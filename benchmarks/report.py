@@ -7,7 +7,7 @@ import json
 import math
 import time
 
-from benchmarks.common import SCALE, conv_probe_flops, model_label, parse_group, sized
+from benchmarks.common import LDL_ROWS, SCALE, conv_probe_flops, model_label, parse_group, sized
 
 
 def print_profile(profile):
@@ -68,6 +68,7 @@ def print_table(results, flops, args):
                    for tg in torch_groups]
           print(f"{name:<16}{jg:<24}" + "".join(f"{c:>26}" for c in cells))
   print_degradation_share(results)
+  print_ldl_cost(results)
   print("\nTFLOP/s and MFU use XLA's FLOP count of the JAX step for every group of a row; peak "
         "mem: GPU allocator peak (JAX: cumulative per group) or process peak RSS on CPU; "
         "program: XLA's memory analysis of the compiled program; "
@@ -93,6 +94,27 @@ def print_degradation_share(results):
       print(f"degradations {size:<10}{group:<28}with {with_s * 1e3:10.2f} ms  without "
             f"{without_s * 1e3:10.2f} ms  share {share:.1%}")
 
+
+
+def ldl_costs(results):
+  """[(row, size, group, with s, without s, cost)] of every LDL row measured with its twin."""
+  seconds = {(r["row"], r["batch"], r["patch"], r["group"]): r["seconds"] for r in results}
+  costs = []
+  for (row, batch, patch, group), with_s in seconds.items():
+    without_s = seconds.get((LDL_ROWS.get(row), batch, patch, group))
+    if without_s:
+      costs.append((row, f"{batch}x{patch}", group, with_s, without_s,
+                    (with_s - without_s) / without_s))
+  return costs
+
+
+def print_ldl_cost(results):
+  costs = ldl_costs(results)
+  if costs:
+    print("\nLDL's artifacts term (the EMA generator's forward pass and the map) per step")
+    for row, size, group, with_s, without_s, cost in costs:
+      print(f"{row:<16}{size:<10}{group:<28}with {with_s * 1e3:10.2f} ms  without "
+            f"{without_s * 1e3:10.2f} ms  cost {cost:+.1%}")
 
 
 def report_runs(paths):
@@ -168,4 +190,5 @@ def write_json(args, flops, results, failures):
     with open(args.json, "w") as f:
       json.dump(dict(args={k: v for k, v in vars(args).items() if not k.startswith("child")},
                      flops=flops, results=results, failures=failures,
-                     degradation_shares=degradation_shares(results)), f, indent=1)
+                     degradation_shares=degradation_shares(results),
+                     ldl_costs=ldl_costs(results)), f, indent=1)

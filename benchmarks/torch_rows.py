@@ -3,7 +3,7 @@ BasicSR's train.py steps them."""
 
 import platform
 
-from benchmarks.common import (REALESRGAN_ROWS, SCALE, Measurable, conv_probe_shape,
+from benchmarks.common import (JAX_ONLY_ROWS, SCALE, Measurable, conv_probe_shape,
                                peak_rss_bytes, size_plan)
 
 # BasicSR's train_ESRGAN_x4 loss weights and optimiser settings, for the PyTorch step.
@@ -27,7 +27,7 @@ def torch_measurables(args, group):
   """Builds the requested rows of a PyTorch group one at a time, as they are timed."""
   for sized_args, rows in size_plan(args):
     yield from torch_measurables_at(sized_args, group,
-                                    [r for r in rows if r not in REALESRGAN_ROWS])
+                                    [r for r in rows if r not in JAX_ONLY_ROWS])
 
 
 def torch_measurables_at(args, group, rows):

@@ -169,6 +169,9 @@ def get_config() -> ml_collections.ConfigDict:
       l1_gt_usm=False,
       percep_gt_usm=False,
       gan_gt_usm=False,
+      # LDL's artifacts term (Liang et al., CVPR 2022; training/losses.py's ldl_loss) in G's loss,
+      # with this weight: needs the EMA generator (train.ema_decay > 0). 0: off (GAN stage only).
+      ldl_weight=0.0,
       # torchvision VGG19 ImageNet weights converted by `python -m esrgan_jax.convert --vgg19`
       # (or the .pth itself, which needs torch). Empty: random VGG19 weights, with a warning.
       vgg19_weights="",

@@ -155,6 +155,7 @@ def _validate_train(config: ml_collections.ConfigDict, num_devices: int) -> None
     _require(config.train[name] > 0, f"config.train.{name} must be positive")
   _require(config.train.profile_steps >= 0, "config.train.profile_steps must be >= 0")
   _require(0.0 <= config.train.ema_decay < 1.0, "config.train.ema_decay must be in [0, 1)")
+  _validate_ldl(config)
   _require(config.loss.pixel_criterion in PIXEL_CRITERIA,
            f"config.loss.pixel_criterion must be one of {sorted(PIXEL_CRITERIA)}, got "
            f"{config.loss.pixel_criterion!r}")
@@ -166,6 +167,15 @@ def _validate_train(config: ml_collections.ConfigDict, num_devices: int) -> None
   if config.stage == "gan":
     _validate_optimizer(config, "optimizer_d")
     _validate_gan(config)
+
+
+def _validate_ldl(config: ml_collections.ConfigDict) -> None:
+  weight = config.loss.ldl_weight
+  _require(isinstance(weight, (int, float)) and not isinstance(weight, bool) and weight >= 0,
+           f"config.loss.ldl_weight must be a number >= 0, got {weight!r}")
+  # The artifact map compares the output with the EMA generator's: with decay 0 that is G itself.
+  _require(weight == 0 or config.train.ema_decay > 0, f"config.loss.ldl_weight={weight} needs "
+           f"the EMA generator: set config.train.ema_decay > 0 (got {config.train.ema_decay})")
 
 
 def _validate_optimizer(config: ml_collections.ConfigDict, name: str) -> None:

@@ -1,5 +1,5 @@
-"""ESRGAN losses on arrays: pixel, perceptual (pre-ReLU VGG19 features), relativistic GAN, and
-Real-ESRGAN's plain (non-relativistic) GAN.
+"""ESRGAN losses on arrays: pixel, perceptual (pre-ReLU VGG19 features), relativistic GAN,
+Real-ESRGAN's plain (non-relativistic) GAN, and LDL's artifact map and loss.
 
 Detach points follow BasicSR's ESRGANModel (docs/design.md); every weight is an argument so
 that configs name each one once.
@@ -109,3 +109,58 @@ def discriminator_gan_loss(real_logits, fake_logits):
   their sum (BasicSR's GANLoss weights only the generator's term). `fake_logits` must come from
   a stopped generator output."""
   return _bce_with_logits(real_logits, 1.0), _bce_with_logits(fake_logits, 0.0)
+
+
+# LDL: Liang, Zeng and Zhang, "Details or Artifacts" (CVPR 2022), as csjliang/LDL computes it
+# (basicsr/losses/LDL_loss.py, get_refined_artifact_map, with ksize 7). NHWC throughout.
+LDL_KSIZE = 7
+
+
+def _abs(x):
+  # x * sign(x): gradient 0 at x == 0, as torch.abs has (jnp.abs has 1 there; see l1_loss).
+  return x * jnp.sign(x)
+
+
+def _window_sum(padded, ksize: int):
+  """Sum over every ksize x ksize window of NHWC `padded` (valid windows only)."""
+  height, width = padded.shape[1] - ksize + 1, padded.shape[2] - ksize + 1
+  rows = sum(padded[:, i:i + height] for i in range(ksize))
+  return sum(rows[:, :, j:j + width] for j in range(ksize))
+
+
+def local_variance(residual, ksize: int = LDL_KSIZE):
+  """Unbiased variance of `residual` (N, H, W, 1) in the ksize x ksize window around each pixel,
+  with reflect padding of (ksize - 1) / 2: LDL's pixel-level weight."""
+  if ksize < 1 or ksize % 2 == 0:
+    raise ValueError(f"local_variance: ksize must be a positive odd number, got {ksize}")
+  pad = (ksize - 1) // 2
+  # The variance does not move with a shift; taking the image's mean out first keeps the
+  # cancellation of the one-pass formula (sum x^2 - (sum x)^2 / n) small in float32.
+  centred = residual - jax.lax.stop_gradient(jnp.mean(residual, axis=(1, 2, 3), keepdims=True))
+  padded = jnp.pad(centred, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+  count = ksize * ksize
+  total = _window_sum(padded, ksize)
+  return (_window_sum(padded * padded, ksize) - total * total / count) / (count - 1)
+
+
+def artifact_map(gt, output, ema_output, ksize: int = LDL_KSIZE):
+  """LDL's refined artifact map, (N, H, W, 1) float32, of NHWC images.
+
+  Residuals summed over channels, r = sum_c |gt - x|; map = var(r_output)^(1/5) (unbiased, over
+  each image) * local_variance(r_output), and 0 where r_output < r_ema. The map keeps its
+  gradient path through `output`, as the published code's does; `ema_output` is stopped.
+  """
+  gt = gt.astype(jnp.float32)
+  output = output.astype(jnp.float32)
+  ema_output = jax.lax.stop_gradient(ema_output.astype(jnp.float32))
+  r_output = jnp.sum(_abs(gt - output), axis=-1, keepdims=True)
+  r_ema = jnp.sum(_abs(gt - ema_output), axis=-1, keepdims=True)
+  patch_weight = jnp.var(r_output, axis=(1, 2, 3), ddof=1, keepdims=True) ** (1 / 5)
+  weight = patch_weight * local_variance(r_output, ksize)
+  return jnp.where(r_output < r_ema, 0.0, weight)
+
+
+def ldl_loss(gt, output, ema_output, ksize: int = LDL_KSIZE):
+  """L1(map * output, map * gt) with map = artifact_map(gt, output, ema_output), unweighted."""
+  weight = artifact_map(gt, output, ema_output, ksize)
+  return l1_loss(weight * output.astype(jnp.float32), weight * gt.astype(jnp.float32))

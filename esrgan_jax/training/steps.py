@@ -13,6 +13,12 @@ forward in train mode does, so the step is exact for spectral norm too. Real-ESR
 L1 / perceptual / D's real input are batch['hr_usm'] where l1_gt_usm / percep_gt_usm /
 gan_gt_usm say so (the USM-sharpened GT of esrgan_jax/training/realworld_batch.py), else batch['hr'].
 
+With config.loss.ldl_weight > 0 both GAN steps add LDL's artifacts term (losses.ldl_loss) to G's
+loss, as csjliang/LDL's ESRGANArtifactsDisModel and RealESRGANArtifactsDisModel do: the map is of
+batch['hr'] (never the USM GT), the output, and the EMA generator's output on the same LR, computed
+from the EMA params at the step's start, stopped. With 0 the step is the program it was, with no
+EMA forward.
+
 Each step computes its gradients (and the discriminator's new statistics) from the batch, then
 updates once. With config.train.grad_accum_steps > 1 the gradients are the mean over that many
 micro-batches of the batch (esrgan_jax/training/accumulation.py, which says what RaGAN's batch means
@@ -45,6 +51,7 @@ class StepSettings(NamedTuple):
   percep_gt_usm: bool
   gan_gt_usm: bool
   grad_accum_steps: int
+  ldl_weight: float
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> "StepSettings":
@@ -54,7 +61,8 @@ class StepSettings(NamedTuple):
                perceptual_layers=tuple(loss.perceptual_layers.items()),
                perceptual_criterion=loss.perceptual_criterion, gan_weight=loss.gan_weight,
                l1_gt_usm=loss.l1_gt_usm, percep_gt_usm=loss.percep_gt_usm,
-               gan_gt_usm=loss.gan_gt_usm, grad_accum_steps=config.train.grad_accum_steps)
+               gan_gt_usm=loss.gan_gt_usm, grad_accum_steps=config.train.grad_accum_steps,
+               ldl_weight=loss.ldl_weight)
 
 
 def ema_update(ema_params, params, decay: float):
@@ -72,6 +80,22 @@ def _generate(networks: Networks, params, lr_images):
 
 def _target(batch, use_usm: bool):
   return batch["hr_usm"] if use_usm else batch["hr"]
+
+
+def _ema_output(networks: Networks, state: TrainState, lr_images, settings: StepSettings):
+  """The EMA generator's output for LDL's artifact map, stopped; None when LDL is off, so that
+  the step then holds no EMA forward at all."""
+  if settings.ldl_weight <= 0:
+    return None
+  return jax.lax.stop_gradient(_generate(networks, state.generator_ema, lr_images))
+
+
+def _add_artifacts_term(total, metrics, sr, ema_sr, batch, settings: StepSettings):
+  """G's loss and metrics with LDL's weighted artifacts term added (unchanged without it)."""
+  if ema_sr is None:
+    return total, metrics
+  l_artifacts = settings.ldl_weight * losses.ldl_loss(batch["hr"], sr, ema_sr)
+  return total + l_artifacts, {**metrics, "l_g_artifacts": l_artifacts}
 
 
 def _discriminate(networks: Networks, d_params, d_stats, images):
@@ -147,6 +171,7 @@ def gan_train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Arra
 def _ragan_gradients(state: TrainState, batch, *, networks: Networks, settings: StepSettings):
   lr_images, hr = batch["lr"], _target(batch, settings.gan_gt_usm)
   sr, generator_vjp = jax.vjp(lambda p: _generate(networks, p, lr_images), state.generator)
+  ema_sr = _ema_output(networks, state, lr_images, settings)
 
   discriminate = functools.partial(_discriminate, networks)
 
@@ -159,7 +184,9 @@ def _ragan_gradients(state: TrainState, batch, *, networks: Networks, settings: 
   def generator_loss(sr, fake_logits):
     l_pix, l_percep = _content_losses(networks, state, sr, batch, settings)
     l_gan = settings.gan_weight * losses.generator_ragan_loss(real_logits, fake_logits)
-    return l_pix + l_percep + l_gan, {"l_g_pix": l_pix, "l_g_percep": l_percep, "l_g_gan": l_gan}
+    return _add_artifacts_term(l_pix + l_percep + l_gan,
+                               {"l_g_pix": l_pix, "l_g_percep": l_percep, "l_g_gan": l_gan},
+                               sr, ema_sr, batch, settings)
 
   (g_loss, g_metrics), (grad_sr, grad_fake_logits) = jax.value_and_grad(
       generator_loss, argnums=(0, 1), has_aux=True)(sr, fake_logits)
@@ -191,14 +218,17 @@ def vanilla_gan_train_step(state: TrainState, batch: dict[str, jax.Array], rng: 
 
 def _vanilla_gradients(state: TrainState, batch, *, networks: Networks, settings: StepSettings):
   d_params = state.discriminator
+  ema_sr = _ema_output(networks, state, batch["lr"], settings)
 
   def generator_loss(g_params):
     sr = _generate(networks, g_params, batch["lr"])
     l_pix, l_percep = _content_losses(networks, state, sr, batch, settings)
     fake_logits, stats = _discriminate(networks, d_params, state.discriminator_stats, sr)
     l_gan = settings.gan_weight * losses.generator_gan_loss(fake_logits)
-    metrics = {"l_g_pix": l_pix, "l_g_percep": l_percep, "l_g_gan": l_gan}
-    return l_pix + l_percep + l_gan, (sr, stats, metrics)
+    total, metrics = _add_artifacts_term(
+        l_pix + l_percep + l_gan, {"l_g_pix": l_pix, "l_g_percep": l_percep, "l_g_gan": l_gan},
+        sr, ema_sr, batch, settings)
+    return total, (sr, stats, metrics)
 
   (g_loss, (sr, stats, g_metrics)), g_grads = jax.value_and_grad(
       generator_loss, has_aux=True)(state.generator)

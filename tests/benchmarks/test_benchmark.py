@@ -75,3 +75,19 @@ def test_grain_loader_yields_the_thread_pools_batches(threads, processes):
     for key in ("lr", "hr"):
       np.testing.assert_array_equal(batch[key], want[key])
   expected.close()
+
+
+def test_ldl_rows_need_the_vgg_patch_and_pair_with_their_twins():
+  from benchmarks import benchmark, report  # pylint: disable=g-import-not-at-top
+  from benchmarks.common import size_plan  # pylint: disable=g-import-not-at-top
+  with pytest.raises(SystemExit):  # the VGG-style discriminator takes 128 or 256 px only
+    benchmark.parse_args(["--rows", "gan_ldl", "--sizes", "2x32"])
+  args = benchmark.parse_args(["--rows", "realesrgan_ldl,gan_ldl,gan,realesrgan_nodeg",
+                               "--sizes", "2x32,2x128"])
+  assert [rows for _, rows in size_plan(args)] == [
+      ["realesrgan_nodeg", "realesrgan_ldl"],
+      ["gan", "gan_ldl", "realesrgan_nodeg", "realesrgan_ldl"]]
+  results = [dict(row=row, batch=2, patch=128, group="jax:float32", seconds=seconds)
+             for row, seconds in (("gan", 1.0), ("gan_ldl", 1.25), ("realesrgan_ldl", 2.0))]
+  # realesrgan_ldl's twin (realesrgan_nodeg) was not measured: no cost for it.
+  assert report.ldl_costs(results) == [("gan_ldl", "2x128", "jax:float32", 1.25, 1.0, 0.25)]

@@ -24,7 +24,7 @@ from tests import REPO_ROOT  # pylint: disable=wrong-import-position
 REPO = Path(REPO_ROOT)
 SUITE = REPO / "benchmarks" / "gpu_suite.sh"
 PARTS = ("env", "dense", "decision", "torch", "sweep", "fast", "video", "compile", "degradations",
-         "metrics", "float32", "report", "summary")
+         "ldl", "metrics", "float32", "report", "summary")
 
 FAILING_PYTHON = f"""#!{sys.executable}
 import os, sys
@@ -126,6 +126,21 @@ def test_tiny_suite_times_the_realesrgan_step_with_and_without_its_degradations(
   # come out either way round, so only the bound the formula guarantees is checked.
   assert share < 1
   assert f"share {share:.1%}" in result.stdout
+
+
+def test_tiny_suite_times_the_realesrgan_step_with_and_without_ldl(tiny_run):
+  result, out = tiny_run
+  assert "!!! part ldl" not in result.stdout
+  run = json.loads((out / "ldl.json").read_text())
+  seconds = {r["row"]: r["seconds"] for r in run["results"]}
+  assert sorted(seconds) == ["realesrgan_ldl", "realesrgan_nodeg"] and not run["failures"]
+  # The LDL step holds one more generator forward pass (the EMA's) and the artifact map.
+  assert run["flops"]["realesrgan_ldl:2x32"] > run["flops"]["realesrgan_nodeg:2x32"] > 0
+  [(row, size, _, with_s, without_s, cost)] = run["ldl_costs"]
+  assert (row, size) == ("realesrgan_ldl", "2x32")
+  assert (with_s, without_s) == (seconds["realesrgan_ldl"], seconds["realesrgan_nodeg"])
+  assert cost == pytest.approx((with_s - without_s) / without_s)
+  assert f"cost {cost:+.1%}" in result.stdout
 
 
 def test_suite_refuses_bad_arguments_in_one_line(tmp_path):

@@ -7,14 +7,15 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from configs import default, esrgan, esrgan_psnr
-from configs import realesrgan_x2plus, realesrgan_x4plus, realesrnet_x4plus
+from configs import default, esrgan, esrgan_ldl, esrgan_psnr
+from configs import realesrgan_x2plus, realesrgan_x4plus, realesrgan_x4plus_ldl, realesrnet_x4plus
 from esrgan_jax import config_checks
 from esrgan_jax.runtime import flops
 from tests import REPO_ROOT
 
 
-STAGE_MODULES = (esrgan_psnr, esrgan, realesrnet_x4plus, realesrgan_x4plus, realesrgan_x2plus)
+STAGE_MODULES = (esrgan_psnr, esrgan, realesrnet_x4plus, realesrgan_x4plus, realesrgan_x2plus,
+                 esrgan_ldl, realesrgan_x4plus_ldl)
 
 
 def test_stage_configs_and_demos_pass_for_train_and_eval():
