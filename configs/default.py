@@ -64,6 +64,9 @@ def data_config() -> ml_collections.ConfigDict:
   config.patch_size = 128  # HR patch side; the LR patch is patch_size // scale
   config.use_hflip = True  # random horizontal flips
   config.use_rot = True  # random vertical flips and 90-degree rotations (transposes)
+  # Permute the RGB channels of each training patch at random (LR and HR alike): no colour is
+  # more likely than another, so a small dataset of warm photos teaches no colour prior (demos).
+  config.channel_shuffle = False
   # Decode this process's images (and make their LR) once and keep them in memory. False: decode
   # on every use, for data larger than memory; PNG decoding then bounds the throughput.
   config.cache_decoded = True
@@ -252,7 +255,10 @@ def apply_demo(config: ml_collections.ConfigDict, num_steps: int,
   # 16 or 32 pass the input on too weakly to learn in a demo (configs/realesr_compact_x4.py).
   config.model.update(num_feat=16, num_block=2, num_grow_ch=8, num_conv=8,
                       feature_channels=DEMO_SPAN_CHANNELS)
-  config.data.update(dataset="bundled", patch_size=64)
+  # channel_shuffle: every bundled training photo but one is warm (red mean > blue), and the
+  # tiny models learn it: the blue rocket lost 5 levels of blue after the bicubic stage 1
+  # (benchmarks/demo_check.py; configs/realesrnet_x4plus.py has the measurements).
+  config.data.update(dataset="bundled", patch_size=64, channel_shuffle=True)
   # A short run: the EMA must track the generator within a few hundred steps to be worth
   # evaluating, and a tiny model tolerates a larger step.
   config.train.update(batch_size=4, num_steps=num_steps, log_every_steps=25, ema_decay=0.9,

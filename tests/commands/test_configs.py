@@ -66,6 +66,13 @@ def test_demo_schedules_every_optimiser():
   assert default.optimizers(config) == ["optimizer_d", "optimizer_g"]
 
 
+@pytest.mark.parametrize("module", [esrgan_psnr, esrgan, realesrnet_x4plus, realesrgan_x4plus])
+def test_demos_shuffle_colour_channels_and_full_recipes_do_not(module):
+  """The bundled photos are warm: the demos' tiny models would learn a colour prior from them."""
+  assert module.get_config("demo").data.channel_shuffle
+  assert not module.get_config().data.channel_shuffle
+
+
 @pytest.mark.parametrize("field", ["num_feat", "num_block", "num_grow_ch"])
 def test_model_sizes_must_be_positive_in_both_modes(field):
   for mode in ("train", "eval"):
