@@ -3,7 +3,7 @@
 Stage 1 runs exactly as the README runs it (it needs its 1500 steps to pass bicubic); stage 2 is
 shortened to 20 steps, enough for a colour cast to appear (the first demo's drifted by 10 levels
 within a few dozen steps at its step size) but not the README's 100. The colour bound is 8 levels
-here, not demo_check's default 6: the stage-1 generator itself is 5.0 levels low in rocket's blue
+here, not demo_check's default 3: the stage-1 generator itself is 5.0 levels low in rocket's blue
 channel, and 20 steps with an EMA of decay 0.9 measured 6.2 there (100 steps: 3.8).
 """
 
@@ -101,3 +101,11 @@ def test_a_colour_cast_of_either_stage_fails_the_check(tmp_path, monkeypatch, ca
     status = demo_check.main([f"--workdir={tmp_path}", "--recipe=realworld",
                               "--generator_init=INIT"])
     assert status == expected, capsys.readouterr().out
+
+
+def test_no_train_measures_the_workdir_without_training(tmp_path, monkeypatch, capsys):
+  runs = _stand_ins(monkeypatch, lambda stage, lr: _bicubic(lr))
+  status = demo_check.main([f"--workdir={tmp_path}", "--no_train"])
+  report = capsys.readouterr().out
+  assert runs == [] and "chelsea" in report and "rocket" in report
+  assert status == 1  # bicubic itself does not beat bicubic
