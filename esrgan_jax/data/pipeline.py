@@ -295,7 +295,7 @@ class TrainIterator:
 
 def _open_train_source(data_config, scale: int, process_count: int):
   if data_config.dataset == "bundled":
-    return datasets.bundled_source()
+    return datasets.bundled_source(data_config.bundled_photos)
   if data_config.dataset == "folder":
     return datasets.folder_source(data_config.hr_dir, data_config.lr_dir, scale)
   if data_config.dataset == "prepared":

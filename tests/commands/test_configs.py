@@ -73,6 +73,10 @@ def test_real_world_demos_shuffle_colour_channels_and_full_recipes_do_not(module
   assert module.get_config("demo").data.channel_shuffle
   assert not module.get_config().data.channel_shuffle
   assert not esrgan_psnr.get_config("demo").data.channel_shuffle
+  # ... and leave out the near-black photos, whose clipped noise taught them to darken.
+  photos = module.get_config("demo").data.bundled_photos
+  assert photos and not {"hubble_deep_field.jpg", "retina.jpg"} & set(photos)
+  assert not esrgan_psnr.get_config("demo").data.bundled_photos  # every photo
 
 
 @pytest.mark.parametrize("field", ["num_feat", "num_block", "num_grow_ch"])
