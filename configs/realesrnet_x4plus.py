@@ -7,6 +7,22 @@ x4 generator (yml: path.pretrain_network_g ESRGAN_SRx4_DF2KOST_official-ff704c30
 it with `python -m esrgan_jax.convert` and pass `--config.generator_init=DIR`.
 
 Variants: `:demo` trains a reduced model on the bundled photographs on a CPU.
+
+Why the demo darkened the rocket's blue sky (measured 2026-12-07 from the ESRGAN demo's stage 1,
+`python -m benchmarks.demo_check --recipe=realworld`; errors are SR minus HR channel means, EMA):
+not the pipeline (the degraded eval LR's means are HR's within 0.3 levels on rocket), not the
+USM-sharpened L1 target (its means are the GT's within 1 level on every photo), not the step
+size (the yml's 2e-4 instead of 1e-3: rocket [-6.6, -13.4, -18.7] against [-3.2, -8.0, -21.5])
+nor the EMA (the raw generator: [-5.5, -9.7, -28.2]). The blue is a colour prior: every bundled
+training photo but the black hubble is warm, the starting generator already takes 5.3 levels of
+blue out of rocket, and these steps take more (21.9 on rocket's clean bicubic LR too: a learned
+colour map, not a reaction to noise). data.channel_shuffle (apply_realworld_demo) removes it:
+[-5.9, -7.5, -8.0]. What is left darkens every channel, most in the dark sky: on the near-black
+photos (hubble, retina's border) the training LR comes out 2-3 levels brighter than the GT
+(noise clipped at 0), and the net learns to darken what is dark. Without those two photos
+(data.bundled_photos): [-2.5, -0.5, -2.8], PSNR-Y 27.15 against bicubic's 27.70 (chelsea within
+1.7 levels). The raw-generator, clean-LR and training-pair figures are from throwaway probes;
+the rest from demo_check (--no_train on each workdir).
 """
 
 import ml_collections

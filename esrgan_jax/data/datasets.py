@@ -185,8 +185,14 @@ def bundled_photo_paths(names: Sequence[str]) -> List[str]:
   return paths
 
 
-def bundled_source() -> ImageSource:
-  return ImageSource(bundled_photo_paths(BUNDLED_TRAIN_PHOTOS), description="bundled photographs")
+def bundled_source(names: Sequence[str] = ()) -> ImageSource:
+  """The bundled training photos, or those of them named (config.data.bundled_photos)."""
+  unknown = sorted(set(names) - set(BUNDLED_TRAIN_PHOTOS))
+  if unknown:
+    raise cli.ConfigError(f"config.data.bundled_photos: {', '.join(unknown)} not among the "
+                          f"bundled training photos {BUNDLED_TRAIN_PHOTOS}")
+  return ImageSource(bundled_photo_paths(names or BUNDLED_TRAIN_PHOTOS),
+                     description="bundled photographs")
 
 
 def folder_source(hr_dir: str, lr_dir: Optional[str], scale: int) -> ImageSource:

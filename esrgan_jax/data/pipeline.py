@@ -13,6 +13,9 @@ only with use_rot, which Real-ESRGAN leaves off); LR images of the source go unu
 step degrades, crops and pools on the device (esrgan_jax/training/realworld_batch.py). uint8 because the
 device decodes it anyway: a quarter of the host-to-device bytes of float32.
 
+`config.data.channel_shuffle` (the demos) permutes each example's RGB channels at random after
+its flips, LR and HR alike, drawn last so that crops and flips stay what they are without it.
+
 How a batch is drawn (deterministic, resumable, independent of the number of processes):
 the global batch has B slots. Slot g owns a *stratum* of the dataset, a contiguous block of about
 N / B images (images sorted by file name, or in TFDS record order), and walks through it in a
@@ -206,8 +209,9 @@ class TrainIterator:
   def __init__(self, store: ImageStore, sampler: SlotSampler, slots: Sequence[int], *, scale: int,
                patch_size: int, use_hflip: bool, use_rot: bool, start_step: int,
                prefetch_batches: int, executor: concurrent.futures.ThreadPoolExecutor,
-               gt_only: bool = False):
+               gt_only: bool = False, channel_shuffle: bool = False):
     self._store = store
+    self._channel_shuffle = channel_shuffle
     self._gt_only = gt_only
     self._sampler = sampler
     self._slots = list(slots)
@@ -260,13 +264,18 @@ class TrainIterator:
     raise ValueError(f"every training image batch slot {slot} draws from was skipped: "
                      f"{self._store.source.name(start)} ... {self._store.source.name(stop - 1)}")
 
+  def _shuffle_channels(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    # Drawn after every other draw of the example, so switching it on changes nothing else.
+    return image[..., rng.permutation(3)] if self._channel_shuffle else image
+
   def make_example(self, step: int, slot: int):
     """(lr, hr) float32 patches of global batch slot `slot` at `step`; GT-only: the uint8 GT."""
     hr, lr = self._image_for(step, slot)
     rng = np.random.default_rng([self._sampler.seed, _CROP_STREAM, step, slot])
     if self._gt_only:
       flips = draw_flips(self._use_hflip, self._use_rot, rng)
-      return np.ascontiguousarray(apply_flips(crop_or_pad(hr, self._patch_size, rng), *flips))
+      gt = apply_flips(crop_or_pad(hr, self._patch_size, rng), *flips)
+      return np.ascontiguousarray(self._shuffle_channels(gt, rng))
     scale, patch = self._scale, self._patch_size
     if lr is None:
       lr_patch_size = patch // scale
@@ -277,13 +286,16 @@ class TrainIterator:
     else:
       hr_patch, lr_patch = paired_random_crop(hr, lr, patch, scale, rng)
     hr_patch, lr_patch = augment_pair(hr_patch, lr_patch, self._use_hflip, self._use_rot, rng)
+    if self._channel_shuffle:  # the same order for both patches
+      order = rng.permutation(3)
+      hr_patch, lr_patch = hr_patch[..., order], lr_patch[..., order]
     return (lr_patch.astype(np.float32) * np.float32(1 / 255),
             hr_patch.astype(np.float32) * np.float32(1 / 255))
 
 
 def _open_train_source(data_config, scale: int, process_count: int):
   if data_config.dataset == "bundled":
-    return datasets.bundled_source()
+    return datasets.bundled_source(data_config.bundled_photos)
   if data_config.dataset == "folder":
     return datasets.folder_source(data_config.hr_dir, data_config.lr_dir, scale)
   if data_config.dataset == "prepared":
@@ -335,7 +347,8 @@ def create_train_iterator(data_config, *, scale: int, global_batch_size: int, se
   return TrainIterator(store, sampler, slots, scale=scale, patch_size=patch_size,
                        use_hflip=data_config.use_hflip, use_rot=data_config.use_rot,
                        start_step=start_step, prefetch_batches=data_config.prefetch_batches,
-                       executor=executor, gt_only=gt_only)
+                       executor=executor, gt_only=gt_only,
+                       channel_shuffle=data_config.channel_shuffle)
 
 
 def global_batch_spec(data_config, *, scale: int,

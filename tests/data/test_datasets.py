@@ -101,6 +101,17 @@ def test_every_training_source_has_the_one_interface(tmp_path):
   assert datasets.bundled_source().lr_name(0).startswith("bicubic LR of ")
 
 
+def test_bundled_photos_selects_training_photos_by_name():
+  every = datasets.bundled_source()
+  assert every.num_images == len(datasets.BUNDLED_TRAIN_PHOTOS)
+  some = datasets.bundled_source(("ihc.png", "coffee.png"))
+  assert sorted(os.path.basename(some.name(i)) for i in range(2)) == ["coffee.png", "ihc.png"]
+  assert some.num_images == 2
+  with pytest.raises(cli.ConfigError, match=r"config\.data\.bundled_photos: rocket\.jpg not "
+                     r"among the bundled training photos"):
+    datasets.bundled_source(("rocket.jpg",))  # held out for evaluation
+
+
 def test_eval_sets_from_folders_with_and_without_lr(tmp_path):
   rng = np.random.default_rng(0)
   hr_sizes = {"baby": (50, 42), "bird": (33, 36)}  # 50x42: not a multiple of 4 (mod crop).

@@ -1,5 +1,6 @@
 """Tests of the training input pipeline: transforms, sampling, sharding, resume, bad input."""
 
+import itertools
 import logging
 import os
 
@@ -141,6 +142,33 @@ def test_global_batch_spec_is_what_the_iterators_yield(lr_source):
   batch = take(config, steps=1, batch_size=4)[0]
   spec = pipeline.global_batch_spec(config, scale=SCALE, global_batch_size=4)
   assert {k: (v.shape, v.dtype) for k, v in batch.items()} == spec
+
+
+def _channel_orders(plain, shuffled):
+  """The channel order of each shuffled example, checking LR and HR got the same one."""
+  orders = []
+  for key in plain:
+    for a, b in zip(plain[key], shuffled[key]):
+      matches = [p for p in itertools.permutations(range(3)) if np.array_equal(a[..., p], b)]
+      assert matches, "a shuffled patch is not a channel permutation of the plain one"
+      orders.append(set(matches))
+  half = len(orders) // len(plain)
+  return [lr & hr for lr, hr in zip(orders[:half], orders[half:])] if len(plain) == 2 else orders
+
+
+@pytest.mark.parametrize("lr_source", ["bicubic", "degradation"])
+def test_channel_shuffle_permutes_the_channels_of_each_patch_and_nothing_else(tmp_path,
+                                                                              lr_source):
+  """Same crops and flips as without it; LR and HR share one random order per example."""
+  hr_dir = make_folder(tmp_path / "hr", 4)
+  config = folder_config(hr_dir, lr_source=lr_source, crop_pad_size=PATCH)
+  plain = take(config, steps=4)
+  config.channel_shuffle = True
+  shuffled = take(config, steps=4)
+  orders = [order for a, b in zip(plain, shuffled) for order in _channel_orders(a, b)]
+  assert all(orders)  # LR and HR of an example agree on an order
+  assert len({min(order) for order in orders}) > 2  # several orders are drawn
+  assert default.data_config().channel_shuffle is False
 
 
 def test_paired_folder_gives_the_same_batches_as_lr_made_on_the_fly(tmp_path):
