@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from esrgan_jax.models import RRDBNet
+from esrgan_jax.weights.generator import arch_of, save_generator
 
 
 def random_params(model, seed=0):
@@ -24,3 +25,11 @@ def tiny_generator(scale=4, num_block=1, seed=0):
   """(RRDBNet with 8 features and growth 4, its random params)."""
   model = RRDBNet(scale=scale, num_feat=8, num_block=num_block, num_grow_ch=4)
   return model, random_params(model, seed)
+
+
+def saved_tiny_checkpoint(tmp_path_factory, scale=4) -> str:
+  """A converted-checkpoint directory of tiny_generator(scale), for command tests' fixtures."""
+  model, params = tiny_generator(scale=scale, num_block=1, seed=0)
+  path = str(tmp_path_factory.mktemp("ckpt") / f"tiny_x{scale}")
+  save_generator(path, params, arch_of(model))
+  return path

@@ -5,16 +5,12 @@ import pytest
 
 from esrgan_jax import convert, interpolate
 from esrgan_jax.weights import store
-from esrgan_jax.weights.generator import arch_of, save_generator
-from tests.tiny_generator import tiny_generator
+from tests.tiny_generator import saved_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-  model, params = tiny_generator(scale=4, num_block=1, seed=0)
-  path = str(tmp_path_factory.mktemp("ckpt") / "tiny_x4")
-  save_generator(path, params, arch_of(model))
-  return path
+  return saved_tiny_checkpoint(tmp_path_factory)
 
 
 @pytest.mark.parametrize("command", ["interpolate", "export_pth", "export_onnx"])

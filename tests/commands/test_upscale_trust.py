@@ -15,17 +15,13 @@ from esrgan_jax import upscale
 from esrgan_jax.data import images
 from esrgan_jax.data.images import read_header, write_image
 from esrgan_jax.inference import output_limits
-from esrgan_jax.weights.generator import arch_of, save_generator
 from tests import REPO_ROOT
-from tests.tiny_generator import tiny_generator
+from tests.tiny_generator import saved_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-  model, params = tiny_generator(scale=4, num_block=1, seed=0)
-  path = str(tmp_path_factory.mktemp("ckpt") / "tiny_x4")
-  save_generator(path, params, arch_of(model))
-  return path
+  return saved_tiny_checkpoint(tmp_path_factory)
 
 
 def _image(path, height=8, width=8):
