@@ -33,7 +33,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # demo_check.py --arch=span fails: a SPAN learns the upsampling from nothing (no skip), and
     # neither shared knob fixes it without breaking RRDBNet's demo (3000 steps: SPAN 31.06 or
     # 30.94 by seed, rocket still below with the latter, RRDBNet 30.94 with rocket below; a
-    # learning rate of 2e-3: SPAN 30.93, RRDBNet 30.84 with rocket below).
+    # learning rate of 2e-3: SPAN 30.93, RRDBNet 30.84 with rocket below). A wider demo SPAN
+    # does not either: `--config.model.feature_channels=24` printed 30.8088 with rocket at
+    # 29.85 (2026-12-07, 8 min at load 2-5).
     # Colours (demo_check's bound is 3 levels): this stage leaves rocket, the one blue photo,
     # [+4.1, -2.7, -5.3] off HR per channel (chelsea within 1.1; demo_check --no_train on its
     # workdir): every training photo but the black hubble is warm (red mean above blue), and
