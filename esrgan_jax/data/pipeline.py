@@ -264,9 +264,10 @@ class TrainIterator:
     raise ValueError(f"every training image batch slot {slot} draws from was skipped: "
                      f"{self._store.source.name(start)} ... {self._store.source.name(stop - 1)}")
 
-  def _shuffle_channels(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    # Drawn after every other draw of the example, so switching it on changes nothing else.
-    return image[..., rng.permutation(3)] if self._channel_shuffle else image
+  def _channel_order(self, rng: np.random.Generator):
+    """The example's channel order; drawn after every other draw of the example, so switching
+    channel_shuffle on changes nothing else."""
+    return rng.permutation(3) if self._channel_shuffle else slice(None)
 
   def make_example(self, step: int, slot: int):
     """(lr, hr) float32 patches of global batch slot `slot` at `step`; GT-only: the uint8 GT."""
@@ -275,7 +276,7 @@ class TrainIterator:
     if self._gt_only:
       flips = draw_flips(self._use_hflip, self._use_rot, rng)
       gt = apply_flips(crop_or_pad(hr, self._patch_size, rng), *flips)
-      return np.ascontiguousarray(self._shuffle_channels(gt, rng))
+      return np.ascontiguousarray(gt[..., self._channel_order(rng)])
     scale, patch = self._scale, self._patch_size
     if lr is None:
       lr_patch_size = patch // scale
@@ -286,9 +287,8 @@ class TrainIterator:
     else:
       hr_patch, lr_patch = paired_random_crop(hr, lr, patch, scale, rng)
     hr_patch, lr_patch = augment_pair(hr_patch, lr_patch, self._use_hflip, self._use_rot, rng)
-    if self._channel_shuffle:  # the same order for both patches
-      order = rng.permutation(3)
-      hr_patch, lr_patch = hr_patch[..., order], lr_patch[..., order]
+    order = self._channel_order(rng)  # the same for both patches
+    hr_patch, lr_patch = hr_patch[..., order], lr_patch[..., order]
     return (lr_patch.astype(np.float32) * np.float32(1 / 255),
             hr_patch.astype(np.float32) * np.float32(1 / 255))
 
