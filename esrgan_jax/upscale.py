@@ -60,7 +60,7 @@ import numpy as np
 from tqdm import tqdm
 
 from esrgan_jax import cli
-from esrgan_jax.data import images as images_io
+from esrgan_jax.data import images as images_io, output_names
 from esrgan_jax.inference import output_limits, tiling, video, video_decode, video_encode
 from esrgan_jax.inference.animation import (ANIMATION_FORMATS, Animation, read_animation,
                                             write_animation)
@@ -229,20 +229,15 @@ def writable_path(path: str, image: np.ndarray) -> str:
 def plan_outputs(paths: Sequence[str], outdir: str, suffix: str, ext: str,
                  vcodec: str = "libx264") -> list[str]:
   """Output paths, refusing any that would overwrite an input or another output."""
-  outputs, owners = [], {}
-  real_inputs = {os.path.realpath(p) for p in paths}
-  for path in paths:
-    out = output_path(path, outdir, suffix, ext, vcodec)
-    # Compare without the extension: a fallback to PNG must not collide either.
-    key = os.path.splitext(os.path.realpath(out))[0]
-    if os.path.realpath(out) in real_inputs:
-      raise cli.UserError(f"{out}: output would overwrite its input; choose another -o or "
-                          "--suffix")
-    if key in owners:
-      raise cli.UserError(f"{path} and {owners[key]} would both be written to {out}; "
-                          "upscale them into different folders")
-    owners[key] = path
-    outputs.append(out)
+  outputs = [output_path(path, outdir, suffix, ext, vcodec) for path in paths]
+  # Outputs compared without the extension: a fallback to PNG must not collide either.
+  clash = output_names.first_clash(paths, outputs, key=lambda real: os.path.splitext(real)[0])
+  if clash and clash.replaces_input:
+    raise cli.UserError(f"{clash.output}: output would overwrite its input; choose another -o "
+                        "or --suffix")
+  if clash:
+    raise cli.UserError(f"{clash.path} and {clash.other} would both be written to "
+                        f"{clash.output}; upscale them into different folders")
   return outputs
 
 
