@@ -14,6 +14,11 @@ the byte at other sizes and batches, jax 0.10.2 on the CPU). The parameters coun
 available: MemAvailable of /proc/meminfo on the CPU, `bytes_limit` less `bytes_in_use` of an
 accelerator's memory_stats(); where neither is known nothing is refused. The images and outputs
 the host holds besides are not counted: a suggested tile keeps its call under half of it.
+
+Not caught: on the CPU with the default XLA flags, two 854x480 frames at x4 through RRDBNet
+aborted with `std::bad_alloc` needing about 6.4 GiB with 20 GiB free, and ran without those flags
+(`python -m benchmarks.whole_image_memory`, benchmarks/RESULTS.md): that abort is not a lack of
+memory.
 """
 
 import math
