@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from configs.realesrgan_degradation import get_degradation_config
 from esrgan_jax import cli
+from esrgan_jax.data import output_names
 from esrgan_jax.data.degradations import image_degrader
 from esrgan_jax.data.images import ImageReadError, ImageWriteError, list_images, read_image, \
     write_image
@@ -62,20 +63,17 @@ def plan_outputs(paths: Sequence[str], out_dir: str, suffix: str) -> list[str]:
   """OUT_DIR/NAME[_SUFFIX].png of each input; refuses, before any work, an output that would
   replace an input (OUT_DIR = IN_DIR without --suffix: the GT images would be lost) or another
   output (a.jpg and a.png)."""
-  inputs = {os.path.realpath(p): p for p in paths}
-  outputs, owners = [], {}
+  outputs = []
   for path in paths:
     stem = os.path.splitext(os.path.basename(path))[0]
-    out = os.path.join(out_dir, f"{stem}_{suffix}.png" if suffix else f"{stem}.png")
-    real = os.path.realpath(out)
-    if real in inputs:
-      raise cli.UserError(f"{out}: would replace the input image {inputs[real]}; choose another "
-                          "OUT_DIR or a --suffix")
-    if real in owners:
-      raise cli.UserError(f"{owners[real]} and {path} would both be written to {out}; degrade "
-                          "them into different folders")
-    owners[real] = path
-    outputs.append(out)
+    outputs.append(os.path.join(out_dir, f"{stem}_{suffix}.png" if suffix else f"{stem}.png"))
+  clash = output_names.first_clash(paths, outputs)
+  if clash and clash.replaces_input:
+    raise cli.UserError(f"{clash.output}: would replace the input image {clash.other}; choose "
+                        "another OUT_DIR or a --suffix")
+  if clash:
+    raise cli.UserError(f"{clash.other} and {clash.path} would both be written to "
+                        f"{clash.output}; degrade them into different folders")
   return outputs
 
 

@@ -28,7 +28,13 @@ than its format can hold (JPEG 65500, WebP 16383 pixels a side) is refused befor
 so is one of more than `--max_pixels` pixels (default 2**30, 32768 x 32768: 3 GiB as 8-bit RGB;
 raise it for larger outputs); an output of 1 GiB or more is announced, size and memory, before
 its work starts (see esrgan_jax/inference/output_limits.py).
-`--tile 0` holds the whole float32 output (12 bytes per RGB pixel).
+`--tile 0` holds the whole float32 output (12 bytes per RGB pixel), and the network's working
+memory grows with the image: before each image's or video's work its need (XLA's memory figure
+for the compiled network, measured once per model at 64x64 and scaled by pixels and by the
+images or frames a call holds) is compared with the memory available (MemAvailable on the CPU, a
+GPU's or TPU's free memory), and past it the file is refused in one line that names both and
+suggests a `--tile` that fits (esrgan_jax/inference/whole_image.py). `--tile 0` always means
+whole images: tiles are never chosen behind the user's back.
 
 Small images are upscaled several at a time (up to 256 MB of outputs) so that their windows share
 network calls (`--batch_size` windows per call). An animated GIF/PNG/WebP is upscaled frame by
@@ -40,19 +46,20 @@ encoding overlapped, in bounded memory: same frames, timestamps, rotation and co
 and subtitles copied; `--vcodec` (default libx264) with `--crf` and `--preset`, `--fps` to
 override the timing. `--vcodec ffv1` is lossless 8-bit RGB. Ctrl-C or SIGTERM finishes the current
 batch and leaves a playable partial output and a resume note; the same command with `--resume`
-continues it. An existing video output is refused unless `--overwrite` (or `--resume`). See
-esrgan_jax/inference/video.py.
+continues it. An existing video output is refused unless `--overwrite` (or `--resume`), and so
+is a video whose upscaled frames are past `--max_pixels`, from the frame size in the container's
+header, before its work. See esrgan_jax/inference/video.py and video_plan.py.
 
 Errors are one line each on stderr. An unreadable image or video is reported and skipped, the
 other inputs are still processed. The last line says how many were written where (exit 0), or
 how many failed and how many outputs are complete (exit 1); a missing checkpoint or a bad flag
-creates nothing.
+creates nothing, and an -o folder that this run created is removed again when nothing was
+written into it (every input refused or failed); a folder that was there before is kept.
 """
 
 import os
 import sys
-from fractions import Fraction
-from typing import NamedTuple, Optional, Sequence
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -60,20 +67,15 @@ import numpy as np
 from tqdm import tqdm
 
 from esrgan_jax import cli
-from esrgan_jax.data import images as images_io
-from esrgan_jax.inference import output_limits, tiling, video, video_decode, video_encode
-from esrgan_jax.inference.animation import (ANIMATION_FORMATS, Animation, read_animation,
-                                            write_animation)
+from esrgan_jax.data import images as images_io, output_names
+from esrgan_jax.inference import (image_files, output_limits, tiling, video, video_decode,
+                                  video_encode, video_plan, whole_image)
 from esrgan_jax.inference.apply import apply_generator
 from esrgan_jax.runtime import backends, xla_flags
 from esrgan_jax.weights import generator as generator_weights
-from esrgan_jax.data.images import (IMAGE_EXTENSIONS, ImageReadError, ImageWriteError,
-                                    read_image_any, write_image)
-from esrgan_jax.inference.upscaler import Upscaler
+from esrgan_jax.data.images import IMAGE_EXTENSIONS, read_image_any
+from esrgan_jax.inference.upscaler import Upscaler, output_size
 
-# Extensions that can hold 16-bit pixels and an alpha channel; others fall back to PNG for them.
-HIGH_DEPTH_EXTENSIONS = (".png", ".tif", ".tiff")
-ALPHA_EXTENSIONS = (".png", ".tif", ".tiff", ".webp", ".bmp")
 INPUT_EXTENSIONS = IMAGE_EXTENSIONS + (".gif",)
 VIDEO_EXTENSIONS = video_decode.VIDEO_EXTENSIONS
 
@@ -111,7 +113,8 @@ def parse_args(argv: Optional[Sequence[str]]):
                       f"(default {output_limits.DEFAULT_MAX_PIXELS}: 32768 x 32768, 3 GiB as "
                       "8-bit RGB)")
   parser.add_argument(*cli.flag("tile"), type=int, default=256,
-                      help="tile size in input pixels, 0 for whole images (default 256)")
+                      help="tile size in input pixels, 0 for whole images (refused where one "
+                      "would not fit in memory; default 256)")
   parser.add_argument(*cli.flag("tile_pad"), default="10",
                       help="context pixels around each tile (default 10, Real-ESRGAN's), or "
                       "'exact': the network's receptive field, tiles then equal whole-image "
@@ -193,13 +196,14 @@ def collect_inputs(inputs: Sequence[str]) -> list[str]:
   return paths
 
 
-def is_video(path: str) -> bool:
-  return path.lower().endswith(VIDEO_EXTENSIONS)
+is_video = video_decode.is_video
+write_output = image_files.write_output
 
 
 def output_path(input_path: str, outdir: str, suffix: str, ext: str,
                 vcodec: str = "libx264") -> str:
-  """OUTDIR/NAME_SUFFIX.EXT; an image's extension may still change to PNG, see `writable_path`."""
+  """OUTDIR/NAME_SUFFIX.EXT; an image's extension may still change to PNG, see
+  image_files.writable_path."""
   stem, input_ext = os.path.splitext(os.path.basename(input_path))
   name = f"{stem}_{suffix}" if suffix else stem
   if is_video(input_path):
@@ -214,35 +218,18 @@ def output_path(input_path: str, outdir: str, suffix: str, ext: str,
   return os.path.join(outdir, name + input_ext.lower())
 
 
-def writable_path(path: str, image: np.ndarray) -> str:
-  """`path`, with a .png extension if its format cannot store `image` (alpha, 16-bit, GIF)."""
-  stem, ext = os.path.splitext(path)
-  if ext == ".gif":  # A still GIF: written as PNG, which keeps every colour.
-    return stem + ".png"
-  if image.dtype == np.uint16 and ext not in HIGH_DEPTH_EXTENSIONS:
-    return stem + ".png"
-  if image.shape[-1] == 4 and ext not in ALPHA_EXTENSIONS:
-    return stem + ".png"
-  return path
-
-
 def plan_outputs(paths: Sequence[str], outdir: str, suffix: str, ext: str,
                  vcodec: str = "libx264") -> list[str]:
   """Output paths, refusing any that would overwrite an input or another output."""
-  outputs, owners = [], {}
-  real_inputs = {os.path.realpath(p) for p in paths}
-  for path in paths:
-    out = output_path(path, outdir, suffix, ext, vcodec)
-    # Compare without the extension: a fallback to PNG must not collide either.
-    key = os.path.splitext(os.path.realpath(out))[0]
-    if os.path.realpath(out) in real_inputs:
-      raise cli.UserError(f"{out}: output would overwrite its input; choose another -o or "
-                          "--suffix")
-    if key in owners:
-      raise cli.UserError(f"{path} and {owners[key]} would both be written to {out}; "
-                          "upscale them into different folders")
-    owners[key] = path
-    outputs.append(out)
+  outputs = [output_path(path, outdir, suffix, ext, vcodec) for path in paths]
+  # Outputs compared without the extension: a fallback to PNG must not collide either.
+  clash = output_names.first_clash(paths, outputs, key=lambda real: os.path.splitext(real)[0])
+  if clash and clash.replaces_input:
+    raise cli.UserError(f"{clash.output}: output would overwrite its input; choose another -o "
+                        "or --suffix")
+  if clash:
+    raise cli.UserError(f"{clash.path} and {clash.other} would both be written to "
+                        f"{clash.output}; upscale them into different folders")
   return outputs
 
 
@@ -268,102 +255,12 @@ def make_apply_fn(model, params):
   return lambda batch: apply_generator(model, params, batch)
 
 
-def write_output(path: str, image: np.ndarray) -> None:
-  write_image(writable_path(path, image), image)
-
-
-class _Pending(NamedTuple):
-  out: str
-  frames: list
-  animation: Optional[Animation]
-
-
-def run(args, upscaler: Upscaler, paths, outputs, images_bar) -> tuple[int, int]:
-  """Upscales and writes every image; returns how many were written and how many failed (each
-  reported in one line)."""
-  failures, written, pending = 0, 0, {}
-
-  def write_finished():
-    nonlocal failures, written
-    for (index, frame), result in upscaler.finished():
-      entry = pending[index]
-      entry.frames[frame] = result
-      if any(f is None for f in entry.frames):
-        continue
-      del pending[index]
-      try:
-        if entry.animation is None:
-          write_output(entry.out, entry.frames[0])
-        else:
-          write_animation(entry.out, entry.animation._replace(frames=entry.frames))
-        written += 1
-      except (ImageWriteError, ValueError) as error:
-        cli.error(str(error))
-        failures += 1
-      images_bar.update(1)
-
-  for index, (path, out) in enumerate(zip(paths, outputs)):
-    images_bar.set_postfix_str(os.path.basename(path))
-    try:
-      output_limits.check_file(path, upscaler.output_size, args.max_pixels)
-      animation = read_animation(path)
-      if animation is not None and os.path.splitext(out)[1] not in ANIMATION_FORMATS:
-        raise ImageReadError(f"{path}: an animation of {len(animation.frames)} frames cannot "
-                             f"be written as {os.path.splitext(out)[1]}; use --ext gif, png or "
-                             "webp")
-      frames = animation.frames if animation else [read_image_any(path)]
-      # Before the work: an output its format cannot hold would be lost only at the end.
-      out_height, out_width = upscaler.output_size(*frames[0].shape[:2])
-      images_io.check_size_fits(writable_path(out, frames[0]), out_height, out_width)
-    except (ImageReadError, ValueError) as error:
-      cli.error(str(error))
-      failures += 1
-      images_bar.update(1)
-      continue
-    pending[index] = _Pending(out, [None] * len(frames), animation)
-    for frame, pixels in enumerate(frames):
-      upscaler.submit(pixels, (index, frame))
-      write_finished()
-  upscaler.flush()
-  write_finished()
-  return written, failures
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
   xla_flags.apply_defaults()
   args = parse_args(argv)
   backends.start_quietly()
   return cli.run(lambda: _upscale_all(args),
                  stopped="; the images written before it are complete")
-
-
-def _video_settings(args, source: str) -> dict:
-  """What a resumed run must share with the stopped one: its input file and every flag that
-  changes its frames or their encoding (--batch_size too: the batches a frame meets)."""
-  stat = os.stat(source)
-  return {"input": os.path.abspath(source), "input_bytes": stat.st_size,
-          "input_mtime_ns": stat.st_mtime_ns, "checkpoint": os.path.abspath(args.checkpoint),
-          "outscale": args.outscale, "tile": args.tile, "tile_pad": args.tile_pad,
-          "batch_size": args.batch_size, "half": args.half, "vcodec": args.vcodec,
-          "crf": args.crf, "preset": args.preset, "fps": args.fps}
-
-
-def plan_videos(args, paths, outputs) -> list:
-  """(input, output, options, first frame) of each video to do; before any work, refuses
-  outputs that exist (unless --overwrite or --resume) and notes from other settings."""
-  fps = Fraction(args.fps).limit_denominator(1001000) if args.fps else None  # 29.97: 2997/100
-  encode = video_encode.EncodeSettings(args.vcodec, args.crf, args.preset, fps)
-  jobs = []
-  for path, out in zip(paths, outputs):
-    if is_video(path):
-      options = video.VideoOptions(encode, args.resume, args.overwrite,
-                                   _video_settings(args, path))
-      start = video.plan_start(path, out, options)
-      if start == video.SKIP:
-        print(f"{out}: complete, skipped (--resume)")
-      else:
-        jobs.append((path, out, options, start))
-  return jobs
 
 
 def _upscale_all(args):
@@ -373,16 +270,30 @@ def _upscale_all(args):
   # Everything that can fail at once is checked before -o is created: nothing left behind.
   output_limits.check_output_dir(args.output)
   model, params = load_model(args.checkpoint, args.model_scale, args.half)
-  videos = plan_videos(args, paths, outputs)
-  output_limits.prepare_output_dir(args.output)
+  arch = generator_weights.arch_of(model)
+  tile_pad = tiling.generator_radius(arch) if args.tile_pad == "exact" else args.tile_pad
+  multiple = tiling.generator_multiple(arch)
+  memory = None
+  if args.tile == 0:  # whole images: their network memory grows with them (whole_image.py)
+    memory = lambda: whole_image.call_memory(model, params, multiple)
+  plan = video_plan.plan_videos(args, paths, outputs,
+                                lambda h, w: output_size(h, w, arch["scale"], args.outscale),
+                                memory, tile_pad)
+  created = output_limits.prepare_output_dir(args.output)
+  try:
+    written, failures = _upscale_files(args, model, params, paths, outputs, plan, memory,
+                                       tile_pad, multiple)
+  finally:
+    output_limits.remove_if_unused(args.output, created)  # a run that wrote nothing
+  return _summary(paths, written, failures + plan.refused, plan.skipped, args.output)
+
+
+def _upscale_files(args, model, params, paths, outputs, plan, memory, tile_pad, multiple):
+  """Upscales the images, then the videos of `plan`; (outputs written, failures)."""
   images = [(p, o) for p, o in zip(paths, outputs) if not is_video(p)]
   arch = generator_weights.arch_of(model)
-  tile_pad = args.tile_pad
-  if tile_pad == "exact":
-    tile_pad = tiling.generator_radius(arch)
   upscaler_args = (make_apply_fn(model, params), arch["scale"], args.outscale, args.tile,
                    tile_pad, args.batch_size, args.alpha_upsampler)
-  multiple = tiling.generator_multiple(arch)
   written = failures = 0
   if images:
     # disable=None: bars on a terminal, nothing in logs and pipes.
@@ -395,13 +306,14 @@ def _upscale_all(args):
         windows_bar.update(done - windows_bar.n)
 
       upscaler = Upscaler(*upscaler_args, progress, multiple=multiple)
-      written, failures = run(args, upscaler, *zip(*images), images_bar)
-  if videos:
+      written, failures = image_files.upscale_images(args, upscaler, *zip(*images), images_bar,
+                                                     memory, tile_pad, read_image_any)
+  if plan.jobs:
     videos_written, video_failures = video.upscale_videos(
-        videos, lambda: video.video_upscaler(*upscaler_args[:6], multiple))
+        plan.jobs, lambda: video.video_upscaler(*upscaler_args[:6], multiple))
     written += videos_written
     failures += video_failures
-  return _summary(paths, written, failures, len(paths) - len(images) - len(videos), args.output)
+  return written, failures
 
 
 def _summary(paths, written: int, failures: int, skipped: int, outdir: str):

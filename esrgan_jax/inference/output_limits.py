@@ -8,7 +8,8 @@ decoded, refused past `--max_pixels` output pixels with one line that says its s
 and how to go on, and stated in one line when it is large but allowed.
 
 The output folder is checked before the checkpoint is read and created only after, so that a run
-that fails at once leaves nothing behind.
+that fails at once leaves nothing behind; one created for a run that then wrote nothing (every
+input refused or failed) is removed again, a folder that was there before never.
 
 The default, 2**30 pixels (32768 x 32768, 3 GiB as 8-bit RGB), includes the largest output
 benchmarks/upscale.py measured (32000x32000, 3.78 GiB peak); `--max_pixels` raises it.
@@ -16,6 +17,7 @@ benchmarks/upscale.py measured (32000x32000, 3.78 GiB peak); `--max_pixels` rais
 
 import errno
 import os
+from typing import Optional
 
 from esrgan_jax import cli
 from esrgan_jax.data import images
@@ -64,14 +66,16 @@ def check_output(path: str, in_size: tuple, out_size: tuple, channels: int, item
   return ""
 
 
-def check_file(path: str, output_size, max_pixels: int) -> None:
-  """check_output for the image file at `path`, from its header (nothing decoded yet);
-  `output_size(height, width)` is the upscaler's. Prints the announcement of a large output."""
+def check_file(path: str, output_size, max_pixels: int) -> images.ImageHeader:
+  """check_output for the image file at `path`, from its header (nothing decoded yet), which it
+  returns; `output_size(height, width)` is the upscaler's. Prints the announcement of a large
+  output."""
   header = images.read_header(path)
   note = check_output(path, header[:2], output_size(header.height, header.width),
                       header.channels, header.itemsize, max_pixels)
   if note:
     print(note, flush=True)
+  return header
 
 
 def check_output_dir(outdir: str) -> None:
@@ -89,8 +93,13 @@ def check_output_dir(outdir: str) -> None:
     raise cli.UserError(f"{outdir}: output folder is not writable ({os.strerror(errno.EACCES)})")
 
 
-def prepare_output_dir(outdir: str) -> None:
-  """Creates `outdir` and proves that a file can be written there, before any work is done."""
+def prepare_output_dir(outdir: str) -> Optional[str]:
+  """Creates `outdir` and proves that a file can be written there, before any work is done.
+  Returns the outermost folder this created (`outdir` or one above it), None if it existed."""
+  created = None
+  missing = os.path.abspath(outdir)
+  while not os.path.exists(missing):
+    created, missing = missing, os.path.dirname(missing)
   probe = os.path.join(outdir, f".esrgan_jax-probe-{os.getpid()}")
   try:
     os.makedirs(outdir, exist_ok=True)
@@ -100,3 +109,21 @@ def prepare_output_dir(outdir: str) -> None:
   except OSError as error:
     raise cli.UserError(f"{outdir}: output folder is not writable "
                         f"({error.strerror or error})") from None
+  return created
+
+
+def remove_if_unused(outdir: str, created: Optional[str]) -> bool:
+  """Removes the folders prepare_output_dir created (`created` and those below it down to
+  `outdir`) while they are empty: a run that wrote nothing leaves nothing. A folder the user had
+  is never removed. Returns whether `outdir` is gone."""
+  if created is None:
+    return False
+  folder = os.path.abspath(outdir)
+  while True:
+    try:
+      os.rmdir(folder)  # only ever an empty folder
+    except OSError:
+      return False
+    if folder == created:
+      return True
+    folder = os.path.dirname(folder)

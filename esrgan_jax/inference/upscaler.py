@@ -31,6 +31,14 @@ LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
 BATCH_OUTPUT_BYTES = 1 << 28
 
 
+def output_size(height: int, width: int, scale: int, outscale: Optional[float]) -> tuple[int, int]:
+  """The output's (height, width): the model's `scale`, or `outscale` resized."""
+  if outscale is None or outscale == scale:
+    return height * scale, width * scale
+  # MATLAB's ceil(in * scale), with the same tolerance for float fuzz as bicubic.imresize.
+  return (math.ceil(height * outscale - 1e-9), math.ceil(width * outscale - 1e-9))
+
+
 class _RegionWriter:
   """Rounds the network's output blocks into channels `channels` of the output array, through
   an optional strip-wise resize (row bands of tiles are assembled for it)."""
@@ -90,10 +98,7 @@ class Upscaler:
     self.windows_total = self.windows_done = 0
 
   def output_size(self, height: int, width: int) -> tuple[int, int]:
-    if self.outscale == self.scale:
-      return height * self.scale, width * self.scale
-    # MATLAB's ceil(in * scale), with the same tolerance for float fuzz as bicubic.imresize.
-    return (math.ceil(height * self.outscale - 1e-9), math.ceil(width * self.outscale - 1e-9))
+    return output_size(height, width, self.scale, self.outscale)
 
   def submit(self, image: np.ndarray, tag: Any = None) -> None:
     if (image.dtype not in (np.uint8, np.uint16) or image.ndim != 3

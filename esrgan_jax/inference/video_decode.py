@@ -26,6 +26,10 @@ VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".webm", ".avi")
 _END = object()
 
 
+def is_video(path: str) -> bool:
+  return path.lower().endswith(VIDEO_EXTENSIONS)
+
+
 class VideoReadError(cli.UserError, ValueError):
   """A video input that cannot be read: no video stream, not a container, no decoder."""
 
@@ -107,6 +111,18 @@ def _stream_duration(container, stream) -> Optional[float]:
   if container.duration and len(container.streams) == 1:
     return container.duration / av.time_base
   return None
+
+
+def frame_size(path: str) -> Optional[tuple[int, int]]:
+  """(height, width) of the video stream from the container's header, nothing decoded; None
+  when the header does not tell (probe then reports what is wrong with the file)."""
+  try:
+    with av.open(path) as container:
+      context = _video_stream(container, path).codec_context
+      size = context.height, context.width
+  except (av.FFmpegError, VideoReadError):
+    return None
+  return size if min(size) > 0 else None
 
 
 def probe(path: str) -> VideoInfo:

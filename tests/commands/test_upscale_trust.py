@@ -1,6 +1,7 @@
 """The upscaler's last lines and its refusals before the work (issue #27): what was written
 where, counts right when stderr is a pipe, --max_pixels and --outscale refused from the header
-in one line, nothing created when the checkpoint is missing, no raw Pillow warning."""
+in one line, nothing created when the checkpoint is missing (nor left when nothing was written),
+`--tile 0` refused past the memory available, no raw Pillow warning."""
 
 import os
 import subprocess
@@ -14,7 +15,7 @@ from PIL import Image
 from esrgan_jax import upscale
 from esrgan_jax.data import images
 from esrgan_jax.data.images import read_header, write_image
-from esrgan_jax.inference import output_limits
+from esrgan_jax.inference import output_limits, whole_image
 from tests import REPO_ROOT
 from tests.tiny_generator import saved_tiny_checkpoint
 
@@ -114,7 +115,9 @@ def test_output_out_of_bounds_is_refused_per_image(checkpoint, tmp_path, capsys,
   lines = err.splitlines()
   assert lines[0] == f"esrgan_jax: error: {tmp_path / 'a.png'}: {message}"
   assert lines[-1].startswith(f"esrgan_jax: error: {2 - written} of 2 image(s) failed; ")
-  assert len(os.listdir(tmp_path / "out")) == written
+  # Nothing written: the -o folder the run created is gone again.
+  assert (os.listdir(tmp_path / "out") if written else os.path.exists(tmp_path / "out")) == (
+      ["b_out.png"] if written else False)
 
 
 def test_huge_png_is_refused_from_its_header_without_pillow_warning(checkpoint, tmp_path, capsys):
@@ -176,3 +179,58 @@ def test_pillow_bomb_warning_is_never_printed(tmp_path):
                         text=True, timeout=120)
   assert done.returncode == 0 and done.stderr == "", done.stderr
   assert done.stdout == "ImageHeader(height=10000, width=10000, channels=3, itemsize=1)\n"
+
+
+def test_a_run_that_wrote_nothing_leaves_no_output_folder(checkpoint, tmp_path, capsys):
+  """Every image refused: the folders the run created for -o are removed again."""
+  _image(tmp_path / "a.png")
+  out = tmp_path / "new" / "out"
+  code, _, err = _run([str(tmp_path / "a.png"), "-o", str(out), "--checkpoint", checkpoint,
+                       "--max_pixels", "1000"], capsys)
+  assert code == 1
+  assert err.splitlines()[-1] == (
+      f"esrgan_jax: error: 1 of 1 image(s) failed; no complete output in {out}")
+  assert sorted(os.listdir(tmp_path)) == ["a.png"]
+
+
+def test_an_output_folder_the_user_had_is_kept(checkpoint, tmp_path, capsys):
+  _image(tmp_path / "a.png")
+  (tmp_path / "out").mkdir()
+  code, _, _ = _run([str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--checkpoint",
+                     checkpoint, "--max_pixels", "1000"], capsys)
+  assert code == 1 and os.listdir(tmp_path / "out") == []
+
+
+def test_some_refused_keeps_the_folder_with_what_was_written(checkpoint, tmp_path, capsys):
+  _image(tmp_path / "a.png")
+  _image(tmp_path / "b.png", 4, 4)
+  out = tmp_path / "new" / "out"
+  code, _, err = _run([str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-o", str(out),
+                       "--checkpoint", checkpoint, "--max_pixels", "1000"], capsys)
+  assert code == 1
+  assert err.splitlines()[-1] == (
+      f"esrgan_jax: error: 1 of 2 image(s) failed; the other 1 are in {out}")
+  assert os.listdir(out) == ["b_out.png"]
+
+
+def test_tile_0_past_the_memory_available_is_refused_per_image(checkpoint, tmp_path, capsys,
+                                                               monkeypatch):
+  """An injected 400 kB: the 8x8 image's whole call fits, the 32x24 one's does not."""
+  monkeypatch.setattr(whole_image, "available_bytes", lambda: 400_000)
+  _image(tmp_path / "a.png", 24, 32)
+  _image(tmp_path / "b.png")
+  code, _, err = _run([str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-o",
+                       str(tmp_path / "out"), "--checkpoint", checkpoint, "--tile", "0"], capsys)
+  assert code == 1
+  lines = err.splitlines()
+  assert lines[0] == (
+      f"esrgan_jax: error: {tmp_path / 'a.png'}: --tile 0 runs each 32x24 image whole through "
+      "the network (1 a call), which needs about 1.0 MiB of memory, more than the 0.4 MiB "
+      "available; use --tile 32 to upscale it in tiles")
+  assert lines[1:] == [f"esrgan_jax: error: 1 of 2 image(s) failed; the other 1 are in "
+                       f"{tmp_path / 'out'}"]
+  assert os.listdir(tmp_path / "out") == ["b_out.png"]
+  # The same with tiles: nothing refused.
+  code, _, err = _run([str(tmp_path / "a.png"), "-o", str(tmp_path / "tiled"), "--checkpoint",
+                       checkpoint, "--tile", "16"], capsys)
+  assert code == 0, err

@@ -1,5 +1,6 @@
 """Bad video inputs and flags: one line each naming the file or flag, exit status 1, and nothing
-lost (the other inputs are upscaled, what decodes of a damaged file is upscaled)."""
+lost (the other inputs are upscaled, what decodes of a damaged file is upscaled); frames past
+--max_pixels or --tile 0's memory refused from the header before any work."""
 
 import os
 from fractions import Fraction
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from esrgan_jax.data.images import write_image
-from esrgan_jax.inference import video_encode
+from esrgan_jax.inference import video_decode, video_encode, whole_image
 from tests.commands.test_upscale_video import checkpoint, upscale  # pylint: disable=unused-import
 from tests.video_clips import decoded, frame_times_ms, make_clip, panned_frames
 
@@ -93,7 +94,7 @@ def test_unreadable_and_undecodable_videos_are_one_line_each(tmp_path, capsys, c
                              "video (")
   assert lines[1] == (f"esrgan_jax: error: {tmp_path / 'avs2.mkv'}: its video codec avs2 cannot "
                       "be decoded (this FFmpeg build has no decoder for it)")
-  assert os.listdir(tmp_path / "out") == []
+  assert not os.path.exists(tmp_path / "out")  # nothing written: the folder made for it is gone
 
 
 def test_an_existing_output_is_refused_before_any_work_unless_overwrite(tmp_path, capsys,
@@ -199,3 +200,52 @@ def test_crf_out_of_the_encoders_range_is_refused_at_once(tmp_path, capsys, chec
   assert code == 1
   assert err == f"esrgan_jax: error: {expected} (lower is better quality)\n"
   assert not os.path.exists(tmp_path / "out")
+
+
+def test_a_video_past_max_pixels_is_refused_before_any_work(tmp_path, capsys, checkpoint,
+                                                            monkeypatch):
+  """From the container's header, with the images' wording; nothing decoded, no output begun,
+  the other inputs upscaled."""
+  make_clip(tmp_path / "clip.mkv", count=4, audio=False)  # 32x24 frames: 128x96 out
+  write_image(tmp_path / "photo.png", panned_frames(1, 8, 8)[0])  # 32x32 out
+  monkeypatch.setattr(video_decode, "probe", lambda *a: pytest.fail("decoded before refusal"))
+  code, out_text, err = upscale([str(tmp_path / "clip.mkv"), str(tmp_path / "photo.png"), "-o",
+                                 str(tmp_path / "out"), "--max_pixels", "5000"], capsys,
+                                checkpoint)
+  assert code == 1 and "Traceback" not in err and out_text == ""
+  assert err.splitlines() == [
+      f"esrgan_jax: error: {tmp_path / 'clip.mkv'}: 32x24 -> 128x96 is 12288 output pixels "
+      "(0.0 MiB in memory), more than --max_pixels 5000; raise --max_pixels to upscale it, or "
+      "lower --outscale",
+      f"esrgan_jax: error: 1 of 2 file(s) failed; the other 1 are in {tmp_path / 'out'}"]
+  assert os.listdir(tmp_path / "out") == ["photo_out.png"]
+
+
+def test_a_refused_video_alone_leaves_no_output_folder(tmp_path, capsys, checkpoint):
+  make_clip(tmp_path / "clip.mkv", count=4, audio=False)
+  code, _, err = upscale([str(tmp_path / "clip.mkv"), "-o", str(tmp_path / "out"),
+                          "--max_pixels", "5000"], capsys, checkpoint)
+  assert code == 1
+  assert err.splitlines()[-1] == (
+      f"esrgan_jax: error: 1 of 1 video(s) failed; no complete output in {tmp_path / 'out'}")
+  assert sorted(os.listdir(tmp_path)) == ["clip.mkv"]
+
+
+def test_whole_frames_past_the_memory_available_are_refused(tmp_path, capsys, checkpoint,
+                                                            monkeypatch):
+  """--tile 0 with an injected 100 kB: two 32x24 frames a call do not fit; tiles do."""
+  monkeypatch.setattr(whole_image, "available_bytes", lambda: 100_000)
+  make_clip(tmp_path / "clip.mkv", count=4, audio=False)
+  flags = ["--tile", "0", "--batch_size", "2", "--vcodec", "ffv1"]
+  code, _, err = upscale([str(tmp_path / "clip.mkv"), "-o", str(tmp_path / "out")] + flags,
+                         capsys, checkpoint)
+  assert code == 1 and not os.path.exists(tmp_path / "out")
+  line = error_lines(err)[0]
+  assert line.startswith(f"esrgan_jax: error: {tmp_path / 'clip.mkv'}: --tile 0 runs each 32x24 "
+                         "frame whole through the network (2 a call), which needs about ")
+  assert line.endswith(" MiB available; use --tile 32 to upscale it in tiles")
+  monkeypatch.setattr(whole_image, "available_bytes", lambda: 2**30)
+  code, _, err = upscale([str(tmp_path / "clip.mkv"), "-o", str(tmp_path / "out")] + flags,
+                         capsys, checkpoint)
+  assert code == 0, err
+  assert len(decoded(tmp_path / "out" / "clip_out.mkv")) == 4

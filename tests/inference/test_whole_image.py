@@ -1,0 +1,69 @@
+"""whole_image: the memory of a `--tile 0` network call, from one small compile, and its refusal
+past what is available (the figure injected: a real shortage would need a machine's worth)."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from esrgan_jax.inference import whole_image
+from esrgan_jax.inference.apply import jitted_apply
+from esrgan_jax.models.srvgg import SRVGGNetCompact
+from tests.tiny_generator import random_params, tiny_generator
+
+
+def _compiled_bytes(model, params, batch, height, width):
+  shape = jax.ShapeDtypeStruct((batch, height, width, 3), jnp.float32)
+  stats = jitted_apply(model).lower(model, params, shape).compile().memory_analysis()
+  return stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
+
+
+@pytest.mark.parametrize("name", ["rrdbnet_x2", "compact_x4"])
+def test_scaled_figure_equals_the_compile_at_another_size(name):
+  if name == "rrdbnet_x2":
+    (model, params), multiple = tiny_generator(scale=2), 2
+  else:
+    model = SRVGGNetCompact(num_feat=8, num_conv=2, upscale=4)
+    params, multiple = random_params(model), 1
+  memory = whole_image.call_memory(model, params, multiple)
+  assert memory.multiple == multiple and memory.fixed > 0
+  assert memory.need(2, 30, 50) == _compiled_bytes(model, params, 2, 30, 50)
+
+
+def test_a_size_is_padded_to_the_model_multiple():
+  memory = whole_image.CallMemory(100, 2.0, multiple=4)
+  assert memory.need(1, 5, 8) == 100 + 2 * 8 * 8
+  assert memory.need(3, 4, 4) == 100 + 2 * 3 * 16
+
+
+def test_past_the_memory_available_is_refused_with_a_tile_that_fits(monkeypatch):
+  memory = whole_image.CallMemory(0, 1000.0)
+  monkeypatch.setattr(whole_image, "available_bytes", lambda: 2 * 2**30)
+  whole_image.check("a.png", "image", memory, 1, 1000, 2000, tile_pad=10)  # 1.9 GiB: fits
+  with pytest.raises(whole_image.NotEnoughMemoryError) as error:
+    whole_image.check("a.mkv", "frame", memory, 2, 1000, 2000, tile_pad=10)
+  # 512 + 2 * 10 px windows, two a call: 0.53 GiB, under half the 2 GiB; 1024 + 20 is not.
+  assert str(error.value) == (
+      "a.mkv: --tile 0 runs each 2000x1000 frame whole through the network (2 a call), which "
+      "needs about 3.7 GiB of memory, more than the 2.0 GiB available; use --tile 512 to "
+      "upscale it in tiles")
+
+
+def test_memory_that_cannot_be_told_refuses_nothing(monkeypatch):
+  monkeypatch.setattr(whole_image, "available_bytes", lambda: None)
+  whole_image.check("a.png", "image", whole_image.CallMemory(0, 1e9), 4, 1000, 1000, 10)
+
+
+def test_cpu_memory_available_is_meminfo():
+  with open("/proc/meminfo", encoding="ascii") as meminfo:
+    assert any(line.startswith("MemAvailable:") for line in meminfo)
+  assert jax.devices()[0].platform == "cpu"
+  assert 0 < whole_image.available_bytes() < 2**50
+
+
+@pytest.mark.parametrize("output_bytes, same_size, expected", [
+    (2**30, 9, 1),  # larger than what is held for batching: alone
+    (2**27, 9, 2), (2**26, 9, 4), (3 * 2**25, 9, 2), (2**20, 9, 4),
+    (2**20, 1, 1), (2**20, 3, 4),  # three windows: a call of four, one of them zeros
+])
+def test_whole_images_a_call(output_bytes, same_size, expected):
+  assert whole_image.image_batch(4, output_bytes, 2**28, same_size) == expected
