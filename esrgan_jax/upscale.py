@@ -324,7 +324,7 @@ def _summary(paths, written: int, failures: int, skipped: int, outdir: str):
   complete = written + skipped  # skipped: complete videos before (--resume)
   if failures:
     rest = (f"the other {complete} are in {outdir}" if complete else
-            f"no complete output in {outdir}")
+            f"nothing was written to {outdir}")
     return cli.error(f"{failures} of {len(paths)} {kind} failed; {rest}")
   if kind == "video(s)":
     return cli.EXIT_OK  # each video's own line has said where it went

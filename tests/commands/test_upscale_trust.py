@@ -64,7 +64,7 @@ def test_all_failed_says_no_output_is_complete(checkpoint, tmp_path, capsys):
                        checkpoint], capsys)
   assert code == 1
   assert err.splitlines()[-1] == (
-      f"esrgan_jax: error: 1 of 1 image(s) failed; no complete output in {tmp_path / 'out'}")
+      f"esrgan_jax: error: 1 of 1 image(s) failed; nothing was written to {tmp_path / 'out'}")
 
 
 def test_missing_checkpoint_creates_nothing(tmp_path, capsys):
@@ -134,7 +134,7 @@ def test_huge_png_is_refused_from_its_header_without_pillow_warning(checkpoint, 
       f"esrgan_jax: error: {tmp_path / 'big.png'}: 12000x12000 -> 48000x48000 is 2304000000 "
       "output pixels (6.4 GiB in memory), more than --max_pixels 1073741824; raise "
       "--max_pixels to upscale it, or lower --outscale",
-      f"esrgan_jax: error: 1 of 1 image(s) failed; no complete output in {tmp_path / 'out'}"]
+      f"esrgan_jax: error: 1 of 1 image(s) failed; nothing was written to {tmp_path / 'out'}"]
   with images.no_pillow_pixel_limit():
     assert read_header(tmp_path / "big.png")[:2] == (12000, 12000)
 
@@ -189,7 +189,7 @@ def test_a_run_that_wrote_nothing_leaves_no_output_folder(checkpoint, tmp_path, 
                        "--max_pixels", "1000"], capsys)
   assert code == 1
   assert err.splitlines()[-1] == (
-      f"esrgan_jax: error: 1 of 1 image(s) failed; no complete output in {out}")
+      f"esrgan_jax: error: 1 of 1 image(s) failed; nothing was written to {out}")
   assert sorted(os.listdir(tmp_path)) == ["a.png"]
 
 

@@ -171,7 +171,7 @@ def test_an_encoder_refusal_names_the_frame_size_and_the_flags(tmp_path, capsys,
   assert lines[0].startswith(f"esrgan_jax: error: {tmp_path / 'out' / 'clip_out.part.mkv'}: "
                              f"cannot encode libx264 128x96 frames with {settings} (")
   assert lines[0].endswith("); check those flags and --outscale")
-  assert lines[1] == (f"esrgan_jax: error: 1 of 1 video(s) failed; no complete output in "
+  assert lines[1] == (f"esrgan_jax: error: 1 of 1 video(s) failed; nothing was written to "
                       f"{tmp_path / 'out'}")
 
 
@@ -227,7 +227,7 @@ def test_a_refused_video_alone_leaves_no_output_folder(tmp_path, capsys, checkpo
                           "--max_pixels", "5000"], capsys, checkpoint)
   assert code == 1
   assert err.splitlines()[-1] == (
-      f"esrgan_jax: error: 1 of 1 video(s) failed; no complete output in {tmp_path / 'out'}")
+      f"esrgan_jax: error: 1 of 1 video(s) failed; nothing was written to {tmp_path / 'out'}")
   assert sorted(os.listdir(tmp_path)) == ["clip.mkv"]
 
 
