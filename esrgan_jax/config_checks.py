@@ -100,12 +100,7 @@ def _validate_eval(config: ml_collections.ConfigDict) -> None:
   data, evaluation = config.data, config.eval
   _require(data.on_bad_image in ("skip", "error"),
            f"config.data.on_bad_image must be 'skip' or 'error', got {data.on_bad_image!r}")
-  for name, spec in data.eval_sets.items():
-    _require(bool(spec.get("hr_dir")), f"config.data.eval_sets.{name}.hr_dir is not set")
-    _require_dir(spec.hr_dir, f"config.data.eval_sets.{name}.hr_dir")
-    _require_images(spec.hr_dir, f"config.data.eval_sets.{name}.hr_dir")
-    if spec.get("lr_dir"):
-      _require_dir(spec.lr_dir, f"config.data.eval_sets.{name}.lr_dir")
+  validate_eval_sets(data)
   max_images = data.eval_max_images
   _require(max_images is None or max_images > 0,
            f"config.data.eval_max_images must be positive (or unset), got {max_images}")
@@ -255,6 +250,22 @@ def _tfds_name_scale(tfds_name: str) -> Optional[int]:
   """The SR factor a TFDS name such as 'div2k/bicubic_x4' holds, or None when it does not say."""
   match = re.search(r"_x(\d+)$", tfds_name.split(":")[0])
   return int(match.group(1)) if match else None
+
+
+def validate_eval_sets(data: ml_collections.ConfigDict) -> None:
+  """config.data.eval_sets: each a {hr_dir, lr_dir} of folder paths, hr_dir's with images."""
+  for name, spec in data.eval_sets.items():
+    field = f"config.data.eval_sets.{name}"
+    _require(isinstance(spec, (dict, ml_collections.ConfigDict)),
+             f"{field} must be a dict of hr_dir (and lr_dir), got {spec!r}")
+    for key in ("hr_dir", "lr_dir"):
+      _require(isinstance(spec.get(key) or "", str),
+               f"{field}.{key} must be a folder's path, got {spec.get(key)!r}")
+    _require(bool(spec.get("hr_dir")), f"{field}.hr_dir is not set")
+    _require_dir(spec.hr_dir, f"{field}.hr_dir")
+    _require_images(spec.hr_dir, f"{field}.hr_dir")
+    if spec.get("lr_dir"):
+      _require_dir(spec.lr_dir, f"{field}.lr_dir")
 
 
 def _require_dir(path: str, field: str) -> None:
