@@ -261,7 +261,11 @@ def compare(args) -> str:
   if any(c.name == BICUBIC for c in candidates):
     raise ModelSpecError("a MODEL is named 'bicubic', the baseline row's name; rename it")
   eval_images, lr_source = load_images(args, scale)
-  os.makedirs(args.output, exist_ok=True)
+  try:
+    os.makedirs(args.output, exist_ok=True)
+  except OSError as error:  # a read-only disk, a file on the way: before any model runs
+    raise cli.UserError(f"-o {args.output}: cannot create the folder "
+                        f"({error.strerror or error})") from None
   args.crop_border, args.test_y_channel = scale, True  # evaluation's rule, for every metric
   score_set = scorer(args, chosen)
   results = []

@@ -137,6 +137,7 @@ def test_a_workdir_its_step_and_a_safetensors_file(setup, tmp_path, capsys):
     ("step", "no checkpoint of step 7 (found steps [2])"),
     # An AttributeError traceback before compare checked the sets as training does (issue #27).
     ("eval_sets", "config.data.eval_sets.a must be a dict of hr_dir (and lr_dir), got 5"),
+    ("out_unmakeable", "-o {root}/hr/cat.png/out: cannot create the folder (Not a directory)"),
 ])
 def test_bad_input_is_one_line(setup, tmp_path, capsys, case, message):
   root, out = setup, tmp_path / "out"
@@ -156,6 +157,7 @@ def test_bad_input_is_one_line(setup, tmp_path, capsys, case, message):
       "report": base,
       "step": [f"{FIXTURE_WORKDIR}@7", "-o", out],
       "eval_sets": base + ["--config", tmp_path / "sets.py"],
+      "out_unmakeable": [root / "g1", "-o", root / "hr" / "cat.png" / "out", "--hr", root / "hr"],
   }[case]
   if case == "eval_sets":
     (tmp_path / "sets.py").write_text(
