@@ -1,5 +1,6 @@
 """Config validation, the one place fields are checked: before anything is compiled, one line each."""
 
+import math
 import re
 from typing import Optional
 
@@ -46,10 +47,24 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, mode: str = "t
   _require(isinstance(config.seed, int) and not isinstance(config.seed, bool)
            and low <= config.seed <= high,
            f"config.seed must be an integer from {low} to {high}, got {config.seed!r}")
+  _require_finite(config, "config")
   _validate_model(config.model)
   _validate_eval(config)
   if mode == "train":
     _validate_train(config, num_devices)
+
+
+def _require_finite(value, field: str) -> None:
+  """No NaN or infinity anywhere: a NaN weight or probability passes every range check written
+  as a comparison, then trains on NaN."""
+  if isinstance(value, ml_collections.ConfigDict):
+    for key, item in value.items():
+      _require_finite(item, f"{field}.{key}")
+  elif isinstance(value, (list, tuple)):
+    for i, item in enumerate(value):
+      _require_finite(item, f"{field}[{i}]")
+  elif isinstance(value, float):
+    _require(math.isfinite(value), f"{field} must be a finite number, got {value}")
 
 
 def _validate_model(model: ml_collections.ConfigDict) -> None:

@@ -157,6 +157,28 @@ def test_eval_sets_of_the_wrong_type_are_one_line(eval_sets, expected):
     config_checks.validate(config, 1, "eval")
 
 
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("path, value, expected", [
+    ("loss.gan_weight", float("nan"), "config.loss.gan_weight must be a finite number, got nan"),
+    ("degradation.usm.weight", float("nan"),
+     "config.degradation.usm.weight must be a finite number, got nan"),
+    ("loss.perceptual_layers.conv1_2", float("inf"),
+     "config.loss.perceptual_layers.conv1_2 must be a finite number, got inf"),
+    ("degradation.kernel1.sigma", (0.2, float("nan")),
+     "config.degradation.kernel1.sigma[1] must be a finite number, got nan"),
+])
+def test_a_nan_or_infinite_field_is_one_line(mode, path, value, expected):
+  """A NaN passed every range check written as a comparison, and trained on NaN (issue #27)."""
+  config = esrgan_psnr.get_config("demo")
+  *parents, name = path.split(".")
+  section = config
+  for parent in parents:
+    section = section[parent]
+  section[name] = value
+  with pytest.raises(config_checks.ConfigError, match=re.escape(expected)):
+    config_checks.validate(config, 1, mode)
+
+
 def test_eval_set_without_images_fails_before_training(tmp_path):
   """Found by the first evaluation otherwise, after compiling and training."""
   (tmp_path / "set5").mkdir()
