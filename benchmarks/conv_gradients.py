@@ -148,6 +148,8 @@ def main():
     sys.exit("benchmarks/conv_gradients.py: --formulations winograd needs even sides")
   from esrgan_jax.runtime import xla_flags  # pylint: disable=g-import-not-at-top
   xla_flags.apply_defaults()
+  from esrgan_jax.runtime import backends  # pylint: disable=g-import-not-at-top
+  backends.start_quietly()
   print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; load {os.getloadavg()[0]:.2f}")
   titles = [f"jax {f} fwd / dx / dw (ms)" if f != "xla" else "jax fwd / dx / dw (ms)"
             for f in formulations] + ["torch fwd / dx / dw (ms)"]

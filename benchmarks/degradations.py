@@ -40,6 +40,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+# This checkout's, whatever --commit picks: the code it swaps in never imports esrgan_jax.runtime.
+from esrgan_jax.runtime import backends
+
 # Imported in main, after --commit has chosen which code: configs.realesrgan_degradation,
 # esrgan_jax.data.degradations and its noise module.
 degradations = noise = None
@@ -199,6 +202,7 @@ def main(argv=None):
   package = os.path.dirname(degradations.__file__)
   print("esrgan_jax from " + os.path.abspath(os.path.join(package, "..", "..", "..")))
   load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+  backends.start_quietly()
   print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; {os.cpu_count()} CPUs, "
         f"load {load:.2f}", flush=True)
   if args.mode == "poisson":

@@ -31,6 +31,7 @@ from configs import realesrnet_x4plus
 from esrgan_jax import metrics
 from esrgan_jax.data import bicubic, datasets, eval_sets, images
 from esrgan_jax.inference.apply import apply_generator
+from esrgan_jax.runtime import backends
 from esrgan_jax.weights import generator as generator_weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -118,6 +119,7 @@ def main(argv=None) -> int:
 
 def report(args, psnr_dir: str, gan_dir: str) -> int:
   """Prints the table of both stages' pictures; 0 when the demo passes, else 1."""
+  backends.start_quietly()  # here, after the stages: their trainers need the device first
   ok = True
   print(f"{'photo':10s} {'bicubic':>8s} {'stage1':>8s} {'stage2':>8s}  "
         "colour error (R, G, B): stage 1, stage 2")

@@ -210,6 +210,8 @@ def main(argv=None):
   from esrgan_jax.runtime import xla_flags  # pylint: disable=g-import-not-at-top
   xla_flags.apply_defaults()
   import jax  # pylint: disable=g-import-not-at-top
+  from esrgan_jax.runtime import backends  # pylint: disable=g-import-not-at-top
+  backends.start_quietly()
   if args.device == "cuda" and jax.default_backend() != "gpu":
     sys.exit(f"benchmarks/fast_models.py: --device cuda, but JAX runs on {jax.default_backend()}")
   load = os.getloadavg()

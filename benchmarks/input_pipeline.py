@@ -37,6 +37,7 @@ from configs import default
 from esrgan_jax import prepare
 from esrgan_jax.data import pipeline
 from esrgan_jax.data.images import write_image
+from esrgan_jax.runtime import backends
 
 
 def write_synthetic_2k_folder(directory: str, num_images: int = 8) -> None:
@@ -192,6 +193,7 @@ def main() -> None:
                "(pip install -r requirements-dev.txt)")
     from absl import flags  # pylint: disable=g-import-not-at-top
     flags.FLAGS.mark_as_parsed()  # grain reads its absl flags' defaults; this script uses argparse
+  backends.start_quietly()  # the pipeline asks JAX for the process index
   print(f"{os.cpu_count()} CPUs; batch {args.batch_size}, HR patch {args.patch_size}, "
         f"x{args.scale}, {args.steps} timed batches", flush=True)
 

@@ -126,7 +126,9 @@ def filled_on_host(abstract, seed=0):
 def jax_measurables(args, group):
   """Builds and compiles the requested rows of a JAX group one at a time, as they are timed."""
   import jax  # pylint: disable=g-import-not-at-top
+  from esrgan_jax.runtime import backends  # pylint: disable=g-import-not-at-top
 
+  backends.start_quietly()
   device = jax.devices()[0]
   on_gpu = device.platform == "gpu"
   facts = dict(device=device.device_kind if on_gpu else platform.processor() or "cpu",

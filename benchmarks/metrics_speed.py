@@ -27,6 +27,7 @@ import skimage.data
 
 from esrgan_jax import metrics
 from esrgan_jax.metrics import fid
+from esrgan_jax.runtime import backends
 from tests.random_inception import random_inception_variables
 
 SIZES = ((480, 500), (400, 520), (512, 512), (360, 480), (420, 500), (500, 380), (400, 400),
@@ -84,6 +85,7 @@ def compare_sqrtm(samples: int = 126):
 
 
 def main():
+  backends.start_quietly()
   if "--sqrtm" in sys.argv[1:]:
     compare_sqrtm()
     return

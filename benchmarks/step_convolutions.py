@@ -25,6 +25,7 @@ import sys
 import time
 
 from benchmarks import benchmark, common, jax_rows
+from esrgan_jax.runtime import backends
 
 CONV_REPEATS = 5
 PROFILE_STEPS = 3
@@ -128,6 +129,7 @@ def main():
     sys.exit("benchmarks/step_convolutions.py: for the CPU (it runs both frameworks in one "
              "process and reads PyTorch's CPU profile); on a GPU use "
              "python -m benchmarks.benchmark --profile")
+  backends.start_quietly()
   groups = benchmark.parse_groups(args)
   frameworks = sorted(g.framework for g in groups)
   if frameworks != ["jax", "torch"]:

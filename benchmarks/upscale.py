@@ -19,6 +19,7 @@ import numpy as np
 
 from esrgan_jax import upscale
 from esrgan_jax.data.images import write_image
+from esrgan_jax.runtime import backends
 from esrgan_jax.weights.generator import arch_of, save_generator
 from tests.tiny_generator import tiny_generator
 
@@ -93,6 +94,7 @@ def main(argv=None) -> None:
   parser.add_argument("--image", type=int, default=64)
   parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 16])
   args = parser.parse_args(argv)
+  backends.start_quietly()  # before the tiny generator's init, not at upscale.main's
   with tempfile.TemporaryDirectory() as work:
     (memory if args.mode == "memory" else throughput)(args, work)
 

@@ -249,6 +249,8 @@ def main(argv=None):
   args = parse_args(argv)
   from esrgan_jax.runtime import xla_flags  # pylint: disable=g-import-not-at-top
   xla_flags.apply_defaults()
+  from esrgan_jax.runtime import backends  # pylint: disable=g-import-not-at-top
+  backends.start_quietly()
   from esrgan_jax.inference import video_encode  # pylint: disable=g-import-not-at-top
   load = os.getloadavg()
   print(f"{time.strftime('%Y-%m-%d %H:%M')}  {platform.node()}  {os.cpu_count()} CPUs, load "

@@ -11,6 +11,7 @@ One convention for every command, printed at the end of each `--help`:
 import argparse
 import contextlib
 import os
+import re
 import signal
 import sys
 import threading
@@ -192,23 +193,56 @@ def flag(name: str, *short: str) -> Sequence[str]:
   return names
 
 
+def _missing_key(error: Exception) -> tuple[str, str]:
+  """(key, hint) of ml_collections' AttributeError(KeyError("'b'\nDid you mean ...")); the hint
+  is '' or ' (Did you mean ...)'."""
+  detail = error
+  while isinstance(detail, BaseException) and detail.args:
+    detail = detail.args[0]
+  lines = str(detail).splitlines() or [""]
+  hint = f" ({lines[1].strip()})" if len(lines) > 1 else ""
+  return lines[0].strip("'\""), hint
+
+
 def unknown_config_field(argv: list[str], error: Exception) -> str:
   """Names the `--config.a.b=...` argument whose path the config does not have.
 
   ml_collections raises AttributeError(KeyError("'b'\nDid you mean ...")) while parsing it.
   """
-  detail = error
-  while isinstance(detail, BaseException) and detail.args:
-    detail = detail.args[0]
-  lines = str(detail).splitlines() or [""]
-  key = lines[0].strip("'\"")
-  hint = f" ({lines[1].strip()})" if len(lines) > 1 else ""
+  key, hint = _missing_key(error)
   for arg in argv[1:]:
     path = arg[len("--config."):].split("=", 1)[0].split(".")
     if arg.startswith("--config.") and key in path:
       parent = ".".join(["config", *path[:path.index(key)]])
       return f"{arg}: {parent} has no field {key!r}{hint}"
   return f"unknown config field {key!r}{hint}"
+
+
+def config_lookup_error(argv: Sequence[str], error: Exception) -> str:
+  """An AttributeError or KeyError while the config was parsed, as one line: the override that
+  names a field the config lacks, or else the config file's own fault (no get_config, or a field
+  its own code read that its config lacks, with the line)."""
+  line = unknown_config_field(list(argv), error)
+  if line.startswith("--config."):
+    return line
+  if "has no attribute 'get_config'" in str(error):
+    return (f"--config={_config_path(argv)}: defines no get_config() (a config file's "
+            "get_config() returns its ml_collections.ConfigDict)")
+  if isinstance(error, AttributeError) and error.args and isinstance(error.args[0], KeyError):
+    key, hint = _missing_key(error)
+    return f"{_config_where(argv, error)}: no config field {key!r}{hint}"
+  return config_file_error(argv, error)
+
+
+def loaded_config(argv: Sequence[str], config):
+  """absl's --config value once read: a file that failed to load raises its error here (an
+  OSError); a get_config() that returned no ConfigDict is a UserError naming the file."""
+  import ml_collections  # pylint: disable=import-outside-toplevel; main imports cli before it
+  if not isinstance(config, ml_collections.ConfigDict):
+    getattr(config, "keys", None)  # ml_collections' stand-in for a failed load raises here
+    raise UserError(f"--config={_config_path(argv)}: get_config() returned a value of type "
+                    f"{type(config).__name__}, not an ml_collections.ConfigDict")
+  return config
 
 
 def nested_error_line(message: str) -> str:
@@ -220,27 +254,54 @@ def nested_error_line(message: str) -> str:
   return lines[0] if lines else message
 
 
+def config_flag_error(argv: Sequence[str], error: Exception) -> str:
+  """absl's flags.Error while the config flags were parsed, as one line: a bad override value as
+  absl words it, or the error the config file's own code raised with the file and its line (absl
+  gives that one as a traceback in the message)."""
+  message = str(error)
+  line = nested_error_line(message)
+  if not message.startswith("flag --config=") or "Traceback" not in message:
+    return line
+  path = _config_path(argv)
+  real = os.path.realpath(path)
+  where = ""
+  for match in re.finditer(r'File "([^"]+)", line (\d+)', message):
+    if os.path.realpath(match.group(1)) == real:
+      where = f", line {match.group(2)}"
+  return f"--config={path}{where}: {line}"
+
+
 def config_file_error(argv: Sequence[str], error: BaseException) -> str:
   """A config file that raised while it was loaded (a SyntaxError, a NameError in get_config):
   the file, the line and the error, for one line instead of ml_collections' traceback."""
+  message = error.msg if isinstance(error, SyntaxError) else str(error)
+  return f"{_config_where(argv, error)}: {type(error).__name__}: {message}"
+
+
+def _config_where(argv: Sequence[str], error: BaseException) -> str:
+  """'--config=FILE, line N': the line of FILE where `error` was raised ('--config=FILE' when
+  no line of it is on the traceback)."""
+  path = _config_path(argv)
+  line = None
+  if isinstance(error, SyntaxError):
+    line = error.lineno
+  else:
+    real = os.path.realpath(path)
+    for frame in traceback.extract_tb(error.__traceback__):
+      if os.path.realpath(frame.filename) == real:
+        line = frame.lineno
+  return f"--config={path}" + (f", line {line}" if line else "")
+
+
+def _config_path(argv: Sequence[str]) -> str:
+  """The file of argv's --config (less a :variant), or '?'."""
   path = "?"
   for i, arg in enumerate(argv):
     if arg.startswith("--config="):
       path = arg[len("--config="):]
     elif arg == "--config" and i + 1 < len(argv):
       path = argv[i + 1]
-  path = path.split(":", 1)[0]  # configs/x.py:variant
-  line = None
-  if isinstance(error, SyntaxError):
-    line, message = error.lineno, error.msg
-  else:
-    message = str(error)
-    real = os.path.realpath(path)
-    for frame in traceback.extract_tb(error.__traceback__):
-      if os.path.realpath(frame.filename) == real:
-        line = frame.lineno
-  where = f", line {line}" if line else ""
-  return f"--config={path}{where}: {type(error).__name__}: {message}"
+  return path.split(":", 1)[0]  # configs/x.py:variant
 
 
 def _note(stopped: Union[str, Callable[[], str]]) -> str:

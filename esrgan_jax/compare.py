@@ -151,11 +151,13 @@ def load_images(args, scale: int):
     lr_source = f"files in {args.lr}" if args.lr else "MATLAB bicubic of the mod-cropped HR"
     return datasets.load_eval_images(hr_paths, lr_paths, scale), lr_source
   if args.config:
+    from esrgan_jax import config_checks  # pylint: disable=import-outside-toplevel
     from esrgan_jax.plan import load_config  # pylint: disable=import-outside-toplevel
     config = load_config(args.config, [])
     if config.model.scale != scale:
       raise cli.UserError(f"--config {args.config}: config.model.scale is "
                           f"{config.model.scale}, the models are x{scale}")
+    config_checks.validate_eval_sets(config.data)  # as training checks them: one line each
     sets = create_eval_sets(config.data, scale=scale, degradation=config.degradation)
     pooled = [item if len(sets) == 1 else datasets.EvalImage(f"{name}/{item.name}", item.lr,
                                                              item.hr)
@@ -259,7 +261,11 @@ def compare(args) -> str:
   if any(c.name == BICUBIC for c in candidates):
     raise ModelSpecError("a MODEL is named 'bicubic', the baseline row's name; rename it")
   eval_images, lr_source = load_images(args, scale)
-  os.makedirs(args.output, exist_ok=True)
+  try:
+    os.makedirs(args.output, exist_ok=True)
+  except OSError as error:  # a read-only disk, a file on the way: before any model runs
+    raise cli.UserError(f"-o {args.output}: cannot create the folder "
+                        f"({error.strerror or error})") from None
   args.crop_border, args.test_y_channel = scale, True  # evaluation's rule, for every metric
   score_set = scorer(args, chosen)
   results = []

@@ -1,5 +1,6 @@
 """Config validation, the one place fields are checked: before anything is compiled, one line each."""
 
+import math
 import re
 from typing import Optional
 
@@ -46,10 +47,24 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, mode: str = "t
   _require(isinstance(config.seed, int) and not isinstance(config.seed, bool)
            and low <= config.seed <= high,
            f"config.seed must be an integer from {low} to {high}, got {config.seed!r}")
+  _require_finite(config, "config")
   _validate_model(config.model)
   _validate_eval(config)
   if mode == "train":
     _validate_train(config, num_devices)
+
+
+def _require_finite(value, field: str) -> None:
+  """No NaN or infinity anywhere: a NaN weight or probability passes every range check written
+  as a comparison, then trains on NaN."""
+  if isinstance(value, ml_collections.ConfigDict):
+    for key, item in value.items():
+      _require_finite(item, f"{field}.{key}")
+  elif isinstance(value, (list, tuple)):
+    for i, item in enumerate(value):
+      _require_finite(item, f"{field}[{i}]")
+  elif isinstance(value, float):
+    _require(math.isfinite(value), f"{field} must be a finite number, got {value}")
 
 
 def _validate_model(model: ml_collections.ConfigDict) -> None:
@@ -100,12 +115,7 @@ def _validate_eval(config: ml_collections.ConfigDict) -> None:
   data, evaluation = config.data, config.eval
   _require(data.on_bad_image in ("skip", "error"),
            f"config.data.on_bad_image must be 'skip' or 'error', got {data.on_bad_image!r}")
-  for name, spec in data.eval_sets.items():
-    _require(bool(spec.get("hr_dir")), f"config.data.eval_sets.{name}.hr_dir is not set")
-    _require_dir(spec.hr_dir, f"config.data.eval_sets.{name}.hr_dir")
-    _require_images(spec.hr_dir, f"config.data.eval_sets.{name}.hr_dir")
-    if spec.get("lr_dir"):
-      _require_dir(spec.lr_dir, f"config.data.eval_sets.{name}.lr_dir")
+  validate_eval_sets(data)
   max_images = data.eval_max_images
   _require(max_images is None or max_images > 0,
            f"config.data.eval_max_images must be positive (or unset), got {max_images}")
@@ -255,6 +265,22 @@ def _tfds_name_scale(tfds_name: str) -> Optional[int]:
   """The SR factor a TFDS name such as 'div2k/bicubic_x4' holds, or None when it does not say."""
   match = re.search(r"_x(\d+)$", tfds_name.split(":")[0])
   return int(match.group(1)) if match else None
+
+
+def validate_eval_sets(data: ml_collections.ConfigDict) -> None:
+  """config.data.eval_sets: each a {hr_dir, lr_dir} of folder paths, hr_dir's with images."""
+  for name, spec in data.eval_sets.items():
+    field = f"config.data.eval_sets.{name}"
+    _require(isinstance(spec, (dict, ml_collections.ConfigDict)),
+             f"{field} must be a dict of hr_dir (and lr_dir), got {spec!r}")
+    for key in ("hr_dir", "lr_dir"):
+      _require(isinstance(spec.get(key) or "", str),
+               f"{field}.{key} must be a folder's path, got {spec.get(key)!r}")
+    _require(bool(spec.get("hr_dir")), f"{field}.hr_dir is not set")
+    _require_dir(spec.hr_dir, f"{field}.hr_dir")
+    _require_images(spec.hr_dir, f"{field}.hr_dir")
+    if spec.get("lr_dir"):
+      _require_dir(spec.lr_dir, f"{field}.lr_dir")
 
 
 def _require_dir(path: str, field: str) -> None:

@@ -97,11 +97,18 @@ def parse_flags(argv: list[str]) -> list[str]:
     # absl's own --help exits 1; help that was asked for is a success.
     app.usage(shorthelp="--helpfull" not in argv, writeto_stdout=True, exitcode=cli.EXIT_OK)
   try:
-    return FLAGS(argv)
+    rest = FLAGS(argv)
+    try:  # a get_config() that returned no ConfigDict, before any start-up line
+      cli.loaded_config(argv, FLAGS["config"].value)
+    except OSError:
+      pass  # a file that failed to load: _load_config names it, as before
+    return rest
+  except cli.UserError as error:
+    fail(str(error))
   except flags.Error as error:
-    fail(cli.nested_error_line(str(error)))
+    fail(cli.config_flag_error(argv, error))
   except (AttributeError, KeyError) as error:
-    fail(cli.unknown_config_field(argv, error))
+    fail(cli.config_lookup_error(argv, error))
   except OSError as error:  # a missing or unreadable config file
     fail(f"{error.filename or argv}: {error.strerror or error}")
   except Exception as error:  # pylint: disable=broad-except; the config file's own code raised
@@ -136,7 +143,7 @@ def _start_and_run() -> int:
 def _load_config():
   """(config, mode); a missing config file is one line naming it."""
   try:
-    config = FLAGS.config
+    config = cli.loaded_config(sys.argv, FLAGS.config)
     return config, FLAGS.mode or config.mode
   except OSError as error:  # ml_collections reports a missing config file only when it is read
     lines = [line.strip() for line in str(error).splitlines()]

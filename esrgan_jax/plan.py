@@ -15,6 +15,7 @@ doubling and then bisected batches.
 A full-size config compiles in a few minutes on a small CPU, longer for large batches.
 """
 
+import math
 import sys
 import time
 from typing import NamedTuple, Optional, Sequence
@@ -70,13 +71,14 @@ def load_config(path: str, overrides: Sequence[str]) -> ml_collections.ConfigDic
                                   lock_config=True, sys_argv=argv)
   try:
     flag_values(argv)
-    config = flag_values.config
-    config.keys()  # a file that failed to load raises only when its config is first read
-    return config
+    # A file that failed to load raises only when its config is first read.
+    return cli.loaded_config(argv, flag_values.config)
+  except cli.UserError:
+    raise
   except flags.Error as error:
-    raise cli.UserError(cli.nested_error_line(str(error))) from None
+    raise cli.UserError(cli.config_flag_error(argv, error)) from None
   except (AttributeError, KeyError) as error:
-    raise cli.UserError(cli.unknown_config_field(argv, error)) from None
+    raise cli.UserError(cli.config_lookup_error(argv, error)) from None
   except OSError as error:
     lines = [line.strip() for line in str(error).splitlines()]
     detail = next((line.split("] ", 1)[-1] for line in lines if "[Errno" in line), lines[0])
@@ -144,8 +146,8 @@ class Slice(NamedTuple):
 
 def open_slice(args) -> Slice:
   topology = tpu_plan.parse_topology(args.topology)
-  if args.hbm_gib is not None and args.hbm_gib <= 0:
-    raise cli.UserError(f"--hbm_gib={args.hbm_gib}: must be positive")
+  if args.hbm_gib is not None and not 0 < args.hbm_gib < math.inf:  # NaN too
+    raise cli.UserError(f"--hbm_gib={args.hbm_gib}: must be a positive, finite number of GiB")
   devices = tpu_plan.devices(topology)
   hbm = int(args.hbm_gib * 2**30) if args.hbm_gib else topology.hbm_bytes
   source = "--hbm_gib" if args.hbm_gib else f"a {topology.generation} chip's HBM"

@@ -254,15 +254,10 @@ def _column_means(values: np.ndarray, names) -> dict[str, float]:
 
 
 @functools.cache
-def _lpips_metric(path: str):
-  """One LpipsMetric per weights directory: loaded once per run, not at every evaluation."""
-  return lpips.LpipsMetric.from_dir(path)
-
-
-@functools.cache
-def _dists_metric(path: str):
-  """One DistsMetric per weights directory: loaded once per run."""
-  return dists.DistsMetric.from_dir(path)
+def _pair_metric(metric_class, path: str):
+  """One LpipsMetric or DistsMetric (image_pairs.PairMetric) per weights directory: loaded once
+  per run, not at every evaluation."""
+  return metric_class.from_dir(path)
 
 
 @functools.cache
@@ -287,12 +282,13 @@ def configured_metrics(eval_config: ml_collections.ConfigDict) -> Extras:
   lpips_weights = eval_config.lpips_weights
   niqe_params = eval_config.niqe_params
   inception_weights = eval_config.inception_weights
+  dists_weights = eval_config.dists_weights
   return Extras(
-      _lpips_metric(os.fspath(lpips_weights)) if lpips_weights else None,
+      _pair_metric(lpips.LpipsMetric, os.fspath(lpips_weights)) if lpips_weights else None,
       _niqe_params(os.fspath(niqe_params)) if niqe_params else None,
       _fid_metric(os.fspath(inception_weights), eval_config.fid_crop_size, eval_config.fid_grid,
                   eval_config.kid_subsets, eval_config.is_splits) if inception_weights else None,
-      _dists_metric(os.fspath(eval_config.dists_weights)) if eval_config.dists_weights else None)
+      _pair_metric(dists.DistsMetric, os.fspath(dists_weights)) if dists_weights else None)
 
 
 def evaluate_sets(generate_fn, eval_sets: dict[str, Any], scale: int,

@@ -8,9 +8,6 @@ has resize=False by default), and shrinking an SR result would blur away the tex
 there to judge (docs/design.md, "DISTS").
 """
 
-import os
-
-import jax
 import numpy as np
 
 from esrgan_jax.metrics import image_pairs
@@ -24,18 +21,9 @@ def dists_distance(module: DISTS, params, img1, img2) -> np.ndarray:
   return np.asarray(image_pairs.apply_pair(module, params, x0, x1))
 
 
-class DistsMetric:
+class DistsMetric(image_pairs.PairMetric):
   """DISTS of one SR image against its HR image, with the weights on the first local device."""
 
   name = "dists"
-
-  def __init__(self, module: DISTS, params):
-    self.module = module
-    self.params = jax.device_put(params, jax.local_devices()[0])
-
-  @classmethod
-  def from_dir(cls, path: str | os.PathLike) -> "DistsMetric":
-    return cls(*dists_weights.load_dists_dir(path))
-
-  def __call__(self, sr: np.ndarray, hr: np.ndarray) -> float:
-    return float(dists_distance(self.module, self.params, sr, hr)[0])
+  load_dir = staticmethod(dists_weights.load_dists_dir)
+  distance = staticmethod(dists_distance)

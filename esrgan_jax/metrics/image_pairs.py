@@ -1,8 +1,10 @@
 """What the learned full-reference metrics (LPIPS, DISTS) share: their inputs checked and made
-float32 NHWC batches in [0, 1], and one jitted apply of a (module, params) pair, compiled once per
-module and shape."""
+float32 NHWC batches in [0, 1], one jitted apply of a (module, params) pair, compiled once per
+module and shape, and the metric object evaluation holds (PairMetric: weights loaded from their
+converted folder onto the first local device)."""
 
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -41,3 +43,25 @@ def unit_pair(img1, img2, caller: str, metric: str, smallest: int):
 @functools.partial(jax.jit, static_argnums=0)
 def apply_pair(module, params, x0, x1) -> jax.Array:
   return module.apply({"params": params}, x0, x1)
+
+
+class PairMetric:
+  """One SR image against its HR image, with the weights on the first local device.
+
+  A metric names two functions: `load_dir` (a folder written by convert -> (module, params)) and
+  `distance` ((module, params, img1, img2) -> per-image values).
+  """
+
+  load_dir = None
+  distance = None
+
+  def __init__(self, module, params):
+    self.module = module
+    self.params = jax.device_put(params, jax.local_devices()[0])
+
+  @classmethod
+  def from_dir(cls, path: str | os.PathLike):
+    return cls(*cls.load_dir(path))
+
+  def __call__(self, sr: np.ndarray, hr: np.ndarray) -> float:
+    return float(self.distance(self.module, self.params, sr, hr)[0])

@@ -4,9 +4,6 @@
   value = metric(sr_uint8, hr_uint8)                          # HxWx3 each
 """
 
-import os
-
-import jax
 import numpy as np
 
 from esrgan_jax.metrics import image_pairs
@@ -26,20 +23,12 @@ def lpips_distance(module: LPIPS, params, img1, img2) -> np.ndarray:
   return np.asarray(_apply(module, params, x0 * 2.0 - 1.0, x1 * 2.0 - 1.0))
 
 
-class LpipsMetric:
+class LpipsMetric(image_pairs.PairMetric):
   """LPIPS of one SR image against its HR image, with the weights on the first local device."""
 
-  def __init__(self, module: LPIPS, params):
-    self.module = module
-    self.params = jax.device_put(params, jax.local_devices()[0])
-
-  @classmethod
-  def from_dir(cls, path: str | os.PathLike) -> "LpipsMetric":
-    return cls(*lpips_weights.load_lpips_dir(path))
+  load_dir = staticmethod(lpips_weights.load_lpips_dir)
+  distance = staticmethod(lpips_distance)
 
   @property
   def name(self) -> str:
     return f"lpips_{self.module.net}"
-
-  def __call__(self, sr: np.ndarray, hr: np.ndarray) -> float:
-    return float(lpips_distance(self.module, self.params, sr, hr)[0])

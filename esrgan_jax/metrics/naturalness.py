@@ -35,6 +35,7 @@ block are pooled, and their MVG is the model.
 
 import functools
 import os
+import zipfile
 from typing import Iterable, NamedTuple, Union
 
 import jax
@@ -114,6 +115,10 @@ def load_niqe_params(path: Union[str, os.PathLike]) -> NiqeParams:
     raise NiqeParamsError(f"{path}: a NIQE model is a .npz (BasicSR) or .mat (MATLAB) file")
   if not os.path.isfile(path):
     raise NiqeParamsError(f"{path}: NIQE model file does not exist")
+  if extension == ".npz" and not zipfile.is_zipfile(path):
+    # Else numpy takes it for a pickle and suggests allow_pickle, which would run its bytes.
+    raise NiqeParamsError(f"{path}: not a readable .npz file (not a zip archive: damaged, or "
+                          "not written by numpy.savez)")
   try:
     if extension == ".npz":
       with np.load(path) as contents:

@@ -135,6 +135,9 @@ def test_a_workdir_its_step_and_a_safetensors_file(setup, tmp_path, capsys):
     ("alpha", "alpha must lie in [0, 1], got 1.5"),
     ("report", "holds the report of an earlier comparison"),
     ("step", "no checkpoint of step 7 (found steps [2])"),
+    # An AttributeError traceback before compare checked the sets as training does (issue #27).
+    ("eval_sets", "config.data.eval_sets.a must be a dict of hr_dir (and lr_dir), got 5"),
+    ("out_unmakeable", "-o {root}/hr/cat.png/out: cannot create the folder (Not a directory)"),
 ])
 def test_bad_input_is_one_line(setup, tmp_path, capsys, case, message):
   root, out = setup, tmp_path / "out"
@@ -153,7 +156,14 @@ def test_bad_input_is_one_line(setup, tmp_path, capsys, case, message):
       "alpha": base + ["--interpolate", root / "g1", root / "g2", "--alphas", "0,1.5"],
       "report": base,
       "step": [f"{FIXTURE_WORKDIR}@7", "-o", out],
+      "eval_sets": base + ["--config", tmp_path / "sets.py"],
+      "out_unmakeable": [root / "g1", "-o", root / "hr" / "cat.png" / "out", "--hr", root / "hr"],
   }[case]
+  if case == "eval_sets":
+    (tmp_path / "sets.py").write_text(
+        "from configs import esrgan_psnr\ndef get_config():\n"
+        "  config = esrgan_psnr.get_config('demo')\n  config.data.eval_sets = {'a': 5}\n"
+        "  return config\n")
   if case == "report":
     out.mkdir()
     (out / "report.json").write_text("{}")

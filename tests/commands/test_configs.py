@@ -143,6 +143,42 @@ def test_eval_mode_checks_the_eval_sets_not_the_training_data(tmp_path):
     config_checks.validate(config, 1, "eval")
 
 
+@pytest.mark.parametrize("eval_sets, expected", [
+    ({"a": 5}, "config.data.eval_sets.a must be a dict of hr_dir (and lr_dir), got 5"),
+    ({"a": {"hr_dir": 5}}, "config.data.eval_sets.a.hr_dir must be a folder's path, got 5"),
+    ({"a": {"hr_dir": "x", "lr_dir": ["y"]}},
+     "config.data.eval_sets.a.lr_dir must be a folder's path, got ['y']"),
+])
+def test_eval_sets_of_the_wrong_type_are_one_line(eval_sets, expected):
+  """They were an AttributeError or TypeError traceback (issue #27)."""
+  config = esrgan_psnr.get_config("demo")
+  config.data.eval_sets = eval_sets
+  with pytest.raises(config_checks.ConfigError, match=re.escape(expected)):
+    config_checks.validate(config, 1, "eval")
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("path, value, expected", [
+    ("loss.gan_weight", float("nan"), "config.loss.gan_weight must be a finite number, got nan"),
+    ("degradation.usm.weight", float("nan"),
+     "config.degradation.usm.weight must be a finite number, got nan"),
+    ("loss.perceptual_layers.conv1_2", float("inf"),
+     "config.loss.perceptual_layers.conv1_2 must be a finite number, got inf"),
+    ("degradation.kernel1.sigma", (0.2, float("nan")),
+     "config.degradation.kernel1.sigma[1] must be a finite number, got nan"),
+])
+def test_a_nan_or_infinite_field_is_one_line(mode, path, value, expected):
+  """A NaN passed every range check written as a comparison, and trained on NaN (issue #27)."""
+  config = esrgan_psnr.get_config("demo")
+  *parents, name = path.split(".")
+  section = config
+  for parent in parents:
+    section = section[parent]
+  section[name] = value
+  with pytest.raises(config_checks.ConfigError, match=re.escape(expected)):
+    config_checks.validate(config, 1, mode)
+
+
 def test_eval_set_without_images_fails_before_training(tmp_path):
   """Found by the first evaluation otherwise, after compiling and training."""
   (tmp_path / "set5").mkdir()

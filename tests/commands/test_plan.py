@@ -115,6 +115,12 @@ def test_without_libtpu_one_line_says_how_to_install_it(tmp_path):
      "esrgan_jax: error: --config.train.nope=1: config.train has no field 'nope'"),
     (["--topology=v5e:2x2", "--max_batch_limit=0"], 1,
      "esrgan_jax: error: --max_batch_limit=0: must be positive"),
+    (["--topology=v5e:2x2", "--hbm_gib=nan"], 1,  # was a ValueError traceback (issue #27)
+     "esrgan_jax: error: --hbm_gib=nan: must be a positive, finite number of GiB"),
+    (["--topology=v5e:2x2", "--hbm_gib=inf"], 1,
+     "esrgan_jax: error: --hbm_gib=inf: must be a positive, finite number of GiB"),
+    (["--topology=v5e:2x2", "--hbm_gib=0"], 1,
+     "esrgan_jax: error: --hbm_gib=0.0: must be a positive, finite number of GiB"),
     (["--topology=v5e:2x2", "--verbose"], 2, "python -m esrgan_jax.plan: error: unrecognized "
      "arguments: --verbose"),
     ([], 2, "python -m esrgan_jax.plan: error: the following arguments are required: --topology"),

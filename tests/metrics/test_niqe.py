@@ -206,6 +206,10 @@ def test_bad_files_and_images_are_named(pristine, tmp_path):
   np.savez(tmp_path / "wrong.npz", mu=pristine.mu)
   with pytest.raises(ValueError, match="wrong.npz: no variable 'mu_pris_param'"):
     metrics.load_niqe_params(tmp_path / "wrong.npz")
+  # numpy took it for a pickle and suggested allow_pickle=True (issue #27).
+  (tmp_path / "corrupt.npz").write_bytes(b"not a zip archive")
+  with pytest.raises(ValueError, match=r"corrupt.npz: not a readable .npz file \(not a zip"):
+    metrics.load_niqe_params(tmp_path / "corrupt.npz")
   (tmp_path / "corrupt.mat").write_bytes(b"not a mat file")
   with pytest.raises(ValueError, match="corrupt.mat: not a readable .mat file"):
     metrics.load_niqe_params(tmp_path / "corrupt.mat")
