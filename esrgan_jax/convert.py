@@ -20,6 +20,7 @@ Another network is one more `Mode` in `MODES`.
 """
 
 import argparse
+import os
 import sys
 from typing import Callable, NamedTuple, Sequence
 
@@ -32,6 +33,8 @@ from esrgan_jax.weights import vgg19
 from esrgan_jax.weights.torch_io import WRAPPER_KEYS
 
 PROG = "esrgan_jax.convert"
+# --export: the format is the suffix's (.pt is PyTorch's other name for a .pth pickle).
+EXPORT_SUFFIXES = (".pth", ".pt", ".safetensors", ".onnx")
 
 
 class Mode(NamedTuple):
@@ -171,6 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   chosen = [mode for mode in MODES if getattr(args, mode.name) not in (None, False)]
   if args.backbone is not None and not (chosen and chosen[0].name in ("lpips", "dists")):
     parser.error("--backbone goes with --lpips or --dists")
+  suffix = os.path.splitext(args.destination)[1].lower()
+  if args.export and suffix not in EXPORT_SUFFIXES:  # the suffix picks the format: never guess
+    parser.error(f"--export writes {', '.join(EXPORT_SUFFIXES)}; {args.destination!r} has "
+                 f"{suffix or 'no suffix'}")
   to_onnx = bool(args.export) and onnx_export.is_onnx_path(args.destination)
   if args.half and not to_onnx:
     parser.error("--half goes with --export to a .onnx file")

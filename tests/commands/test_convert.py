@@ -325,3 +325,13 @@ def test_help_documents_exit_statuses_and_hyphen_aliases_work(tmp_path, capsys):
   torch.save({"params": state}, tmp_path / "in.pth")
   assert convert.main([str(tmp_path / "in.pth"), str(tmp_path / "out"), "--weights-key",
                        "params"]) == 0
+
+
+@pytest.mark.parametrize("destination", ["model.txt", "model", "model.pth.bak"])
+def test_export_refuses_a_suffix_that_names_no_format(tmp_path, capsys, destination):
+  """--export picks the format from the suffix: an unknown one is a usage error, nothing written."""
+  with pytest.raises(SystemExit) as exit_info:
+    convert.main(["--export", str(tmp_path / "ckpt"), str(tmp_path / destination)])
+  assert exit_info.value.code == 2
+  assert "--export writes .pth, .pt, .safetensors, .onnx" in capsys.readouterr().err
+  assert not (tmp_path / destination).exists()
