@@ -252,7 +252,8 @@ def optimizers(config: ml_collections.ConfigDict) -> list[str]:
 
 
 # SPAN's demo width (no published figure; ours: in the bicubic demo 48 channels ran ~5 img/s on 2
-# cores, and 16, 24 and 32 all reached PSNR-Y 30.81 in its 1500 steps (8: 30.37), 16 at ~95 img/s).
+# cores, and 16, 24 and 32 all reached PSNR-Y 30.81 in its 1500 unshuffled steps (8: 30.37), 16 at
+# ~95 img/s).
 DEMO_SPAN_CHANNELS = 16
 # The demos' training photos: the bundled ones without the near-black hubble and retina.
 DEMO_PHOTOS = ("astronaut.png", "coffee.png", "ihc.png", "motorcycle_left.png")

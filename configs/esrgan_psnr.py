@@ -35,6 +35,11 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # (seed 1: 30.00; a cosine schedule: 30.01). 2500 steps halved at 1700: chelsea 31.98
     # against 31.47, rocket 30.09, within 0.8 levels (demo_check --no_train; 2026-12-07, 245 s
     # at load 6).
+    # The same settings serve `--config.model.arch=srvgg_compact` (apply_demo: 16 features, 8
+    # convs): chelsea 32.02, rocket 30.26, within 0.1 levels, 56 s; and `=span` (16 channels),
+    # which at 1500 unshuffled steps left rocket below bicubic (29.96; 3000 steps, a learning
+    # rate of 2e-3 or 24 channels did not help): chelsea 31.86, rocket 30.07, within 2.6 levels,
+    # 205 s (stage 1 as demo_check --arch trains it, measured with --no_train; 2026-12-07).
     default.apply_demo(config, num_steps=2500, learning_rates={"optimizer_g": 1e-3})
     config.optimizer_g.milestones = (1700,)
   elif variant:
