@@ -33,13 +33,13 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # (shuffled: red 4.2 low, PSNR-Y 29.87 against bicubic's 29.99; without the dark photos:
     # [+3.4, -5.0, -3.7], 29.70). Both at 1500 steps: within 2.2 levels, but rocket only 30.04
     # (seed 1: 30.00; a cosine schedule: 30.01). 2500 steps halved at 1700: chelsea 31.98
-    # against 31.47, rocket 30.09, within 0.8 levels (demo_check --no_train; 2026-12-07, 245 s
-    # at load 6).
+    # against 31.47, rocket 30.09, within 0.8 levels (demo_check passed; 2026-12-07, 235 s at
+    # load 5-6).
     # The same settings serve `--config.model.arch=srvgg_compact` (apply_demo: 16 features, 8
-    # convs): chelsea 32.02, rocket 30.26, within 0.1 levels, 56 s; and `=span` (16 channels),
+    # convs): chelsea 32.02, rocket 30.26, within 0.1 levels, 39 s; and `=span` (16 channels),
     # which at 1500 unshuffled steps left rocket below bicubic (29.96; 3000 steps, a learning
     # rate of 2e-3 or 24 channels did not help): chelsea 31.86, rocket 30.07, within 2.6 levels,
-    # 205 s (stage 1 as demo_check --arch trains it, measured with --no_train; 2026-12-07).
+    # 152 s (demo_check --arch=..., stage 2 cut to 20 steps: both passed; 2026-12-07).
     default.apply_demo(config, num_steps=2500, learning_rates={"optimizer_g": 1e-3})
     config.optimizer_g.milestones = (1700,)
   elif variant:
