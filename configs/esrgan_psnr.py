@@ -34,7 +34,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # [+3.4, -5.0, -3.7], 29.70). Both at 1500 steps: within 2.2 levels, but rocket only 30.04
     # (seed 1: 30.00; a cosine schedule: 30.01). 2500 steps halved at 1700: chelsea 31.98
     # against 31.47, rocket 30.09, within 0.8 levels (demo_check passed; 2026-12-07, 235 s at
-    # load 5-6).
+    # load 5-6); seed 1: 32.00 and 30.10, within 0.8.
     # The same settings serve `--config.model.arch=srvgg_compact` (apply_demo: 16 features, 8
     # convs): chelsea 32.02, rocket 30.26, within 0.1 levels, 39 s; and `=span` (16 channels),
     # which at 1500 unshuffled steps left rocket below bicubic (29.96; 3000 steps, a learning
