@@ -1,10 +1,10 @@
 """The README's demo shows ESRGAN working: stage 1 beats bicubic, stage 2 keeps the colours.
 
-Stage 1 runs exactly as the README runs it (it needs its 1500 steps to pass bicubic); stage 2 is
-shortened to 20 steps, enough for a colour cast to appear (the first demo's drifted by 10 levels
-within a few dozen steps at its step size) but not the README's 100. The colour bound is 8 levels
-here, not demo_check's default 3: the stage-1 generator itself is 5.0 levels low in rocket's blue
-channel, and 20 steps with an EMA of decay 0.9 measured 6.2 there (100 steps: 3.8).
+Stage 1 runs exactly as the README runs it (it needs its 2500 steps to pass bicubic with a
+margin); stage 2 is shortened to 20 steps, enough for a colour cast to appear (the first demo's
+drifted by 10 levels within a few dozen steps at its step size) but not the README's 100. The
+colour bound is demo_check's 3 levels: with shuffled channels (apply_demo) this test printed
+stage 1 within 0.8 and stage 2 within 2.4 (rocket's red); the unshuffled demo needed 8 here.
 """
 
 import os
@@ -18,8 +18,8 @@ from esrgan_jax.data import bicubic
 
 def test_demo_beats_bicubic_and_keeps_colours(tmp_path, capsys):
   status = demo_check.main([
-      f"--workdir={tmp_path}", "--max_colour_error=8",
-      "--psnr_override=--config.train.eval_every_steps=1500",
+      f"--workdir={tmp_path}",
+      "--psnr_override=--config.train.eval_every_steps=2500",
       "--gan_override=--config.train.num_steps=20",
       "--gan_override=--config.train.eval_every_steps=20",
       "--gan_override=--config.train.checkpoint_every_steps=20"])
