@@ -36,6 +36,8 @@ def realesrgan_config(scale: int, name: str, variant: str) -> ml_collections.Con
   config = default.get_config()
   config.stage = "gan"
   default.apply_realworld(config, scale=scale)
+  # yml: path.param_key_g params_ema (G starts from Real-ESRNet's EMA generator, as its EMA does)
+  config.generator_init_from_ema = True
   num_steps = 400_000  # yml: train.total_iter 400000
   config.train.num_steps = num_steps
   # yml: optim_g / optim_d Adam lr 1e-4, betas [0.9, 0.99]; scheduler MultiStepLR milestones
