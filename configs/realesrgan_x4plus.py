@@ -62,7 +62,9 @@ def realesrgan_config(scale: int, name: str, variant: str) -> ml_collections.Con
                                  learning_rates={"optimizer_g": 1e-5, "optimizer_d": 1e-5})
     # An EMA over the whole run (0.99^30 = 0.74 of Real-ESRNet's left; the yml's 0.999 would
     # keep 0.97): with 1e-5, rocket [-2.8, -0.8, -2.6], chelsea within 1.8 (within 2.8 as
-    # Real-ESRNet's own EMA). Still the L1 + perceptual + GAN mechanics, not a restoration.
+    # Real-ESRNet's own EMA). Still the L1 + perceptual + GAN mechanics, not a restoration. The
+    # final and the 7.8 figures are demo_check's; the others from throwaway probes (the same
+    # held-out LR and EMA generator, G and EMA started from an export of Real-ESRNet's EMA).
     config.train.ema_decay = 0.99
     config.discriminator.num_feat = 16
   elif variant:
