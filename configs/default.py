@@ -130,6 +130,9 @@ def get_config() -> ml_collections.ConfigDict:
   # PyTorch): G starts from its generator and the EMA copy from its EMA generator. Stage 2 starts
   # from stage 1's; empty: a random generator.
   config.generator_init = ""
+  # True: G starts from generator_init's EMA generator too (Real-ESRGAN's stage 2, yml:
+  # path.param_key_g params_ema), not from its raw generator.
+  config.generator_init_from_ema = False
   config.data = data_config()
   # Real-ESRGAN's degradation table (configs/realesrgan_degradation.py), read only with
   # config.data.lr_source='degradation'; its scale must equal config.model.scale.

@@ -22,6 +22,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   config = realesrgan_x4plus.realesrgan_config(4, "realesrgan_x4plus_ldl", variant)
   config.loss.ldl_weight = LDL_WEIGHT
   if variant == "demo":
+    # x4plus's demo steps (1e-5, EMA 0.99) with the term: from the realworld chain's Real-ESRNet
+    # (benchmarks.demo_check --no_train after `esrgan_jax.main --config=...ldl.py:demo`,
+    # 2026-12-07) rocket [-2.8, -0.8, -2.6] and chelsea [1.8, 1.4, -0.6] off HR, as x4plus's.
     return config
   config.loss.pixel_weight = 1e-2  # yml: pixel_opt L1Loss, loss_weight 1e-2 (x4plus: 1.0)
   config.train.update(

@@ -44,8 +44,8 @@ def generator_meta(config: ml_collections.ConfigDict) -> dict[str, Any]:
 def load_initial_generator(config: ml_collections.ConfigDict) -> Optional[tuple[Any, Any]]:
   """(params, ema_params) on the host from config.generator_init, or None when it is empty.
 
-  Stage 2 starts G from stage 1's generator and the EMA copy from stage 1's EMA; a single
-  exported generator (esrgan_jax.convert) serves as both.
+  Stage 2 starts G from stage 1's generator (its EMA with config.generator_init_from_ema) and
+  the EMA copy from stage 1's EMA; a single exported generator (esrgan_jax.convert) serves as both.
   """
   if not config.generator_init:
     if config.stage == "gan":
@@ -58,7 +58,7 @@ def load_initial_generator(config: ml_collections.ConfigDict) -> Optional[tuple[
   if arch != expected:
     raise generator_weights.CheckpointError(
         f"{source}: generator architecture {arch} does not match config.model {expected}")
-  if generator_weights.is_generator_checkpoint(source):
+  if config.generator_init_from_ema or generator_weights.is_generator_checkpoint(source):
     params = ema_params
   else:
     params, _ = generator_weights.load_generator(source, which="generator")

@@ -112,6 +112,21 @@ def test_gan_stage_starts_from_stage1_and_runs(arch, stage1_runs, tmp_path):
   assert np.isfinite(results["sets"]["bundled"]["mean"]["psnr_y"])
 
 
+def test_generator_init_from_ema_starts_both_generators_from_the_ema(stage1_runs):
+  """Real-ESRGAN's stage 2 (param_key_g params_ema): G starts from stage 1's EMA, not its raw G."""
+  stage1_dir, stage1_arrays, _ = stage1_runs["srvgg_compact"]
+  config = fast_gan_config("srvgg_compact", stage1_dir)
+  config.generator_init_from_ema = True
+  params, ema_params = train.load_initial_generator(config)
+  differs = False
+  for tree in (params, ema_params):
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+      key = jax.tree_util.keystr(path)
+      np.testing.assert_array_equal(leaf, stage1_arrays[".generator_ema" + key])
+      differs |= not np.array_equal(leaf, stage1_arrays[".generator" + key])
+  assert differs  # stage 1's raw G is not its EMA, so the flag chose
+
+
 def test_generator_init_of_another_arch_is_refused(stage1_runs):
   config = fast_gan_config("span", stage1_runs["srvgg_compact"][0])
   with pytest.raises(generator_weights.CheckpointError, match="does not match config.model"):
