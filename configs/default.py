@@ -237,13 +237,10 @@ def apply_realworld_demo(config: ml_collections.ConfigDict, num_steps: int,
   """apply_demo for the real-world configs: small GT squares, crops and pool."""
   apply_demo(config, num_steps=num_steps, learning_rates=learning_rates)
   scale = config.model.scale
-  # Every bundled training photo but one is warm (red mean > blue): without shuffled channels
-  # the demo taught the tiny model to take blue out (configs/realesrnet_x4plus.py measures it).
-  config.data.update(crop_pad_size=128, patch_size=16 * scale, channel_shuffle=True)
-  # Without the near-black photos (hubble's sky, retina's border): their LR comes out brighter
-  # than the GT where noise is clipped at 0, and the tiny model learnt to darken the rocket
-  # (configs/realesrnet_x4plus.py measures it).
-  config.data.bundled_photos = ("astronaut.png", "coffee.png", "ihc.png", "motorcycle_left.png")
+  # apply_demo's shuffled channels and DEMO_PHOTOS matter most here: unshuffled, the warm photos
+  # taught Real-ESRNet's demo to take blue out, and the near-black ones (their LR brighter than
+  # the GT where noise is clipped at 0) to darken the rocket (configs/realesrnet_x4plus.py).
+  config.data.update(crop_pad_size=128, patch_size=16 * scale)
   config.degradation.update(pool_batch_size=2, pool_size=4)  # two pools of 4 pairs
   for name in optimizers(config):
     config[name].milestones = (num_steps,)  # a constant step size over so short a run
