@@ -67,13 +67,12 @@ def plan_outputs(paths: Sequence[str], out_dir: str, suffix: str) -> list[str]:
   for path in paths:
     stem = os.path.splitext(os.path.basename(path))[0]
     outputs.append(os.path.join(out_dir, f"{stem}_{suffix}.png" if suffix else f"{stem}.png"))
-  clash = output_names.first_clash(paths, outputs)
-  if clash and clash.replaces_input:
-    raise cli.UserError(f"{clash.output}: would replace the input image {clash.other}; choose "
-                        "another OUT_DIR or a --suffix")
-  if clash:
-    raise cli.UserError(f"{clash.other} and {clash.path} would both be written to "
-                        f"{clash.output}; degrade them into different folders")
+  output_names.refuse_clashes(
+      paths, outputs,
+      replaces="{output}: would replace the input image {other}; choose another OUT_DIR or a "
+               "--suffix",
+      both="{other} and {path} would both be written to {output}; degrade them into different "
+           "folders")
   return outputs
 
 

@@ -223,13 +223,11 @@ def plan_outputs(paths: Sequence[str], outdir: str, suffix: str, ext: str,
   """Output paths, refusing any that would overwrite an input or another output."""
   outputs = [output_path(path, outdir, suffix, ext, vcodec) for path in paths]
   # Outputs compared without the extension: a fallback to PNG must not collide either.
-  clash = output_names.first_clash(paths, outputs, key=lambda real: os.path.splitext(real)[0])
-  if clash and clash.replaces_input:
-    raise cli.UserError(f"{clash.output}: output would overwrite its input; choose another -o "
-                        "or --suffix")
-  if clash:
-    raise cli.UserError(f"{clash.path} and {clash.other} would both be written to "
-                        f"{clash.output}; upscale them into different folders")
+  output_names.refuse_clashes(
+      paths, outputs, key=lambda real: os.path.splitext(real)[0],
+      replaces="{output}: output would overwrite its input; choose another -o or --suffix",
+      both="{path} and {other} would both be written to {output}; upscale them into different "
+           "folders")
   return outputs
 
 

@@ -9,6 +9,8 @@ command words the refusal in its own terms.
 import os
 from typing import Callable, NamedTuple, Optional, Sequence
 
+from esrgan_jax import cli
+
 
 class Clash(NamedTuple):
   """The first output in the way: of input `path`, onto input `other` (`replaces_input`) or
@@ -37,3 +39,12 @@ def first_clash(paths: Sequence[str], outputs: Sequence[str],
       return Clash(False, out, path, owners[key(real)])
     owners[key(real)] = path
   return None
+
+
+def refuse_clashes(paths: Sequence[str], outputs: Sequence[str], replaces: str, both: str,
+                   key: Callable[[str], str] = os.path.realpath) -> None:
+  """Raises cli.UserError at the first clash, worded by the command: `replaces` and `both` are
+  str.format templates over the Clash's fields (output, path, other)."""
+  clash = first_clash(paths, outputs, key)
+  if clash:
+    raise cli.UserError((replaces if clash.replaces_input else both).format(**clash._asdict()))
