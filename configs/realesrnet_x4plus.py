@@ -23,6 +23,17 @@ photos (hubble, retina's border) the training LR comes out 2-3 levels brighter t
 (data.bundled_photos): [-2.5, -0.5, -2.8], PSNR-Y 27.15 against bicubic's 27.70 (chelsea within
 1.7 levels). The raw-generator, clean-LR and training-pair figures are from throwaway probes;
 the rest from demo_check (--no_train on each workdir).
+
+Still open (2026-12-07, later): since the ESRGAN demo's stage 1 trains on shuffled channels for
+2500 steps (configs/esrgan_psnr.py), this demo from it leaves rocket [-6.7, -5.7, -6.0] off HR
+(PSNR-Y 26.00), though that stage-1 generator itself is within 0.9 levels on the same degraded LR
+(27.34). More training darkens more: 400 steps [-9.2, -6.2, -1.8], the same at 2e-4
+[-8.4, -6.7, -3.2]; 100 steps at 1e-4 [-5.7, -3.9, -2.3], with EMA decay 0.99 [-5.1, -3.7, -1.6].
+Each: `python -m esrgan_jax.main --config=configs/realesrnet_x4plus.py:demo --workdir=W/psnr
+--config.generator_init=workdir/demo_psnr [--config.train.num_steps=400
+--config.optimizer_g.milestones=(400,) --config.optimizer_g.learning_rate=...
+--config.train.ema_decay=...]`, W/gan a link to W/psnr, then `python -m benchmarks.demo_check
+--workdir=W --recipe=realworld --no_train`.
 """
 
 import ml_collections
