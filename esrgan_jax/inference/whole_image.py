@@ -15,10 +15,17 @@ available: MemAvailable of /proc/meminfo on the CPU, `bytes_limit` less `bytes_i
 accelerator's memory_stats(); where neither is known nothing is refused. The images and outputs
 the host holds besides are not counted: a suggested tile keeps its call under half of it.
 
-Not caught: on the CPU with the default XLA flags, two 854x480 frames at x4 through RRDBNet
-aborted with `std::bad_alloc` needing about 6.4 GiB with 20 GiB free, and ran without those flags
-(`python -m benchmarks.whole_image_memory`, benchmarks/RESULTS.md): that abort is not a lack of
-memory.
+A second limit is not memory: on the CPU, XLA's own (Eigen) convolution kernels end the process
+with `std::bad_alloc` once one convolution's input holds more than CONV_VALUE_LIMIT values, with
+plenty free (two 854x480 frames at x4 through RRDBNet: its last convolutions take 2 x 3416x1920x64;
+`python -m benchmarks.conv_value_limit`, benchmarks/RESULTS.md). The process's default XLA flags
+put every model but SRVGGNetCompact on that path (runtime/xla_flags.py, inference/apply.py), so
+there a whole-image call whose largest convolution input passes the limit is refused the same way,
+with a tile whose windows stay under it. The largest input scales with pixels like the memory: the
+most values of any conv_general_dilated input in the model's jaxpr at the reference size, per
+pixel. Such calls are refused, not sent through XLA's YNNPACK convolutions (see RESULTS.md
+for their limit): YNNPACK would move RRDBNet's and SPAN's outputs by up to 2.7e-5 (inference/apply.py), so an
+image's output would depend on its size, where a refusal keeps one path's outputs for every size.
 """
 
 import math
@@ -26,29 +33,52 @@ from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+from jax.extend import core as jax_core
 
 from esrgan_jax import cli
+from esrgan_jax.inference import apply
 from esrgan_jax.inference.apply import jitted_apply
 from esrgan_jax.inference.output_limits import gib
+from esrgan_jax.runtime import xla_flags
 
 REFERENCE_SIDE = 64  # input pixels a side of the one compile that is measured
 SUGGESTED_TILES = (1024, 512, 256, 128, 64, 32)
+# Input values of one convolution that XLA:CPU's Eigen kernels still ran (jax 0.10.2; one more
+# row of 64 channels aborted): benchmarks/RESULTS.md, `python -m benchmarks.conv_value_limit`.
+CONV_VALUE_LIMIT = 699_596_800
 
 
 class NotEnoughMemoryError(cli.UserError, ValueError):
   """A whole-image (--tile 0) network call larger than the memory available."""
 
 
+class ConvolutionTooLargeError(cli.UserError, ValueError):
+  """A whole-image (--tile 0) network call with a convolution past CONV_VALUE_LIMIT, on the path
+  whose kernels abort there."""
+
+
 class CallMemory(NamedTuple):
   """Bytes of one network call: `fixed` (the parameters) + `per_pixel` x input pixels, the
-  input padded to a multiple of `multiple` (tiling.generator_multiple)."""
+  input padded to a multiple of `multiple` (tiling.generator_multiple); its largest convolution
+  input, `conv_per_pixel` values x input pixels, may hold at most `conv_limit` (None: no limit)."""
   fixed: int
   per_pixel: float
   multiple: int = 1
+  conv_per_pixel: float = 0.0
+  conv_limit: Optional[int] = None
+
+  def _pixels(self, batch: int, height: int, width: int) -> int:
+    height, width = (math.ceil(size / self.multiple) * self.multiple for size in (height, width))
+    return batch * height * width
 
   def need(self, batch: int, height: int, width: int) -> int:
-    height, width = (math.ceil(size / self.multiple) * self.multiple for size in (height, width))
-    return int(self.fixed + self.per_pixel * batch * height * width)
+    return int(self.fixed + self.per_pixel * self._pixels(batch, height, width))
+
+  def conv_values(self, batch: int, height: int, width: int) -> int:
+    return int(self.conv_per_pixel * self._pixels(batch, height, width))
+
+  def conv_fits(self, batch: int, height: int, width: int) -> bool:
+    return self.conv_limit is None or self.conv_values(batch, height, width) <= self.conv_limit
 
 
 _measured = {}
@@ -63,8 +93,35 @@ def call_memory(model, params, multiple: int = 1) -> CallMemory:
     input_bytes = side * side * 3 * 4
     fixed = stats.argument_size_in_bytes - input_bytes
     moving = input_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
-    _measured[model] = CallMemory(fixed, moving / (side * side), multiple)
+    conv_values = largest_conv_input(model, params, shape)
+    limit = CONV_VALUE_LIMIT if eigen_convolutions(model) else None
+    _measured[model] = CallMemory(fixed, moving / (side * side), multiple,
+                                  conv_values / (side * side), limit)
   return _measured[model]
+
+
+def _largest_conv(jaxpr) -> int:
+  largest = 0
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "conv_general_dilated":
+      largest = max(largest, math.prod(eqn.invars[0].aval.shape))
+    for inner in jax_core.jaxprs_in_params(eqn.params):  # pjit, remat, scan bodies
+      largest = max(largest, _largest_conv(inner))
+  return largest
+
+
+def largest_conv_input(model, params, shape: jax.ShapeDtypeStruct) -> int:
+  """The most values any one convolution of `model`'s apply takes as its input (lhs) at `shape`."""
+  closed = jax.make_jaxpr(lambda p, x: model.apply({"params": p}, x))(params, shape)
+  return _largest_conv(closed.jaxpr)
+
+
+def eigen_convolutions(model) -> bool:
+  """Whether `model`'s whole-image calls run XLA:CPU's Eigen convolutions (CONV_VALUE_LIMIT):
+  on the CPU, outside apply's LIBRARY_CONVOLUTIONS program, with XLA_FLAGS taking XLA's YNNPACK
+  convolutions away (the project's default flag, or the user's own)."""
+  return (jax.default_backend() == "cpu" and jitted_apply(model) is not apply.JITTED[1]
+          and xla_flags.convolutions_taken_away())
 
 
 def _mem_available() -> Optional[int]:
@@ -89,29 +146,39 @@ def available_bytes() -> Optional[int]:
   return stats["bytes_limit"] - stats.get("bytes_in_use", 0)
 
 
-def _tile_that_fits(memory: CallMemory, batch: int, tile_pad: int, available: int) -> int:
+def _tile_that_fits(memory: CallMemory, batch: int, tile_pad: int,
+                    available: Optional[int]) -> int:
   """The largest of SUGGESTED_TILES whose windows (tile + 2 * tile_pad) fit, with room to
-  spare (half of what is available: the images themselves are held too)."""
+  spare (half of what is available: the images themselves are held too), and whose
+  convolutions stay within the limit."""
   for tile in SUGGESTED_TILES:
     window = tile + 2 * tile_pad
-    if memory.need(batch, window, window) <= available // 2:
+    if ((available is None or memory.need(batch, window, window) <= available // 2)
+        and memory.conv_fits(batch, window, window)):
       return tile
   return SUGGESTED_TILES[-1]
 
 
 def check(path: str, what: str, memory: CallMemory, batch: int, height: int, width: int,
           tile_pad: int) -> None:
-  """Refuses (NotEnoughMemoryError) a whole-image call of `batch` inputs of height x width that
-  needs more than is available. `what`: 'image' or 'frame'."""
+  """Refuses a whole-image call of `batch` inputs of height x width that needs more memory than
+  is available (NotEnoughMemoryError) or runs a convolution past its path's limit
+  (ConvolutionTooLargeError). `what`: 'image' or 'frame'."""
   available = available_bytes()
   need = memory.need(batch, height, width)
-  if available is None or need <= available:
-    return
-  tile = _tile_that_fits(memory, batch, tile_pad, available)
-  raise NotEnoughMemoryError(
-      f"{path}: --tile 0 runs each {width}x{height} {what} whole through the network ({batch} "
-      f"a call), which needs about {gib(need)} of memory, more than the {gib(available)} "
-      f"available; use --tile {tile} to upscale it in tiles")
+  whole = (f"{path}: --tile 0 runs each {width}x{height} {what} whole through the network "
+           f"({batch} a call)")
+  if available is not None and need > available:
+    tile = _tile_that_fits(memory, batch, tile_pad, available)
+    raise NotEnoughMemoryError(
+        f"{whole}, which needs about {gib(need)} of memory, more than the {gib(available)} "
+        f"available; use --tile {tile} to upscale it in tiles")
+  if not memory.conv_fits(batch, height, width):
+    tile = _tile_that_fits(memory, batch, tile_pad, available)
+    raise ConvolutionTooLargeError(
+        f"{whole}, whose largest convolution takes {memory.conv_values(batch, height, width):,} "
+        f"input values: XLA:CPU's convolution kernels abort the process past "
+        f"{memory.conv_limit:,}; use --tile {tile} to upscale it in tiles")
 
 
 def image_batch(batch_size: int, output_bytes: int, held_bytes: int, same_size: int) -> int:
