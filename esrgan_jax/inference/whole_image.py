@@ -23,9 +23,9 @@ put every model but SRVGGNetCompact on that path (runtime/xla_flags.py, inferenc
 there a whole-image call whose largest convolution input passes the limit is refused the same way,
 with a tile whose windows stay under it. The largest input scales with pixels like the memory: the
 most values of any conv_general_dilated input in the model's jaxpr at the reference size, per
-pixel. Such calls are refused, not sent through XLA's YNNPACK convolutions (see RESULTS.md
-for their limit): YNNPACK would move RRDBNet's and SPAN's outputs by up to 2.7e-5 (inference/apply.py), so an
-image's output would depend on its size, where a refusal keeps one path's outputs for every size.
+pixel. Such calls are refused, not sent through XLA's YNNPACK convolutions (RESULTS.md: their
+limit): YNNPACK moves RRDBNet's and SPAN's outputs by up to 2.7e-5 (inference/apply.py), so an
+image's output would depend on its size; refused, every size keeps one path's outputs.
 """
 
 import math
