@@ -4,7 +4,8 @@
 A video whose upscaled frame is more than `--max_pixels` pixels, or whose whole frames (`--tile
 0`) need more memory than there is or run a convolution past XLA:CPU's limit
 (inference/whole_image.py), is refused in one line with the wording used for images, from the
-frame size in the container's header: nothing is decoded and no output is begun. The other inputs are still upscaled; the refusal counts as a failure.
+frame size in the container's header: nothing is decoded and no output is begun. The other
+inputs are still upscaled; the refusal counts as a failure.
 """
 
 from fractions import Fraction
