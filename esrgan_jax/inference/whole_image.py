@@ -15,17 +15,20 @@ available: MemAvailable of /proc/meminfo on the CPU, `bytes_limit` less `bytes_i
 accelerator's memory_stats(); where neither is known nothing is refused. The images and outputs
 the host holds besides are not counted: a suggested tile keeps its call under half of it.
 
-A second limit is not memory: on the CPU, XLA's own (Eigen) convolution kernels end the process
-with `std::bad_alloc` once one convolution's input holds more than CONV_VALUE_LIMIT values, with
-plenty free (two 854x480 frames at x4 through RRDBNet: its last convolutions take 2 x 3416x1920x64;
-`python -m benchmarks.conv_value_limit`, benchmarks/RESULTS.md). The process's default XLA flags
-put every model but SRVGGNetCompact on that path (runtime/xla_flags.py, inference/apply.py), so
-there a whole-image call whose largest convolution input passes the limit is refused the same way,
-with a tile whose windows stay under it. The largest input scales with pixels like the memory: the
-most values of any conv_general_dilated input in the model's jaxpr at the reference size, per
-pixel. Such calls are refused, not sent through XLA's YNNPACK convolutions (RESULTS.md: their
-limit): YNNPACK moves RRDBNet's and SPAN's outputs by up to 2.7e-5 (inference/apply.py), so an
-image's output would depend on its size; refused, every size keeps one path's outputs.
+A second limit is one allocation: on the CPU, XLA's own (Eigen) kernels for a k x k convolution
+(k > 1) ask for its patch matrix, k*k x its input's values, in one piece, and Linux's default
+heuristic overcommit (vm.overcommit_memory 0) refuses any one allocation larger than the machine's
+memory and swap: the process ends with `std::bad_alloc` with plenty free. Two 854x480 frames at x4
+through RRDBNet hit it (its last 3x3 convolutions take 2 x 1920x3416x64 values: 30 GB of patches
+on a 23.5 GiB machine); the bisected boundary is MemTotal to 0.01% for 3x3 and 5x5 kernels, and
+1x1 convolutions have none (`python -m benchmarks.conv_value_limit`, benchmarks/RESULTS.md). The
+process's default XLA flags put every model but SRVGGNetCompact on that path (runtime/xla_flags.py,
+inference/apply.py), so there a whole-image call whose largest patch matrix passes MemTotal +
+SwapTotal is refused the same way, with a tile whose windows stay under it. The patch matrix
+scales with pixels like the memory: the convolutions in the model's jaxpr at the reference size.
+Such calls are refused, not sent through XLA's YNNPACK convolutions, which YNNPACK would run:
+it moves RRDBNet's and SPAN's outputs by up to 2.7e-5 (inference/apply.py), so an image's output
+would depend on its size; refused, every size keeps one path's outputs.
 """
 
 import math
@@ -43,9 +46,6 @@ from esrgan_jax.runtime import xla_flags
 
 REFERENCE_SIDE = 64  # input pixels a side of the one compile that is measured
 SUGGESTED_TILES = (1024, 512, 256, 128, 64, 32)
-# Input values of one convolution that XLA:CPU's Eigen kernels still ran (jax 0.10.2; one more
-# row of 64 channels aborted): benchmarks/RESULTS.md, `python -m benchmarks.conv_value_limit`.
-CONV_VALUE_LIMIT = 699_596_800
 
 
 class NotEnoughMemoryError(cli.UserError, ValueError):
@@ -53,18 +53,20 @@ class NotEnoughMemoryError(cli.UserError, ValueError):
 
 
 class ConvolutionTooLargeError(cli.UserError, ValueError):
-  """A whole-image (--tile 0) network call with a convolution past CONV_VALUE_LIMIT, on the path
-  whose kernels abort there."""
+  """A whole-image (--tile 0) network call whose Eigen convolution would ask for more in one
+  allocation than the system grants (see the module doc)."""
 
 
 class CallMemory(NamedTuple):
   """Bytes of one network call: `fixed` (the parameters) + `per_pixel` x input pixels, the
-  input padded to a multiple of `multiple` (tiling.generator_multiple); its largest convolution
-  input, `conv_per_pixel` values x input pixels, may hold at most `conv_limit` (None: no limit)."""
+  input padded to a multiple of `multiple` (tiling.generator_multiple). The convolution with the
+  largest patch matrix takes `conv_per_pixel` values x input pixels, `patch_bytes` (k*k x the
+  itemsize) for each; the matrix may take at most `conv_limit` bytes (None: no limit)."""
   fixed: int
   per_pixel: float
   multiple: int = 1
   conv_per_pixel: float = 0.0
+  patch_bytes: int = 0
   conv_limit: Optional[int] = None
 
   def _pixels(self, batch: int, height: int, width: int) -> int:
@@ -78,7 +80,8 @@ class CallMemory(NamedTuple):
     return int(self.conv_per_pixel * self._pixels(batch, height, width))
 
   def conv_fits(self, batch: int, height: int, width: int) -> bool:
-    return self.conv_limit is None or self.conv_values(batch, height, width) <= self.conv_limit
+    return (self.conv_limit is None
+            or self.conv_values(batch, height, width) * self.patch_bytes <= self.conv_limit)
 
 
 _measured = {}
@@ -93,31 +96,61 @@ def call_memory(model, params, multiple: int = 1) -> CallMemory:
     input_bytes = side * side * 3 * 4
     fixed = stats.argument_size_in_bytes - input_bytes
     moving = input_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
-    conv_values = largest_conv_input(model, params, shape)
-    limit = CONV_VALUE_LIMIT if eigen_convolutions(model) else None
+    values, patch = largest_patches(model, params, shape)
+    limit = one_allocation_limit() if eigen_convolutions(model) else None
     _measured[model] = CallMemory(fixed, moving / (side * side), multiple,
-                                  conv_values / (side * side), limit)
+                                  values / (side * side), patch, limit)
   return _measured[model]
 
 
-def _largest_conv(jaxpr) -> int:
-  largest = 0
+def _convolutions(jaxpr):
+  """(input values, patch bytes per value) of each k x k convolution, k > 1, in `jaxpr`."""
   for eqn in jaxpr.eqns:
     if eqn.primitive.name == "conv_general_dilated":
-      largest = max(largest, math.prod(eqn.invars[0].aval.shape))
+      lhs, rhs = (var.aval for var in eqn.invars[:2])
+      area = math.prod(rhs.shape[i] for i in eqn.params["dimension_numbers"].rhs_spec[2:])
+      if area > 1:
+        yield math.prod(lhs.shape), area * lhs.dtype.itemsize
     for inner in jax_core.jaxprs_in_params(eqn.params):  # pjit, remat, scan bodies
-      largest = max(largest, _largest_conv(inner))
-  return largest
+      yield from _convolutions(inner)
 
 
-def largest_conv_input(model, params, shape: jax.ShapeDtypeStruct) -> int:
-  """The most values any one convolution of `model`'s apply takes as its input (lhs) at `shape`."""
+def largest_patches(model, params, shape: jax.ShapeDtypeStruct) -> tuple[int, int]:
+  """(input values, patch bytes per value) of the convolution of `model`'s apply at `shape` with
+  the largest patch matrix (their product); (0, 0) without one."""
   closed = jax.make_jaxpr(lambda p, x: model.apply({"params": p}, x))(params, shape)
-  return _largest_conv(closed.jaxpr)
+  return max(_convolutions(closed.jaxpr), key=lambda conv: conv[0] * conv[1], default=(0, 0))
+
+
+def _meminfo(*fields: str) -> Optional[list[int]]:
+  """Those /proc/meminfo fields in bytes; None when one cannot be read."""
+  found = {}
+  try:
+    with open("/proc/meminfo", encoding="ascii") as meminfo:
+      for line in meminfo:
+        name, _, rest = line.partition(":")
+        if name in fields:
+          found[name] = int(rest.split()[0]) * 1024
+  except (OSError, ValueError, IndexError):
+    return None
+  return [found[name] for name in fields] if len(found) == len(fields) else None
+
+
+def one_allocation_limit() -> Optional[int]:
+  """The most one allocation may ask for under heuristic overcommit (vm.overcommit_memory 0):
+  MemTotal + SwapTotal; None under another policy or where it cannot be told."""
+  try:
+    with open("/proc/sys/vm/overcommit_memory", encoding="ascii") as policy:
+      if policy.read().strip() != "0":
+        return None
+  except OSError:
+    return None
+  total = _meminfo("MemTotal", "SwapTotal")
+  return sum(total) if total else None
 
 
 def eigen_convolutions(model) -> bool:
-  """Whether `model`'s whole-image calls run XLA:CPU's Eigen convolutions (CONV_VALUE_LIMIT):
+  """Whether `model`'s whole-image calls run XLA:CPU's Eigen convolutions (the patch limit):
   on the CPU, outside apply's LIBRARY_CONVOLUTIONS program, with XLA_FLAGS taking XLA's YNNPACK
   convolutions away (the project's default flag, or the user's own)."""
   return (jax.default_backend() == "cpu" and jitted_apply(model) is not apply.JITTED[1]
@@ -125,14 +158,8 @@ def eigen_convolutions(model) -> bool:
 
 
 def _mem_available() -> Optional[int]:
-  try:
-    with open("/proc/meminfo", encoding="ascii") as meminfo:
-      for line in meminfo:
-        if line.startswith("MemAvailable:"):
-          return int(line.split()[1]) * 1024
-  except (OSError, ValueError, IndexError):
-    pass
-  return None
+  available = _meminfo("MemAvailable")
+  return available[0] if available else None
 
 
 def available_bytes() -> Optional[int]:
@@ -175,10 +202,12 @@ def check(path: str, what: str, memory: CallMemory, batch: int, height: int, wid
         f"available; use --tile {tile} to upscale it in tiles")
   if not memory.conv_fits(batch, height, width):
     tile = _tile_that_fits(memory, batch, tile_pad, available)
+    values = memory.conv_values(batch, height, width)
     raise ConvolutionTooLargeError(
-        f"{whole}, whose largest convolution takes {memory.conv_values(batch, height, width):,} "
-        f"input values: XLA:CPU's convolution kernels abort the process past "
-        f"{memory.conv_limit:,}; use --tile {tile} to upscale it in tiles")
+        f"{whole}, whose largest convolution takes {values:,} input values: XLA:CPU's "
+        f"convolution kernels abort the process past {memory.conv_limit // memory.patch_bytes:,} "
+        f"(their {gib(values * memory.patch_bytes)} patch matrix, one allocation, more than the "
+        f"{gib(memory.conv_limit)} of memory and swap); use --tile {tile} to upscale it in tiles")
 
 
 def image_batch(batch_size: int, output_bytes: int, held_bytes: int, same_size: int) -> int:

@@ -70,12 +70,13 @@ def test_whole_images_a_call(output_bytes, same_size, expected):
   assert whole_image.image_batch(4, output_bytes, 2**28, same_size) == expected
 
 
-# Largest convolution input per input pixel, counted by hand: RRDBNet 8 features x4 (conv_hr and
-# conv_last take 8 channels at 4x4 the pixels: 128; its dense convs take 8 + 4 * 4 = 24 at 1x);
-# Compact 8 features (each body conv takes 8); SPAN 8 features deployed (conv_cat takes 4 * 8).
+# The patch matrix of the k x k (k > 1) convolution that has the largest, by hand: RRDBNet 8
+# features x4 (conv_hr and conv_last, 3x3, take 8 channels at 4x4 the pixels: 128 values a pixel;
+# its dense convs take up to 24 at 1x); Compact 8 features (each body conv takes 8); SPAN 8
+# features deployed (its 3x3 convs take 8; conv_cat's 32 are a 1x1 convolution, no patches).
 @pytest.mark.parametrize("name, per_pixel", [("rrdbnet_x4", 128), ("compact_x4", 8),
-                                             ("span_x4", 32)])
-def test_largest_convolution_input_is_counted_from_the_jaxpr(name, per_pixel):
+                                             ("span_x4", 8)])
+def test_largest_patch_matrix_is_counted_from_the_jaxpr(name, per_pixel):
   if name == "rrdbnet_x4":
     model, params = tiny_generator(scale=4)
   elif name == "compact_x4":
@@ -85,15 +86,16 @@ def test_largest_convolution_input_is_counted_from_the_jaxpr(name, per_pixel):
     model = SPAN(feature_channels=8, upscale=4, deploy=True)
     params = random_params(model)
   shape = jax.ShapeDtypeStruct((2, 6, 10, 3), jnp.float32)
-  assert whole_image.largest_conv_input(model, params, shape) == per_pixel * 2 * 6 * 10
+  assert whole_image.largest_patches(model, params, shape) == (per_pixel * 2 * 6 * 10, 9 * 4)
   memory = whole_image.call_memory(model, params)
-  assert memory.conv_per_pixel == per_pixel
+  assert memory.conv_per_pixel == per_pixel and memory.patch_bytes == 36
   assert memory.conv_values(2, 6, 10) == per_pixel * 2 * 6 * 10
 
 
-def test_a_convolution_past_the_limit_is_refused_with_a_tile_under_it(monkeypatch):
+def test_a_patch_matrix_past_one_allocation_is_refused_with_a_tile_under_it(monkeypatch):
   monkeypatch.setattr(whole_image, "available_bytes", lambda: 2**40)
-  memory = whole_image.CallMemory(0, 1.0, conv_per_pixel=64.0, conv_limit=40_000_000)
+  memory = whole_image.CallMemory(0, 1.0, conv_per_pixel=64.0, patch_bytes=36,
+                                  conv_limit=36 * 40_000_000)
   whole_image.check("a.png", "image", memory, 1, 600, 1000, tile_pad=10)  # 38.4M values: runs
   with pytest.raises(whole_image.ConvolutionTooLargeError) as error:
     whole_image.check("a.mkv", "frame", memory, 2, 600, 1000, tile_pad=10)
@@ -101,16 +103,26 @@ def test_a_convolution_past_the_limit_is_refused_with_a_tile_under_it(monkeypatc
   assert str(error.value) == (
       "a.mkv: --tile 0 runs each 1000x600 frame whole through the network (2 a call), whose "
       "largest convolution takes 76,800,000 input values: XLA:CPU's convolution kernels abort "
-      "the process past 40,000,000; use --tile 512 to upscale it in tiles")
+      "the process past 40,000,000 (their 2.6 GiB patch matrix, one allocation, more than the "
+      "1.3 GiB of memory and swap); use --tile 512 to upscale it in tiles")
   unlimited = memory._replace(conv_limit=None)
   whole_image.check("a.mkv", "frame", unlimited, 2, 600, 1000, tile_pad=10)
 
 
 def test_memory_is_refused_first_with_a_tile_that_fits_both(monkeypatch):
   monkeypatch.setattr(whole_image, "available_bytes", lambda: 2**30)
-  memory = whole_image.CallMemory(0, 1000.0, conv_per_pixel=64.0, conv_limit=10_000_000)
+  memory = whole_image.CallMemory(0, 1000.0, conv_per_pixel=64.0, patch_bytes=36,
+                                  conv_limit=36 * 10_000_000)
   with pytest.raises(whole_image.NotEnoughMemoryError, match="use --tile 256 "):
     whole_image.check("a.png", "image", memory, 2, 1000, 2000, tile_pad=10)
+
+
+def test_one_allocation_limit_is_memory_and_swap_under_heuristic_overcommit():
+  with open("/proc/sys/vm/overcommit_memory", encoding="ascii") as policy:
+    heuristic = policy.read().strip() == "0"
+  total, swap = whole_image._meminfo("MemTotal", "SwapTotal")  # pylint: disable=protected-access
+  assert whole_image.one_allocation_limit() == (total + swap if heuristic else None)
+  assert 0 < total < 2**50
 
 
 TRAINERS_FLAGS = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
