@@ -7,7 +7,8 @@ One SAME convolution, C -> C channels, NHWC float32, of a 1 x 1 x W x C input, r
 process (an abort is reported, not fatal) under runtime/xla_flags.apply_defaults() (convolutions
 through XLA's Eigen kernels), or with ESRGAN_NO_DEFAULT_XLA_FLAGS=1 (XLA's YNNPACK ones). W is
 bisected between --low (runs) and --high (aborts) down to --step; each probe is printed, then the
-boundary in input values (W x C).
+boundary in input values (W x C) and in bytes of the k x k float32 patch matrix that XLA:CPU's
+Eigen convolution allocates in one piece, beside MemTotal + SwapTotal (inference/whole_image.py).
 """
 
 import argparse
@@ -70,6 +71,12 @@ def main() -> None:
   print(f"{args.kernel}x{args.kernel} conv, {args.channels} channels, {flags}: runs at "
         f"{low * args.channels} input values (W {low}), aborts at {high * args.channels} "
         f"(W {high})")
+  if default_flags:
+    with open("/proc/meminfo", encoding="ascii") as meminfo:
+      kib = {line.split(":")[0]: int(line.split()[1]) for line in meminfo}
+    patch = args.kernel**2 * 4 * args.channels
+    print(f"  patch matrix: runs at {low * patch:,} bytes, aborts at {high * patch:,}; "
+          f"MemTotal + SwapTotal {(kib['MemTotal'] + kib['SwapTotal']) * 1024:,} bytes")
 
 
 if __name__ == "__main__":

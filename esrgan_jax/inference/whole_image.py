@@ -24,10 +24,10 @@ on a 23.5 GiB machine); the bisected boundary is MemTotal to 0.01% for 3x3 and 5
 1x1 convolutions have none (`python -m benchmarks.conv_value_limit`, benchmarks/RESULTS.md). The
 process's default XLA flags put every model but SRVGGNetCompact on that path (runtime/xla_flags.py,
 inference/apply.py), so there a whole-image call whose largest patch matrix passes MemTotal +
-SwapTotal is refused the same way, with a tile whose windows stay under it. The patch matrix
-scales with pixels like the memory: the convolutions in the model's jaxpr at the reference size.
-Such calls are refused, not sent through XLA's YNNPACK convolutions, which YNNPACK would run:
-it moves RRDBNet's and SPAN's outputs by up to 2.7e-5 (inference/apply.py), so an image's output
+SwapTotal (less a 1% margin) is refused the same way, with a tile whose windows stay under it.
+The patch matrix scales with pixels like the memory: the convolutions in the model's jaxpr at the
+reference size. Such calls are refused, not sent through XLA's YNNPACK convolutions, which ran
+them (RESULTS.md): they move RRDBNet's and SPAN's outputs by up to 2.7e-5 (inference/apply.py), so an image's output
 would depend on its size; refused, every size keeps one path's outputs.
 """
 
@@ -46,6 +46,9 @@ from esrgan_jax.runtime import xla_flags
 
 REFERENCE_SIDE = 64  # input pixels a side of the one compile that is measured
 SUGGESTED_TILES = (1024, 512, 256, 128, 64, 32)
+# The share of MemTotal + SwapTotal a patch matrix may take: the bisected boundary was 0.002%
+# under MemTotal (one allocation holds a little besides the matrix; benchmarks/RESULTS.md).
+PATCH_SHARE = 0.99
 
 
 class NotEnoughMemoryError(cli.UserError, ValueError):
@@ -98,6 +101,7 @@ def call_memory(model, params, multiple: int = 1) -> CallMemory:
     moving = input_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
     values, patch = largest_patches(model, params, shape)
     limit = one_allocation_limit() if eigen_convolutions(model) else None
+    limit = None if limit is None else int(limit * PATCH_SHARE)
     _measured[model] = CallMemory(fixed, moving / (side * side), multiple,
                                   values / (side * side), patch, limit)
   return _measured[model]

@@ -145,3 +145,13 @@ def test_only_the_eigen_convolution_path_is_limited(monkeypatch):
   assert whole_image.eigen_convolutions(rrdbnet) and whole_image.eigen_convolutions(compact)
   monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
   assert not whole_image.eigen_convolutions(rrdbnet)
+
+
+def test_call_memory_takes_the_patch_limit_on_the_eigen_path_only(monkeypatch):
+  rrdbnet, params = tiny_generator(scale=4, seed=1)
+  compact = SRVGGNetCompact(num_feat=8, num_conv=2, upscale=4)
+  monkeypatch.setenv("XLA_FLAGS", TRAINERS_FLAGS)
+  monkeypatch.setattr(whole_image, "_measured", {})
+  monkeypatch.setattr(whole_image, "one_allocation_limit", lambda: 1000)
+  assert whole_image.call_memory(rrdbnet, params).conv_limit == 990  # PATCH_SHARE
+  assert whole_image.call_memory(compact, random_params(compact)).conv_limit is None
