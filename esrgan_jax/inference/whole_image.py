@@ -49,7 +49,7 @@ REFERENCE_SIDE = 64  # input pixels a side of the one compile that is measured
 SUGGESTED_TILES = (1024, 512, 256, 128, 64, 32)
 # The share of MemTotal + SwapTotal a patch matrix may take: the bisected boundary was 0.002%
 # under MemTotal (one allocation holds a little besides the matrix; benchmarks/RESULTS.md), and
-# 2 x 854x400 frames at x4 through RRDBNet (99.7% of it) ran.
+# 2 x 854x400 frames at x4 through RRDBNet (99.6% of it) ran.
 PATCH_SHARE = 0.999
 
 
