@@ -5,9 +5,9 @@
 
 One SAME convolution, C -> C channels, NHWC float32, of a batch x height x W x C input, runs in a
 child process (an abort is reported, not fatal) under runtime/xla_flags.apply_defaults()
-(convolutions through XLA's Eigen kernels), or with ESRGAN_NO_DEFAULT_XLA_FLAGS=1 (XLA's YNNPACK ones). W is
-bisected between --low (runs) and --high (aborts) down to --step (--high 0: --low alone is
-probed); each probe is printed, then the
+(convolutions through XLA's Eigen kernels), or with ESRGAN_NO_DEFAULT_XLA_FLAGS=1 (XLA's
+YNNPACK ones). W is bisected between --low (runs) and --high (aborts) down to --step (--high 0:
+--low alone is probed); each probe is printed, then the
 boundary in input values (W x C) and in bytes of the k x k float32 patch matrix that XLA:CPU's
 Eigen convolution allocates in one piece, beside MemTotal + SwapTotal (inference/whole_image.py).
 """
