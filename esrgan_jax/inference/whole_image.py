@@ -115,8 +115,8 @@ def _convolutions(jaxpr):
     if eqn.primitive.name == "conv_general_dilated":
       lhs, rhs = (var.aval for var in eqn.invars[:2])
       area = math.prod(rhs.shape[i] for i in eqn.params["dimension_numbers"].rhs_spec[2:])
-      if area > 1:
-        yield math.prod(lhs.shape), area * lhs.dtype.itemsize
+      if area > 1:  # XLA:CPU runs bfloat16 / float16 convolutions in float32 (--half)
+        yield math.prod(lhs.shape), area * max(lhs.dtype.itemsize, 4)
     for inner in jax_core.jaxprs_in_params(eqn.params):  # pjit, remat, scan bodies
       yield from _convolutions(inner)
 

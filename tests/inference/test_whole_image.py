@@ -7,6 +7,7 @@ import pytest
 
 from esrgan_jax.inference import whole_image
 from esrgan_jax.inference.apply import jitted_apply
+from esrgan_jax.models import RRDBNet
 from esrgan_jax.models.span import SPAN
 from esrgan_jax.models.srvgg import SRVGGNetCompact
 from tests.tiny_generator import random_params, tiny_generator
@@ -155,3 +156,11 @@ def test_call_memory_takes_the_patch_limit_on_the_eigen_path_only(monkeypatch):
   monkeypatch.setattr(whole_image, "one_allocation_limit", lambda: 1000)
   assert whole_image.call_memory(rrdbnet, params).conv_limit == 999  # PATCH_SHARE
   assert whole_image.call_memory(compact, random_params(compact)).conv_limit is None
+
+
+def test_half_precision_patches_are_counted_in_float32():
+  """XLA:CPU converts a bfloat16 convolution's operands to float32 around it (its compiled HLO)."""
+  model = RRDBNet(scale=4, num_feat=8, num_block=1, num_grow_ch=4, dtype=jnp.bfloat16)
+  params = random_params(model)
+  shape = jax.ShapeDtypeStruct((1, 6, 10, 3), jnp.float32)
+  assert whole_image.largest_patches(model, params, shape) == (128 * 6 * 10, 9 * 4)
