@@ -2,9 +2,10 @@
 `--overwrite`) and whether its frames may be upscaled at all.
 
 A video whose upscaled frame is more than `--max_pixels` pixels, or whose whole frames (`--tile
-0`) need more memory than there is (inference/whole_image.py), is refused in one line with the
-wording used for images, from the frame size in the container's header: nothing is decoded and
-no output is begun. The other inputs are still upscaled; the refusal counts as a failure.
+0`) need more memory than there is or run a convolution past XLA:CPU's limit
+(inference/whole_image.py), is refused in one line with the wording used for images, from the
+frame size in the container's header: nothing is decoded and no output is begun. The other
+inputs are still upscaled; the refusal counts as a failure.
 """
 
 from fractions import Fraction
@@ -66,7 +67,8 @@ def plan_videos(args, paths, outputs, output_size: Callable[[int, int], tuple],
       continue
     try:
       check_frames(path, args, output_size, memory, tile_pad)
-    except (output_limits.OutputTooLargeError, whole_image.NotEnoughMemoryError) as error:
+    except (output_limits.OutputTooLargeError, whole_image.NotEnoughMemoryError,
+            whole_image.ConvolutionTooLargeError) as error:
       refused += cli.error(str(error))
       continue
     jobs.append((path, out, options, start))

@@ -54,3 +54,11 @@ def library_convolutions_taken_away() -> bool:
   settings = [flag for flag in os.environ.get("XLA_FLAGS", "").split()
               if flag_name(flag) == YNN_FUSION_FLAG]
   return settings[-1:] == [f for f in DEFAULT_FLAGS if flag_name(f) == YNN_FUSION_FLAG]
+
+
+def convolutions_taken_away() -> bool:
+  """Whether XLA_FLAGS' last YNNPACK setting (the default above's, or the user's) takes XLA:CPU's
+  YNNPACK convolutions away, leaving them to its Eigen kernels."""
+  settings = [flag for flag in os.environ.get("XLA_FLAGS", "").split()
+              if flag_name(flag) == YNN_FUSION_FLAG]
+  return bool(settings) and "-individual_convolution" in settings[-1].split("=", 1)[-1].split(",")

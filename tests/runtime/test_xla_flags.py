@@ -73,3 +73,12 @@ def test_library_convolutions_only_where_the_default_took_them_away(monkeypatch)
   assert xla_flags.LIBRARY_CONVOLUTIONS == {
       "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,"
       "LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION,LIBRARY_FUSION_TYPE_REDUCE"}
+
+
+def test_convolutions_taken_away_reads_the_last_ynnpack_setting(monkeypatch):
+  for flags, taken in (("", False), (xla_flags.with_defaults(""), True),
+                       (f"{xla_flags.YNN_FUSION_FLAG}=-reduce", False),
+                       (f"{xla_flags.YNN_FUSION_FLAG}=-individual_dot,-individual_convolution",
+                        True)):
+    monkeypatch.setenv("XLA_FLAGS", flags)
+    assert xla_flags.convolutions_taken_away() == taken, flags
