@@ -24,8 +24,11 @@ STARTS = {
     "upscale": ["throughput"],
     "video": [],
 }
-# Entry points that never start a JAX backend (checked below).
-NO_JAX_START = {"png_encoding": ["--size", "8x8", "--repeats", "1"]}
+# Entry points that never start a JAX backend (checked below); the last two start it only in
+# child processes pinned to the CPU (JAX_PLATFORMS=cpu: no libtpu to quiet).
+NO_JAX_START = {"png_encoding": ["--size", "8x8", "--repeats", "1"],
+                "conv_value_limit": ["--low", "8", "--high", "0"],
+                "whole_image_memory": ["--height", "8", "--width", "8", "--batch", "1"]}
 
 # Runs `python -m benchmarks.NAME ARGS` with start_quietly replaced by one that starts the
 # backends, says so and ends the process.
