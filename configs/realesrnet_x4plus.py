@@ -31,6 +31,9 @@ Still open (2026-12-07, later): since the ESRGAN demo's stage 1 trains on shuffl
 [-8.4, -6.7, -3.2]; 100 steps at 1e-4 [-5.7, -3.9, -2.3], with EMA decay 0.99 [-5.1, -3.7, -1.6].
 Trained without noise (noise1 / noise2 gaussian_sigma and poisson_scale set to (0.0, 0.0)) and
 measured on the same noisy eval LR: [-3.9, -1.7, -2.3], so the noise explains part of it.
+Without astronaut (the photo with the most near-black background;
+--config.data.bundled_photos="('coffee.png','ihc.png','motorcycle_left.png')"): [-7.5, -9.3,
+-8.9], worse, so not that photo alone.
 Each: `python -m esrgan_jax.main --config=configs/realesrnet_x4plus.py:demo --workdir=W/psnr
 --config.generator_init=workdir/demo_psnr [--config.train.num_steps=400
 --config.optimizer_g.milestones=(400,) --config.optimizer_g.learning_rate=...
