@@ -35,7 +35,8 @@ Without astronaut (the photo with the most near-black background;
 --config.data.bundled_photos="('coffee.png','ihc.png','motorcycle_left.png')"): [-7.5, -9.3,
 -8.9], worse, so not that photo alone. Against the plain GT (--config.loss.l1_gt_usm=False):
 rocket [-1.9, -2.8, -1.3], PSNR-Y 27.45, but chelsea [-0.5, 4.2, 3.8], so learning the sharpened
-target's undershoot darkens rocket's speckled sky. Batch 16 (pool 16 in pools of 8): [-7.0, -4.2, -2.5].
+target's undershoot darkens rocket's speckled sky. Batch 16 (pool 16 in pools of 8):
+[-7.0, -4.2, -2.5].
 Each: `python -m esrgan_jax.main --config=configs/realesrnet_x4plus.py:demo --workdir=W/psnr
 --config.generator_init=workdir/demo_psnr [--config.train.num_steps=400
 --config.optimizer_g.milestones=(400,) --config.optimizer_g.learning_rate=...
