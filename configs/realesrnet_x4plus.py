@@ -34,8 +34,8 @@ measured on the same noisy eval LR: [-3.9, -1.7, -2.3], so the noise explains pa
 Without astronaut (the photo with the most near-black background;
 --config.data.bundled_photos="('coffee.png','ihc.png','motorcycle_left.png')"): [-7.5, -9.3,
 -8.9], worse, so not that photo alone. Against the plain GT (--config.loss.l1_gt_usm=False):
-rocket [-1.9, -2.8, -1.3], PSNR-Y 27.45, but chelsea [-0.5, 4.2, 3.8], so learning the sharpened
-target's undershoot darkens rocket's speckled sky. Batch 16 (pool 16 in pools of 8):
+rocket [-1.9, -2.8, -1.3], PSNR-Y 27.45, but chelsea [-0.5, 4.2, 3.8]: a sign that learning the
+sharpened target's undershoot darkens rocket's speckled sky. Batch 16 (pool 16 in pools of 8):
 [-7.0, -4.2, -2.5].
 Each: `python -m esrgan_jax.main --config=configs/realesrnet_x4plus.py:demo --workdir=W/psnr
 --config.generator_init=workdir/demo_psnr [--config.train.num_steps=400
