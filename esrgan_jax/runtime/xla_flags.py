@@ -51,14 +51,17 @@ def apply_defaults() -> None:
 def library_convolutions_taken_away() -> bool:
   """Whether this process runs XLA_FLAGS' YNNPACK setting as the default above set it: then a
   forward-only program may take LIBRARY_CONVOLUTIONS; a user's own setting (or none) stands."""
-  settings = [flag for flag in os.environ.get("XLA_FLAGS", "").split()
-              if flag_name(flag) == YNN_FUSION_FLAG]
-  return settings[-1:] == [f for f in DEFAULT_FLAGS if flag_name(f) == YNN_FUSION_FLAG]
+  return _ynn_settings()[-1:] == [f for f in DEFAULT_FLAGS if flag_name(f) == YNN_FUSION_FLAG]
 
 
 def convolutions_taken_away() -> bool:
   """Whether XLA_FLAGS' last YNNPACK setting (the default above's, or the user's) takes XLA:CPU's
   YNNPACK convolutions away, leaving them to its Eigen kernels."""
-  settings = [flag for flag in os.environ.get("XLA_FLAGS", "").split()
-              if flag_name(flag) == YNN_FUSION_FLAG]
+  settings = _ynn_settings()
   return bool(settings) and "-individual_convolution" in settings[-1].split("=", 1)[-1].split(",")
+
+
+def _ynn_settings() -> list[str]:
+  """XLA_FLAGS' YNNPACK fusion settings, in order (the last one counts)."""
+  return [flag for flag in os.environ.get("XLA_FLAGS", "").split()
+          if flag_name(flag) == YNN_FUSION_FLAG]
