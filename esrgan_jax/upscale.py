@@ -196,17 +196,13 @@ def collect_inputs(inputs: Sequence[str]) -> list[str]:
   return paths
 
 
-is_video = video_decode.is_video
-write_output = image_files.write_output
-
-
 def output_path(input_path: str, outdir: str, suffix: str, ext: str,
                 vcodec: str = "libx264") -> str:
   """OUTDIR/NAME_SUFFIX.EXT; an image's extension may still change to PNG, see
   image_files.writable_path."""
   stem, input_ext = os.path.splitext(os.path.basename(input_path))
   name = f"{stem}_{suffix}" if suffix else stem
-  if is_video(input_path):
+  if video_decode.is_video(input_path):
     video_ext = ext if "." + ext in VIDEO_EXTENSIONS else "auto"
     return os.path.join(outdir, name + video.output_extension(input_path, video_ext, vcodec))
   if "." + ext in VIDEO_EXTENSIONS:
@@ -288,7 +284,7 @@ def _upscale_all(args):
 
 def _upscale_files(args, model, params, paths, outputs, plan, memory, tile_pad, multiple):
   """Upscales the images, then the videos of `plan`; (outputs written, failures)."""
-  images = [(p, o) for p, o in zip(paths, outputs) if not is_video(p)]
+  images = [(p, o) for p, o in zip(paths, outputs) if not video_decode.is_video(p)]
   arch = generator_weights.arch_of(model)
   upscaler_args = (make_apply_fn(model, params), arch["scale"], args.outscale, args.tile,
                    tile_pad, args.batch_size, args.alpha_upsampler)
@@ -318,7 +314,7 @@ def _summary(paths, written: int, failures: int, skipped: int, outdir: str):
   """The last line: what was written where (exit 0), or how many failed and how many outputs
   are complete (exit 1). Counted from what was written, not from the progress bars (disabled
   where stderr is no terminal). Videos alone end with their own summary lines."""
-  kind = {0: "image(s)", len(paths): "video(s)"}.get(sum(map(is_video, paths)), "file(s)")
+  kind = {0: "image(s)", len(paths): "video(s)"}.get(sum(map(video_decode.is_video, paths)), "file(s)")
   complete = written + skipped  # skipped: complete videos before (--resume)
   if failures:
     rest = (f"the other {complete} are in {outdir}" if complete else

@@ -17,7 +17,7 @@ from PIL import Image, ImageSequence
 from esrgan_jax import cli, upscale
 from esrgan_jax.data import bicubic, png
 from esrgan_jax.data.images import read_image_any, to_pixels, write_image
-from esrgan_jax.inference import upscaler
+from esrgan_jax.inference import image_files, upscaler
 from esrgan_jax.weights.generator import arch_of, save_generator
 from tests.tiny_generator import tiny_generator
 
@@ -464,7 +464,7 @@ def test_output_buffer_is_the_only_large_allocation(generator, monkeypatch, tmp_
   tracemalloc.start()
   try:
     result = runner(image)
-    upscale.write_output(str(tmp_path / "big.png"), result)
+    image_files.write_output(str(tmp_path / "big.png"), result)
     _, peak = tracemalloc.get_traced_memory()
   finally:
     tracemalloc.stop()
