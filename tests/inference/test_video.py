@@ -38,9 +38,10 @@ def test_peak_memory_does_not_grow_with_the_number_of_frames(tmp_path, upscaler)
     peaks[count] = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert len(decoded(tmp_path / f"out{count}.mkv")) == count
-  # 64 more frames would hold 64 x 147 KB more if anything kept them; the queues, the batches in
-  # flight and the codecs' buffers are the same for both lengths.
-  assert peaks[80] < peaks[16] + 3 * out_frame, peaks
+  # 64 more frames would hold 64 x 147 KB more if anything kept them. What a run holds at its peak
+  # otherwise depends on timing, not length: under load the writer's queue (a batch, 4 frames) may
+  # fill in one run and stay empty in the other, as may the batch being upscaled and the encoder's.
+  assert peaks[80] < peaks[16] + (4 + 4 + 2) * out_frame, peaks
   assert peaks[16] < 40 * out_frame, peaks
 
 
