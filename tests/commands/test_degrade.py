@@ -112,7 +112,9 @@ def test_real_world_eval_sets_are_what_the_command_writes(tmp_path, caplog):
   (tmp_path / "given").mkdir()
   for name in ("aa_broken", "img0", "img1"):
     write_image(tmp_path / "given" / f"{name}.png", np.full((9, 8, 3), 7, np.uint8))
-  with caplog.at_level(logging.INFO):
+  # absl's logger too: a session fixture of another test on this worker may have left it at
+  # WARNING (tests/conftest.py's compilation cache).
+  with caplog.at_level(logging.INFO), caplog.at_level(logging.INFO, logger="absl"):
     sets = create_eval_sets(config.data, scale=4, degradation=config.degradation)
   # A line before the slow part (the paired set reads its LR files instead).
   assert [r.getMessage() for r in caplog.records if "degraded" in r.getMessage()] == [
