@@ -237,9 +237,11 @@ def apply_realworld_demo(config: ml_collections.ConfigDict, num_steps: int,
   """apply_demo for the real-world configs: small GT squares, crops and pool."""
   apply_demo(config, num_steps=num_steps, learning_rates=learning_rates)
   scale = config.model.scale
-  # apply_demo's shuffled channels and DEMO_PHOTOS matter most here: unshuffled, the warm photos
-  # taught Real-ESRNet's demo to take blue out, and the near-black ones (their LR brighter than
-  # the GT where noise is clipped at 0) to darken the rocket (configs/realesrnet_x4plus.py).
+  # apply_demo's shuffled channels matter most here: unshuffled, the warm photos taught
+  # Real-ESRNet's demo to take blue out. The flat grayscale photos: without them no training
+  # pixel at a dark sky's levels lies in a flat area, and the pairs there teach darkening
+  # (configs/realesrnet_x4plus.py).
+  config.data.bundled_photos = REALWORLD_DEMO_PHOTOS
   config.data.update(crop_pad_size=128, patch_size=16 * scale)
   config.degradation.update(pool_batch_size=2, pool_size=4)  # two pools of 4 pairs
   for name in optimizers(config):
@@ -257,6 +259,9 @@ def optimizers(config: ml_collections.ConfigDict) -> list[str]:
 DEMO_SPAN_CHANNELS = 16
 # The demos' training photos: the bundled ones without the near-black hubble and retina.
 DEMO_PHOTOS = ("astronaut.png", "coffee.png", "ihc.png", "motorcycle_left.png")
+# The real-world demos add the three grayscale photos with large flat areas (camera's sky,
+# cell's background, the moon's surface).
+REALWORLD_DEMO_PHOTOS = DEMO_PHOTOS + ("camera.png", "cell.png", "moon.png")
 
 
 def apply_demo(config: ml_collections.ConfigDict, num_steps: int,

@@ -17,8 +17,13 @@ installed package's data folder, never fetched by pooch). Licences, from scikit-
   retina.jpg             Mikael Haggstrom, Wikimedia Commons; CC0.
   motorcycle_left.png    Middlebury 2014 stereo benchmark (Scharstein et al., GCPR 2014), as
                          redistributed by scikit-image; no licence stated, cite the paper.
-Two of them are held out as the default evaluation set; the grayscale and synthetic images of
-skimage.data are not used.
+  camera.png             Lav Varshney; CC0 (grayscale).
+  cell.png               Paul Mueller et al., Optics Express 26(8), 2018, a quantitative phase
+                         image of a cell; CC0 (grayscale).
+  moon.png               surface of the moon; no licence stated by scikit-image (grayscale).
+Two of them are held out as the default evaluation set. The three grayscale ones
+(BUNDLED_FLAT_PHOTOS) are read as RGB and used only where a config names them; the other
+grayscale and the synthetic images of skimage.data are not used.
 """
 
 import dataclasses
@@ -34,6 +39,10 @@ from esrgan_jax.data.images import ImageReadError, list_images, read_image
 
 BUNDLED_TRAIN_PHOTOS = ("astronaut.png", "coffee.png", "hubble_deep_field.jpg", "ihc.png",
                         "motorcycle_left.png", "retina.jpg")
+# Grayscale photographs with large flat areas, used only where a config names them (the
+# real-world demos): the colour ones have almost no flat region at a dark sky's levels
+# (python -m benchmarks.realworld_tone).
+BUNDLED_FLAT_PHOTOS = ("camera.png", "cell.png", "moon.png")
 BUNDLED_EVAL_PHOTOS = ("chelsea.png", "rocket.jpg")
 
 # DIV2K's archives, as TFDS's div2k builder names them, for the "prepare it offline" message.
@@ -187,10 +196,11 @@ def bundled_photo_paths(names: Sequence[str]) -> List[str]:
 
 def bundled_source(names: Sequence[str] = ()) -> ImageSource:
   """The bundled training photos, or those of them named (config.data.bundled_photos)."""
-  unknown = sorted(set(names) - set(BUNDLED_TRAIN_PHOTOS))
+  known = BUNDLED_TRAIN_PHOTOS + BUNDLED_FLAT_PHOTOS
+  unknown = sorted(set(names) - set(known))
   if unknown:
     raise cli.ConfigError(f"config.data.bundled_photos: {', '.join(unknown)} not among the "
-                          f"bundled training photos {BUNDLED_TRAIN_PHOTOS}")
+                          f"bundled training photos {known}")
   return ImageSource(bundled_photo_paths(names or BUNDLED_TRAIN_PHOTOS),
                      description="bundled photographs")
 

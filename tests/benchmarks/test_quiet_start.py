@@ -20,6 +20,7 @@ STARTS = {
     "fast_models": ["--device", "cuda"],  # --device cpu pins JAX_PLATFORMS: no libtpu to quiet
     "input_pipeline": [],
     "metrics_speed": [],
+    "realworld_tone": ["--steps", "1"],
     "step_convolutions": [],
     "upscale": ["throughput"],
     "video": [],

@@ -10,6 +10,7 @@ import pytest
 from configs import default, esrgan, esrgan_ldl, esrgan_psnr
 from configs import realesrgan_x2plus, realesrgan_x4plus, realesrgan_x4plus_ldl, realesrnet_x4plus
 from esrgan_jax import config_checks
+from esrgan_jax.data import datasets
 from esrgan_jax.runtime import flops
 from tests import REPO_ROOT
 
@@ -77,6 +78,23 @@ def test_demos_shuffle_colour_channels_and_full_recipes_do_not(module):
   photos = module.get_config("demo").data.bundled_photos
   assert photos and not {"hubble_deep_field.jpg", "retina.jpg"} & set(photos)
   assert not module.get_config().data.bundled_photos  # every photo
+
+
+@pytest.mark.parametrize("module", [realesrnet_x4plus, realesrgan_x4plus])
+def test_real_world_demos_train_on_flat_photos_too(module):
+  """Without flat areas at a dark sky's levels, Real-ESRNet's pairs taught the demo to darken
+  rocket's sky (benchmarks/realworld_tone.py; configs/realesrnet_x4plus.py)."""
+  photos = module.get_config("demo").data.bundled_photos
+  assert set(datasets.BUNDLED_FLAT_PHOTOS) <= set(photos)
+  bicubic_demo = esrgan_psnr.get_config("demo").data.bundled_photos
+  assert not set(datasets.BUNDLED_FLAT_PHOTOS) & set(bicubic_demo)
+  assert datasets.bundled_source(photos).num_images == len(photos) == 7
+
+
+def test_real_esrnet_demo_steps_at_the_yml_rate_with_a_slow_ema():
+  demo = realesrnet_x4plus.get_config("demo")
+  assert demo.optimizer_g.learning_rate == realesrnet_x4plus.get_config().optimizer_g.learning_rate
+  assert demo.train.ema_decay == 0.99
 
 
 @pytest.mark.parametrize("module", [realesrgan_x4plus, realesrgan_x2plus, realesrgan_x4plus_ldl])

@@ -25,7 +25,8 @@ def random_image(rng, height, width):
 
 
 def test_bundled_photos_ship_with_scikit_image_and_hold_out_two():
-  train = datasets.bundled_photo_paths(datasets.BUNDLED_TRAIN_PHOTOS)
+  train = datasets.bundled_photo_paths(datasets.BUNDLED_TRAIN_PHOTOS
+                                       + datasets.BUNDLED_FLAT_PHOTOS)
   held_out = datasets.bundled_photo_paths(datasets.BUNDLED_EVAL_PHOTOS)
   assert len(held_out) == 2 and not set(train) & set(held_out)
   for path in train + held_out:
@@ -103,7 +104,9 @@ def test_every_training_source_has_the_one_interface(tmp_path):
 
 def test_bundled_photos_selects_training_photos_by_name():
   every = datasets.bundled_source()
-  assert every.num_images == len(datasets.BUNDLED_TRAIN_PHOTOS)
+  assert every.num_images == len(datasets.BUNDLED_TRAIN_PHOTOS)  # not the grayscale flat ones
+  flat = datasets.bundled_source(datasets.BUNDLED_FLAT_PHOTOS)
+  assert flat.num_images == 3 and flat.load(0)[0].shape[-1] == 3  # grayscale read as RGB
   some = datasets.bundled_source(("ihc.png", "coffee.png"))
   assert sorted(os.path.basename(some.name(i)) for i in range(2)) == ["coffee.png", "ihc.png"]
   assert some.num_images == 2
