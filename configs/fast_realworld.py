@@ -18,7 +18,7 @@ from configs import default, realesrgan_x4plus
 # A template's queue_size (both templates: 120). traiNNer-redux's _dequeue_and_enqueue asserts
 # that it is a multiple of batch_size_per_gpu, which 120 is not for the templates' batch of 16.
 TEMPLATE_QUEUE_SIZE = 120
-DEMO_LEARNING_RATE = 1e-3  # as configs/realesrnet_x4plus.py:demo
+DEMO_LEARNING_RATE = 1e-3  # ours: from scratch (Real-ESRNet's demo starts from a trained G)
 
 
 @dataclasses.dataclass(frozen=True)
