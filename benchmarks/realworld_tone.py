@@ -16,6 +16,8 @@ against the degraded LR the demo evaluates on: what a flat sky needs.
 import argparse
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from configs import realesrnet_x4plus
@@ -49,8 +51,6 @@ def flat_mask(gt: np.ndarray, scale: int) -> np.ndarray:
 
 
 def training_pixels(config, steps: int) -> dict[str, np.ndarray]:
-  import jax
-  import jax.numpy as jnp
   table = frozen_table(config.degradation)
   scale = config.model.scale
   batch = config.train.batch_size
