@@ -20,8 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import demo_check
 from configs import realesrnet_x4plus
-from esrgan_jax.data import eval_sets, pipeline
+from esrgan_jax.data import pipeline
 from esrgan_jax.data.degradations import degrade_batch, frozen_table, usm_sharp
 from esrgan_jax.runtime import backends
 
@@ -69,19 +70,17 @@ def training_pixels(config, steps: int) -> dict[str, np.ndarray]:
   for step in range(steps):
     gt = next(iterator)["hr"]
     lr, sharp = (np.asarray(x) * 255.0 for x in pairs(gt, step))
+    levels = gt.astype(np.float64)
     columns["lr"].append(lr.ravel())
-    columns["gt"].append(block_means(gt.astype(np.float64), scale).ravel())
+    columns["gt"].append(block_means(levels, scale).ravel())
     columns["usm"].append(block_means(sharp, scale).ravel())
-    columns["flat"].append(flat_mask(gt.astype(np.float64), scale).ravel())
+    columns["flat"].append(flat_mask(levels, scale).ravel())
   return {name: np.concatenate(parts) for name, parts in columns.items()}
 
 
-def held_out_pixels(config) -> dict[str, dict[str, np.ndarray]]:
-  scale = config.model.scale
-  images = eval_sets.create_eval_sets(config.data, scale=scale,
-                                      degradation=config.degradation)["bundled"]
+def held_out_pixels(scale: int) -> dict[str, dict[str, np.ndarray]]:
   result = {}
-  for image in images:
+  for image in demo_check.held_out_images("realworld"):  # the LR the demo evaluates on
     hr = image.hr[None].astype(np.float64)
     result[image.name] = {"lr": image.lr.astype(np.float64).ravel(),
                           "gt": block_means(hr, scale).ravel(),
@@ -110,7 +109,7 @@ def main(argv=None) -> int:
   print(f"training photos: {', '.join(config.data.bundled_photos)}; {args.steps} batches of "
         f"{config.train.batch_size}")
   train = training_pixels(config, args.steps)
-  held_out = held_out_pixels(config)
+  held_out = held_out_pixels(config.model.scale)
   header = f"{'LR level':9s}  {'train: share':>12s} {'flat':>6s} {'GT-LR':>7s} {'USM-LR':>7s}"
   for name in held_out:
     header += f"  | {name + ': share':>14s} {'flat':>6s} {'HR-LR':>7s}"
